@@ -1,0 +1,30 @@
+"""Compile protos/olol.proto into olol._proto (used by setup.py and at import time)."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+
+def generate(proto_dir: Path, out_dir: Path) -> None:
+    """Run protoc (from grpcio-tools) and make the generated imports package-relative."""
+    from grpc_tools import protoc  # imported lazily: only builds need grpcio-tools
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    proto_include = Path(protoc.__file__).parent / "_proto"
+    args = [
+        "protoc",
+        f"-I{proto_dir}",
+        f"-I{proto_include}",
+        f"--python_out={out_dir}",
+        f"--pyi_out={out_dir}",
+        f"--grpc_python_out={out_dir}",
+        str(proto_dir / "olol.proto"),
+    ]
+    if protoc.main(args) != 0:
+        raise RuntimeError(f"protoc failed for {proto_dir / 'olol.proto'}")
+    grpc_file = out_dir / "olol_pb2_grpc.py"
+    text = grpc_file.read_text()
+    # protoc writes a top-level `import olol_pb2`, which only works from inside the folder.
+    grpc_file.write_text(re.sub(r"^import olol_pb2 as", "from . import olol_pb2 as", text, flags=re.M))
+    (out_dir / "__init__.py").write_text('"""Generated from protos/olol.proto; do not edit."""\n')

@@ -1,0 +1,5 @@
+"""Adapters from one inference backend (Ollama, llama.cpp) to OLOL's interface."""
+
+from olol.backends.base import Backend, BackendInfo
+
+__all__ = ["Backend", "BackendInfo"]
