@@ -1,0 +1,91 @@
+"""Lets the threaded gRPC server call the asyncio core: one loop in its own thread.
+
+Each gRPC worker thread submits coroutines to that loop and waits. A streaming
+call pulls one item at a time; when the client cancels, the pending step is
+cancelled, which closes the backend stream inside the loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from concurrent.futures import Future
+from typing import TypeVar
+
+T = TypeVar("T")
+
+__all__ = ["LoopThread"]
+
+_DONE = object()
+
+
+class LoopThread:
+    def __init__(self, name: str = "olol-agent-loop") -> None:
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self.loop.run_forever, name=name, daemon=True)
+        self._thread.start()
+
+    def call(self, coro: Awaitable[T]) -> T:
+        return asyncio.run_coroutine_threadsafe(_wrap(coro), self.loop).result()
+
+    def iterate(self, make: Callable[[], AsyncIterator[T]],
+                on_done: Callable[[Callable[[], None]], object]) -> Iterator[T]:
+        """Drive the async iterator `make()` from this thread.
+
+        `on_done` registers a callback run when the RPC ends (grpc's
+        `context.add_callback`): a cancelled client cancels the step in flight.
+        """
+        stream: AsyncIterator[T] = self.call(_make(make))
+        pending: list[Future[T]] = []
+
+        def cancel() -> None:
+            for fut in pending:
+                fut.cancel()
+
+        on_done(cancel)
+        try:
+            while True:
+                fut = asyncio.run_coroutine_threadsafe(_next(stream), self.loop)
+                pending[:] = [fut]
+                item = fut.result()
+                if item is _DONE:
+                    return
+                yield item
+        finally:
+            aclose = getattr(stream, "aclose", None)
+            if aclose is not None and not self.loop.is_closed():
+                asyncio.run_coroutine_threadsafe(aclose(), self.loop).result(timeout=10)
+
+    def aiter(self, items: Iterator[T]) -> AsyncIterator[T]:
+        """A blocking iterator (a client-streaming request) as an async one on the loop."""
+
+        async def gen() -> AsyncIterator[T]:
+            while True:
+                item = await self.loop.run_in_executor(None, next, items, _DONE)
+                if item is _DONE:
+                    return
+                yield item  # type: ignore[misc]
+
+        return gen()
+
+    def stop(self) -> None:
+        if self.loop.is_running():
+            self.loop.call_soon_threadsafe(self.loop.stop)
+            self._thread.join(timeout=5)
+
+
+async def _wrap(coro: Awaitable[T]) -> T:
+    return await coro
+
+
+async def _make(make: Callable[[], AsyncIterator[T]]) -> AsyncIterator[T]:
+    # Created inside the loop so any eager work in `make` runs on the right thread.
+    return make()
+
+
+async def _next(stream: AsyncIterator[T]) -> T:
+    try:
+        return await anext(stream)
+    except StopAsyncIteration:
+        return _DONE  # type: ignore[return-value]

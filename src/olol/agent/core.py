@@ -1,0 +1,165 @@
+"""The agent's behaviour, once, over protobuf messages; transports (threaded and
+asyncio gRPC servers) only adapt calling conventions to it.
+
+Everything here runs on one asyncio loop: backends are async adapters, and the
+threaded server hands calls to this loop (see `olol.agent.bridge`).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+
+from olol import PROTOCOL_VERSION, __version__
+from olol.agent.hardware import hardware_report
+from olol.agent.state import HostStateTracker
+from olol.backends.base import Backend
+from olol.errors import BadRequest
+from olol.proto import pb
+from olol.wire import convert
+
+__all__ = ["AgentCore"]
+
+
+class AgentCore:
+    def __init__(self, backend: Backend, *, parallel: int | None = None, state_interval: float = 1.0) -> None:
+        self.backend = backend
+        self.node_id = uuid.uuid4().hex[:12]
+        self.state_interval = state_interval
+        self._parallel = parallel
+        self.tracker = HostStateTracker(backend, parallel or 1)
+
+    async def start(self) -> None:
+        await self.backend.start()
+        if self._parallel is None:
+            try:
+                self.tracker.parallel = max(1, (await self.backend.info()).parallel)
+            except Exception:  # backend not up yet: keep 1, the feed corrects nothing but load
+                self.tracker.parallel = 1
+
+    async def close(self) -> None:
+        await self.backend.close()
+
+    # ------------------------------------------------------------------ inference
+    async def generate(self, request: pb.GenerateRequest) -> AsyncIterator[pb.GenerateChunk]:
+        body = convert.generate_request_from_pb(request)
+        with self.tracker.request():
+            stream = self.backend.generate(body)
+            try:
+                async for chunk in stream:
+                    yield convert.generate_chunk_to_pb(chunk)
+            finally:
+                await _aclose(stream)
+
+    async def chat(self, request: pb.ChatRequest) -> AsyncIterator[pb.ChatChunk]:
+        body = convert.chat_request_from_pb(request)
+        with self.tracker.request():
+            stream = self.backend.chat(body)
+            try:
+                async for chunk in stream:
+                    yield convert.chat_chunk_to_pb(chunk)
+            finally:
+                await _aclose(stream)
+
+    async def embed(self, request: pb.EmbedRequest) -> pb.EmbedResponse:
+        if not request.input:
+            raise BadRequest("input is required")
+        with self.tracker.request():
+            return convert.embed_response_to_pb(await self.backend.embed(convert.embed_request_from_pb(request)))
+
+    # ------------------------------------------------------------------ models
+    async def list(self, request: pb.Empty) -> pb.ModelList:
+        return pb.ModelList(models=[convert.model_info_to_pb(m) for m in await self.backend.list_models()])
+
+    async def show(self, request: pb.ShowRequest) -> pb.ShowResponse:
+        if not request.model:
+            raise BadRequest("model is required")
+        body = {"model": request.model, "verbose": request.verbose}
+        return convert.show_to_pb(await self.backend.show(body))
+
+    async def running(self, request: pb.Empty) -> pb.RunningList:
+        return pb.RunningList(models=[convert.running_to_pb(m) for m in await self.backend.running()])
+
+    async def _progress(self, stream: AsyncIterator[dict[str, object]]) -> AsyncIterator[pb.Progress]:
+        try:
+            async for line in stream:
+                yield convert.progress_to_pb(line)
+        finally:
+            await _aclose(stream)
+
+    def pull(self, request: pb.PullRequest) -> AsyncIterator[pb.Progress]:
+        _need_model(request.model)
+        return self._progress(self.backend.pull({"model": request.model, "insecure": request.insecure}))
+
+    def push(self, request: pb.PushRequest) -> AsyncIterator[pb.Progress]:
+        _need_model(request.model)
+        return self._progress(self.backend.push({"model": request.model, "insecure": request.insecure}))
+
+    def create(self, request: pb.CreateRequest) -> AsyncIterator[pb.Progress]:
+        _need_model(request.model)
+        return self._progress(self.backend.create(convert.create_request_from_pb(request)))
+
+    async def copy(self, request: pb.CopyRequest) -> pb.Empty:
+        if not request.source or not request.destination:
+            raise BadRequest("source and destination are required")
+        await self.backend.copy(request.source, request.destination)
+        return pb.Empty()
+
+    async def delete(self, request: pb.DeleteRequest) -> pb.Empty:
+        _need_model(request.model)
+        await self.backend.delete(request.model)
+        return pb.Empty()
+
+    async def has_blob(self, request: pb.BlobRef) -> pb.BlobStatus:
+        return pb.BlobStatus(exists=await self.backend.has_blob(_digest(request.digest)))
+
+    async def push_blob(self, chunks: AsyncIterator[pb.BlobChunk]) -> pb.BlobStatus:
+        first = await anext(chunks, None)
+        if first is None:
+            raise BadRequest("empty blob upload")
+        digest = _digest(first.digest)
+
+        async def data() -> AsyncIterator[bytes]:
+            if first.data:
+                yield first.data
+            async for chunk in chunks:
+                yield chunk.data
+
+        await self.backend.push_blob(digest, data())
+        return pb.BlobStatus(exists=True)
+
+    # ------------------------------------------------------------------ host
+    async def version(self, request: pb.Empty) -> pb.VersionInfo:
+        healthy = await self.backend.healthy()
+        backend_version = ""
+        if healthy:
+            backend_version = (await self.backend.info()).version
+        return pb.VersionInfo(olol_version=__version__, protocol_version=PROTOCOL_VERSION,
+                              backend=self.backend.kind, backend_version=backend_version, healthy=healthy,
+                              node_id=self.node_id)
+
+    async def hardware(self, request: pb.Empty) -> pb.HardwareReport:
+        return hardware_report()
+
+    def watch_state(self, request: pb.WatchRequest) -> AsyncIterator[pb.HostState]:
+        interval = request.interval_ms / 1000 if request.interval_ms > 0 else self.state_interval
+        return self.tracker.watch(interval)
+
+
+def _need_model(model: str) -> None:
+    if not model:
+        raise BadRequest("model is required")
+
+
+def _digest(digest: str) -> str:
+    hexpart = digest.removeprefix("sha256:").removeprefix("sha256-")
+    if len(hexpart) != 64 or any(c not in "0123456789abcdef" for c in hexpart):
+        raise BadRequest(f"invalid digest format: {digest!r}")
+    return "sha256:" + hexpart
+
+
+async def _aclose(stream: AsyncIterator[object]) -> None:
+    # Closing the backend stream is what tells the backend to stop generating.
+    aclose = getattr(stream, "aclose", None)
+    if aclose is not None:
+        await aclose()

@@ -1,0 +1,147 @@
+"""Agent lifecycle: build the backend, serve gRPC (threaded or asyncio), drain on SIGTERM."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import threading
+from concurrent import futures
+from dataclasses import dataclass
+
+import grpc
+
+from olol.agent.bridge import LoopThread
+from olol.agent.config import AgentConfig
+from olol.agent.core import AgentCore
+from olol.agent.servicers import add_to_server, aio_servicer, sync_servicer
+from olol.backends.base import Backend
+
+log = logging.getLogger("olol.agent")
+
+__all__ = ["AioAgent", "ThreadedAgent", "build_backend", "run_agent"]
+
+# Large enough for a batch of embeddings or a blob chunk; grpc's default is 4 MiB.
+_MAX_MESSAGE = 64 * 1024 * 1024
+_OPTIONS = [("grpc.max_receive_message_length", _MAX_MESSAGE), ("grpc.max_send_message_length", _MAX_MESSAGE)]
+
+
+def build_backend(config: AgentConfig) -> Backend:
+    if config.backend == "ollama":
+        from olol.backends.ollama import OllamaBackend
+
+        return OllamaBackend(config.ollama_host, parallel=config.parallel or 1)
+    if config.backend == "llamacpp":
+        from olol.backends.llamacpp import LlamaCppBackend
+
+        if not config.llama_url and not config.model:
+            raise ValueError("--backend llamacpp needs --llama-url URL or --model PATH")
+        return LlamaCppBackend(url=config.llama_url, model_path=config.model, model_name=config.model_name,
+                               ctx_size=config.ctx_size, threads=config.threads, parallel=config.parallel,
+                               server_bin=config.llama_server_bin, extra_args=config.llama_args)
+    raise ValueError(f"unknown backend {config.backend!r} (choose ollama or llamacpp)")
+
+
+@dataclass
+class ThreadedAgent:
+    """A running threaded agent; `stop()` drains in-flight calls for up to `grace` seconds."""
+
+    server: grpc.Server
+    loop: LoopThread
+    core: AgentCore
+    port: int
+    grace: float
+
+    @property
+    def target(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    @classmethod
+    def start(cls, config: AgentConfig, backend: Backend | None = None) -> ThreadedAgent:
+        loop = LoopThread()
+        core = AgentCore(backend or build_backend(config), parallel=config.parallel,
+                         state_interval=config.state_interval)
+        try:
+            loop.call(core.start())
+            server = grpc.server(futures.ThreadPoolExecutor(max_workers=config.workers), options=_OPTIONS)
+            add_to_server(sync_servicer(core, loop), server)
+            port = server.add_insecure_port(f"{config.host}:{config.port}")
+            if port == 0:
+                raise OSError(f"cannot bind {config.host}:{config.port}")
+            server.start()
+        except BaseException:
+            loop.call(core.close())
+            loop.stop()
+            raise
+        return cls(server, loop, core, port, config.grace)
+
+    def stop(self) -> None:
+        self.server.stop(self.grace).wait()
+        self.loop.call(self.core.close())
+        self.loop.stop()
+
+
+@dataclass
+class AioAgent:
+    server: grpc.aio.Server
+    core: AgentCore
+    port: int
+    grace: float
+
+    @property
+    def target(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    @classmethod
+    async def start(cls, config: AgentConfig, backend: Backend | None = None) -> AioAgent:
+        core = AgentCore(backend or build_backend(config), parallel=config.parallel,
+                         state_interval=config.state_interval)
+        await core.start()
+        try:
+            server = grpc.aio.server(options=_OPTIONS)
+            add_to_server(aio_servicer(core), server)
+            port = server.add_insecure_port(f"{config.host}:{config.port}")
+            if port == 0:
+                raise OSError(f"cannot bind {config.host}:{config.port}")
+            await server.start()
+        except BaseException:
+            await core.close()
+            raise
+        return cls(server, core, port, config.grace)
+
+    async def stop(self) -> None:
+        await self.server.stop(self.grace)
+        await self.core.close()
+
+
+def _announce(config: AgentConfig, port: int, kind: str) -> None:
+    log.info("olol agent (%s, %s backend) listening on %s:%d", kind, config.backend, config.host, port)
+    # A plain line on stdout that scripts and tests wait for instead of sleeping.
+    print(f"READY {config.host}:{port}", flush=True)
+
+
+def run_agent(config: AgentConfig) -> None:
+    """Serve until SIGINT/SIGTERM, then drain in-flight streams for up to `config.grace` s."""
+    if config.use_async:
+        asyncio.run(_run_aio(config))
+        return
+    agent = ThreadedAgent.start(config)
+    _announce(config, agent.port, "threaded")
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    stop.wait()
+    log.info("shutting down: draining in-flight calls (up to %.0fs)", config.grace)
+    agent.stop()
+
+
+async def _run_aio(config: AgentConfig) -> None:
+    agent = await AioAgent.start(config)
+    _announce(config, agent.port, "asyncio")
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    log.info("shutting down: draining in-flight calls (up to %.0fs)", config.grace)
+    await agent.stop()

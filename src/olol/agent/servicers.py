@@ -1,0 +1,139 @@
+"""The gRPC servicers, threaded and asyncio, generated from one table over AgentCore.
+
+Both transports share: the protocol check, the mapping of typed errors to gRPC
+status (with Ollama's HTTP status in trailing metadata), and the core calls.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import grpc
+
+from olol.agent.bridge import LoopThread
+from olol.agent.core import AgentCore
+from olol.errors import OlolError
+from olol.proto import rpc
+from olol.wire.status import STATUS_KEY, check_protocol, code_for
+
+log = logging.getLogger("olol.agent")
+
+# method -> (AgentCore attribute, call shape)
+METHODS: dict[str, tuple[str, str]] = {
+    "Generate": ("generate", "stream"),
+    "Chat": ("chat", "stream"),
+    "Embed": ("embed", "unary"),
+    "List": ("list", "unary"),
+    "Show": ("show", "unary"),
+    "Running": ("running", "unary"),
+    "Pull": ("pull", "stream"),
+    "Push": ("push", "stream"),
+    "Create": ("create", "stream"),
+    "Copy": ("copy", "unary"),
+    "Delete": ("delete", "unary"),
+    "HasBlob": ("has_blob", "unary"),
+    "PushBlob": ("push_blob", "client_stream"),
+    "Version": ("version", "unary"),
+    "Hardware": ("hardware", "unary"),
+    "WatchState": ("watch_state", "stream"),
+}
+_ADDERS = (
+    rpc.add_InferenceServicer_to_server,
+    rpc.add_ModelsServicer_to_server,
+    rpc.add_HostServicer_to_server,
+)
+
+
+def _as_olol(exc: Exception) -> OlolError:
+    if isinstance(exc, OlolError):
+        return exc
+    log.exception("internal error")
+    return OlolError(f"internal error: {exc}")
+
+
+def _metadata(err: OlolError) -> tuple[tuple[str, str], ...]:
+    return ((STATUS_KEY, str(err.status)),)
+
+
+# ---------------------------------------------------------------------- asyncio
+def _aio_method(fn: Callable[..., Any], shape: str) -> Callable[..., Any]:
+    async def abort(context: grpc.aio.ServicerContext[Any, Any], exc: Exception) -> None:
+        err = _as_olol(exc)
+        await context.abort(code_for(err), err.message, trailing_metadata=_metadata(err))
+
+    if shape == "stream":
+
+        async def stream(self: object, request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+            try:
+                check_protocol(context.invocation_metadata())
+                async for item in fn(request):
+                    yield item
+            except Exception as exc:
+                await abort(context, exc)
+
+        return stream
+
+    async def unary(self: object, request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+        try:
+            check_protocol(context.invocation_metadata())
+            return await fn(request)
+        except Exception as exc:
+            await abort(context, exc)
+
+    return unary
+
+
+def aio_servicer(core: AgentCore) -> object:
+    attrs = {name: _aio_method(getattr(core, attr), shape) for name, (attr, shape) in METHODS.items()}
+    return type("AioAgentServicer", (), attrs)()
+
+
+# ---------------------------------------------------------------------- threaded
+def _sync_method(fn: Callable[..., Any], shape: str, loop: LoopThread) -> Callable[..., Any]:
+    def abort(context: grpc.ServicerContext, exc: Exception) -> None:
+        err = _as_olol(exc)
+        context.set_trailing_metadata(_metadata(err))
+        context.abort(code_for(err), err.message)
+
+    if shape == "stream":
+
+        def stream(self: object, request: Any, context: grpc.ServicerContext) -> Any:
+            try:
+                check_protocol(context.invocation_metadata())  # type: ignore[arg-type]
+                yield from loop.iterate(lambda: fn(request), context.add_callback)
+            except Exception as exc:
+                if context.is_active():
+                    abort(context, exc)
+
+        return stream
+
+    def unary(self: object, request: Any, context: grpc.ServicerContext) -> Any:
+        try:
+            check_protocol(context.invocation_metadata())  # type: ignore[arg-type]
+            arg = loop.aiter(request) if shape == "client_stream" else request
+            return loop.call(_call(fn, arg))
+        except Exception as exc:
+            abort(context, exc)
+
+    return unary
+
+
+async def _call(fn: Callable[..., Any], arg: Any) -> Any:
+    return await fn(arg)
+
+
+def sync_servicer(core: AgentCore, loop: LoopThread) -> object:
+    attrs = {name: _sync_method(getattr(core, attr), shape, loop) for name, (attr, shape) in METHODS.items()}
+    return type("ThreadedAgentServicer", (), attrs)()
+
+
+def add_to_server(servicer: object, server: Any) -> None:
+    for add in _ADDERS:
+        add(servicer, server)
+
+
+__all__ = ["METHODS", "add_to_server", "aio_servicer", "sync_servicer"]
+
+

@@ -1,0 +1,164 @@
+"""Adapter for an Ollama server: its REST API is already the shape OLOL speaks.
+
+So this is mostly a careful pass-through: stream NDJSON lines back as they come,
+turn Ollama's error bodies into typed `OlolError`s, and close the HTTP response
+when the caller stops iterating, which makes Ollama stop generating.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+import aiohttp
+
+from olol.backends.base import JSON, Backend, BackendInfo
+from olol.errors import BackendUnavailable, BadRequest, Busy, ModelNotFound, OlolError
+
+__all__ = ["OllamaBackend", "error_from_response"]
+
+# Generation can legitimately take minutes; connecting must not.
+_TIMEOUT = aiohttp.ClientTimeout(total=None, connect=5, sock_connect=5)
+
+
+def error_from_response(status: int, body: bytes, model: str = "") -> OlolError:
+    """Rebuild Ollama's error from an HTTP error reply, keeping its message and status."""
+    try:
+        message = str(json.loads(body).get("error", ""))
+    except (ValueError, AttributeError):
+        message = body.decode(errors="replace").strip()
+    message = message or f"HTTP {status}"
+    if status == 404 and "not found" in message and model:
+        err: OlolError = ModelNotFound(model)
+        err.message = message
+        err.args = (message,)
+        return err
+    if status == 400:
+        return BadRequest(message)
+    if status == 503:
+        return Busy(message)
+    return OlolError(message, status=status)
+
+
+class OllamaBackend(Backend):
+    kind = "ollama"
+
+    def __init__(self, url: str = "http://localhost:11434", *, parallel: int = 1) -> None:
+        self.url = url.rstrip("/")
+        if "://" not in self.url:
+            self.url = "http://" + self.url
+        self._parallel = parallel
+        self._session: aiohttp.ClientSession | None = None
+
+    async def start(self) -> None:
+        if self._session is None or self._session.closed:
+            self._session = aiohttp.ClientSession(timeout=_TIMEOUT)
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    @property
+    def session(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            # Lazily, so a backend used without start() (e.g. in a one-shot CLI call) still works.
+            self._session = aiohttp.ClientSession(timeout=_TIMEOUT)
+        return self._session
+
+    # ------------------------------------------------------------------ plumbing
+    async def _request(self, method: str, path: str, body: JSON | None = None, model: str = "") -> Any:
+        try:
+            async with self.session.request(method, self.url + path, json=body) as resp:
+                data = await resp.read()
+                if resp.status >= 400:
+                    raise error_from_response(resp.status, data, model)
+                return json.loads(data) if data.strip() else {}
+        except aiohttp.ClientConnectionError as exc:
+            raise BackendUnavailable(f"cannot reach Ollama at {self.url}: {exc}") from exc
+
+    async def _stream(self, path: str, body: JSON) -> AsyncIterator[JSON]:
+        """POST and yield NDJSON objects; an `{"error"}` line mid-stream raises."""
+        model = str(body.get("model", ""))
+        body = {**body, "stream": True}
+        try:
+            async with self.session.post(self.url + path, json=body) as resp:
+                if resp.status >= 400:
+                    raise error_from_response(resp.status, await resp.read(), model)
+                async for line in resp.content:
+                    if not line.strip():
+                        continue
+                    chunk = json.loads(line)
+                    if "error" in chunk:
+                        raise OlolError(str(chunk["error"]))
+                    yield chunk
+        except aiohttp.ClientPayloadError as exc:
+            raise BackendUnavailable(f"Ollama at {self.url} closed the stream: {exc}") from exc
+        except aiohttp.ClientConnectionError as exc:
+            raise BackendUnavailable(f"cannot reach Ollama at {self.url}: {exc}") from exc
+
+    # ------------------------------------------------------------------ host
+    async def info(self) -> BackendInfo:
+        data = await self._request("GET", "/api/version")
+        return BackendInfo(kind=self.kind, version=str(data.get("version", "")), url=self.url,
+                           parallel=self._parallel)
+
+    async def healthy(self) -> bool:
+        try:
+            await self._request("GET", "/api/version")
+        except OlolError:
+            return False
+        return True
+
+    # ------------------------------------------------------------------ inference
+    def generate(self, request: JSON) -> AsyncIterator[JSON]:
+        return self._stream("/api/generate", request)
+
+    def chat(self, request: JSON) -> AsyncIterator[JSON]:
+        return self._stream("/api/chat", request)
+
+    async def embed(self, request: JSON) -> JSON:
+        result: JSON = await self._request("POST", "/api/embed", request, str(request.get("model", "")))
+        return result
+
+    # ------------------------------------------------------------------ models
+    async def list_models(self) -> list[JSON]:
+        return list((await self._request("GET", "/api/tags")).get("models") or [])
+
+    async def running(self) -> list[JSON]:
+        return list((await self._request("GET", "/api/ps")).get("models") or [])
+
+    async def show(self, request: JSON) -> JSON:
+        result: JSON = await self._request("POST", "/api/show", request, str(request.get("model", "")))
+        return result
+
+    def pull(self, request: JSON) -> AsyncIterator[JSON]:
+        return self._stream("/api/pull", request)
+
+    def push(self, request: JSON) -> AsyncIterator[JSON]:
+        return self._stream("/api/push", request)
+
+    def create(self, request: JSON) -> AsyncIterator[JSON]:
+        return self._stream("/api/create", request)
+
+    async def copy(self, source: str, destination: str) -> None:
+        await self._request("POST", "/api/copy", {"source": source, "destination": destination}, source)
+
+    async def delete(self, model: str) -> None:
+        await self._request("DELETE", "/api/delete", {"model": model}, model)
+
+    async def has_blob(self, digest: str) -> bool:
+        try:
+            async with self.session.head(f"{self.url}/api/blobs/{digest}") as resp:
+                return resp.status == 200
+        except aiohttp.ClientConnectionError as exc:
+            raise BackendUnavailable(f"cannot reach Ollama at {self.url}: {exc}") from exc
+
+    async def push_blob(self, digest: str, chunks: AsyncIterator[bytes]) -> None:
+        try:
+            async with self.session.post(f"{self.url}/api/blobs/{digest}", data=chunks) as resp:
+                if resp.status >= 400:
+                    raise error_from_response(resp.status, await resp.read())
+        except aiohttp.ClientConnectionError as exc:
+            raise BackendUnavailable(f"cannot reach Ollama at {self.url}: {exc}") from exc

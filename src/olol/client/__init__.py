@@ -1,0 +1,1 @@
+"""Clients of an OLOL agent's gRPC API."""

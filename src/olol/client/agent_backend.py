@@ -1,0 +1,161 @@
+"""An agent seen through its gRPC API as a `Backend`, so the proxy treats agents
+and plain Ollama hosts the same way. Conversions are `olol.wire.convert`'s.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, TypeVar
+
+import grpc
+
+from olol.backends.base import JSON, Backend, BackendInfo
+from olol.errors import OlolError
+from olol.proto import pb, rpc
+from olol.wire import convert
+from olol.wire.status import error_from_rpc, protocol_metadata
+
+T = TypeVar("T")
+
+__all__ = ["AgentBackend"]
+
+_OPTIONS = [("grpc.max_receive_message_length", 64 * 1024 * 1024),
+            ("grpc.max_send_message_length", 64 * 1024 * 1024)]
+
+
+class AgentBackend(Backend):
+    kind = "agent"
+
+    def __init__(self, target: str, *, timeout: float | None = None) -> None:
+        self.target = target.removeprefix("grpc://")
+        self.timeout = timeout  # for unary calls; streams run as long as they produce
+        self._channel: grpc.aio.Channel | None = None
+        self._stubs: tuple[Any, Any, Any] | None = None
+
+    async def start(self) -> None:
+        self._open()
+
+    def _open(self) -> tuple[Any, Any, Any]:
+        if self._stubs is None:
+            self._channel = grpc.aio.insecure_channel(self.target, options=_OPTIONS)
+            self._stubs = (rpc.InferenceStub(self._channel), rpc.ModelsStub(self._channel),
+                           rpc.HostStub(self._channel))
+        return self._stubs
+
+    async def close(self) -> None:
+        if self._channel is not None:
+            await self._channel.close()
+        self._channel, self._stubs = None, None
+
+    @property
+    def inference(self) -> Any:
+        return self._open()[0]
+
+    @property
+    def models(self) -> Any:
+        return self._open()[1]
+
+    @property
+    def host(self) -> Any:
+        return self._open()[2]
+
+    # ------------------------------------------------------------------ plumbing
+    async def _unary(self, method: Callable[..., Awaitable[T]], request: object) -> T:
+        try:
+            return await method(request, metadata=protocol_metadata(), timeout=self.timeout)
+        except grpc.RpcError as exc:
+            raise error_from_rpc(exc, self.target) from None
+
+    async def _stream(self, method: Callable[..., Any], request: object,
+                      out: Callable[[Any], T]) -> AsyncIterator[T]:
+        call = method(request, metadata=protocol_metadata())
+        try:
+            async for item in call:
+                yield out(item)
+        except grpc.RpcError as exc:
+            raise error_from_rpc(exc, self.target) from None
+        finally:
+            call.cancel()  # no-op when finished; stops the agent's generation when we stop early
+
+    # ------------------------------------------------------------------ host
+    async def version_info(self) -> pb.VersionInfo:
+        info: pb.VersionInfo = await self._unary(self.host.Version, pb.Empty())
+        return info
+
+    async def info(self) -> BackendInfo:
+        v = await self.version_info()
+        return BackendInfo(kind=v.backend or self.kind, version=v.backend_version, url=self.target,
+                           extra={"olol_version": v.olol_version, "node_id": v.node_id})
+
+    async def healthy(self) -> bool:
+        try:
+            return (await self.version_info()).healthy
+        except OlolError:
+            return False
+
+    async def hardware(self) -> JSON:
+        return convert.pb_to_json(await self._unary(self.host.Hardware, pb.Empty()))
+
+    def watch_state(self, interval: float = 0.0) -> AsyncIterator[JSON]:
+        """Host state snapshots (dicts with the `HostState` fields) as the agent streams them."""
+        return self._stream(self.host.WatchState, pb.WatchRequest(interval_ms=int(interval * 1000)),
+                            convert.pb_to_json)
+
+    # ------------------------------------------------------------------ inference
+    def generate(self, request: JSON) -> AsyncIterator[JSON]:
+        return self._stream(self.inference.Generate, convert.generate_request_to_pb(request),
+                            convert.generate_chunk_from_pb)
+
+    def chat(self, request: JSON) -> AsyncIterator[JSON]:
+        return self._stream(self.inference.Chat, convert.chat_request_to_pb(request), convert.chat_chunk_from_pb)
+
+    async def embed(self, request: JSON) -> JSON:
+        resp = await self._unary(self.inference.Embed, convert.embed_request_to_pb(request))
+        return convert.embed_response_from_pb(resp)
+
+    # ------------------------------------------------------------------ models
+    async def list_models(self) -> list[JSON]:
+        resp = await self._unary(self.models.List, pb.Empty())
+        return [convert.model_info_from_pb(m) for m in resp.models]
+
+    async def running(self) -> list[JSON]:
+        resp = await self._unary(self.models.Running, pb.Empty())
+        return [convert.running_from_pb(m) for m in resp.models]
+
+    async def show(self, request: JSON) -> JSON:
+        req = pb.ShowRequest(model=str(request.get("model") or request.get("name") or ""),
+                             verbose=bool(request.get("verbose")))
+        return convert.show_from_pb(await self._unary(self.models.Show, req))
+
+    def pull(self, request: JSON) -> AsyncIterator[JSON]:
+        req = pb.PullRequest(model=str(request.get("model") or request.get("name") or ""),
+                             insecure=bool(request.get("insecure")))
+        return self._stream(self.models.Pull, req, convert.progress_from_pb)
+
+    def push(self, request: JSON) -> AsyncIterator[JSON]:
+        req = pb.PushRequest(model=str(request.get("model") or request.get("name") or ""),
+                             insecure=bool(request.get("insecure")))
+        return self._stream(self.models.Push, req, convert.progress_from_pb)
+
+    def create(self, request: JSON) -> AsyncIterator[JSON]:
+        return self._stream(self.models.Create, convert.create_request_to_pb(request), convert.progress_from_pb)
+
+    async def copy(self, source: str, destination: str) -> None:
+        await self._unary(self.models.Copy, pb.CopyRequest(source=source, destination=destination))
+
+    async def delete(self, model: str) -> None:
+        await self._unary(self.models.Delete, pb.DeleteRequest(model=model))
+
+    async def has_blob(self, digest: str) -> bool:
+        resp = await self._unary(self.models.HasBlob, pb.BlobRef(digest=digest))
+        return bool(resp.exists)
+
+    async def push_blob(self, digest: str, chunks: AsyncIterator[bytes]) -> None:
+        async def messages() -> AsyncIterator[pb.BlobChunk]:
+            yield pb.BlobChunk(digest=digest)
+            async for data in chunks:
+                # Stay well under the message limit whatever chunk size the caller reads.
+                for i in range(0, len(data), 1 << 20):
+                    yield pb.BlobChunk(data=data[i:i + (1 << 20)])
+
+        await self._unary(self.models.PushBlob, messages())

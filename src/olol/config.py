@@ -1,0 +1,85 @@
+"""Settings resolution: command-line flag > environment variable > config file > default.
+
+The config file is TOML (`--config FILE` or `$OLOL_CONFIG`); keys may sit at the
+top level or in a section named after the mode (`[server]`, `[proxy]`, ...), and
+the mode's section wins over the top level.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+__all__ = ["ConfigError", "Settings", "load_file"]
+
+
+class ConfigError(ValueError):
+    pass
+
+
+def load_file(path: str | Path | None) -> dict[str, Any]:
+    if not path:
+        return {}
+    p = Path(path).expanduser()
+    try:
+        with p.open("rb") as fh:
+            return tomllib.load(fh)
+    except FileNotFoundError:
+        raise ConfigError(f"config file not found: {p}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config file {p} is not valid TOML: {exc}") from None
+
+
+class Settings:
+    """Resolves each setting of one mode from its four sources."""
+
+    def __init__(self, section: str, file_data: Mapping[str, Any] | None = None,
+                 environ: Mapping[str, str] | None = None) -> None:
+        data = dict(file_data or {})
+        mode = data.get(section, {})
+        self._file = {k: v for k, v in data.items() if not isinstance(v, dict)}
+        self._file.update(mode if isinstance(mode, dict) else {})
+        self._env = os.environ if environ is None else environ
+        self.section = section
+
+    def get(self, key: str, flag: T | None, default: T, *, env: str | None = None,
+            parse: Callable[[str], T] | None = None) -> T:
+        if flag is not None:
+            return flag
+        if env and env in self._env and self._env[env] != "":
+            raw = self._env[env]
+            try:
+                return parse(raw) if parse else _coerce(raw, default)
+            except ValueError as exc:
+                raise ConfigError(f"${env}={raw!r}: {exc}") from None
+        file_key = key.replace("-", "_")
+        if file_key in self._file:
+            value = self._file[file_key]
+            if default is not None and not isinstance(value, type(default)) and not (
+                isinstance(default, float) and isinstance(value, int)
+            ):
+                raise ConfigError(f"config [{self.section}] {file_key}: expected "
+                                  f"{type(default).__name__}, got {value!r}")
+            return value  # type: ignore[no-any-return]
+        return default
+
+
+def _coerce(raw: str, default: Any) -> Any:
+    if isinstance(default, bool):
+        if raw.lower() in ("1", "true", "yes", "on"):
+            return True
+        if raw.lower() in ("0", "false", "no", "off"):
+            return False
+        raise ValueError("expected a boolean")
+    if isinstance(default, int):
+        return int(raw)
+    if isinstance(default, float):
+        return float(raw)
+    if isinstance(default, list):
+        return [part.strip() for part in raw.split(",") if part.strip()]
+    return raw

@@ -1,0 +1,1 @@
+"""Translation between Ollama-shaped JSON and OLOL's protobuf schema, and error mapping."""
