@@ -36,9 +36,10 @@ def build_backend(config: AgentConfig) -> Backend:
 
         if not config.llama_url and not config.model:
             raise ValueError("--backend llamacpp needs --llama-url URL or --model PATH")
-        return LlamaCppBackend(url=config.llama_url, model_path=config.model, model_name=config.model_name,
+        backend: Backend = LlamaCppBackend(url=config.llama_url, model_path=config.model, model_name=config.model_name,
                                ctx_size=config.ctx_size, threads=config.threads, parallel=config.parallel,
                                server_bin=config.llama_server_bin, extra_args=config.llama_args)
+        return backend
     raise ValueError(f"unknown backend {config.backend!r} (choose ollama or llamacpp)")
 
 

@@ -39,7 +39,7 @@ METHODS: dict[str, tuple[str, str]] = {
     "Hardware": ("hardware", "unary"),
     "WatchState": ("watch_state", "stream"),
 }
-_ADDERS = (
+_ADDERS: tuple[Callable[[Any, Any], None], ...] = (
     rpc.add_InferenceServicer_to_server,
     rpc.add_ModelsServicer_to_server,
     rpc.add_HostServicer_to_server,
@@ -101,7 +101,7 @@ def _sync_method(fn: Callable[..., Any], shape: str, loop: LoopThread) -> Callab
 
         def stream(self: object, request: Any, context: grpc.ServicerContext) -> Any:
             try:
-                check_protocol(context.invocation_metadata())  # type: ignore[arg-type]
+                check_protocol(context.invocation_metadata())
                 yield from loop.iterate(lambda: fn(request), context.add_callback)
             except Exception as exc:
                 if context.is_active():
@@ -111,7 +111,7 @@ def _sync_method(fn: Callable[..., Any], shape: str, loop: LoopThread) -> Callab
 
     def unary(self: object, request: Any, context: grpc.ServicerContext) -> Any:
         try:
-            check_protocol(context.invocation_metadata())  # type: ignore[arg-type]
+            check_protocol(context.invocation_metadata())
             arg = loop.aiter(request) if shape == "client_stream" else request
             return loop.call(_call(fn, arg))
         except Exception as exc:

@@ -38,13 +38,14 @@ class AgentBackend(Backend):
     def _open(self) -> tuple[Any, Any, Any]:
         if self._stubs is None:
             self._channel = grpc.aio.insecure_channel(self.target, options=_OPTIONS)
-            self._stubs = (rpc.InferenceStub(self._channel), rpc.ModelsStub(self._channel),
-                           rpc.HostStub(self._channel))
+            stubs: Any = rpc  # generated code is untyped
+            self._stubs = (stubs.InferenceStub(self._channel), stubs.ModelsStub(self._channel),
+                           stubs.HostStub(self._channel))
         return self._stubs
 
     async def close(self) -> None:
         if self._channel is not None:
-            await self._channel.close()
+            await self._channel.close(grace=None)
         self._channel, self._stubs = None, None
 
     @property

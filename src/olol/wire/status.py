@@ -7,7 +7,8 @@ Ollama error a client expects, including the ones that share a gRPC code.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable
+from typing import Any
 
 import grpc
 
@@ -78,7 +79,7 @@ def protocol_metadata() -> tuple[tuple[str, str], ...]:
     return ((PROTOCOL_KEY, PROTOCOL_VERSION),)
 
 
-def check_protocol(metadata: Sequence[tuple[str, str | bytes]] | None) -> None:
+def check_protocol(metadata: Iterable[Any] | None) -> None:
     """Refuse a peer whose schema major version differs; a peer that sends none is let in."""
     for key, value in metadata or ():
         if key == PROTOCOL_KEY:
@@ -92,10 +93,11 @@ def check_protocol(metadata: Sequence[tuple[str, str | bytes]] | None) -> None:
 
 def error_from_rpc(exc: grpc.RpcError, target: str = "") -> OlolError:
     """Rebuild the typed error an agent raised from the RpcError a client received."""
-    code: grpc.StatusCode = exc.code()  # type: ignore[attr-defined]
-    details: str = exc.details() or code.name.lower()  # type: ignore[attr-defined]
+    call: Any = exc  # grpc's RpcError is also the Call that carries code/details/metadata
+    code: grpc.StatusCode = call.code()
+    details: str = call.details() or code.name.lower()
     status = None
-    for key, value in exc.trailing_metadata() or ():  # type: ignore[attr-defined]
+    for key, value in call.trailing_metadata() or ():
         if key == STATUS_KEY:
             status = int(value)
     if status is None:

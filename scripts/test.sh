@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# The whole test suite, as CI runs it: bootstrap, build llama.cpp (cached), lint, type-check, pytest.
+#   scripts/test.sh                 # everything
+#   scripts/test.sh -m "not slow"   # the fast loop (no llama.cpp)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+VENV="$(scripts/bootstrap.sh)"
+export PATH="$PWD/$VENV/bin:$PATH"
+if [[ "$*" != *"not slow"* ]]; then
+  scripts/build-llama-cpp.sh >/dev/null
+fi
+if [[ -f package.json ]]; then
+  npm install --no-audit --no-fund --silent >/dev/null
+fi
+ruff check src tests bench
+mypy
+exec python -m pytest "$@"

@@ -1,0 +1,5 @@
+"""`python -m olol` == `olol`."""
+
+from olol.cli import main
+
+main()

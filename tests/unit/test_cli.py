@@ -1,0 +1,56 @@
+"""The one `olol` command: modes, --mode, help, and honest failure of unbuilt modes."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+from typer.testing import CliRunner
+
+from olol.cli import app, rewrite_mode
+
+runner = CliRunner()
+
+
+def test_help_lists_every_mode() -> None:
+    out = runner.invoke(app, ["--help"]).output
+    for mode in ("server", "proxy", "rpc-server", "dist", "client", "version", "--mode"):
+        assert mode in out
+
+
+@pytest.mark.parametrize("mode", ["server", "client", "version"])
+def test_mode_flag_and_subcommand_help_agree(mode: str) -> None:
+    a = runner.invoke(app, rewrite_mode(["--mode", mode, "--help"])).output
+    b = runner.invoke(app, [mode, "--help"]).output
+    assert a == b and "Usage" in a
+
+
+def test_rewrite_mode_forms() -> None:
+    assert rewrite_mode(["--mode=server", "--port", "1"]) == ["server", "--port", "1"]
+    assert rewrite_mode(["server", "--mode", "x"]) == ["server", "--mode", "x"]  # after the subcommand: untouched
+
+
+def test_server_help_has_seed_flags() -> None:
+    out = runner.invoke(app, ["server", "--help"], terminal_width=200).output
+    for flag in ("--host", "--port", "--ollama-host", "--async", "--backend", "--llama-url", "--model"):
+        assert flag in out
+
+
+def test_unbuilt_modes_fail_clearly() -> None:
+    for mode in ("rpc-server", "dist"):
+        result = runner.invoke(app, [mode, "--whatever"])
+        assert result.exit_code == 2
+        assert "not available yet" in result.output
+
+
+def test_version_subprocess_and_entry_point() -> None:
+    out = subprocess.run([sys.executable, "-m", "olol", "--mode", "version"], capture_output=True, text=True,
+                         check=True).stdout
+    assert out.startswith("olol ") and "protocol" in out and "fast extensions" in out
+
+
+def test_bad_config_file_is_an_error(tmp_path: object) -> None:
+    result = runner.invoke(app, ["server", "--config", "/nonexistent/olol.toml"])
+    assert result.exit_code == 2
+    assert "config file not found" in result.output
