@@ -2,9 +2,10 @@
 
 * `protos/olol.proto` is compiled into `src/olol/_proto/` on every build, so the
   generated code always matches the schema in the tree (it is never committed).
-* Each `src/olol/_fast/<name>.pyx` becomes the extension `olol._fast.<name>_c`.
+* Each `src/olol/_fast/<name>_c.pyx` becomes the extension `olol._fast.<name>_c`.
   A failed or absent compiler is not fatal: every extension has a pure-Python
-  twin (`olol._fast.<name>`) and the package works, slower, without them.
+  twin (`olol._fast._<name>_py`), the facade `olol._fast.<name>` picks one, and
+  the package works, slower, without the compiled ones.
 """
 
 from __future__ import annotations
@@ -50,7 +51,7 @@ def extensions() -> list[object]:
     from setuptools import Extension
 
     exts = [
-        Extension(f"olol._fast.{pyx.stem}_c", [str(pyx.relative_to(ROOT))])
+        Extension(f"olol._fast.{pyx.stem}", [str(pyx.relative_to(ROOT))])
         for pyx in sorted((ROOT / "src" / "olol" / "_fast").glob("*.pyx"))
     ]
     return list(cythonize(exts, language_level="3", quiet=True))

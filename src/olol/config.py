@@ -38,8 +38,9 @@ def load_file(path: str | Path | None) -> dict[str, Any]:
 class Settings:
     """Resolves each setting of one mode from its four sources."""
 
-    def __init__(self, section: str, file_data: Mapping[str, Any] | None = None,
-                 environ: Mapping[str, str] | None = None) -> None:
+    def __init__(
+        self, section: str, file_data: Mapping[str, Any] | None = None, environ: Mapping[str, str] | None = None
+    ) -> None:
         data = dict(file_data or {})
         mode = data.get(section, {})
         self._file = {k: v for k, v in data.items() if not isinstance(v, dict)}
@@ -47,8 +48,9 @@ class Settings:
         self._env = os.environ if environ is None else environ
         self.section = section
 
-    def get(self, key: str, flag: T | None, default: T, *, env: str | None = None,
-            parse: Callable[[str], T] | None = None) -> T:
+    def get(
+        self, key: str, flag: T | None, default: T, *, env: str | None = None, parse: Callable[[str], T] | None = None
+    ) -> T:
         if flag is not None:
             return flag
         if env and env in self._env and self._env[env] != "":
@@ -60,11 +62,14 @@ class Settings:
         file_key = key.replace("-", "_")
         if file_key in self._file:
             value = self._file[file_key]
-            if default is not None and not isinstance(value, type(default)) and not (
-                isinstance(default, float) and isinstance(value, int)
+            if (
+                default is not None
+                and not isinstance(value, type(default))
+                and not (isinstance(default, float) and isinstance(value, int))
             ):
-                raise ConfigError(f"config [{self.section}] {file_key}: expected "
-                                  f"{type(default).__name__}, got {value!r}")
+                raise ConfigError(
+                    f"config [{self.section}] {file_key}: expected {type(default).__name__}, got {value!r}"
+                )
             return value  # type: ignore[no-any-return]
         return default
 

@@ -20,7 +20,8 @@ from olol.errors import BackendUnavailable, BadRequest, Busy, ModelNotFound, Olo
 from olol.proto import pb, rpc
 from olol.wire.status import PROTOCOL_KEY
 from tests.support.agent_fixtures import AgentFactory, RunningAgent
-from tests.support.ollama_sim import OllamaSim
+from tests.support.ollama_sim import ModelSpec, OllamaSim
+from tests.support.sim_fixtures import SimFactory
 
 
 async def _collect(stream: AsyncIterator[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -73,10 +74,23 @@ async def test_generate_streams_what_ollama_streams(agent: RunningAgent, ollama_
 
 async def test_chat_with_tools_images_and_thinking(agent: RunningAgent, ollama_sim: OllamaSim) -> None:
     image = base64.b64encode(b"not really a png").decode()
-    tools = [{"type": "function", "function": {"name": "get_weather", "description": "weather",
-                                                "parameters": {"type": "object", "properties": {}}}}]
-    body = {"model": "llama3.2", "messages": [{"role": "user", "content": "call get_weather", "images": [image]}],
-            "tools": tools, "think": True}
+    tools = [
+        {
+            "type": "function",
+            "function": {
+                "name": "get_weather",
+                "description": "weather",
+                "parameters": {"type": "object", "properties": {}},
+            },
+        }
+    ]
+    ollama_sim.add_model(ModelSpec("qwen3-vl:latest", capabilities=["completion", "tools", "thinking", "vision"]))
+    body = {
+        "model": "qwen3-vl",
+        "messages": [{"role": "user", "content": "call get_weather", "images": [image]}],
+        "tools": tools,
+        "think": True,
+    }
     via_agent = await _collect(agent.client.chat(body))
     direct = await _direct(ollama_sim, "/api/chat", body)
     assert _strip_times(via_agent) == _strip_times(direct)
@@ -127,7 +141,7 @@ async def test_blobs_create_copy_delete(agent: RunningAgent) -> None:
 
     async def chunks() -> AsyncIterator[bytes]:
         for i in range(0, len(data), 4096):
-            yield data[i:i + 4096]
+            yield data[i : i + 4096]
 
     await agent.client.push_blob(digest, chunks())
     assert await agent.client.has_blob(digest)
@@ -160,8 +174,8 @@ async def test_errors_keep_ollama_messages(agent: RunningAgent) -> None:
         await agent.client.show({"model": ""})
 
 
-async def test_busy_backend_is_a_503(ollama_sim_factory: Any, agent_factory: AgentFactory) -> None:
-    (sim,) = await ollama_sim_factory(1, parallel=1, max_queue=0, token_rate=200)
+async def test_busy_backend_is_a_503(ollama_sim_factory: SimFactory, agent_factory: AgentFactory) -> None:
+    sim = await ollama_sim_factory(parallel=1, max_queue=0, token_rate=200)
     agent = await agent_factory(OllamaBackend(sim.url))
     body = {"model": "llama3.2", "prompt": "long", "options": {"num_predict": 40}}
     first = asyncio.ensure_future(_collect(agent.client.generate(body)))
@@ -172,41 +186,43 @@ async def test_busy_backend_is_a_503(ollama_sim_factory: Any, agent_factory: Age
     assert (await first)[-1]["done"]
 
 
-async def test_cancelling_a_stream_stops_the_backend(ollama_sim_factory: Any, agent_factory: AgentFactory) -> None:
-    (sim,) = await ollama_sim_factory(1, token_rate=50)
+async def test_cancelling_a_stream_stops_the_backend(
+    ollama_sim_factory: SimFactory, agent_factory: AgentFactory
+) -> None:
+    sim = await ollama_sim_factory(token_rate=50)
     agent = await agent_factory(OllamaBackend(sim.url))
     stream = agent.client.generate({"model": "llama3.2", "prompt": "x", "options": {"num_predict": 500}})
     async for _ in stream:
         break
     await stream.aclose()  # type: ignore[attr-defined]
     for _ in range(300):
-        if sim.cancelled >= 1 and sim.in_flight == 0:
+        if sim.cancelled_streams >= 1 and sim.in_flight == 0:
             break
         await asyncio.sleep(0.01)
-    assert sim.cancelled == 1 and sim.in_flight == 0
+    assert sim.cancelled_streams == 1 and sim.in_flight == 0
 
 
-async def test_backend_dying_mid_stream_is_a_clean_error(ollama_sim_factory: Any,
-                                                        agent_factory: AgentFactory) -> None:
-    (sim,) = await ollama_sim_factory(1, die_after_tokens=3)
+async def test_backend_dying_mid_stream_is_a_clean_error(
+    ollama_sim_factory: SimFactory, agent_factory: AgentFactory
+) -> None:
+    sim = await ollama_sim_factory(die_after_tokens=3)
     agent = await agent_factory(OllamaBackend(sim.url))
     got: list[dict[str, Any]] = []
     with pytest.raises(BackendUnavailable):
-        async for chunk in agent.client.generate({"model": "llama3.2", "prompt": "x",
-                                                  "options": {"num_predict": 20}}):
+        async for chunk in agent.client.generate({"model": "llama3.2", "prompt": "x", "options": {"num_predict": 20}}):
             got.append(chunk)
     assert 0 < len(got) <= 3
 
 
-async def test_error_line_mid_stream(ollama_sim_factory: Any, agent_factory: AgentFactory) -> None:
-    (sim,) = await ollama_sim_factory(1, fail_after_tokens=2)
+async def test_error_line_mid_stream(ollama_sim_factory: SimFactory, agent_factory: AgentFactory) -> None:
+    sim = await ollama_sim_factory(fail_after_tokens=2)
     agent = await agent_factory(OllamaBackend(sim.url))
     with pytest.raises(OlolError):
         await _collect(agent.client.generate({"model": "llama3.2", "prompt": "x", "options": {"num_predict": 20}}))
 
 
-async def test_backend_down(agent_factory: AgentFactory, ollama_sim_factory: Any) -> None:
-    (sim,) = await ollama_sim_factory(1)
+async def test_backend_down(agent_factory: AgentFactory, ollama_sim_factory: SimFactory) -> None:
+    sim = await ollama_sim_factory()
     agent = await agent_factory(OllamaBackend(sim.url))
     await sim.stop()
     info = await agent.client.version_info()
@@ -221,16 +237,18 @@ async def test_hardware_report(agent: RunningAgent) -> None:
     assert isinstance(hw["gpus"], list)  # empty on a machine without GPUs
 
 
-async def test_state_feed_reports_in_flight_and_loaded(ollama_sim_factory: Any,
-                                                       agent_factory: AgentFactory) -> None:
-    (sim,) = await ollama_sim_factory(1, token_rate=100)
+async def test_state_feed_reports_in_flight_and_loaded(
+    ollama_sim_factory: SimFactory, agent_factory: AgentFactory
+) -> None:
+    sim = await ollama_sim_factory(token_rate=100)
     agent = await agent_factory(OllamaBackend(sim.url), parallel=4)
     feed = agent.client.watch_state(0.2)
     first = await anext(feed)
     assert first["in_flight"] == 0 and first["parallel_capacity"] == 4 and first["backend_healthy"]
     assert "llama3.2:latest" in first["available_models"]
-    job = asyncio.ensure_future(_collect(agent.client.generate(
-        {"model": "llama3.2", "prompt": "x", "options": {"num_predict": 30}})))
+    job = asyncio.ensure_future(
+        _collect(agent.client.generate({"model": "llama3.2", "prompt": "x", "options": {"num_predict": 30}}))
+    )
     seen_busy = False
     async for state in feed:
         if state["in_flight"] == 1:
@@ -244,12 +262,14 @@ async def test_state_feed_reports_in_flight_and_loaded(ollama_sim_factory: Any,
     await feed.aclose()  # type: ignore[attr-defined]
 
 
-async def test_graceful_stop_drains_in_flight_streams(ollama_sim_factory: Any,
-                                                      agent_factory: AgentFactory) -> None:
-    (sim,) = await ollama_sim_factory(1, token_rate=100)
+async def test_graceful_stop_drains_in_flight_streams(
+    ollama_sim_factory: SimFactory, agent_factory: AgentFactory
+) -> None:
+    sim = await ollama_sim_factory(token_rate=100)
     agent = await agent_factory(OllamaBackend(sim.url), grace=10.0)
-    job = asyncio.ensure_future(_collect(agent.client.generate(
-        {"model": "llama3.2", "prompt": "x", "options": {"num_predict": 30}})))
+    job = asyncio.ensure_future(
+        _collect(agent.client.generate({"model": "llama3.2", "prompt": "x", "options": {"num_predict": 30}}))
+    )
     while sim.in_flight < 1:
         await asyncio.sleep(0.01)
     await agent.stop()
@@ -265,5 +285,3 @@ async def test_http_status_travels_in_trailing_metadata(agent: RunningAgent) -> 
                 pass
     assert err.value.code() == grpc.StatusCode.NOT_FOUND
     assert ("olol-http-status", "404") in tuple(err.value.trailing_metadata() or ())
-
-

@@ -37,8 +37,13 @@ AgentFactory = Callable[..., Awaitable[RunningAgent]]
 
 
 async def start_agent(transport: str, backend: Backend, **config: object) -> RunningAgent:
-    cfg = AgentConfig(host="127.0.0.1", port=0, grace=config.pop("grace", 5.0),  # type: ignore[arg-type]
-                      state_interval=config.pop("state_interval", 0.2), **config)  # type: ignore[arg-type]
+    cfg = AgentConfig(
+        host="127.0.0.1",
+        port=0,
+        grace=config.pop("grace", 5.0),  # type: ignore[arg-type]
+        state_interval=config.pop("state_interval", 0.2),
+        **config,
+    )  # type: ignore[arg-type]
     if transport == "threaded":
         loop = asyncio.get_running_loop()
         handle: ThreadedAgent | AioAgent = await loop.run_in_executor(None, ThreadedAgent.start, cfg, backend)

@@ -45,8 +45,9 @@ def test_unbuilt_modes_fail_clearly() -> None:
 
 
 def test_version_subprocess_and_entry_point() -> None:
-    out = subprocess.run([sys.executable, "-m", "olol", "--mode", "version"], capture_output=True, text=True,
-                         check=True).stdout
+    out = subprocess.run(
+        [sys.executable, "-m", "olol", "--mode", "version"], capture_output=True, text=True, check=True
+    ).stdout
     assert out.startswith("olol ") and "protocol" in out and "fast extensions" in out
 
 

@@ -16,11 +16,25 @@ IMG = base64.b64encode(b"\x89PNG fake image bytes").decode()
 
 def test_generate_request_round_trip_keeps_every_field() -> None:
     body = {
-        "model": "llama3.2", "prompt": "Why is the sky blue?", "suffix": "END", "system": "be brief",
-        "template": "{{ .Prompt }}", "raw": True, "images": [IMG], "format": {"type": "object"},
-        "options": {"temperature": 0.5, "num_ctx": 4096, "stop": ["\n"], "seed": 42, "use_mmap": False,
-                    "my_custom": {"a": 1}},
-        "keep_alive": "5m", "think": "high", "context": [1, 2, 3],
+        "model": "llama3.2",
+        "prompt": "Why is the sky blue?",
+        "suffix": "END",
+        "system": "be brief",
+        "template": "{{ .Prompt }}",
+        "raw": True,
+        "images": [IMG],
+        "format": {"type": "object"},
+        "options": {
+            "temperature": 0.5,
+            "num_ctx": 4096,
+            "stop": ["\n"],
+            "seed": 42,
+            "use_mmap": False,
+            "my_custom": {"a": 1},
+        },
+        "keep_alive": "5m",
+        "think": "high",
+        "context": [1, 2, 3],
     }
     msg = convert.generate_request_to_pb(body)
     assert msg.options.num_ctx == 4096 and isinstance(msg.options.num_ctx, int)
@@ -38,13 +52,26 @@ def test_chat_request_with_tools_and_tool_calls() -> None:
         "model": "m",
         "messages": [
             {"role": "user", "content": "weather?", "images": [IMG]},
-            {"role": "assistant", "content": "", "tool_calls": [
-                {"function": {"name": "get_weather", "arguments": {"city": "Paris", "days": 3}}}]},
+            {
+                "role": "assistant",
+                "content": "",
+                "tool_calls": [{"function": {"name": "get_weather", "arguments": {"city": "Paris", "days": 3}}}],
+            },
             {"role": "tool", "content": "sunny", "tool_name": "get_weather"},
         ],
-        "tools": [{"type": "function", "function": {"name": "get_weather", "description": "d",
-                                                     "parameters": {"type": "object", "required": ["city"]}}}],
-        "format": "json", "think": True, "keep_alive": -1,
+        "tools": [
+            {
+                "type": "function",
+                "function": {
+                    "name": "get_weather",
+                    "description": "d",
+                    "parameters": {"type": "object", "required": ["city"]},
+                },
+            }
+        ],
+        "format": "json",
+        "think": True,
+        "keep_alive": -1,
     }
     back = convert.chat_request_from_pb(convert.chat_request_to_pb(body))
     assert back["messages"] == body["messages"]  # integer 3 stays an integer
@@ -53,32 +80,49 @@ def test_chat_request_with_tools_and_tool_calls() -> None:
 
 
 def test_final_chunk_round_trip_keeps_stats() -> None:
-    final = {"model": "m", "created_at": "2024-05-01T10:00:00.123456789Z", "response": "", "done": True,
-             "done_reason": "length", "context": [5], "total_duration": 10, "load_duration": 1,
-             "prompt_eval_count": 3, "prompt_eval_duration": 2, "eval_count": 7, "eval_duration": 5}
+    final = {
+        "model": "m",
+        "created_at": "2024-05-01T10:00:00.123456789Z",
+        "response": "",
+        "done": True,
+        "done_reason": "length",
+        "context": [5],
+        "total_duration": 10,
+        "load_duration": 1,
+        "prompt_eval_count": 3,
+        "prompt_eval_duration": 2,
+        "eval_count": 7,
+        "eval_duration": 5,
+    }
     assert convert.generate_chunk_from_pb(convert.generate_chunk_to_pb(final)) == final
-    chat = {"model": "m", "created_at": "2024-05-01T10:00:00Z", "message": {"role": "assistant", "content": "hi"},
-            "done": False}
+    chat = {
+        "model": "m",
+        "created_at": "2024-05-01T10:00:00Z",
+        "message": {"role": "assistant", "content": "hi"},
+        "done": False,
+    }
     assert convert.chat_chunk_from_pb(convert.chat_chunk_to_pb(chat)) == chat
 
 
 def test_embed_accepts_string_or_list() -> None:
     assert list(convert.embed_request_to_pb({"model": "e", "input": "one"}).input) == ["one"]
     assert list(convert.embed_request_to_pb({"model": "e", "input": ["a", "b"]}).input) == ["a", "b"]
-    resp = {"model": "e", "embeddings": [[0.5, -0.25]], "total_duration": 1, "load_duration": 0,
-            "prompt_eval_count": 2}
+    resp = {"model": "e", "embeddings": [[0.5, -0.25]], "total_duration": 1, "load_duration": 0, "prompt_eval_count": 2}
     assert convert.embed_response_from_pb(convert.embed_response_to_pb(resp)) == resp
 
 
-@pytest.mark.parametrize(("body", "message"), [
-    ({"prompt": "x"}, "model is required"),
-    ({"model": "m", "options": {"num_ctx": "big"}}, "invalid value for num_ctx"),
-    ({"model": "m", "options": {"temperature": True}}, "invalid value for temperature"),
-    ({"model": "m", "keep_alive": "soon"}, "invalid duration"),
-    ({"model": "m", "images": ["***"]}, "illegal base64"),
-    ({"model": "m", "format": 7}, "invalid format"),
-    ({"model": "m", "think": "very"}, "invalid think"),
-])
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ({"prompt": "x"}, "model is required"),
+        ({"model": "m", "options": {"num_ctx": "big"}}, "invalid value for num_ctx"),
+        ({"model": "m", "options": {"temperature": True}}, "invalid value for temperature"),
+        ({"model": "m", "keep_alive": "soon"}, "invalid duration"),
+        ({"model": "m", "images": ["***"]}, "illegal base64"),
+        ({"model": "m", "format": 7}, "invalid format"),
+        ({"model": "m", "think": "very"}, "invalid think"),
+    ],
+)
 def test_bad_generate_input_is_a_400(body: dict[str, object], message: str) -> None:
     with pytest.raises(BadRequest, match=message):
         convert.generate_request_to_pb(body)
@@ -89,10 +133,20 @@ def test_embed_rejects_non_string_input() -> None:
         convert.embed_request_to_pb({"model": "e", "input": [1, 2]})
 
 
-@pytest.mark.parametrize(("value", "ns"), [
-    (0, 0), (10, 10 * 10**9), (1.5, 1_500_000_000), ("5m", 300 * 10**9), ("1h30m", 5400 * 10**9),
-    ("250ms", 250 * 10**6), ("-1", -1), (-5, -1), ("30", 30 * 10**9),
-])
+@pytest.mark.parametrize(
+    ("value", "ns"),
+    [
+        (0, 0),
+        (10, 10 * 10**9),
+        (1.5, 1_500_000_000),
+        ("5m", 300 * 10**9),
+        ("1h30m", 5400 * 10**9),
+        ("250ms", 250 * 10**6),
+        ("-1", -1),
+        (-5, -1),
+        ("30", 30 * 10**9),
+    ],
+)
 def test_durations(value: object, ns: int) -> None:
     assert duration_from_json(value) == ns
 
@@ -111,13 +165,30 @@ def test_timestamps_keep_nanoseconds() -> None:
 
 
 def test_models_round_trip() -> None:
-    model = {"name": "llama3.2:latest", "model": "llama3.2:latest", "modified_at": "2024-05-01T10:00:00Z",
-             "size": 123, "digest": "abc", "details": {"parent_model": "", "format": "gguf", "family": "llama",
-                                                      "families": ["llama"], "parameter_size": "3B",
-                                                      "quantization_level": "Q4_K_M"}}
+    model = {
+        "name": "llama3.2:latest",
+        "model": "llama3.2:latest",
+        "modified_at": "2024-05-01T10:00:00Z",
+        "size": 123,
+        "digest": "abc",
+        "details": {
+            "parent_model": "",
+            "format": "gguf",
+            "family": "llama",
+            "families": ["llama"],
+            "parameter_size": "3B",
+            "quantization_level": "Q4_K_M",
+        },
+    }
     assert convert.model_info_from_pb(convert.model_info_to_pb(model)) == model
     progress = {"status": "pulling abc", "digest": "sha256:abc", "total": 10, "completed": 4}
     assert convert.progress_from_pb(convert.progress_to_pb(progress)) == progress
-    create = {"model": "new", "from": "llama3.2", "files": {"a.gguf": "sha256:" + "0" * 64},
-              "system": "s", "parameters": {"temperature": 0.1}, "license": ["MIT"]}
+    create = {
+        "model": "new",
+        "from": "llama3.2",
+        "files": {"a.gguf": "sha256:" + "0" * 64},
+        "system": "s",
+        "parameters": {"temperature": 0.1},
+        "license": ["MIT"],
+    }
     assert convert.create_request_from_pb(convert.create_request_to_pb(create)) == create

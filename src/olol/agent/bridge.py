@@ -26,11 +26,19 @@ class LoopThread:
         self._thread = threading.Thread(target=self.loop.run_forever, name=name, daemon=True)
         self._thread.start()
 
+    @property
+    def running(self) -> bool:
+        return self._thread.is_alive()
+
     def call(self, coro: Awaitable[T]) -> T:
+        if not self.running:
+            getattr(coro, "close", lambda: None)()  # never awaited: close it so it doesn't warn
+            raise RuntimeError("the agent's event loop is stopped")
         return asyncio.run_coroutine_threadsafe(_wrap(coro), self.loop).result()
 
-    def iterate(self, make: Callable[[], AsyncIterator[T]],
-                on_done: Callable[[Callable[[], None]], object]) -> Iterator[T]:
+    def iterate(
+        self, make: Callable[[], AsyncIterator[T]], on_done: Callable[[Callable[[], None]], object]
+    ) -> Iterator[T]:
         """Drive the async iterator `make()` from this thread.
 
         `on_done` registers a callback run when the RPC ends (grpc's

@@ -134,9 +134,14 @@ class AgentCore:
         backend_version = ""
         if healthy:
             backend_version = (await self.backend.info()).version
-        return pb.VersionInfo(olol_version=__version__, protocol_version=PROTOCOL_VERSION,
-                              backend=self.backend.kind, backend_version=backend_version, healthy=healthy,
-                              node_id=self.node_id)
+        return pb.VersionInfo(
+            olol_version=__version__,
+            protocol_version=PROTOCOL_VERSION,
+            backend=self.backend.kind,
+            backend_version=backend_version,
+            healthy=healthy,
+            node_id=self.node_id,
+        )
 
     async def hardware(self, request: pb.Empty) -> pb.HardwareReport:
         return hardware_report()

@@ -22,7 +22,10 @@ def _nvidia_smi() -> list[pb.Gpu]:
     try:
         out = subprocess.run(
             [exe, "--query-gpu=index,name,memory.total,memory.free", "--format=csv,noheader,nounits"],
-            capture_output=True, text=True, timeout=5, check=True,
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=True,
         ).stdout
     except (OSError, subprocess.SubprocessError):
         return []
@@ -31,8 +34,15 @@ def _nvidia_smi() -> list[pb.Gpu]:
         parts = [p.strip() for p in line.split(",")]
         if len(parts) == 4:
             mib = 1024 * 1024
-            found.append(pb.Gpu(index=int(parts[0]), name=parts[1], vendor="nvidia",
-                                memory_total=int(float(parts[2]) * mib), memory_free=int(float(parts[3]) * mib)))
+            found.append(
+                pb.Gpu(
+                    index=int(parts[0]),
+                    name=parts[1],
+                    vendor="nvidia",
+                    memory_total=int(float(parts[2]) * mib),
+                    memory_free=int(float(parts[3]) * mib),
+                )
+            )
     return found
 
 
@@ -51,8 +61,15 @@ def _nvml() -> list[pb.Gpu] | None:
             handle = pynvml.nvmlDeviceGetHandleByIndex(i)
             mem = pynvml.nvmlDeviceGetMemoryInfo(handle)
             name = pynvml.nvmlDeviceGetName(handle)
-            found.append(pb.Gpu(index=i, name=name.decode() if isinstance(name, bytes) else str(name),
-                                vendor="nvidia", memory_total=int(mem.total), memory_free=int(mem.free)))
+            found.append(
+                pb.Gpu(
+                    index=i,
+                    name=name.decode() if isinstance(name, bytes) else str(name),
+                    vendor="nvidia",
+                    memory_total=int(mem.total),
+                    memory_free=int(mem.free),
+                )
+            )
         return found
     finally:
         pynvml.nvmlShutdown()
@@ -66,8 +83,12 @@ def gpus() -> list[pb.Gpu]:
 def hardware_report() -> pb.HardwareReport:
     mem = psutil.virtual_memory()
     return pb.HardwareReport(
-        hostname=socket.gethostname(), os=f"{platform.system()} {platform.release()}", arch=platform.machine(),
+        hostname=socket.gethostname(),
+        os=f"{platform.system()} {platform.release()}",
+        arch=platform.machine(),
         cpu_cores=psutil.cpu_count(logical=False) or os.cpu_count() or 1,
-        cpu_threads=psutil.cpu_count(logical=True) or 1, ram_total=mem.total, ram_free=mem.available,
+        cpu_threads=psutil.cpu_count(logical=True) or 1,
+        ram_total=mem.total,
+        ram_free=mem.available,
         gpus=gpus(),
     )

@@ -36,9 +36,16 @@ def build_backend(config: AgentConfig) -> Backend:
 
         if not config.llama_url and not config.model:
             raise ValueError("--backend llamacpp needs --llama-url URL or --model PATH")
-        backend: Backend = LlamaCppBackend(url=config.llama_url, model_path=config.model, model_name=config.model_name,
-                               ctx_size=config.ctx_size, threads=config.threads, parallel=config.parallel,
-                               server_bin=config.llama_server_bin, extra_args=config.llama_args)
+        backend: Backend = LlamaCppBackend(
+            url=config.llama_url,
+            model_path=config.model,
+            model_name=config.model_name,
+            ctx_size=config.ctx_size,
+            threads=config.threads,
+            parallel=config.parallel,
+            server_bin=config.llama_server_bin,
+            extra_args=config.llama_args,
+        )
         return backend
     raise ValueError(f"unknown backend {config.backend!r} (choose ollama or llamacpp)")
 
@@ -60,8 +67,9 @@ class ThreadedAgent:
     @classmethod
     def start(cls, config: AgentConfig, backend: Backend | None = None) -> ThreadedAgent:
         loop = LoopThread()
-        core = AgentCore(backend or build_backend(config), parallel=config.parallel,
-                         state_interval=config.state_interval)
+        core = AgentCore(
+            backend or build_backend(config), parallel=config.parallel, state_interval=config.state_interval
+        )
         try:
             loop.call(core.start())
             server = grpc.server(futures.ThreadPoolExecutor(max_workers=config.workers), options=_OPTIONS)
@@ -77,6 +85,9 @@ class ThreadedAgent:
         return cls(server, loop, core, port, config.grace)
 
     def stop(self) -> None:
+        """Idempotent: a second call (e.g. a signal after a test's own stop) returns at once."""
+        if not self.loop.running:
+            return
         self.server.stop(self.grace).wait()
         self.loop.call(self.core.close())
         self.loop.stop()
@@ -95,8 +106,9 @@ class AioAgent:
 
     @classmethod
     async def start(cls, config: AgentConfig, backend: Backend | None = None) -> AioAgent:
-        core = AgentCore(backend or build_backend(config), parallel=config.parallel,
-                         state_interval=config.state_interval)
+        core = AgentCore(
+            backend or build_backend(config), parallel=config.parallel, state_interval=config.state_interval
+        )
         await core.start()
         try:
             server = grpc.aio.server(options=_OPTIONS)
@@ -111,7 +123,7 @@ class AioAgent:
         return cls(server, core, port, config.grace)
 
     async def stop(self) -> None:
-        await self.server.stop(self.grace)
+        await self.server.stop(self.grace)  # a no-op once stopped
         await self.core.close()
 
 

@@ -135,5 +135,3 @@ def add_to_server(servicer: object, server: Any) -> None:
 
 
 __all__ = ["METHODS", "add_to_server", "aio_servicer", "sync_servicer"]
-
-

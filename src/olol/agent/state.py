@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 
 import psutil
 
@@ -53,18 +53,31 @@ class HostStateTracker:
         if healthy:
             try:
                 for m in await self.backend.running():
-                    loaded.append(pb.LoadedModel(
-                        name=str(m.get("name", "")), size=int(m.get("size") or 0),
-                        size_vram=int(m.get("size_vram") or 0), expires_at=rfc3339_to_ns(m.get("expires_at")),
-                        context_length=int(m.get("context_length") or 0)))
+                    loaded.append(
+                        pb.LoadedModel(
+                            name=str(m.get("name", "")),
+                            size=int(m.get("size") or 0),
+                            size_vram=int(m.get("size_vram") or 0),
+                            expires_at=rfc3339_to_ns(m.get("expires_at")),
+                            context_length=int(m.get("context_length") or 0),
+                        )
+                    )
                 available = [str(m.get("name", "")) for m in await self.backend.list_models()]
             except OlolError:
                 healthy = False
         mem = psutil.virtual_memory()
-        return pb.HostState(timestamp=time.time_ns(), backend_healthy=healthy, loaded=loaded,
-                            in_flight=self.in_flight, parallel_capacity=self.parallel, ram_total=mem.total,
-                            ram_free=mem.available, available_models=available,
-                            requests_total=self.requests_total, errors_total=self.errors_total)
+        return pb.HostState(
+            timestamp=time.time_ns(),
+            backend_healthy=healthy,
+            loaded=loaded,
+            in_flight=self.in_flight,
+            parallel_capacity=self.parallel,
+            ram_total=mem.total,
+            ram_free=mem.available,
+            available_models=available,
+            requests_total=self.requests_total,
+            errors_total=self.errors_total,
+        )
 
     async def watch(self, interval: float) -> AsyncIterator[pb.HostState]:
         """A snapshot now, then one per change of load (coalesced), and at least every interval."""
@@ -77,7 +90,5 @@ class HostStateTracker:
             if self._version != seen:
                 continue
             changed.clear()
-            try:
+            with suppress(TimeoutError):
                 await asyncio.wait_for(changed.wait(), timeout=interval)
-            except TimeoutError:
-                pass

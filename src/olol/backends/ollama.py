@@ -101,8 +101,7 @@ class OllamaBackend(Backend):
     # ------------------------------------------------------------------ host
     async def info(self) -> BackendInfo:
         data = await self._request("GET", "/api/version")
-        return BackendInfo(kind=self.kind, version=str(data.get("version", "")), url=self.url,
-                           parallel=self._parallel)
+        return BackendInfo(kind=self.kind, version=str(data.get("version", "")), url=self.url, parallel=self._parallel)
 
     async def healthy(self) -> bool:
         try:

@@ -33,8 +33,7 @@ app = typer.Typer(
 
 @app.callback()
 def _root(
-    mode: str | None = typer.Option(None, "--mode", help=f"Run this mode: {', '.join(MODES)}.",
-                                    show_default=False),
+    mode: str | None = typer.Option(None, "--mode", help=f"Run this mode: {', '.join(MODES)}.", show_default=False),
 ) -> None:
     """OLOL turns many Ollama / llama.cpp hosts into one LLM cluster."""
     # `--mode X` is rewritten into the subcommand X by main() before typer parses.
@@ -55,9 +54,9 @@ def rewrite_mode(args: Sequence[str]) -> list[str]:
         if arg in MODES:
             break
         if arg == "--mode" and i + 1 < len(out):
-            return out[:i] + [out[i + 1]] + out[i + 2:]
+            return [*out[:i], out[i + 1], *out[i + 2:]]
         if arg.startswith("--mode="):
-            return out[:i] + [arg.split("=", 1)[1]] + out[i + 1:]
+            return [*out[:i], arg.split("=", 1)[1], *out[i + 1:]]
     return out
 
 

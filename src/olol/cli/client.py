@@ -9,8 +9,9 @@ from typing import Any
 import typer
 
 
-async def _run(target: str, model: str, prompt: str, chat: bool, system: str | None,
-               options: dict[str, Any], stream: bool) -> int:
+async def _run(
+    target: str, model: str, prompt: str, chat: bool, system: str | None, options: dict[str, Any], stream: bool
+) -> int:
     from olol.client.agent_backend import AgentBackend
     from olol.errors import OlolError
 
@@ -19,7 +20,8 @@ async def _run(target: str, model: str, prompt: str, chat: bool, system: str | N
         final: dict[str, Any] = {}
         if chat:
             messages = ([{"role": "system", "content": system}] if system else []) + [
-                {"role": "user", "content": prompt}]
+                {"role": "user", "content": prompt}
+            ]
             chunks = backend.chat({"model": model, "messages": messages, "options": options})
         else:
             body: dict[str, Any] = {"model": model, "prompt": prompt, "options": options}
@@ -40,8 +42,11 @@ async def _run(target: str, model: str, prompt: str, chat: bool, system: str | N
         sys.stdout.write("\n")
         if final.get("eval_count"):
             secs = max(final.get("eval_duration", 0), 1) / 1e9
-            typer.echo(f"[{final['eval_count']} tokens, {final['eval_count'] / secs:.1f} tokens/s, "
-                       f"done_reason={final.get('done_reason')}]", err=True)
+            typer.echo(
+                f"[{final['eval_count']} tokens, {final['eval_count'] / secs:.1f} tokens/s, "
+                f"done_reason={final.get('done_reason')}]",
+                err=True,
+            )
         return 0
     except OlolError as exc:
         typer.echo(f"error: {exc.message}", err=True)
@@ -63,14 +68,18 @@ def register(app: typer.Typer) -> None:
         seed: int = typer.Option(None, "--seed", help="Sampling seed."),
         num_predict: int = typer.Option(None, "--num-predict", "-n", help="Maximum tokens to generate."),
         stream: bool = typer.Option(True, "--stream/--no-stream", help="Print tokens as they arrive."),
-        use_async: bool = typer.Option(False, "--async",
-                                       help="Accepted for compatibility; the client is always asyncio-based."),
+        use_async: bool = typer.Option(
+            False, "--async", help="Accepted for compatibility; the client is always asyncio-based."
+        ),
     ) -> None:
         """Send one prompt to an OLOL agent and print the answer.
 
         Example: olol client --host localhost --port 50051 --model tiny --prompt "Hello"
         """
-        options = {k: v for k, v in (("temperature", temperature), ("seed", seed),
-                                     ("num_predict", num_predict)) if v is not None}
+        options = {
+            k: v
+            for k, v in (("temperature", temperature), ("seed", seed), ("num_predict", num_predict))
+            if v is not None
+        }
         code = asyncio.run(_run(f"{host}:{port}", model, prompt, chat, system, options, stream))
         raise typer.Exit(code=code)

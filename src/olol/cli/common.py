@@ -9,9 +9,13 @@ import typer
 
 from olol.config import ConfigError, Settings, load_file
 
-CONFIG_OPTION = typer.Option(None, "--config", "-c", envvar="OLOL_CONFIG",
-                             help="TOML config file ([MODE] section or top-level keys). "
-                                  "Precedence: flag > env > file > default.")
+CONFIG_OPTION = typer.Option(
+    None,
+    "--config",
+    "-c",
+    envvar="OLOL_CONFIG",
+    help="TOML config file ([MODE] section or top-level keys). Precedence: flag > env > file > default.",
+)
 LOG_LEVEL_OPTION = typer.Option(None, "--log-level", help="debug, info, warning, error [env: OLOL_LOG_LEVEL].")
 
 

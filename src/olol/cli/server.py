@@ -13,32 +13,47 @@ from olol.config import ConfigError
 def register(app: typer.Typer) -> None:
     @app.command("server")
     def server(
-        host: str = typer.Option(None, "--host", help="Address to serve gRPC on.  [default: 0.0.0.0]",
-                                 show_default=False),
-        port: int = typer.Option(None, "--port", "-p", help="gRPC port [env: OLOL_PORT].  [default: 50051]",
-                                 show_default=False),
-        backend: str = typer.Option(None, "--backend", help="ollama or llamacpp.  [default: ollama]",
-                                    show_default=False),
-        ollama_host: str = typer.Option(None, "--ollama-host",
-                                        help="Ollama's URL [env: OLLAMA_HOST].  [default: http://localhost:11434]",
-                                        show_default=False),
+        host: str = typer.Option(
+            None, "--host", help="Address to serve gRPC on.  [default: 0.0.0.0]", show_default=False
+        ),
+        port: int = typer.Option(
+            None, "--port", "-p", help="gRPC port [env: OLOL_PORT].  [default: 50051]", show_default=False
+        ),
+        backend: str = typer.Option(
+            None, "--backend", help="ollama or llamacpp.  [default: ollama]", show_default=False
+        ),
+        ollama_host: str = typer.Option(
+            None,
+            "--ollama-host",
+            help="Ollama's URL [env: OLLAMA_HOST].  [default: http://localhost:11434]",
+            show_default=False,
+        ),
         llama_url: str = typer.Option(None, "--llama-url", help="URL of a running llama-server (llamacpp backend)."),
-        model: Path = typer.Option(None, "--model", "-m",
-                                   help="GGUF file: launch and supervise llama-server on it (llamacpp backend)."),
-        model_name: str = typer.Option(None, "--model-name",
-                                       help="Name the llama.cpp model is served as (default: the file's stem)."),
-        llama_server_bin: str = typer.Option(None, "--llama-server-bin",
-                                             help="llama-server executable [env: OLOL_LLAMA_SERVER]."),
-        ctx_size: int = typer.Option(None, "--ctx-size", help="Context size for a launched llama-server. "
-                                                              "[default: 2048]", show_default=False),
+        model: Path = typer.Option(
+            None, "--model", "-m", help="GGUF file: launch and supervise llama-server on it (llamacpp backend)."
+        ),
+        model_name: str = typer.Option(
+            None, "--model-name", help="Name the llama.cpp model is served as (default: the file's stem)."
+        ),
+        llama_server_bin: str = typer.Option(
+            None, "--llama-server-bin", help="llama-server executable [env: OLOL_LLAMA_SERVER]."
+        ),
+        ctx_size: int = typer.Option(
+            None, "--ctx-size", help="Context size for a launched llama-server. [default: 2048]", show_default=False
+        ),
         threads: int = typer.Option(None, "--threads", "-t", help="Threads for a launched llama-server."),
-        parallel: int = typer.Option(None, "--parallel",
-                                     help="Requests served at once (default: asked from the backend)."),
-        use_async: bool = typer.Option(None, "--async/--threaded",
-                                       help="Serve with grpc.aio instead of a thread pool.  [default: threaded]",
-                                       show_default=False),
-        grace: float = typer.Option(None, "--grace", help="Seconds SIGTERM waits for in-flight streams. "
-                                                          "[default: 10]", show_default=False),
+        parallel: int = typer.Option(
+            None, "--parallel", help="Requests served at once (default: asked from the backend)."
+        ),
+        use_async: bool = typer.Option(
+            None,
+            "--async/--threaded",
+            help="Serve with grpc.aio instead of a thread pool.  [default: threaded]",
+            show_default=False,
+        ),
+        grace: float = typer.Option(
+            None, "--grace", help="Seconds SIGTERM waits for in-flight streams. [default: 10]", show_default=False
+        ),
         config: Path = CONFIG_OPTION,
         log_level: str = LOG_LEVEL_OPTION,
     ) -> None:

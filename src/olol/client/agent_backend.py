@@ -19,8 +19,7 @@ T = TypeVar("T")
 
 __all__ = ["AgentBackend"]
 
-_OPTIONS = [("grpc.max_receive_message_length", 64 * 1024 * 1024),
-            ("grpc.max_send_message_length", 64 * 1024 * 1024)]
+_OPTIONS = [("grpc.max_receive_message_length", 64 * 1024 * 1024), ("grpc.max_send_message_length", 64 * 1024 * 1024)]
 
 
 class AgentBackend(Backend):
@@ -39,8 +38,11 @@ class AgentBackend(Backend):
         if self._stubs is None:
             self._channel = grpc.aio.insecure_channel(self.target, options=_OPTIONS)
             stubs: Any = rpc  # generated code is untyped
-            self._stubs = (stubs.InferenceStub(self._channel), stubs.ModelsStub(self._channel),
-                           stubs.HostStub(self._channel))
+            self._stubs = (
+                stubs.InferenceStub(self._channel),
+                stubs.ModelsStub(self._channel),
+                stubs.HostStub(self._channel),
+            )
         return self._stubs
 
     async def close(self) -> None:
@@ -67,8 +69,7 @@ class AgentBackend(Backend):
         except grpc.RpcError as exc:
             raise error_from_rpc(exc, self.target) from None
 
-    async def _stream(self, method: Callable[..., Any], request: object,
-                      out: Callable[[Any], T]) -> AsyncIterator[T]:
+    async def _stream(self, method: Callable[..., Any], request: object, out: Callable[[Any], T]) -> AsyncIterator[T]:
         call = method(request, metadata=protocol_metadata())
         try:
             async for item in call:
@@ -85,8 +86,12 @@ class AgentBackend(Backend):
 
     async def info(self) -> BackendInfo:
         v = await self.version_info()
-        return BackendInfo(kind=v.backend or self.kind, version=v.backend_version, url=self.target,
-                           extra={"olol_version": v.olol_version, "node_id": v.node_id})
+        return BackendInfo(
+            kind=v.backend or self.kind,
+            version=v.backend_version,
+            url=self.target,
+            extra={"olol_version": v.olol_version, "node_id": v.node_id},
+        )
 
     async def healthy(self) -> bool:
         try:
@@ -99,13 +104,13 @@ class AgentBackend(Backend):
 
     def watch_state(self, interval: float = 0.0) -> AsyncIterator[JSON]:
         """Host state snapshots (dicts with the `HostState` fields) as the agent streams them."""
-        return self._stream(self.host.WatchState, pb.WatchRequest(interval_ms=int(interval * 1000)),
-                            convert.pb_to_json)
+        return self._stream(self.host.WatchState, pb.WatchRequest(interval_ms=int(interval * 1000)), convert.pb_to_json)
 
     # ------------------------------------------------------------------ inference
     def generate(self, request: JSON) -> AsyncIterator[JSON]:
-        return self._stream(self.inference.Generate, convert.generate_request_to_pb(request),
-                            convert.generate_chunk_from_pb)
+        return self._stream(
+            self.inference.Generate, convert.generate_request_to_pb(request), convert.generate_chunk_from_pb
+        )
 
     def chat(self, request: JSON) -> AsyncIterator[JSON]:
         return self._stream(self.inference.Chat, convert.chat_request_to_pb(request), convert.chat_chunk_from_pb)
@@ -124,18 +129,21 @@ class AgentBackend(Backend):
         return [convert.running_from_pb(m) for m in resp.models]
 
     async def show(self, request: JSON) -> JSON:
-        req = pb.ShowRequest(model=str(request.get("model") or request.get("name") or ""),
-                             verbose=bool(request.get("verbose")))
+        req = pb.ShowRequest(
+            model=str(request.get("model") or request.get("name") or ""), verbose=bool(request.get("verbose"))
+        )
         return convert.show_from_pb(await self._unary(self.models.Show, req))
 
     def pull(self, request: JSON) -> AsyncIterator[JSON]:
-        req = pb.PullRequest(model=str(request.get("model") or request.get("name") or ""),
-                             insecure=bool(request.get("insecure")))
+        req = pb.PullRequest(
+            model=str(request.get("model") or request.get("name") or ""), insecure=bool(request.get("insecure"))
+        )
         return self._stream(self.models.Pull, req, convert.progress_from_pb)
 
     def push(self, request: JSON) -> AsyncIterator[JSON]:
-        req = pb.PushRequest(model=str(request.get("model") or request.get("name") or ""),
-                             insecure=bool(request.get("insecure")))
+        req = pb.PushRequest(
+            model=str(request.get("model") or request.get("name") or ""), insecure=bool(request.get("insecure"))
+        )
         return self._stream(self.models.Push, req, convert.progress_from_pb)
 
     def create(self, request: JSON) -> AsyncIterator[JSON]:
@@ -157,6 +165,6 @@ class AgentBackend(Backend):
             async for data in chunks:
                 # Stay well under the message limit whatever chunk size the caller reads.
                 for i in range(0, len(data), 1 << 20):
-                    yield pb.BlobChunk(data=data[i:i + (1 << 20)])
+                    yield pb.BlobChunk(data=data[i : i + (1 << 20)])
 
         await self._unary(self.models.PushBlob, messages())

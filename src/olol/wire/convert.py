@@ -161,8 +161,12 @@ def _images_to_pb(images: Any) -> list[bytes]:
 def message_to_pb(m: JSON) -> pb.Message:
     if not isinstance(m, dict):
         raise BadRequest("invalid message: expected an object")
-    msg = pb.Message(role=str(m.get("role") or ""), content=str(m.get("content") or ""),
-                     thinking=str(m.get("thinking") or ""), tool_name=str(m.get("tool_name") or ""))
+    msg = pb.Message(
+        role=str(m.get("role") or ""),
+        content=str(m.get("content") or ""),
+        thinking=str(m.get("thinking") or ""),
+        tool_name=str(m.get("tool_name") or ""),
+    )
     msg.images.extend(_images_to_pb(m.get("images")))
     for call in m.get("tool_calls") or []:
         fn = call.get("function") or {}
@@ -195,9 +199,10 @@ def message_from_pb(msg: pb.Message) -> JSON:
 
 def _tool_to_pb(tool: JSON) -> pb.Tool:
     fn = tool.get("function") or {}
-    out = pb.Tool(type=str(tool.get("type") or "function"),
-                  function=pb.ToolFunction(name=str(fn.get("name", "")),
-                                           description=str(fn.get("description", ""))))
+    out = pb.Tool(
+        type=str(tool.get("type") or "function"),
+        function=pb.ToolFunction(name=str(fn.get("name", "")), description=str(fn.get("description", ""))),
+    )
     if fn.get("parameters"):
         out.function.parameters.CopyFrom(dict_to_struct(fn["parameters"]))
     return out
@@ -290,9 +295,14 @@ def _stats_into(stats: pb.Stats, out: JSON) -> None:
 
 
 def generate_chunk_to_pb(chunk: JSON) -> pb.GenerateChunk:
-    msg = pb.GenerateChunk(model=str(chunk.get("model", "")), created_at=rfc3339_to_ns(chunk.get("created_at")),
-                           response=str(chunk.get("response") or ""), thinking=str(chunk.get("thinking") or ""),
-                           done=bool(chunk.get("done")), done_reason=str(chunk.get("done_reason") or ""))
+    msg = pb.GenerateChunk(
+        model=str(chunk.get("model", "")),
+        created_at=rfc3339_to_ns(chunk.get("created_at")),
+        response=str(chunk.get("response") or ""),
+        thinking=str(chunk.get("thinking") or ""),
+        done=bool(chunk.get("done")),
+        done_reason=str(chunk.get("done_reason") or ""),
+    )
     if msg.done:
         msg.stats.CopyFrom(_stats_to_pb(chunk))
         msg.context.extend(int(t) for t in chunk.get("context") or [])
@@ -313,17 +323,25 @@ def generate_chunk_from_pb(msg: pb.GenerateChunk) -> JSON:
 
 
 def chat_chunk_to_pb(chunk: JSON) -> pb.ChatChunk:
-    msg = pb.ChatChunk(model=str(chunk.get("model", "")), created_at=rfc3339_to_ns(chunk.get("created_at")),
-                       message=message_to_pb(chunk.get("message") or {"role": "assistant", "content": ""}),
-                       done=bool(chunk.get("done")), done_reason=str(chunk.get("done_reason") or ""))
+    msg = pb.ChatChunk(
+        model=str(chunk.get("model", "")),
+        created_at=rfc3339_to_ns(chunk.get("created_at")),
+        message=message_to_pb(chunk.get("message") or {"role": "assistant", "content": ""}),
+        done=bool(chunk.get("done")),
+        done_reason=str(chunk.get("done_reason") or ""),
+    )
     if msg.done:
         msg.stats.CopyFrom(_stats_to_pb(chunk))
     return msg
 
 
 def chat_chunk_from_pb(msg: pb.ChatChunk) -> JSON:
-    out: JSON = {"model": msg.model, "created_at": rfc3339_from_ns(msg.created_at),
-                 "message": message_from_pb(msg.message), "done": msg.done}
+    out: JSON = {
+        "model": msg.model,
+        "created_at": rfc3339_from_ns(msg.created_at),
+        "message": message_from_pb(msg.message),
+        "done": msg.done,
+    }
     if msg.done:
         out["done_reason"] = msg.done_reason
         _stats_into(msg.stats, out)
@@ -331,17 +349,24 @@ def chat_chunk_from_pb(msg: pb.ChatChunk) -> JSON:
 
 
 def embed_response_to_pb(body: JSON) -> pb.EmbedResponse:
-    msg = pb.EmbedResponse(model=str(body.get("model", "")), total_duration=int(body.get("total_duration") or 0),
-                           load_duration=int(body.get("load_duration") or 0),
-                           prompt_eval_count=int(body.get("prompt_eval_count") or 0))
+    msg = pb.EmbedResponse(
+        model=str(body.get("model", "")),
+        total_duration=int(body.get("total_duration") or 0),
+        load_duration=int(body.get("load_duration") or 0),
+        prompt_eval_count=int(body.get("prompt_eval_count") or 0),
+    )
     msg.embeddings.extend(pb.Embedding(values=v) for v in body.get("embeddings") or [])
     return msg
 
 
 def embed_response_from_pb(msg: pb.EmbedResponse) -> JSON:
-    return {"model": msg.model, "embeddings": [list(e.values) for e in msg.embeddings],
-            "total_duration": msg.total_duration, "load_duration": msg.load_duration,
-            "prompt_eval_count": msg.prompt_eval_count}
+    return {
+        "model": msg.model,
+        "embeddings": [list(e.values) for e in msg.embeddings],
+        "total_duration": msg.total_duration,
+        "load_duration": msg.load_duration,
+        "prompt_eval_count": msg.prompt_eval_count,
+    }
 
 
 # ----------------------------------------------------------------------- models
@@ -359,37 +384,65 @@ def _details_from_pb(d: pb.ModelDetails) -> JSON:
 
 
 def model_info_to_pb(m: JSON) -> pb.ModelInfo:
-    return pb.ModelInfo(name=str(m.get("name", "")), model=str(m.get("model") or m.get("name", "")),
-                        modified_at=rfc3339_to_ns(m.get("modified_at")), size=int(m.get("size") or 0),
-                        digest=str(m.get("digest") or ""), details=_details_to_pb(m.get("details")))
+    return pb.ModelInfo(
+        name=str(m.get("name", "")),
+        model=str(m.get("model") or m.get("name", "")),
+        modified_at=rfc3339_to_ns(m.get("modified_at")),
+        size=int(m.get("size") or 0),
+        digest=str(m.get("digest") or ""),
+        details=_details_to_pb(m.get("details")),
+    )
 
 
 def model_info_from_pb(m: pb.ModelInfo) -> JSON:
-    return {"name": m.name, "model": m.model, "modified_at": rfc3339_from_ns(m.modified_at), "size": m.size,
-            "digest": m.digest, "details": _details_from_pb(m.details)}
+    return {
+        "name": m.name,
+        "model": m.model,
+        "modified_at": rfc3339_from_ns(m.modified_at),
+        "size": m.size,
+        "digest": m.digest,
+        "details": _details_from_pb(m.details),
+    }
 
 
 def running_to_pb(m: JSON) -> pb.RunningModel:
-    return pb.RunningModel(name=str(m.get("name", "")), model=str(m.get("model") or m.get("name", "")),
-                           size=int(m.get("size") or 0), digest=str(m.get("digest") or ""),
-                           details=_details_to_pb(m.get("details")), expires_at=rfc3339_to_ns(m.get("expires_at")),
-                           size_vram=int(m.get("size_vram") or 0), context_length=int(m.get("context_length") or 0))
+    return pb.RunningModel(
+        name=str(m.get("name", "")),
+        model=str(m.get("model") or m.get("name", "")),
+        size=int(m.get("size") or 0),
+        digest=str(m.get("digest") or ""),
+        details=_details_to_pb(m.get("details")),
+        expires_at=rfc3339_to_ns(m.get("expires_at")),
+        size_vram=int(m.get("size_vram") or 0),
+        context_length=int(m.get("context_length") or 0),
+    )
 
 
 def running_from_pb(m: pb.RunningModel) -> JSON:
-    out: JSON = {"name": m.name, "model": m.model, "size": m.size, "digest": m.digest,
-                 "details": _details_from_pb(m.details), "expires_at": rfc3339_from_ns(m.expires_at),
-                 "size_vram": m.size_vram}
+    out: JSON = {
+        "name": m.name,
+        "model": m.model,
+        "size": m.size,
+        "digest": m.digest,
+        "details": _details_from_pb(m.details),
+        "expires_at": rfc3339_from_ns(m.expires_at),
+        "size_vram": m.size_vram,
+    }
     if m.context_length:
         out["context_length"] = m.context_length
     return out
 
 
 def show_to_pb(s: JSON) -> pb.ShowResponse:
-    out = pb.ShowResponse(modelfile=str(s.get("modelfile") or ""), parameters=str(s.get("parameters") or ""),
-                          template=str(s.get("template") or ""), system=str(s.get("system") or ""),
-                          license=str(s.get("license") or ""), details=_details_to_pb(s.get("details")),
-                          modified_at=rfc3339_to_ns(s.get("modified_at")))
+    out = pb.ShowResponse(
+        modelfile=str(s.get("modelfile") or ""),
+        parameters=str(s.get("parameters") or ""),
+        template=str(s.get("template") or ""),
+        system=str(s.get("system") or ""),
+        license=str(s.get("license") or ""),
+        details=_details_to_pb(s.get("details")),
+        modified_at=rfc3339_to_ns(s.get("modified_at")),
+    )
     if s.get("model_info"):
         out.model_info.CopyFrom(dict_to_struct(s["model_info"]))
     out.capabilities.extend(s.get("capabilities") or [])
@@ -398,9 +451,14 @@ def show_to_pb(s: JSON) -> pb.ShowResponse:
 
 
 def show_from_pb(s: pb.ShowResponse) -> JSON:
-    out: JSON = {"modelfile": s.modelfile, "parameters": s.parameters, "template": s.template,
-                 "details": _details_from_pb(s.details), "model_info": struct_to_dict(s.model_info),
-                 "capabilities": list(s.capabilities)}
+    out: JSON = {
+        "modelfile": s.modelfile,
+        "parameters": s.parameters,
+        "template": s.template,
+        "details": _details_from_pb(s.details),
+        "model_info": struct_to_dict(s.model_info),
+        "capabilities": list(s.capabilities),
+    }
     if s.system:
         out["system"] = s.system
     if s.license:
@@ -413,8 +471,12 @@ def show_from_pb(s: pb.ShowResponse) -> JSON:
 
 
 def progress_to_pb(p: JSON) -> pb.Progress:
-    return pb.Progress(status=str(p.get("status") or ""), digest=str(p.get("digest") or ""),
-                       total=int(p.get("total") or 0), completed=int(p.get("completed") or 0))
+    return pb.Progress(
+        status=str(p.get("status") or ""),
+        digest=str(p.get("digest") or ""),
+        total=int(p.get("total") or 0),
+        completed=int(p.get("completed") or 0),
+    )
 
 
 def progress_from_pb(p: pb.Progress) -> JSON:
@@ -428,8 +490,12 @@ def progress_from_pb(p: pb.Progress) -> JSON:
 
 
 def create_request_to_pb(body: JSON) -> pb.CreateRequest:
-    msg = pb.CreateRequest(model=_require_model(body), template=str(body.get("template") or ""),
-                           system=str(body.get("system") or ""), quantize=str(body.get("quantize") or ""))
+    msg = pb.CreateRequest(
+        model=_require_model(body),
+        template=str(body.get("template") or ""),
+        system=str(body.get("system") or ""),
+        quantize=str(body.get("quantize") or ""),
+    )
     setattr(msg, "from", str(body.get("from") or ""))  # `from` is a Python keyword
     msg.files.update({str(k): str(v) for k, v in (body.get("files") or {}).items()})
     msg.adapters.update({str(k): str(v) for k, v in (body.get("adapters") or {}).items()})
@@ -465,6 +531,7 @@ def pb_to_json(msg: PbMessage) -> JSON:
     """Generic fallback for messages with no Ollama counterpart (host state, hardware)."""
     from google.protobuf import json_format
 
-    result: JSON = json_format.MessageToDict(msg, preserving_proto_field_name=True,
-                                             always_print_fields_with_no_presence=True)
+    result: JSON = json_format.MessageToDict(
+        msg, preserving_proto_field_name=True, always_print_fields_with_no_presence=True
+    )
     return result
