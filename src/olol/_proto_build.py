@@ -1,4 +1,4 @@
-"""Compile protos/olol.proto into olol._proto (used by setup.py and at import time)."""
+"""Compile every protos/*.proto into olol._proto (used by setup.py and at import time)."""
 
 from __future__ import annotations
 
@@ -19,12 +19,14 @@ def generate(proto_dir: Path, out_dir: Path) -> None:
         f"--python_out={out_dir}",
         f"--pyi_out={out_dir}",
         f"--grpc_python_out={out_dir}",
-        str(proto_dir / "olol.proto"),
+        *sorted(str(p) for p in proto_dir.glob("*.proto")),
     ]
     if protoc.main(args) != 0:
-        raise RuntimeError(f"protoc failed for {proto_dir / 'olol.proto'}")
-    grpc_file = out_dir / "olol_pb2_grpc.py"
-    text = grpc_file.read_text()
-    # protoc writes a top-level `import olol_pb2`, which only works from inside the folder.
-    grpc_file.write_text(re.sub(r"^import olol_pb2 as", "from . import olol_pb2 as", text, flags=re.M))
+        raise RuntimeError(f"protoc failed for {proto_dir}")
+    for generated in out_dir.glob("*_pb2*.py"):
+        text = generated.read_text()
+        # protoc writes top-level `import x_pb2`, which only works from inside the folder.
+        fixed = re.sub(r"^import (\w+_pb2) as", r"from . import \1 as", text, flags=re.M)
+        if fixed != text:
+            generated.write_text(fixed)
     (out_dir / "__init__.py").write_text('"""Generated from protos/olol.proto; do not edit."""\n')

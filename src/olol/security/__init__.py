@@ -1,0 +1,1 @@
+"""Cluster security: the shared token, signatures, TLS material."""
