@@ -162,6 +162,7 @@ def test_timestamps_keep_nanoseconds() -> None:
     assert rfc3339_to_ns(rfc3339_from_ns(ns)) == ns
     assert rfc3339_to_ns("2024-05-01T12:00:00+02:00") == 1_714_557_600 * 10**9
     assert rfc3339_from_ns(0) == "0001-01-01T00:00:00Z"
+    assert rfc3339_to_ns("2318-08-29T12:00:00Z") == 2**63 - 1  # Ollama's "forever" fits in int64
 
 
 def test_models_round_trip() -> None:

@@ -12,11 +12,14 @@ from collections.abc import Sequence
 import typer
 
 from olol.cli import client as client_cmd
+from olol.cli import demo as demo_cmd
 from olol.cli import info as info_cmd
+from olol.cli import proxy as proxy_cmd
 from olol.cli import server as server_cmd
+from olol.cli import status as status_cmd
 from olol.cli import unavailable
 
-MODES = ("server", "proxy", "rpc-server", "dist", "client", "version")
+MODES = ("server", "proxy", "rpc-server", "dist", "client", "version", "status", "demo")
 
 app = typer.Typer(
     name="olol",
@@ -40,11 +43,13 @@ def _root(
 
 
 server_cmd.register(app)
-unavailable.register(app, "proxy", "the cluster's Ollama-compatible HTTP endpoint")
+proxy_cmd.register(app)
 unavailable.register(app, "rpc-server", "a ggml RPC worker for splitting one model across hosts")
 unavailable.register(app, "dist", "distributed inference of one model over rpc-servers")
 client_cmd.register(app)
 info_cmd.register(app)
+status_cmd.register(app)
+demo_cmd.register(app)
 
 
 def rewrite_mode(args: Sequence[str]) -> list[str]:

@@ -25,6 +25,7 @@ __all__ = [
 _UNITS = {"ns": 1, "us": 1_000, "µs": 1_000, "ms": 1_000_000, "s": 10**9, "m": 60 * 10**9, "h": 3600 * 10**9}
 _PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h)")
 FOREVER = -1
+INT64_MAX = 2**63 - 1
 
 
 def duration_from_json(value: Any) -> int:
@@ -81,7 +82,9 @@ def rfc3339_to_ns(text: str | None) -> int:
     dt = datetime.fromisoformat(head + ("+00:00" if zone == "Z" else zone))
     if dt.year <= 1:
         return 0
-    return int(dt.timestamp()) * 10**9 + int((frac or "0")[:9].ljust(9, "0"))
+    ns = int(dt.timestamp()) * 10**9 + int((frac or "0")[:9].ljust(9, "0"))
+    # "Forever" (keep_alive -1) shows as a far-future date, past what int64 ns can hold.
+    return min(ns, INT64_MAX)
 
 
 def b64decode(value: str) -> bytes:

@@ -1,0 +1,33 @@
+"""`olol demo`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("demo")
+    def demo(
+        hosts: int = typer.Option(2, "--hosts", "-n", min=1, max=8, help="Agents (each with its own llama-server)."),
+        port: int = typer.Option(8000, "--port", "-p", help="Proxy port (0: a free one)."),
+        bind: str = typer.Option("127.0.0.1", "--bind", help="Proxy address."),
+        threads: int = typer.Option(1, "--threads", "-t", help="Threads per llama-server."),
+        model: Path = typer.Option(None, "--model", "-m", help="Your own GGUF instead of the generated tiny model."),
+        prompt: str = typer.Option("Tell me about clusters.", "--prompt", help="The first chat sent through it."),
+        serve: bool = typer.Option(True, "--serve/--once", help="Keep serving after the first chat."),
+    ) -> None:
+        """Start a real local cluster (llama.cpp agents + the proxy), chat through it, keep serving.
+
+        Needs no Ollama: llama.cpp is built from source on first use (cached) and a
+        tiny model is generated. `olol demo --once` exits after the first chat.
+        """
+        from olol.demo import DemoConfig, run_demo
+
+        try:
+            run_demo(DemoConfig(hosts=hosts, port=port, bind=bind, threads=threads, model=model, prompt=prompt,
+                                serve=serve))
+        except (RuntimeError, OSError) as exc:
+            typer.echo(f"error: {exc}", err=True)
+            raise typer.Exit(code=1) from None

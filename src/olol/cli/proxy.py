@@ -1,0 +1,105 @@
+"""`olol proxy`: the cluster's one Ollama-compatible endpoint."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from olol.cli.common import CONFIG_OPTION, LOG_LEVEL_OPTION, fail, settings, setup_logging
+from olol.config import ConfigError
+
+
+def _pairs(values: list[str] | None, what: str, cast: type) -> dict[str, object] | None:
+    """`SPEC=VALUE` flags (repeatable) -> {SPEC: VALUE}."""
+    if not values:
+        return None
+    out: dict[str, object] = {}
+    for item in values:
+        spec, sep, raw = item.rpartition("=")
+        if not sep or not spec:
+            fail(f"--{what} expects SERVER=VALUE, got {item!r}")
+        try:
+            out[spec] = cast(raw)
+        except ValueError:
+            fail(f"--{what} {item!r}: {raw!r} is not a {cast.__name__}")
+    return out
+
+
+def _servers(values: list[str] | None) -> list[str] | None:
+    if not values:
+        return None
+    return [s.strip() for v in values for s in v.split(",") if s.strip()]
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("proxy")
+    def proxy(
+        host: str = typer.Option(None, "--host", help="Address to listen on.  [default: 0.0.0.0]", show_default=False),
+        port: int = typer.Option(None, "--port", "-p", show_default=False,
+                                 help="HTTP port [env: OLOL_PORT]; 11434 makes it a true drop-in for Ollama. "
+                                      "[default: 8000]"),
+        servers: list[str] = typer.Option(None, "--servers", "-s", show_default=False,
+                                          help="Hosts, comma-separated or repeated: agents as host:50051, plain "
+                                               "Ollama as http://host:11434 [env: OLLAMA_SERVERS]."),
+        balancer: str = typer.Option(None, "--balancer", show_default=False,
+                                     help="Routing policy: adaptive, least_connections, round_robin. "
+                                          "[default: adaptive]"),
+        replicas: int = typer.Option(None, "--replicas",
+                                     help="Hosts an /api/pull goes to (default: every healthy host)."),
+        quant_fallback: bool = typer.Option(None, "--quant-fallback/--no-quant-fallback", show_default=False,
+                                            help="Serve a quantized model with a compatible higher-quality one "
+                                                 "already on a host.  [default: on]"),
+        affinity: bool = typer.Option(None, "--affinity/--no-affinity", show_default=False,
+                                      help="Keep a conversation on one host (X-OLOL-Session or prompt prefix). "
+                                           "[default: on]"),
+        max_queue_wait: float = typer.Option(None, "--max-queue-wait", show_default=False,
+                                             help="Seconds a request may wait for a free host before 503. "
+                                                  "[default: 30]"),
+        max_queue: int = typer.Option(None, "--max-queue", show_default=False,
+                                      help="Requests that may wait per model.  [default: 512]"),
+        request_timeout: float = typer.Option(None, "--request-timeout",
+                                              help="Seconds a whole request may take (default: unlimited)."),
+        default_parallel: int = typer.Option(None, "--default-parallel", show_default=False,
+                                             help="Parallel slots assumed for plain Ollama hosts.  [default: 4]"),
+        host_weight: list[str] = typer.Option(None, "--host-weight", help="SERVER=WEIGHT (repeatable)."),
+        host_tier: list[str] = typer.Option(None, "--host-tier", help="SERVER=TIER, 0 first (repeatable)."),
+        config: Path = CONFIG_OPTION,
+        log_level: str = LOG_LEVEL_OPTION,
+    ) -> None:
+        """Serve the Ollama API (and /v1) for the whole cluster: routing, failover, affinity, fan-out.
+
+        Examples:
+          olol proxy --servers 10.0.0.2:50051,10.0.0.3:50051
+          olol proxy --port 11434 --servers http://gpu1:11434 --servers gpu2:50051
+        """
+        from olol.proxy import ProxyConfig
+
+        s = settings("proxy", config)
+        setup_logging(s, log_level)
+        try:
+            cfg = ProxyConfig(
+                host=s.get("host", host, "0.0.0.0"),
+                port=s.get("port", port, 8000, env="OLOL_PORT"),
+                servers=s.get("servers", _servers(servers), [], env="OLLAMA_SERVERS"),
+                balancer=s.get("balancer", balancer, "adaptive"),
+                replicas=s.get("replicas", replicas, None),
+                quant_fallback=s.get("quant_fallback", quant_fallback, True),
+                affinity=s.get("affinity", affinity, True),
+                max_queue_wait=s.get("max_queue_wait", max_queue_wait, 30.0),
+                max_queue=s.get("max_queue", max_queue, 512),
+                request_timeout=s.get("request_timeout", request_timeout, None),
+                default_parallel=s.get("default_parallel", default_parallel, 4),
+                host_weights=s.get("host_weights", _pairs(host_weight, "host-weight", float), {}),
+                host_tiers=s.get("host_tiers", _pairs(host_tier, "host-tier", int), {}),
+            )
+        except ConfigError as exc:
+            fail(str(exc))
+        if not cfg.servers:
+            fail("no hosts: give --servers (or $OLLAMA_SERVERS, or `servers = [...]` in the config file)")
+        from olol.proxy.server import serve
+
+        try:
+            serve(cfg)
+        except (ValueError, OSError) as exc:
+            fail(str(exc), code=1)

@@ -1,0 +1,69 @@
+"""`olol status`: the cluster as a table, from the proxy's `/api/status`."""
+
+from __future__ import annotations
+
+import json
+import urllib.error
+import urllib.request
+from typing import Any
+
+import typer
+
+__all__ = ["fetch_status", "register", "render_status"]
+
+
+def fetch_status(url: str, timeout: float = 5.0) -> dict[str, Any]:
+    # urllib, not aiohttp: a one-shot GET should not pay for an event loop's imports.
+    with urllib.request.urlopen(url.rstrip("/") + "/api/status", timeout=timeout) as resp:
+        data: dict[str, Any] = json.load(resp)
+    return data
+
+
+def render_status(status: dict[str, Any]) -> Any:
+    """A rich renderable: one row per host, then a line on sessions and queues."""
+    from rich.console import Group
+    from rich.table import Table
+    from rich.text import Text
+
+    table = Table(title=f"OLOL cluster ({status.get('balancer', '?')} routing)", expand=False)
+    for col in ("host", "kind", "state", "load", "models", "loaded", "TTFT ms", "tok/s"):
+        table.add_column(col, overflow="fold")
+    for host in status.get("hosts", []):
+        stats = list((host.get("latency") or {}).values())
+        ttft = [s["ttft_s"] for s in stats if s.get("ttft_s")]
+        tps = [s["tokens_per_s"] for s in stats if s.get("tokens_per_s")]
+        state = Text("up", style="green") if host.get("healthy") else Text("down", style="red")
+        table.add_row(
+            str(host.get("id")), str(host.get("kind", "")), state,
+            f"{host.get('in_flight', 0)}/{host.get('capacity', '?')}",
+            ", ".join(host.get("models") or []) or "-", ", ".join(host.get("loaded") or []) or "-",
+            f"{min(ttft) * 1000:.1f}" if ttft else "-", f"{max(tps):.0f}" if tps else "-",
+        )
+    sessions = status.get("sessions") or {}
+    rate = sessions.get("hit_rate")
+    queued = sum(int(v.get("depth", 0)) if isinstance(v, dict) else int(v) for v in (status.get("queues") or {}).values())
+    footer = Text(f"sessions: {sessions.get('sessions', 0)}  affinity hit rate: "
+                  f"{'-' if rate is None else f'{rate:.0%}'}  queued: {queued}  "
+                  f"uptime: {status.get('uptime_s', 0):.0f}s")
+    return Group(table, footer)
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("status")
+    def status(
+        url: str = typer.Option("http://localhost:8000", "--url", "-u", envvar="OLOL_PROXY_URL",
+                                help="The proxy's URL [env: OLOL_PROXY_URL]."),
+        as_json: bool = typer.Option(False, "--json", help="Print the raw /api/status JSON."),
+    ) -> None:
+        """Show the cluster: hosts, health, load, models, latency (from a running proxy)."""
+        try:
+            data = fetch_status(url)
+        except (urllib.error.URLError, OSError, ValueError) as exc:
+            typer.echo(f"error: cannot read {url}/api/status: {exc}", err=True)
+            raise typer.Exit(code=1) from None
+        if as_json:
+            typer.echo(json.dumps(data, indent=2))
+            return
+        from rich.console import Console
+
+        Console().print(render_status(data))

@@ -1,0 +1,153 @@
+"""`olol demo`: a real local cluster on one machine, no Ollama needed.
+
+It builds (or finds) llama.cpp, writes the tiny test model, starts N agents as
+separate processes (each supervising its own llama-server), puts the proxy in
+front of them, sends a chat through the proxy, prints the cluster table, and
+keeps serving until Ctrl-C, then stops everything it started.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+__all__ = ["DemoConfig", "olol_command", "run_demo"]
+
+
+@dataclass
+class DemoConfig:
+    hosts: int = 2
+    port: int = 8000
+    bind: str = "127.0.0.1"
+    threads: int = 1
+    ctx_size: int = 1024
+    prompt: str = "Tell me about clusters."
+    serve: bool = True  # keep serving after the first chat (False: exit, for scripts and tests)
+    model: Path | None = None  # a GGUF of your own instead of the generated tiny model
+    extra_env: dict[str, str] = field(default_factory=dict)
+
+
+def olol_command() -> list[str]:
+    """How to start another `olol` process: the one-file binary runs itself, Python runs `-m olol`."""
+    if "__compiled__" in globals():  # set by Nuitka in compiled modules
+        return [sys.argv[0]]
+    return [sys.executable, "-m", "olol"]
+
+
+@dataclass
+class _Agent:
+    proc: subprocess.Popen[str]
+    target: str
+
+
+def _start_agent(model: Path, cfg: DemoConfig, say: Callable[[str], None], timeout: float = 180.0) -> _Agent:
+    cmd = [*olol_command(), "server", "--backend", "llamacpp", "--model", str(model), "--host", "127.0.0.1",
+           "--port", "0", "--threads", str(cfg.threads), "--ctx-size", str(cfg.ctx_size), "--log-level", "warning"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, env={**os.environ, **cfg.extra_env})
+    deadline = time.monotonic() + timeout
+    assert proc.stdout is not None
+    # The agent prints `READY host:port` once serving (after its llama-server is up): no sleeps.
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        if not line:
+            raise RuntimeError(f"agent exited with code {proc.wait()} before it was ready")
+        if line.startswith("READY "):
+            target = line.split()[1]
+            say(f"  agent pid {proc.pid} on {target} (llama.cpp, {model.name})")
+            return _Agent(proc, target)
+    proc.kill()
+    raise RuntimeError("agent did not become ready in time")
+
+
+def _stop_agents(agents: list[_Agent]) -> None:
+    for a in agents:
+        if a.proc.poll() is None:
+            a.proc.send_signal(signal.SIGTERM)
+    for a in agents:
+        try:
+            a.proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            a.proc.kill()
+            a.proc.wait()
+
+
+async def _chat_once(url: str, model: str, prompt: str, say: Callable[[str], None]) -> str:
+    import aiohttp
+
+    body = {"model": model, "messages": [{"role": "user", "content": prompt}], "stream": True,
+            "options": {"num_predict": 32, "temperature": 0}}
+    text: list[str] = []
+    async with aiohttp.ClientSession() as session, session.post(f"{url}/api/chat", json=body) as resp:
+        host = resp.headers.get("X-OLOL-Host", "?")
+        import json
+
+        final: dict[str, object] = {}
+        async for line in resp.content:
+            if line.strip():
+                chunk = json.loads(line)
+                if "error" in chunk:
+                    raise RuntimeError(chunk["error"])
+                text.append(chunk["message"]["content"])
+                final = chunk
+    answer = "".join(text)
+    say(f"\nchat via {url}/api/chat -> served by {host}:\n  {answer!r}")
+    say(f"  ({final.get('eval_count')} tokens, done_reason={final.get('done_reason')})")
+    return answer
+
+
+async def _run(cfg: DemoConfig, agents: list[_Agent], model_name: str, say: Callable[[str], None]) -> None:
+    from rich.console import Console
+
+    from olol.cli.status import render_status
+    from olol.proxy import ProxyConfig
+    from olol.proxy.server import start_proxy
+
+    proxy = await start_proxy(ProxyConfig(host=cfg.bind, port=cfg.port, servers=[a.target for a in agents]))
+    try:
+        say(f"proxy (Ollama API) on {proxy.url}")
+        await _chat_once(proxy.url, model_name, cfg.prompt, say)
+        import aiohttp
+
+        async with aiohttp.ClientSession() as session, session.get(f"{proxy.url}/api/status") as resp:
+            Console().print(render_status(await resp.json()))
+        if cfg.serve:
+            say(f"\nServing. Try:  curl {proxy.url}/api/chat -d '{{\"model\": \"{model_name}\", \"messages\": "
+                f"[{{\"role\": \"user\", \"content\": \"hi\"}}]}}'")
+            say(f"               olol status --url {proxy.url}      (Ctrl-C stops the cluster)")
+            stop = asyncio.Event()
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.add_signal_handler(sig, stop.set)
+            await stop.wait()
+    finally:
+        await proxy.stop()
+
+
+def run_demo(cfg: DemoConfig, say: Callable[[str], None] = print) -> None:
+    from olol.llamacpp.bins import ensure_built
+    from olol.models.tiny import ensure_tiny_model
+
+    say("llama.cpp: finding or building llama-server (first build takes ~10 min on 2 cores) ...")
+    bins = ensure_built()
+    say(f"  {bins.llama_server}")
+    model = cfg.model or ensure_tiny_model()
+    model_name = model.stem
+    say(f"model: {model} (served as {model_name!r})")
+    say(f"starting {cfg.hosts} agents ...")
+    agents: list[_Agent] = []
+    try:
+        for _ in range(cfg.hosts):
+            agents.append(_start_agent(model, cfg, say))
+        with contextlib.suppress(KeyboardInterrupt):
+            asyncio.run(_run(cfg, agents, model_name, say))
+    finally:
+        say("stopping agents ...")
+        _stop_agents(agents)
