@@ -1,0 +1,357 @@
+"""Launch and supervise one `llama-server` process serving one GGUF model.
+
+The process binds `--port 0` and we read the port it got from its log, so there
+is no window in which another program can take a port we picked. Readiness is
+`GET /health` answering 200 (llama-server answers 503 while loading). A process
+that dies is restarted with exponential backoff, a bounded number of times per
+`stable_after` window, so a model that crashes on load does not spin forever.
+The last lines of its output are kept for error messages: llama.cpp explains
+most failures there and nowhere else.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ctypes
+import dataclasses
+import logging
+import os
+import re
+import signal
+import sys
+import time
+from collections import deque
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from olol.errors import BackendUnavailable
+from olol.llamacpp.bins import LlamaBinaryNotFound, find_llama_server
+from olol.llamacpp.gguf_header import read_gguf_header
+
+__all__ = ["LlamaServerConfig", "LlamaServerProcess", "pooling_for"]
+
+log = logging.getLogger(__name__)
+
+_LISTENING = re.compile(r"listening on https?://(?P<host>\[[^\]]+\]|[^:\s]+):(?P<port>\d+)")
+
+
+@dataclass(frozen=True)
+class LlamaServerConfig:
+    model_path: Path
+    alias: str | None = None  # the name llama-server reports (`--alias`)
+    ctx_size: int = 2048
+    threads: int | None = None  # None: llama.cpp's default (all cores)
+    parallel: int | None = None  # None: llama-server's auto (4 slots sharing one unified KV cache)
+    embeddings: bool = True
+    pooling: str | None = None  # None: the model's own, or "mean" if it has none (see pooling_for)
+    metrics: bool = True
+    host: str = "127.0.0.1"
+    port: int = 0  # 0: let the kernel pick (read back from the log)
+    extra_args: tuple[str, ...] = ()
+    binary: Path | None = None  # None: `olol.llamacpp.find_llama_server()`
+    env: Mapping[str, str] = field(default_factory=dict)
+    ready_timeout: float = 120.0
+    max_restarts: int = 5
+    restart_backoff: float = 0.5
+    max_backoff: float = 10.0
+    stable_after: float = 60.0  # a run at least this long resets the restart budget
+    stop_timeout: float = 10.0
+    log_lines: int = 200
+
+    def argv(self, binary: Path, port: int) -> list[str]:
+        args = [str(binary), "-m", str(self.model_path), "-c", str(self.ctx_size)]
+        args += ["--host", self.host, "--port", str(port)]
+        if self.parallel is not None:
+            args += ["--parallel", str(self.parallel)]
+        if self.threads is not None:
+            args += ["-t", str(self.threads)]
+        if self.alias:
+            args += ["--alias", self.alias]
+        if self.embeddings:
+            args.append("--embeddings")
+            if self.pooling:
+                args += ["--pooling", self.pooling]
+        if self.metrics:
+            args.append("--metrics")
+        return args + list(self.extra_args)
+
+
+def pooling_for(model_path: Path) -> str | None:
+    """The `--pooling` a model needs for /v1/embeddings: None if it names its own.
+
+    Chat models carry no pooling type, and llama-server's default for them
+    ("none") cannot answer /v1/embeddings; mean pooling is the neutral choice.
+    """
+    try:
+        fields = read_gguf_header(model_path).fields
+    except (ValueError, OSError):
+        return None  # not a readable GGUF: llama-server will say what is wrong with it
+    return None if f"{fields.get('general.architecture', '')}.pooling_type" in fields else "mean"
+
+
+def _find_prctl() -> Any:
+    if sys.platform != "linux":
+        return None
+    try:
+        return ctypes.CDLL(None).prctl
+    except (OSError, AttributeError):
+        return None
+
+
+# Resolved here, in the parent: the child must not dlopen between fork and exec
+# (another thread of ours may hold the loader lock at fork time).
+_PRCTL = _find_prctl()
+
+
+def _die_with_parent() -> None:  # pragma: no cover - runs in the child between fork and exec
+    # If the Python process is SIGKILLed, its children would otherwise live on,
+    # each holding a model in memory; the kernel sends them SIGTERM instead.
+    _PRCTL(1, int(signal.SIGTERM))  # PR_SET_PDEATHSIG
+
+
+class LlamaServerProcess:
+    """One supervised llama-server. `await start()`, then use `url`; `await close()`."""
+
+    def __init__(self, config: LlamaServerConfig) -> None:
+        self.config = config
+        self.restarts = 0  # successful restarts after the first start
+        self._proc: asyncio.subprocess.Process | None = None
+        self._port: int | None = None
+        self._started_at = 0.0
+        self._log: deque[str] = deque(maxlen=config.log_lines)
+        self._reader: asyncio.Task[None] | None = None
+        self._supervisor: asyncio.Task[None] | None = None
+        self._ready = asyncio.Event()
+        self._gave_up: BackendUnavailable | None = None
+        self._state_changed = asyncio.Event()  # set on ready or give-up, to wake waiters
+        self._closing = False
+        self._failures = 0
+
+    # ------------------------------------------------------------------ state
+    @property
+    def url(self) -> str:
+        if self._port is None:
+            raise BackendUnavailable("llama-server is not running")
+        host = self.config.host
+        if host in ("0.0.0.0", "::", ""):
+            host = "127.0.0.1"  # a wildcard bind is reachable on loopback
+        elif ":" in host and not host.startswith("["):
+            host = f"[{host}]"
+        return f"http://{host}:{self._port}"
+
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self._proc is not None and self._proc.returncode is None else None
+
+    @property
+    def running(self) -> bool:
+        return self.pid is not None
+
+    @property
+    def ready(self) -> bool:
+        return self._ready.is_set()
+
+    def log_tail(self, lines: int = 30) -> str:
+        return "\n".join(list(self._log)[-lines:])
+
+    def _unavailable(self, what: str) -> BackendUnavailable:
+        tail = self.log_tail(15)
+        return BackendUnavailable(f"{what}" + (f"; llama-server log tail:\n{tail}" if tail else ""))
+
+    # ------------------------------------------------------------------ lifecycle
+    async def start(self) -> None:
+        """Launch and wait until ready. Idempotent; raises BackendUnavailable on failure."""
+        if self._supervisor is not None and not self._supervisor.done():
+            await self.wait_ready()
+            return
+        self._closing = False
+        self._gave_up = None
+        self._failures = 0
+        config = self.config
+        if config.embeddings and config.pooling is None and config.model_path.is_file():
+            pooling = await asyncio.to_thread(pooling_for, config.model_path)
+            self.config = dataclasses.replace(config, pooling=pooling)
+        try:
+            await self._spawn()
+        except BaseException:
+            await self._terminate()
+            raise
+        self._supervisor = asyncio.create_task(self._supervise(), name="llama-server-supervisor")
+
+    async def wait_ready(self, timeout: float | None = None) -> None:
+        """Return once the server answers /health; raise BackendUnavailable if it will not."""
+        deadline = time.monotonic() + (self.config.ready_timeout if timeout is None else timeout)
+        while not self._ready.is_set():
+            if self._gave_up is not None:
+                raise self._gave_up
+            if self._supervisor is None or self._closing:
+                raise BackendUnavailable("llama-server is not running")
+            self._state_changed.clear()
+            if self._ready.is_set() or self._gave_up is not None:
+                continue
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise self._unavailable("llama-server did not become ready in time")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._state_changed.wait(), remaining)
+
+    async def close(self) -> None:
+        """Stop the server: SIGTERM, then SIGKILL after `stop_timeout`. Idempotent."""
+        self._closing = True
+        self._ready.clear()
+        if self._supervisor is not None:
+            self._supervisor.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._supervisor
+            self._supervisor = None
+        await self._terminate()
+        self._state_changed.set()
+
+    async def kill(self) -> None:
+        """SIGKILL the server without stopping supervision (tests use it to simulate a crash)."""
+        if self._proc is not None and self._proc.returncode is None:
+            self._proc.kill()
+
+    # ------------------------------------------------------------------ internals
+    async def _spawn(self) -> None:
+        self._port = None
+        self._proc = None  # None after a failed spawn means nothing was launched
+        self._ready.clear()
+        try:
+            binary = find_llama_server(self.config.binary)
+        except LlamaBinaryNotFound as exc:
+            raise BackendUnavailable(str(exc)) from exc
+        if not self.config.model_path.is_file():
+            raise BackendUnavailable(f"model file not found: {self.config.model_path}")
+        argv = self.config.argv(binary, self.config.port)
+        log.info("starting %s", " ".join(argv))
+        self._proc = await asyncio.create_subprocess_exec(
+            *argv,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+            env={**os.environ, **self.config.env},
+            start_new_session=True,  # a Ctrl-C at the terminal must not kill it before we stop it cleanly
+            preexec_fn=_die_with_parent if _PRCTL is not None else None,
+        )
+        self._started_at = time.monotonic()
+        self._reader = asyncio.create_task(self._read_output(self._proc), name="llama-server-log")
+        await self._wait_healthy(self._proc)
+        self._ready.set()
+        self._state_changed.set()
+        log.info("llama-server ready at %s (pid %d)", self.url, self._proc.pid)
+
+    async def _read_output(self, proc: asyncio.subprocess.Process) -> None:
+        # Chunked reads, not readline(): one overlong line must not stall the pipe
+        # (a full pipe would block llama-server's logging, and with it the server).
+        assert proc.stdout is not None
+        pending = b""
+        while chunk := await proc.stdout.read(65536):
+            *lines, pending = (pending + chunk).split(b"\n")
+            for raw in lines:
+                self._note_line(raw.decode("utf-8", "replace").rstrip("\r"))
+            pending = pending[-65536:]
+        if pending:
+            self._note_line(pending.decode("utf-8", "replace"))
+
+    def _note_line(self, line: str) -> None:
+        self._log.append(line)
+        if self._port is None and (match := _LISTENING.search(line)):
+            self._port = int(match["port"])
+
+    async def _wait_healthy(self, proc: asyncio.subprocess.Process) -> None:
+        deadline = time.monotonic() + self.config.ready_timeout
+        exited = asyncio.ensure_future(proc.wait())
+        delay = 0.02
+        try:
+            async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=2.0)) as session:
+                while True:
+                    if exited.done():
+                        await self._drain_log()
+                        raise self._unavailable(f"llama-server exited with code {proc.returncode} during startup")
+                    if self._port is not None and await self._health_ok(session):
+                        return
+                    if time.monotonic() > deadline:
+                        raise self._unavailable(f"llama-server not ready after {self.config.ready_timeout:.0f}s")
+                    # Wake early if the process dies; otherwise poll again with backoff.
+                    await asyncio.wait({exited}, timeout=delay)
+                    delay = min(delay * 1.5, 0.25)
+        finally:
+            exited.cancel()
+
+    async def _health_ok(self, session: aiohttp.ClientSession) -> bool:
+        try:
+            async with session.get(self.url + "/health") as resp:
+                return resp.status == 200
+        except (aiohttp.ClientError, TimeoutError):
+            return False
+
+    async def _drain_log(self) -> None:
+        if self._reader is not None:
+            with contextlib.suppress(asyncio.TimeoutError, asyncio.CancelledError):
+                await asyncio.wait_for(asyncio.shield(self._reader), 1.0)
+
+    async def _supervise(self) -> None:
+        try:
+            await self._supervise_loop()
+        except Exception as exc:  # never leave waiters hanging on a dead supervisor
+            log.exception("llama-server supervisor failed")
+            self._gave_up = BackendUnavailable(f"llama-server supervisor failed: {exc}")
+            self._state_changed.set()
+
+    async def _supervise_loop(self) -> None:
+        while not self._closing:
+            proc = self._proc
+            assert proc is not None
+            code = await proc.wait()
+            self._ready.clear()
+            if self._closing:
+                return
+            await self._drain_log()
+            lived = time.monotonic() - self._started_at
+            log.warning("llama-server (pid %d) exited with code %s after %.1fs", proc.pid, code, lived)
+            if lived >= self.config.stable_after:
+                self._failures = 0
+            self._failures += 1
+            if self._failures > self.config.max_restarts:
+                self._gave_up = self._unavailable(
+                    f"llama-server exited with code {code}; gave up after {self.config.max_restarts} restarts"
+                )
+                self._state_changed.set()
+                return
+            backoff = self.config.restart_backoff * 2 ** (self._failures - 1)
+            await asyncio.sleep(min(backoff, self.config.max_backoff))
+            try:
+                await self._spawn()
+            except BackendUnavailable as exc:
+                log.warning("llama-server restart failed: %s", exc.message)
+                if self._proc is None or self._proc.returncode is None:
+                    await self._terminate()  # e.g. hung while loading: count it and retry
+                if self._proc is None:  # nothing was launched at all (binary or model gone)
+                    self._gave_up = exc
+                    self._state_changed.set()
+                    return
+                continue
+            self.restarts += 1
+
+    async def _terminate(self) -> None:
+        proc = self._proc
+        if proc is not None and proc.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                proc.terminate()
+            try:
+                await asyncio.wait_for(proc.wait(), self.config.stop_timeout)
+            except TimeoutError:
+                log.warning("llama-server (pid %d) ignored SIGTERM; killing it", proc.pid)
+                with contextlib.suppress(ProcessLookupError):
+                    proc.kill()
+                await proc.wait()
+        if self._reader is not None:
+            await self._drain_log()
+            self._reader.cancel()
+            self._reader = None
