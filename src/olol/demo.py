@@ -49,8 +49,24 @@ class _Agent:
 
 
 def _start_agent(model: Path, cfg: DemoConfig, say: Callable[[str], None], timeout: float = 180.0) -> _Agent:
-    cmd = [*olol_command(), "server", "--backend", "llamacpp", "--model", str(model), "--host", "127.0.0.1",
-           "--port", "0", "--threads", str(cfg.threads), "--ctx-size", str(cfg.ctx_size), "--log-level", "warning"]
+    cmd = [
+        *olol_command(),
+        "server",
+        "--backend",
+        "llamacpp",
+        "--model",
+        str(model),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        "0",
+        "--threads",
+        str(cfg.threads),
+        "--ctx-size",
+        str(cfg.ctx_size),
+        "--log-level",
+        "warning",
+    ]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, env={**os.environ, **cfg.extra_env})
     deadline = time.monotonic() + timeout
     assert proc.stdout is not None
@@ -82,8 +98,12 @@ def _stop_agents(agents: list[_Agent]) -> None:
 async def _chat_once(url: str, model: str, prompt: str, say: Callable[[str], None]) -> str:
     import aiohttp
 
-    body = {"model": model, "messages": [{"role": "user", "content": prompt}], "stream": True,
-            "options": {"num_predict": 32, "temperature": 0}}
+    body = {
+        "model": model,
+        "messages": [{"role": "user", "content": prompt}],
+        "stream": True,
+        "options": {"num_predict": 32, "temperature": 0},
+    }
     text: list[str] = []
     async with aiohttp.ClientSession() as session, session.post(f"{url}/api/chat", json=body) as resp:
         host = resp.headers.get("X-OLOL-Host", "?")
@@ -119,8 +139,10 @@ async def _run(cfg: DemoConfig, agents: list[_Agent], model_name: str, say: Call
         async with aiohttp.ClientSession() as session, session.get(f"{proxy.url}/api/status") as resp:
             Console().print(render_status(await resp.json()))
         if cfg.serve:
-            say(f"\nServing. Try:  curl {proxy.url}/api/chat -d '{{\"model\": \"{model_name}\", \"messages\": "
-                f"[{{\"role\": \"user\", \"content\": \"hi\"}}]}}'")
+            say(
+                f'\nServing. Try:  curl {proxy.url}/api/chat -d \'{{"model": "{model_name}", "messages": '
+                f'[{{"role": "user", "content": "hi"}}]}}\''
+            )
             say(f"               olol status --url {proxy.url}      (Ctrl-C stops the cluster)")
             stop = asyncio.Event()
             loop = asyncio.get_running_loop()

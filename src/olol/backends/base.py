@@ -40,10 +40,10 @@ class Backend(ABC):
 
     kind: str = "abstract"
 
-    async def start(self) -> None:
+    async def start(self) -> None:  # noqa: B027 - optional hook, most adapters connect lazily
         """Open connections / launch processes. Idempotent."""
 
-    async def close(self) -> None:
+    async def close(self) -> None:  # noqa: B027 - optional hook
         """Release everything `start` acquired. Idempotent."""
 
     @abstractmethod

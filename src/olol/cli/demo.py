@@ -26,8 +26,9 @@ def register(app: typer.Typer) -> None:
         from olol.demo import DemoConfig, run_demo
 
         try:
-            run_demo(DemoConfig(hosts=hosts, port=port, bind=bind, threads=threads, model=model, prompt=prompt,
-                                serve=serve))
+            run_demo(
+                DemoConfig(hosts=hosts, port=port, bind=bind, threads=threads, model=model, prompt=prompt, serve=serve)
+            )
         except (RuntimeError, OSError) as exc:
             typer.echo(f"error: {exc}", err=True)
             raise typer.Exit(code=1) from None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import typer
 
@@ -10,11 +11,11 @@ from olol.cli.common import CONFIG_OPTION, LOG_LEVEL_OPTION, fail, settings, set
 from olol.config import ConfigError
 
 
-def _pairs(values: list[str] | None, what: str, cast: type) -> dict[str, object] | None:
+def _pairs(values: list[str] | None, what: str, cast: type) -> dict[str, Any] | None:
     """`SPEC=VALUE` flags (repeatable) -> {SPEC: VALUE}."""
     if not values:
         return None
-    out: dict[str, object] = {}
+    out: dict[str, Any] = {}
     for item in values:
         spec, sep, raw = item.rpartition("=")
         if not sep or not spec:
@@ -36,32 +37,60 @@ def register(app: typer.Typer) -> None:
     @app.command("proxy")
     def proxy(
         host: str = typer.Option(None, "--host", help="Address to listen on.  [default: 0.0.0.0]", show_default=False),
-        port: int = typer.Option(None, "--port", "-p", show_default=False,
-                                 help="HTTP port [env: OLOL_PORT]; 11434 makes it a true drop-in for Ollama. "
-                                      "[default: 8000]"),
-        servers: list[str] = typer.Option(None, "--servers", "-s", show_default=False,
-                                          help="Hosts, comma-separated or repeated: agents as host:50051, plain "
-                                               "Ollama as http://host:11434 [env: OLLAMA_SERVERS]."),
-        balancer: str = typer.Option(None, "--balancer", show_default=False,
-                                     help="Routing policy: adaptive, least_connections, round_robin. "
-                                          "[default: adaptive]"),
-        replicas: int = typer.Option(None, "--replicas",
-                                     help="Hosts an /api/pull goes to (default: every healthy host)."),
-        quant_fallback: bool = typer.Option(None, "--quant-fallback/--no-quant-fallback", show_default=False,
-                                            help="Serve a quantized model with a compatible higher-quality one "
-                                                 "already on a host.  [default: on]"),
-        affinity: bool = typer.Option(None, "--affinity/--no-affinity", show_default=False,
-                                      help="Keep a conversation on one host (X-OLOL-Session or prompt prefix). "
-                                           "[default: on]"),
-        max_queue_wait: float = typer.Option(None, "--max-queue-wait", show_default=False,
-                                             help="Seconds a request may wait for a free host before 503. "
-                                                  "[default: 30]"),
-        max_queue: int = typer.Option(None, "--max-queue", show_default=False,
-                                      help="Requests that may wait per model.  [default: 512]"),
-        request_timeout: float = typer.Option(None, "--request-timeout",
-                                              help="Seconds a whole request may take (default: unlimited)."),
-        default_parallel: int = typer.Option(None, "--default-parallel", show_default=False,
-                                             help="Parallel slots assumed for plain Ollama hosts.  [default: 4]"),
+        port: int = typer.Option(
+            None,
+            "--port",
+            "-p",
+            show_default=False,
+            help="HTTP port [env: OLOL_PORT]; 11434 makes it a true drop-in for Ollama. [default: 8000]",
+        ),
+        servers: list[str] = typer.Option(
+            None,
+            "--servers",
+            "-s",
+            show_default=False,
+            help="Hosts, comma-separated or repeated: agents as host:50051, plain "
+            "Ollama as http://host:11434 [env: OLLAMA_SERVERS].",
+        ),
+        balancer: str = typer.Option(
+            None,
+            "--balancer",
+            show_default=False,
+            help="Routing policy: adaptive, least_connections, round_robin. [default: adaptive]",
+        ),
+        replicas: int = typer.Option(
+            None, "--replicas", help="Hosts an /api/pull goes to (default: every healthy host)."
+        ),
+        quant_fallback: bool = typer.Option(
+            None,
+            "--quant-fallback/--no-quant-fallback",
+            show_default=False,
+            help="Serve a quantized model with a compatible higher-quality one already on a host.  [default: on]",
+        ),
+        affinity: bool = typer.Option(
+            None,
+            "--affinity/--no-affinity",
+            show_default=False,
+            help="Keep a conversation on one host (X-OLOL-Session or prompt prefix). [default: on]",
+        ),
+        max_queue_wait: float = typer.Option(
+            None,
+            "--max-queue-wait",
+            show_default=False,
+            help="Seconds a request may wait for a free host before 503. [default: 30]",
+        ),
+        max_queue: int = typer.Option(
+            None, "--max-queue", show_default=False, help="Requests that may wait per model.  [default: 512]"
+        ),
+        request_timeout: float = typer.Option(
+            None, "--request-timeout", help="Seconds a whole request may take (default: unlimited)."
+        ),
+        default_parallel: int = typer.Option(
+            None,
+            "--default-parallel",
+            show_default=False,
+            help="Parallel slots assumed for plain Ollama hosts.  [default: 4]",
+        ),
         host_weight: list[str] = typer.Option(None, "--host-weight", help="SERVER=WEIGHT (repeatable)."),
         host_tier: list[str] = typer.Option(None, "--host-tier", help="SERVER=TIER, 0 first (repeatable)."),
         config: Path = CONFIG_OPTION,

@@ -34,25 +34,38 @@ def render_status(status: dict[str, Any]) -> Any:
         tps = [s["tokens_per_s"] for s in stats if s.get("tokens_per_s")]
         state = Text("up", style="green") if host.get("healthy") else Text("down", style="red")
         table.add_row(
-            str(host.get("id")), str(host.get("kind", "")), state,
+            str(host.get("id")),
+            str(host.get("kind", "")),
+            state,
             f"{host.get('in_flight', 0)}/{host.get('capacity', '?')}",
-            ", ".join(host.get("models") or []) or "-", ", ".join(host.get("loaded") or []) or "-",
-            f"{min(ttft) * 1000:.1f}" if ttft else "-", f"{max(tps):.0f}" if tps else "-",
+            ", ".join(host.get("models") or []) or "-",
+            ", ".join(host.get("loaded") or []) or "-",
+            f"{min(ttft) * 1000:.1f}" if ttft else "-",
+            f"{max(tps):.0f}" if tps else "-",
         )
     sessions = status.get("sessions") or {}
     rate = sessions.get("hit_rate")
-    queued = sum(int(v.get("depth", 0)) if isinstance(v, dict) else int(v) for v in (status.get("queues") or {}).values())
-    footer = Text(f"sessions: {sessions.get('sessions', 0)}  affinity hit rate: "
-                  f"{'-' if rate is None else f'{rate:.0%}'}  queued: {queued}  "
-                  f"uptime: {status.get('uptime_s', 0):.0f}s")
+    queued = sum(
+        int(v.get("depth", 0)) if isinstance(v, dict) else int(v) for v in (status.get("queues") or {}).values()
+    )
+    footer = Text(
+        f"sessions: {sessions.get('sessions', 0)}  affinity hit rate: "
+        f"{'-' if rate is None else f'{rate:.0%}'}  queued: {queued}  "
+        f"uptime: {status.get('uptime_s', 0):.0f}s"
+    )
     return Group(table, footer)
 
 
 def register(app: typer.Typer) -> None:
     @app.command("status")
     def status(
-        url: str = typer.Option("http://localhost:8000", "--url", "-u", envvar="OLOL_PROXY_URL",
-                                help="The proxy's URL [env: OLOL_PROXY_URL]."),
+        url: str = typer.Option(
+            "http://localhost:8000",
+            "--url",
+            "-u",
+            envvar="OLOL_PROXY_URL",
+            help="The proxy's URL [env: OLOL_PROXY_URL].",
+        ),
         as_json: bool = typer.Option(False, "--json", help="Print the raw /api/status JSON."),
     ) -> None:
         """Show the cluster: hosts, health, load, models, latency (from a running proxy)."""
