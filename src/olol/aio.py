@@ -1,0 +1,68 @@
+"""`AsyncOllamaClient`: the seed's asyncio client (the seed called the module `olol.async`,
+which cannot exist: `async` is a Python keyword).
+
+It talks to an agent over gRPC (`"host:50051"`) or to a proxy / any Ollama over
+HTTP (`"http://host:8000"`), and yields typed objects (`.response`, `.done`,
+`.total_duration`, ...).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+from olol.backends.base import Backend
+from olol.client.models import (
+    ChatResponse,
+    EmbedResponse,
+    GenerateResponse,
+    ModelEntry,
+    ProgressResponse,
+    from_json,
+)
+
+__all__ = ["AsyncOllamaClient"]
+
+
+def backend_for(target: str) -> Backend:
+    if target.startswith(("http://", "https://")):
+        from olol.backends.ollama import OllamaBackend
+
+        return OllamaBackend(target)
+    from olol.client.agent_backend import AgentBackend
+
+    return AgentBackend(target)
+
+
+class AsyncOllamaClient:
+    def __init__(self, host: str = "localhost", port: int = 50051, *, url: str | None = None) -> None:
+        self.target = url or f"{host}:{port}"
+        self._backend = backend_for(self.target)
+
+    async def __aenter__(self) -> AsyncOllamaClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        await self._backend.close()
+
+    async def generate(self, model: str, prompt: str, **kwargs: Any) -> AsyncIterator[GenerateResponse]:
+        """Stream a completion; the last item has `done=True` and the final stats."""
+        async for chunk in self._backend.generate({"model": model, "prompt": prompt, **kwargs}):
+            yield from_json(GenerateResponse, chunk)
+
+    async def chat(self, model: str, messages: list[dict[str, Any]], **kwargs: Any) -> AsyncIterator[ChatResponse]:
+        async for chunk in self._backend.chat({"model": model, "messages": messages, **kwargs}):
+            yield ChatResponse.parse(chunk)
+
+    async def embed(self, model: str, input: str | list[str], **kwargs: Any) -> EmbedResponse:  # noqa: A002
+        return from_json(EmbedResponse, await self._backend.embed({"model": model, "input": input, **kwargs}))
+
+    async def list(self) -> list[ModelEntry]:
+        return [from_json(ModelEntry, m) for m in await self._backend.list_models()]
+
+    async def pull(self, model: str, **kwargs: Any) -> AsyncIterator[ProgressResponse]:
+        async for line in self._backend.pull({"model": model, **kwargs}):
+            yield from_json(ProgressResponse, line)

@@ -1,0 +1,56 @@
+"""`OllamaClient`: the blocking twin of `olol.aio.AsyncOllamaClient`, same methods and types.
+
+It runs the async client on a private event loop thread, so it works from any
+plain script (and from inside a program that has its own loop elsewhere).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+from olol.agent.bridge import LoopThread
+from olol.aio import AsyncOllamaClient
+from olol.client.models import ChatResponse, EmbedResponse, GenerateResponse, ModelEntry, ProgressResponse
+
+__all__ = ["OllamaClient"]
+
+
+class OllamaClient:
+    def __init__(self, host: str = "localhost", port: int = 50051, *, url: str | None = None) -> None:
+        self._loop = LoopThread("olol-client-loop")
+        # Created on the loop: gRPC's asyncio channel binds to the loop it is made on.
+        self._client: AsyncOllamaClient = self._loop.call(_make(host, port, url))
+
+    def __enter__(self) -> OllamaClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if self._loop.running:
+            self._loop.call(self._client.close())
+            self._loop.stop()
+
+    def _iterate(self, make: Any) -> Iterator[Any]:
+        return self._loop.iterate(make, lambda _cb: None)
+
+    def generate(self, model: str, prompt: str, **kwargs: Any) -> Iterator[GenerateResponse]:
+        return self._iterate(lambda: self._client.generate(model, prompt, **kwargs))
+
+    def chat(self, model: str, messages: list[dict[str, Any]], **kwargs: Any) -> Iterator[ChatResponse]:
+        return self._iterate(lambda: self._client.chat(model, messages, **kwargs))
+
+    def embed(self, model: str, input: str | list[str], **kwargs: Any) -> EmbedResponse:  # noqa: A002
+        return self._loop.call(self._client.embed(model, input, **kwargs))
+
+    def list(self) -> list[ModelEntry]:
+        return self._loop.call(self._client.list())
+
+    def pull(self, model: str, **kwargs: Any) -> Iterator[ProgressResponse]:
+        return self._iterate(lambda: self._client.pull(model, **kwargs))
+
+
+async def _make(host: str, port: int, url: str | None) -> AsyncOllamaClient:
+    return AsyncOllamaClient(host, port, url=url)
