@@ -57,7 +57,7 @@ class AsyncOllamaClient:
         async for chunk in self._backend.chat({"model": model, "messages": messages, **kwargs}):
             yield ChatResponse.parse(chunk)
 
-    async def embed(self, model: str, input: str | list[str], **kwargs: Any) -> EmbedResponse:  # noqa: A002
+    async def embed(self, model: str, input: str | list[str], **kwargs: Any) -> EmbedResponse:
         return from_json(EmbedResponse, await self._backend.embed({"model": model, "input": input, **kwargs}))
 
     async def list(self) -> list[ModelEntry]:

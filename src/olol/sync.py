@@ -42,7 +42,7 @@ class OllamaClient:
     def chat(self, model: str, messages: list[dict[str, Any]], **kwargs: Any) -> Iterator[ChatResponse]:
         return self._iterate(lambda: self._client.chat(model, messages, **kwargs))
 
-    def embed(self, model: str, input: str | list[str], **kwargs: Any) -> EmbedResponse:  # noqa: A002
+    def embed(self, model: str, input: str | list[str], **kwargs: Any) -> EmbedResponse:
         return self._loop.call(self._client.embed(model, input, **kwargs))
 
     def list(self) -> list[ModelEntry]:
