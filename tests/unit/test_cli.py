@@ -55,3 +55,32 @@ def test_bad_config_file_is_an_error(tmp_path: object) -> None:
     result = runner.invoke(app, ["server", "--config", "/nonexistent/olol.toml"])
     assert result.exit_code == 2
     assert "config file not found" in result.output
+
+
+def test_proxy_cli_serves_and_stops(tmp_path: object) -> None:
+    """`olol proxy` from the command line: READY on stdout, answers /api/version, exits 0 on SIGTERM."""
+    import json
+    import signal
+    import urllib.request
+
+    proc = subprocess.Popen([sys.executable, "-m", "olol", "proxy", "--host", "127.0.0.1", "--port", "0",
+                             "--servers", "http://127.0.0.1:9", "--log-level", "warning"],
+                            stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        assert line.startswith("READY "), line
+        port = int(line.split(":")[-1])
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/version", timeout=10) as resp:
+            assert "version" in json.load(resp)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=20) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def test_proxy_without_servers_is_an_error() -> None:
+    result = runner.invoke(app, ["proxy"], env={"OLLAMA_SERVERS": ""})
+    assert result.exit_code == 2 and "no hosts" in result.output

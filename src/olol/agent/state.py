@@ -90,5 +90,7 @@ class HostStateTracker:
             if self._version != seen:
                 continue
             changed.clear()
+            # asyncio.timeout, not wait_for: 3.11's wait_for can swallow a cancellation.
             with suppress(TimeoutError):
-                await asyncio.wait_for(changed.wait(), timeout=interval)
+                async with asyncio.timeout(interval):
+                    await changed.wait()

@@ -22,6 +22,11 @@ __all__ = ["OllamaBackend", "error_from_response"]
 _TIMEOUT = aiohttp.ClientTimeout(total=None, connect=5, sock_connect=5)
 
 
+def _new_session() -> aiohttp.ClientSession:
+    # No connection cap: a proxy in front of a big host may hold hundreds of streams at once.
+    return aiohttp.ClientSession(timeout=_TIMEOUT, connector=aiohttp.TCPConnector(limit=0))
+
+
 def error_from_response(status: int, body: bytes, model: str = "") -> OlolError:
     """Rebuild Ollama's error from an HTTP error reply, keeping its message and status."""
     try:
@@ -53,7 +58,7 @@ class OllamaBackend(Backend):
 
     async def start(self) -> None:
         if self._session is None or self._session.closed:
-            self._session = aiohttp.ClientSession(timeout=_TIMEOUT)
+            self._session = _new_session()
 
     async def close(self) -> None:
         if self._session is not None:
@@ -64,7 +69,7 @@ class OllamaBackend(Backend):
     def session(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
             # Lazily, so a backend used without start() (e.g. in a one-shot CLI call) still works.
-            self._session = aiohttp.ClientSession(timeout=_TIMEOUT)
+            self._session = _new_session()
         return self._session
 
     # ------------------------------------------------------------------ plumbing

@@ -72,6 +72,12 @@ def register(app: typer.Typer) -> None:
         max_frame: str = typer.Option(
             None, "--max-frame", help="Largest ggml message accepted.  [default: 4GiB]", show_default=False
         ),
+        max_memory: str = typer.Option(
+            None,
+            "--max-memory",
+            help="Memory per device offered to split models (e.g. 12GiB).  [default: all free]",
+            show_default=False,
+        ),
         no_speed: bool = typer.Option(None, "--no-speed-test", help="Skip the speed measurement at start."),
         flash_attention: bool = typer.Option(None, "--flash-attention", help="Advisory: ask for -fa on."),
         context_window: int = typer.Option(None, "--context-window", help="Advisory: largest context to plan for."),
@@ -124,6 +130,7 @@ def register(app: typer.Typer) -> None:
                 ),
                 preseed=seeds,
                 max_frame=_size(frame) if isinstance(frame, str) else int(frame),
+                memory_limit=_size(str(limit)) if (limit := s.get("max_memory", max_memory, None)) else None,
                 advice=WorkerAdvice(
                     flash_attention=s.get("flash_attention", flash_attention, False),
                     context_window=s.get("context_window", context_window, 0),

@@ -1,0 +1,7 @@
+"""Session affinity: conversation keys and bounded-load consistent hashing."""
+
+from olol.proxy.affinity.keys import SESSION_HEADER, session_key
+from olol.proxy.affinity.ring import HashRing, load_bound
+from olol.proxy.affinity.sessions import DEFAULT_LOAD_FACTOR, SessionAffinity
+
+__all__ = ["DEFAULT_LOAD_FACTOR", "SESSION_HEADER", "HashRing", "SessionAffinity", "load_bound", "session_key"]

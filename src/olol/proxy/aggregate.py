@@ -1,0 +1,62 @@
+"""`stream: false`: fold a stream of Ollama chunks into the one object Ollama would return.
+
+Ollama itself builds non-streaming replies this way: the final (`done`) chunk
+carries the stats, and the text is the concatenation of every chunk's piece.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterable
+
+from olol.backends.base import JSON
+
+__all__ = ["collect_chat", "collect_generate", "collect_status"]
+
+
+async def collect_generate(chunks: AsyncIterable[JSON]) -> JSON:
+    parts: list[str] = []
+    thinking: list[str] = []
+    last: JSON = {}
+    async for chunk in chunks:
+        parts.append(str(chunk.get("response") or ""))
+        if chunk.get("thinking"):
+            thinking.append(str(chunk["thinking"]))
+        last = chunk
+    result = {**last, "response": "".join(parts)}
+    if thinking:
+        result["thinking"] = "".join(thinking)
+    return result
+
+
+async def collect_chat(chunks: AsyncIterable[JSON]) -> JSON:
+    content: list[str] = []
+    thinking: list[str] = []
+    tool_calls: list[JSON] = []
+    role = "assistant"
+    images: list[str] = []
+    last: JSON = {}
+    async for chunk in chunks:
+        message = chunk.get("message") or {}
+        role = str(message.get("role") or role)
+        content.append(str(message.get("content") or ""))
+        if message.get("thinking"):
+            thinking.append(str(message["thinking"]))
+        tool_calls.extend(message.get("tool_calls") or [])
+        images.extend(message.get("images") or [])
+        last = chunk
+    merged: JSON = {"role": role, "content": "".join(content)}
+    if thinking:
+        merged["thinking"] = "".join(thinking)
+    if tool_calls:
+        merged["tool_calls"] = tool_calls
+    if images:
+        merged["images"] = images
+    return {**last, "message": merged}
+
+
+async def collect_status(chunks: AsyncIterable[JSON]) -> JSON:
+    """Pull/push/create: the reply is the last status object."""
+    last: JSON = {}
+    async for chunk in chunks:
+        last = chunk
+    return last

@@ -1,0 +1,76 @@
+"""The aiohttp application: Ollama's routes at the root, `/v1` OpenAI routes, errors as Ollama sends them."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+
+from aiohttp import web
+
+from olol.errors import OlolError
+from olol.proxy.admission import QueueFull
+from olol.proxy.context import CONTEXT, ProxyContext
+from olol.proxy.http import inference, manage, observe, openai, views
+from olol.proxy.http.io import json_reply
+from olol.proxy.openai.responses import error_body
+
+__all__ = ["build_app"]
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+log = logging.getLogger(__name__)
+
+
+def _error_reply(request: web.Request, exc: OlolError) -> web.Response:
+    headers = {}
+    if isinstance(exc, QueueFull) or exc.status == 503:
+        headers["Retry-After"] = str(exc.retry_after if isinstance(exc, QueueFull)
+                                     else request.app[CONTEXT].admission.retry_after)
+    if request.path.startswith("/v1/"):
+        return json_reply(error_body(exc.status, exc.message), status=exc.status, headers=headers)
+    return json_reply(exc.to_json(), status=exc.status, headers=headers)
+
+
+@web.middleware
+async def _errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except OlolError as exc:
+        return _error_reply(request, exc)
+    except (web.HTTPException, ConnectionResetError):
+        raise  # aiohttp's own replies (unknown route), and a client that is gone
+    except Exception as exc:
+        # A bug must still answer in Ollama's shape, or clients fail to parse the reply.
+        log.exception("unhandled error on %s %s", request.method, request.path)
+        return _error_reply(request, OlolError(f"internal proxy error: {type(exc).__name__}: {exc}"))
+
+
+def build_app(ctx: ProxyContext) -> web.Application:
+    # No body size limit: blobs (model weights) are uploaded through the proxy.
+    app = web.Application(middlewares=[_errors], client_max_size=0)
+    app[CONTEXT] = ctx
+    r = app.router
+    r.add_get("/", views.root)  # aiohttp adds HEAD for every GET route
+    r.add_get("/api/version", views.version)
+    r.add_get("/api/tags", views.tags)
+    r.add_get("/api/ps", views.ps)
+    r.add_post("/api/show", views.show)
+    r.add_post("/api/generate", inference.generate)
+    r.add_post("/api/chat", inference.chat)
+    r.add_post("/api/embed", inference.embed)
+    r.add_post("/api/embeddings", inference.embeddings)
+    r.add_post("/api/pull", manage.pull)
+    r.add_post("/api/push", manage.push)
+    r.add_post("/api/create", manage.create)
+    r.add_post("/api/copy", manage.copy)
+    r.add_delete("/api/delete", manage.delete)
+    r.add_head("/api/blobs/{digest}", manage.blob_exists)
+    r.add_post("/api/blobs/{digest}", manage.blob_upload)
+    r.add_post("/v1/chat/completions", openai.chat_completions)
+    r.add_post("/v1/completions", openai.completions)
+    r.add_post("/v1/embeddings", openai.embeddings)
+    r.add_get("/v1/models", openai.models)
+    r.add_get("/v1/models/{model:.+}", openai.model)
+    r.add_get("/api/status", observe.status)
+    r.add_get("/metrics", observe.metrics)
+    return app

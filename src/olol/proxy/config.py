@@ -1,0 +1,76 @@
+"""`ProxyConfig`: every setting of `olol proxy`, built once (from CLI flags or the environment)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+from olol.proxy.policies import DEFAULT_POLICY
+
+__all__ = ["DEFAULT_PORT", "ProxyConfig"]
+
+DEFAULT_PORT = 8000
+
+
+@dataclass
+class ProxyConfig:
+    """Settings of one proxy. Durations are in seconds."""
+
+    #: Interface to listen on. "0.0.0.0" serves the LAN; "127.0.0.1" this machine only.
+    host: str = "0.0.0.0"
+    #: TCP port; 11434 makes the proxy a true drop-in for Ollama clients; 0 picks a free port.
+    port: int = DEFAULT_PORT
+    #: Hosts of the cluster: agents as "host:50051", plain Ollama servers as "http://host:11434".
+    servers: list[str] = field(default_factory=list)
+    #: Routing policy: "adaptive" (default), "least_connections" or "round_robin".
+    balancer: str = DEFAULT_POLICY
+    #: Hosts a `/api/pull` (and blob upload) goes to; None = every healthy host, most free memory first.
+    replicas: int | None = None
+    #: Serve a request for a quant (e.g. `-q4_0`) with a compatible higher-quality one when needed.
+    quant_fallback: bool = True
+    #: Keep conversations on the host holding their KV cache (`X-OLOL-Session` or prompt prefix).
+    affinity: bool = True
+    #: Bounded-load factor for affinity: a pinned host may hold at most this x the mean load.
+    affinity_load_factor: float = 1.25
+    #: How long a request may wait for a free host before 503 + Retry-After.
+    max_queue_wait: float = 30.0
+    #: Requests that may wait per model before new ones get 503 at once (Ollama's OLLAMA_MAX_QUEUE).
+    max_queue: int = 512
+    #: Time for a host to send the first chunk (model load included) before the next host is tried.
+    first_byte_timeout: float | None = 300.0
+    #: Limit on a whole request, first byte to last; None = unlimited (long generations are legitimate).
+    request_timeout: float | None = None
+    #: Hosts tried per request before its error is returned.
+    max_attempts: int = 3
+    #: Seconds between health/model probes of hosts without a state feed; a dead host is out within 3x this.
+    probe_interval: float = 1.0
+    #: Parallel slots assumed for a plain Ollama host (its OLLAMA_NUM_PARALLEL, which its API does not tell).
+    default_parallel: int = 4
+    #: Per-host overrides of `default_parallel`, keyed by server spec.
+    host_parallel: dict[str, int] = field(default_factory=dict)
+    #: Per-host weights (default 1.0): a host with weight 2 is treated as twice as fast by "adaptive".
+    host_weights: dict[str, float] = field(default_factory=dict)
+    #: Per-host priority tiers (default 0): tier 1 only takes work when every tier-0 host is full.
+    host_tiers: dict[str, int] = field(default_factory=dict)
+    #: Seconds in-flight requests get to finish on SIGTERM/SIGINT before they are cut.
+    shutdown_timeout: float = 10.0
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> ProxyConfig:
+        """Defaults, then `OLOL_PORT` / `OLOL_HOST` / `OLLAMA_SERVERS` (comma separated), then overrides."""
+        env = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        if env.get("OLOL_PORT"):
+            values["port"] = int(env["OLOL_PORT"])
+        if env.get("OLOL_HOST"):
+            values["host"] = env["OLOL_HOST"]
+        if env.get("OLLAMA_SERVERS"):
+            values["servers"] = [s.strip() for s in env["OLLAMA_SERVERS"].split(",") if s.strip()]
+        unknown = set(overrides) - {f.name for f in fields(cls)}
+        if unknown:
+            raise TypeError(f"unknown proxy settings: {', '.join(sorted(unknown))}")
+        # None means "flag not given" to a CLI, so it keeps the default or the environment's value.
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**values)

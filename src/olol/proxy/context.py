@@ -1,0 +1,87 @@
+"""`ProxyContext`: the parts of one running proxy, built once from its config and shared by handlers."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+from aiohttp import web
+
+from olol.backends.base import Backend
+from olol.cluster import Cluster, Host
+from olol.proxy.admission import AdmissionQueue
+from olol.proxy.affinity import SessionAffinity
+from olol.proxy.config import ProxyConfig
+from olol.proxy.dispatch import Dispatcher
+from olol.proxy.factory import is_ollama_url, make_backend
+from olol.proxy.metrics import ProxyMetrics
+from olol.proxy.monitor import HostMonitor
+from olol.proxy.policies import make_policy
+from olol.proxy.quant import QuantMatcher
+from olol.proxy.router import Router
+
+__all__ = ["CONTEXT", "BackendFactory", "ProxyContext"]
+
+BackendFactory = Callable[[str], Backend]
+
+
+@dataclass
+class ProxyContext:
+    config: ProxyConfig
+    cluster: Cluster
+    router: Router
+    dispatcher: Dispatcher
+    metrics: ProxyMetrics
+    admission: AdmissionQueue
+    affinity: SessionAffinity | None
+    monitors: dict[str, HostMonitor] = field(default_factory=dict)
+    started_at: float = field(default_factory=time.monotonic)
+
+    @classmethod
+    def build(cls, config: ProxyConfig, backend_factory: BackendFactory | None = None,
+              quant: QuantMatcher | None = None) -> ProxyContext:
+        cluster = Cluster()
+        for spec in config.servers:
+            parallel = config.host_parallel.get(spec, config.default_parallel)
+            if backend_factory is not None:
+                backend = backend_factory(spec)
+            else:
+                backend = make_backend(spec, parallel=parallel if is_ollama_url(spec) else None)
+            cluster.add(Host(
+                id=spec,
+                backend=backend,
+                weight=config.host_weights.get(spec, 1.0),
+                tier=config.host_tiers.get(spec, 0),
+                parallel=parallel,
+                kind=backend.kind,
+            ))
+        admission = AdmissionQueue(config.max_queue_wait, config.max_queue)
+        affinity = SessionAffinity(config.affinity_load_factor) if config.affinity else None
+        quant = (quant or QuantMatcher()) if config.quant_fallback else None
+        router = Router(cluster, make_policy(config.balancer, cluster.stats), admission,
+                        affinity=affinity, quant=quant)
+        metrics = ProxyMetrics(cluster, admission, affinity)
+        dispatcher = Dispatcher(cluster, router, metrics, first_byte_timeout=config.first_byte_timeout,
+                                request_timeout=config.request_timeout, max_attempts=config.max_attempts)
+        ctx = cls(config, cluster, router, dispatcher, metrics, admission, affinity)
+        ctx.monitors = {h.id: HostMonitor(h, cluster, interval=config.probe_interval) for h in cluster.hosts.values()}
+        return ctx
+
+    async def start(self) -> None:
+        """Open backends, start monitors, and give every host one probe to report its models."""
+        await asyncio.gather(*(h.backend.start() for h in self.cluster.hosts.values()), return_exceptions=True)
+        for monitor in self.monitors.values():
+            monitor.start()
+        await asyncio.gather(*(m.first_probe(3 * self.config.probe_interval) for m in self.monitors.values()))
+
+    async def stop(self) -> None:
+        await asyncio.gather(*(m.stop() for m in self.monitors.values()))
+        await asyncio.gather(*(h.backend.close() for h in self.cluster.hosts.values()), return_exceptions=True)
+
+    async def refresh(self, host_ids: Iterable[str]) -> None:
+        await asyncio.gather(*(self.monitors[h].refresh() for h in host_ids if h in self.monitors))
+
+
+CONTEXT: web.AppKey[ProxyContext] = web.AppKey("olol_proxy", ProxyContext)

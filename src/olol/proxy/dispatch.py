@@ -1,0 +1,253 @@
+"""Sending a routed request upstream, with invisible failover before the first byte.
+
+Until the first chunk (or the whole reply, for unary calls) has arrived from a
+host, nothing has reached the client, so a refused connection, a reset, a busy
+or missing-model answer or a timeout just means "try the next best host". After
+that the stream belongs to the client: a failure becomes a final error line.
+Leases are released on every path; closing a stream (client gone) closes the
+upstream call, which makes the host stop generating.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, TypeVar
+
+from olol.backends.base import JSON, Backend
+from olol.cluster import Cluster, normalize
+from olol.errors import BackendUnavailable, BadRequest, Cancelled, ModelNotFound, OlolError
+from olol.proxy.metrics import ProxyMetrics
+from olol.proxy.router import NoEligibleHost, Route, Router, RouteRequest
+
+__all__ = ["Dispatcher", "Upstream"]
+
+log = logging.getLogger(__name__)
+
+StreamCall = Callable[[Backend, JSON], AsyncIterator[JSON]]
+UnaryCall = Callable[[Backend, JSON], Awaitable[Any]]
+R = TypeVar("R")
+
+# Statuses that say "this host, not this request": worth another host.
+_RETRY_STATUSES = frozenset({404, 408, 429, 500, 501, 502, 503, 504})
+
+
+def _as_upstream_error(host_id: str, exc: Exception) -> OlolError:
+    """Anything a backend leaks untyped (a transport error, a garbled line) is that host failing."""
+    if isinstance(exc, OlolError):
+        return exc
+    log.warning("untyped error from %s", host_id, exc_info=exc)
+    return BackendUnavailable(f"{host_id}: {type(exc).__name__}: {exc}")
+
+
+def _retry_reason(exc: BaseException) -> str | None:
+    """Why another host may succeed, or None when the error is the client's (bad request, cancel)."""
+    if isinstance(exc, TimeoutError):
+        return "timeout"
+    if isinstance(exc, (BadRequest, Cancelled)):
+        return None
+    if isinstance(exc, BackendUnavailable):
+        return "unavailable"
+    if isinstance(exc, OlolError) and exc.status in _RETRY_STATUSES:
+        return {404: "not_found", 503: "busy", 429: "busy"}.get(exc.status, "error")
+    return None
+
+
+async def _aclose(iterator: AsyncIterator[JSON]) -> None:
+    close = getattr(iterator, "aclose", None)
+    if close is not None:
+        await close()
+
+
+class Upstream:
+    """A stream that has produced its first chunk on one host; iterate it once, then it is closed."""
+
+    def __init__(self, dispatcher: Dispatcher, endpoint: str, route: Route, first: JSON,
+                 rest: AsyncIterator[JSON], retries: int, deadline: float | None) -> None:
+        self._dispatcher = dispatcher
+        self.endpoint = endpoint
+        self.route = route
+        self.retries = retries
+        self._first: JSON | None = first
+        self._rest = rest
+        self._deadline = deadline
+
+    async def __aiter__(self) -> AsyncIterator[JSON]:
+        lease = self.route.lease
+        tokens = 0
+        try:
+            if self._first is not None:
+                first, self._first = self._first, None
+                tokens += 1
+                if first.get("done"):
+                    self._dispatcher.finished(self, first, tokens)
+                yield first
+            while True:
+                try:
+                    async with asyncio.timeout_at(self._deadline):
+                        chunk = await anext(self._rest)
+                except StopAsyncIteration:
+                    return
+                except TimeoutError:
+                    raise OlolError("request timed out", status=504) from None
+                except Exception as exc:
+                    raise _as_upstream_error(self.route.host_id, exc) from exc
+                tokens += 1
+                if chunk.get("done"):
+                    self._dispatcher.finished(self, chunk, tokens)
+                yield chunk
+        except OlolError as exc:
+            lease.failed()
+            self._dispatcher.failed_mid_stream(self, exc)
+            raise
+        finally:
+            await self.aclose()
+
+    async def aclose(self) -> None:
+        try:
+            await _aclose(self._rest)
+        finally:
+            self.route.lease.release()
+
+
+class Dispatcher:
+    def __init__(self, cluster: Cluster, router: Router, metrics: ProxyMetrics, *,
+                 first_byte_timeout: float | None, request_timeout: float | None, max_attempts: int) -> None:
+        self.cluster = cluster
+        self.router = router
+        self.metrics = metrics
+        self.first_byte_timeout = first_byte_timeout
+        self.request_timeout = request_timeout
+        self.max_attempts = max(1, max_attempts)
+
+    # ------------------------------------------------------------------ calls
+    async def open_stream(self, endpoint: str, request: RouteRequest, body: JSON, call: StreamCall) -> Upstream:
+        """Route, call, and wait for the first chunk, moving to the next host on failure."""
+        deadline = self._deadline()
+
+        async def start(route: Route) -> tuple[AsyncIterator[JSON], JSON]:
+            iterator = call(route.candidate.host.backend, self.upstream_body(body, route))
+            try:
+                async with asyncio.timeout_at(self._first_byte_deadline(deadline)):
+                    first = await anext(iterator)
+            except StopAsyncIteration:
+                raise BackendUnavailable(f"{route.host_id} closed the stream without a reply") from None
+            except BaseException:
+                await _aclose(iterator)
+                raise
+            return iterator, first
+
+        route, (rest, first), retries = await self._failover(endpoint, request, start)
+        self.metrics.ttft.labels(route.host_id, route.lease.model).observe(route.lease.first_byte())
+        return Upstream(self, endpoint, route, first, rest, retries, deadline)
+
+    async def unary(self, endpoint: str, request: RouteRequest, body: JSON, call: UnaryCall) -> tuple[Route, Any, int]:
+        """Route a one-shot call (embed), with the same failover; the lease is released when it returns."""
+        deadline = self._deadline()
+
+        async def run(route: Route) -> Any:
+            async with asyncio.timeout_at(self._first_byte_deadline(deadline)):
+                return await call(route.candidate.host.backend, self.upstream_body(body, route))
+
+        route, result, retries = await self._failover(endpoint, request, run)
+        route.lease.first_byte()
+        route.lease.release()
+        self.metrics.requests.labels(endpoint, route.lease.model, route.host_id, "200").inc()
+        return route, result, retries
+
+    @staticmethod
+    def upstream_body(body: JSON, route: Route) -> JSON:
+        # Under quantization fallback the host is asked for the model it actually has.
+        if route.candidate.exact:
+            return body
+        return {**body, "model": route.model}
+
+    # ------------------------------------------------------------------ failover
+    async def _failover(self, endpoint: str, request: RouteRequest,
+                        attempt: Callable[[Route], Awaitable[R]]) -> tuple[Route, R, int]:
+        tried: list[str] = []
+        last: BaseException | None = None
+        for n in range(self.max_attempts):
+            try:
+                route = await self.router.acquire(request, tried, retry=n > 0)
+            except NoEligibleHost:
+                break
+            except OlolError as exc:
+                stage = "queue_timeout" if exc.status == 503 else "no_host"
+                if exc.status == 503:
+                    self.metrics.queue_timeouts.labels(normalize(request.model)).inc()
+                self.metrics.errors.labels(endpoint, stage).inc()
+                raise
+            if route.queued_s:
+                self.metrics.queue_wait.labels(normalize(request.model)).observe(route.queued_s)
+            try:
+                try:
+                    result = await attempt(route)
+                except TimeoutError:
+                    raise
+                except Exception as exc:
+                    raise _as_upstream_error(route.host_id, exc) from exc
+            except (OlolError, TimeoutError) as exc:
+                route.lease.failed()
+                route.lease.release()
+                reason = _retry_reason(exc)
+                if reason is None:
+                    self.metrics.errors.labels(endpoint, "upstream").inc()
+                    raise
+                self._host_failed(route, exc, reason)
+                tried.append(route.host_id)
+                last = exc
+                continue
+            except BaseException:
+                route.lease.release()
+                raise
+            return route, result, n
+        self.metrics.errors.labels(endpoint, "upstream").inc()
+        if isinstance(last, OlolError):
+            raise last
+        if isinstance(last, TimeoutError):
+            raise OlolError("no host answered in time", status=504)
+        raise ModelNotFound(request.model)
+
+    def _host_failed(self, route: Route, exc: BaseException, reason: str) -> None:
+        host = route.candidate.host
+        log.info("retrying elsewhere: %s failed before the first byte (%s): %s", host.id, reason, exc)
+        self.metrics.retries.labels(host.id, reason).inc()
+        if reason == "unavailable":
+            self.cluster.mark_down(host, str(exc))
+        elif reason == "not_found":
+            # Its model list was stale; the next probe brings it back if it really has the model.
+            host.models.pop(normalize(route.model), None)
+
+    # ------------------------------------------------------------------ accounting
+    def _deadline(self) -> float | None:
+        if self.request_timeout is None:
+            return None
+        return asyncio.get_running_loop().time() + self.request_timeout
+
+    def _first_byte_deadline(self, deadline: float | None) -> float | None:
+        if self.first_byte_timeout is None:
+            return deadline
+        first = asyncio.get_running_loop().time() + self.first_byte_timeout
+        return first if deadline is None else min(first, deadline)
+
+    def finished(self, upstream: Upstream, final: JSON, chunks: int) -> None:
+        route = upstream.route
+        tokens = final.get("eval_count")
+        duration = final.get("eval_duration")
+        load = final.get("load_duration")
+        load_s = load / 1e9 if isinstance(load, (int, float)) else None
+        if isinstance(tokens, int) and isinstance(duration, (int, float)) and duration > 0:
+            route.lease.finished(tokens, duration / 1e9, load_s)
+            self.metrics.tokens_per_s.labels(route.host_id, route.lease.model).observe(tokens / (duration / 1e9))
+        else:
+            route.lease.finished(chunks, load_seconds=load_s)
+        self.metrics.requests.labels(upstream.endpoint, route.lease.model, route.host_id, "200").inc()
+
+    def failed_mid_stream(self, upstream: Upstream, exc: OlolError) -> None:
+        route = upstream.route
+        self.metrics.errors.labels(upstream.endpoint, "mid_stream").inc()
+        if isinstance(exc, BackendUnavailable):
+            self.cluster.mark_down(route.candidate.host, exc.message)
+        log.warning("stream from %s broke after the first byte: %s", route.host_id, exc)

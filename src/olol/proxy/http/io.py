@@ -1,0 +1,99 @@
+"""Reading requests and writing replies the way Ollama does.
+
+Ollama answers `application/json` for single objects and `application/x-ndjson`
+for streams, one compact JSON object a line; an error after the stream started
+is the last line, `{"error": ...}`, with the status already sent (200).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterable, Mapping
+from typing import Any
+
+from aiohttp import web
+
+from olol.backends.base import JSON
+from olol.errors import BadRequest, OlolError
+from olol.proxy.context import CONTEXT, ProxyContext
+from olol.proxy.router import Route
+
+__all__ = [
+    "NDJSON",
+    "ctx",
+    "dumps",
+    "json_reply",
+    "read_json",
+    "require_model",
+    "route_headers",
+    "wants_stream",
+    "write_ndjson",
+]
+
+NDJSON = "application/x-ndjson"
+
+
+def ctx(request: web.Request) -> ProxyContext:
+    return request.app[CONTEXT]
+
+
+def dumps(obj: Any) -> bytes:
+    return json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode()
+
+
+async def read_json(request: web.Request) -> JSON:
+    raw = await request.read()
+    if not raw.strip():
+        raise BadRequest("missing request body")
+    try:
+        body = json.loads(raw)
+    except ValueError as exc:
+        raise BadRequest(f"invalid JSON: {exc}") from None
+    if not isinstance(body, dict):
+        raise BadRequest("request body must be a JSON object")
+    return body
+
+
+def require_model(body: JSON, key: str = "model") -> str:
+    model = body.get(key) or (body.get("name") if key == "model" else None)  # `name` is the old spelling
+    if not isinstance(model, str) or not model.strip():
+        raise BadRequest(f"{key} is required")
+    return model
+
+
+def wants_stream(body: JSON) -> bool:
+    return body.get("stream") is not False
+
+
+def route_headers(route: Route, retries: int = 0) -> dict[str, str]:
+    """Where and how a request was served: X-OLOL-Host, X-OLOL-Model, X-OLOL-Route."""
+    parts = [route.reason]
+    if not route.candidate.exact:
+        parts.append("fallback")
+    if route.queued_s:
+        parts.append(f"queued={route.queued_s:.3f}")
+    if retries:
+        parts.append(f"retries={retries}")
+    return {"X-OLOL-Host": route.host_id, "X-OLOL-Model": route.model, "X-OLOL-Route": ";".join(parts)}
+
+
+def json_reply(obj: Any, status: int = 200, headers: Mapping[str, str] | None = None) -> web.Response:
+    return web.Response(body=dumps(obj), status=status, headers=headers,
+                        content_type="application/json", charset="utf-8")
+
+
+async def write_ndjson(request: web.Request, chunks: AsyncIterable[JSON],
+                       headers: Mapping[str, str] | None = None) -> web.StreamResponse:
+    """Stream chunks as NDJSON; a failure after the first line becomes a final error line.
+
+    The caller closes the source (client disconnects surface here as a reset while writing).
+    """
+    response = web.StreamResponse(status=200, headers={"Content-Type": NDJSON, **(headers or {})})
+    await response.prepare(request)
+    try:
+        async for chunk in chunks:
+            await response.write(dumps(chunk) + b"\n")
+    except OlolError as exc:
+        await response.write(dumps({"error": exc.message}) + b"\n")
+    await response.write_eof()
+    return response

@@ -1,0 +1,235 @@
+"""Model management fanned out to the hosts concerned: pull, push, create, copy, delete, blobs."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import os
+import tempfile
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Sequence
+
+from aiohttp import web
+
+from olol.backends.base import JSON, Backend
+from olol.cluster import Host
+from olol.errors import BadRequest, ModelNotFound, OlolError, Unsupported
+from olol.proxy.fanout import as_olol_error, fan_out
+from olol.proxy.http.io import ctx, json_reply, read_json, require_model, wants_stream, write_ndjson
+from olol.proxy.placement import pull_targets
+from olol.proxy.progress import ProgressMerger
+
+__all__ = ["blob_exists", "blob_upload", "copy", "create", "delete", "pull", "push"]
+
+REPLICAS_HEADER = "X-OLOL-Replicas"
+_CHUNK = 1 << 20
+
+StreamOp = Callable[[Backend], AsyncIterator[JSON]]
+
+_DONE = object()
+
+
+async def _merged_feed(hosts: Sequence[Host], op: StreamOp) -> AsyncGenerator[JSON, None]:
+    """Run a status stream on each host at once and yield one merged feed, ending with the final line."""
+    merger = ProgressMerger([h.id for h in hosts])
+    queue: asyncio.Queue[tuple[str, object]] = asyncio.Queue()
+
+    async def pump(host: Host) -> None:
+        try:
+            async for chunk in op(host.backend):
+                await queue.put((host.id, chunk))
+        except Exception as exc:  # reported on the feed as this host's failure
+            await queue.put((host.id, exc))
+        await queue.put((host.id, _DONE))
+
+    tasks = [asyncio.create_task(pump(h)) for h in hosts]
+    try:
+        live = len(tasks)
+        while live:
+            host_id, item = await queue.get()
+            if item is _DONE:
+                live -= 1
+                if host_id not in merger.succeeded and host_id not in merger.failed \
+                        and host_id not in merger.skipped:
+                    for line in merger.fail(host_id, "stream ended before success"):
+                        yield line
+            elif isinstance(item, Unsupported):
+                for line in merger.skip(host_id, item.message):
+                    yield line
+            elif isinstance(item, BaseException):
+                for line in merger.fail(host_id, as_olol_error(item).message):
+                    yield line
+            elif isinstance(item, dict):
+                for line in merger.feed(host_id, item):
+                    yield line
+        yield merger.final()
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
+async def _reply_feed(request: web.Request, body: JSON, feed: AsyncGenerator[JSON, None],
+                      headers: dict[str, str]) -> web.StreamResponse:
+    """Stream the merged feed, or with `stream: false` answer its final line (an error as status 500)."""
+    try:
+        if wants_stream(body):
+            return await write_ndjson(request, feed, headers)
+        last: JSON = {}
+        async for line in feed:
+            last = line
+        return json_reply(last, status=500 if "error" in last else 200, headers=headers)
+    finally:
+        await feed.aclose()
+
+
+def _replicas(request: web.Request) -> int | None:
+    raw = request.headers.get(REPLICAS_HEADER)
+    if raw:
+        try:
+            return max(1, int(raw))
+        except ValueError:
+            raise BadRequest(f"{REPLICAS_HEADER} must be an integer") from None
+    return ctx(request).config.replicas
+
+
+async def _feed_from(request: web.Request, body: JSON, hosts: Sequence[Host], op: StreamOp,
+                     what: str) -> web.StreamResponse:
+    """Run a status stream on `hosts` and reply with the merged feed; then re-read their models."""
+    if not hosts:
+        raise OlolError(f"no healthy host to {what}", status=503)
+    try:
+        return await _reply_feed(request, body, _merged_feed(hosts, op),
+                                 {"X-OLOL-Host": ",".join(h.id for h in hosts)})
+    finally:
+        await ctx(request).refresh([h.id for h in hosts])
+
+
+async def pull(request: web.Request) -> web.StreamResponse:
+    body = await read_json(request)
+    hosts = pull_targets(ctx(request).cluster, require_model(body), _replicas(request))
+    return await _feed_from(request, body, hosts, lambda b: b.pull(body), "pull to")
+
+
+async def push(request: web.Request) -> web.StreamResponse:
+    """Pushed from one host that has the model: the registry needs it once."""
+    body = await read_json(request)
+    model = require_model(body)
+    hosts = ctx(request).cluster.hosts_with(model)
+    if not hosts:
+        raise ModelNotFound(model)
+    return await _feed_from(request, body, hosts[:1], lambda b: b.push(body), "push from")
+
+
+async def _create_targets(request: web.Request, body: JSON) -> list[Host]:
+    """Hosts holding every referenced blob, else those with the base model, else the pull placement."""
+    cluster = ctx(request).cluster
+    digests = [str(d) for d in (body.get("files") or {}).values()] + \
+        [str(d) for d in (body.get("adapters") or {}).values()]
+    if digests:
+
+        async def has_all(host: Host) -> bool:
+            return all(await asyncio.gather(*(host.backend.has_blob(d) for d in digests)))
+
+        found = await fan_out(cluster.healthy_hosts(), has_all)
+        hosts = [h for h in cluster.healthy_hosts() if found.ok.get(h.id)]
+        if hosts:
+            return hosts
+    base = body.get("from")
+    if isinstance(base, str) and base:
+        hosts = cluster.hosts_with(base)
+        if hosts:
+            return hosts
+    return pull_targets(cluster, require_model(body), _replicas(request))
+
+
+async def create(request: web.Request) -> web.StreamResponse:
+    body = await read_json(request)
+    require_model(body)
+    hosts = await _create_targets(request, body)
+    return await _feed_from(request, body, hosts, lambda b: b.create(body), "create the model on")
+
+
+async def _on_hosts_with(request: web.Request, model: str, op: Callable[[Host], Awaitable[None]]) -> web.Response:
+    """Copy/delete on every host that has `model`; 404 if none does, the first error if all fail."""
+    hosts = ctx(request).cluster.hosts_with(model)
+    if not hosts:
+        raise ModelNotFound(model)
+    result = await fan_out(hosts, op)
+    await ctx(request).refresh(result.ok)
+    result.raise_if_none_succeeded()
+    return _status_reply(result.failed, result.report(), result.headers())
+
+
+async def copy(request: web.Request) -> web.Response:
+    body = await read_json(request)
+    source = require_model(body, "source")
+    destination = require_model(body, "destination")
+    return await _on_hosts_with(request, source, lambda h: h.backend.copy(source, destination))
+
+
+async def delete(request: web.Request) -> web.Response:
+    body = await read_json(request)
+    model = require_model(body)
+    return await _on_hosts_with(request, model, lambda h: h.backend.delete(model))
+
+
+def _status_reply(failed: dict[str, OlolError], report: JSON, headers: dict[str, str],
+                  status: int = 200) -> web.Response:
+    """Ollama answers copy/delete/blob with an empty body; a partial failure adds a report and a header."""
+    if failed:
+        return json_reply({"olol": report}, status=status, headers=headers)
+    return web.Response(status=status)
+
+
+async def blob_exists(request: web.Request) -> web.Response:
+    digest = request.match_info["digest"]
+
+    async def has(host: Host) -> bool:
+        return await host.backend.has_blob(digest)
+
+    found = await fan_out(ctx(request).cluster.healthy_hosts(), has)
+    return web.Response(status=200 if any(found.ok.values()) else 404)
+
+
+async def _spool(request: web.Request, digest: str) -> str:
+    """Body to a temporary file, checking its sha256 against the digest as Ollama does."""
+    sha = hashlib.sha256()
+    fd, path = tempfile.mkstemp(prefix="olol-blob-")
+    try:
+        with os.fdopen(fd, "wb") as out:
+            async for chunk in request.content.iter_chunked(_CHUNK):
+                sha.update(chunk)
+                await asyncio.to_thread(out.write, chunk)
+        actual = "sha256:" + sha.hexdigest()
+        if actual != digest.replace("-", ":", 1):
+            raise BadRequest(f"digest mismatch, expected {digest}, got {actual}")
+    except BaseException:
+        os.unlink(path)
+        raise
+    return path
+
+
+async def _file_chunks(path: str) -> AsyncIterator[bytes]:
+    with open(path, "rb") as src:
+        while chunk := await asyncio.to_thread(src.read, _CHUNK):
+            yield chunk
+
+
+async def blob_upload(request: web.Request) -> web.Response:
+    """Uploaded once by the client, stored on every host a pull would go to (a create can follow anywhere)."""
+    digest = request.match_info["digest"]
+    path = await _spool(request, digest)
+    try:
+        hosts = pull_targets(ctx(request).cluster, "", _replicas(request))
+        if not hosts:
+            raise OlolError("no healthy host to store the blob on", status=503)
+        result = await fan_out(hosts, lambda h: h.backend.push_blob(digest, _file_chunks(path)))
+    finally:
+        with contextlib.suppress(OSError):
+            os.unlink(path)
+    result.raise_if_none_succeeded()
+    if not result.ok:
+        raise Unsupported("no host has a blob store")
+    return _status_reply(result.failed, result.report(), result.headers(), status=201)
+

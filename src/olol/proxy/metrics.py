@@ -1,0 +1,77 @@
+"""Prometheus metrics of one proxy, in its own registry.
+
+A per-proxy `CollectorRegistry` (not prometheus-client's global one) lets tests
+and benchmarks run several proxies in one process. Counters and histograms are
+updated on the request path; gauges of cluster state are read at scrape time by
+a collector, so they can never drift from the state they describe.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from olol.cluster import Cluster
+from olol.proxy.admission import AdmissionQueue
+from olol.proxy.affinity import SessionAffinity
+
+__all__ = ["ProxyMetrics"]
+
+_LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
+_RATE_BUCKETS = (1, 2, 5, 10, 20, 30, 50, 75, 100, 150, 200, 300, 500, 1000, 2000)
+
+
+class _ClusterCollector(Collector):
+    def __init__(self, cluster: Cluster, admission: AdmissionQueue, affinity: SessionAffinity | None) -> None:
+        self._cluster = cluster
+        self._admission = admission
+        self._affinity = affinity
+
+    def collect(self) -> Iterator[Metric]:
+        up = GaugeMetricFamily("olol_host_up", "1 if the host is healthy", labels=["host"])
+        load = GaugeMetricFamily("olol_host_load", "Outstanding requests on the host", labels=["host"])
+        capacity = GaugeMetricFamily("olol_host_capacity", "Parallel request slots of the host", labels=["host"])
+        for host in self._cluster.hosts.values():
+            up.add_metric([host.id], 1.0 if host.healthy else 0.0)
+            load.add_metric([host.id], float(host.load))
+            capacity.add_metric([host.id], float(host.parallel))
+        depth = GaugeMetricFamily("olol_queue_depth", "Requests waiting for a host, per model", labels=["model"])
+        for model, n in self._admission.depths().items():
+            depth.add_metric([model], float(n))
+        yield from (up, load, capacity, depth)
+        if self._affinity is not None:
+            lookups = CounterMetricFamily("olol_affinity_lookups", "Session affinity lookups by outcome",
+                                          labels=["outcome"])
+            lookups.add_metric(["hit"], float(self._affinity.hits))
+            lookups.add_metric(["moved"], float(self._affinity.moved))
+            lookups.add_metric(["new"], float(self._affinity.new))
+            yield lookups
+            yield GaugeMetricFamily("olol_affinity_sessions", "Conversations pinned to a host",
+                                    value=float(self._affinity.to_json()["sessions"]))
+
+
+class ProxyMetrics:
+    def __init__(self, cluster: Cluster, admission: AdmissionQueue, affinity: SessionAffinity | None) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.requests = Counter("olol_requests", "Requests answered, by endpoint, model, host and HTTP status",
+                                ["endpoint", "model", "host", "status"], registry=r)
+        self.errors = Counter("olol_errors", "Requests that ended in an error, by endpoint and stage",
+                              ["endpoint", "stage"], registry=r)
+        self.retries = Counter("olol_retries", "Requests moved to another host before the first byte",
+                               ["host", "reason"], registry=r)
+        self.ttft = Histogram("olol_ttft_seconds", "Time to first token through the proxy",
+                              ["host", "model"], buckets=_LATENCY_BUCKETS, registry=r)
+        self.tokens_per_s = Histogram("olol_tokens_per_second", "Generation speed reported per request",
+                                      ["host", "model"], buckets=_RATE_BUCKETS, registry=r)
+        self.queue_wait = Histogram("olol_queue_wait_seconds", "Time spent waiting for a free host",
+                                    ["model"], buckets=_LATENCY_BUCKETS, registry=r)
+        self.queue_timeouts = Counter("olol_queue_timeouts", "Requests refused with 503 after waiting",
+                                      ["model"], registry=r)
+        r.register(_ClusterCollector(cluster, admission, affinity))
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

@@ -1,0 +1,1 @@
+"""Translation between Ollama's OpenAI-compatible API (`/v1`) and its native API."""

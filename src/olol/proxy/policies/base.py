@@ -1,0 +1,36 @@
+"""What a routing policy sees and the one thing it does: order the candidate hosts.
+
+The router has already kept only hosts that can serve the request (model-aware,
+healthy, quantization fallback); the policy ranks them best first. The router
+walks that order, skipping saturated hosts and moving on after failures, so a
+policy never needs to know about retries, queues or affinity.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from olol.cluster import Host
+
+__all__ = ["Candidate", "Policy"]
+
+
+@dataclass(frozen=True, eq=False)
+class Candidate:
+    host: Host
+    model: str  # the name to send upstream: the request's own, or a compatible quant under fallback
+    exact: bool = True  # False when serving a quantization fallback
+
+    @property
+    def loaded(self) -> bool:
+        return self.host.is_loaded(self.model)
+
+
+class Policy(Protocol):
+    name: str
+
+    def rank(self, candidates: Sequence[Candidate]) -> list[Candidate]:
+        """The candidates, best first. Must return every candidate it was given."""
+        ...

@@ -1,0 +1,94 @@
+"""One progress feed, in Ollama's format, out of the feeds of several hosts pulling at once.
+
+Ollama's pull stream is: "pulling manifest", then per layer `{status, digest,
+total, completed}`, then "verifying sha256 digest", "writing manifest",
+"success". Merged:
+* a phase line is sent once: opening phases ("pulling manifest") as soon as
+  one host reaches them, later ones when every host still going has, so
+  phases arrive in order and "writing manifest" means written everywhere;
+* a layer line reports the fan-out as a whole: `total` is the layer's size
+  times the hosts still going, `completed` the sum over them, so a client's
+  progress bar fills once, steadily, instead of jumping as hosts join;
+* a failing host gets a status line of its own (an `error` key would make
+  clients abort the whole feed), and the others carry on;
+* the last line is "success" if any host succeeded, with an `olol` report of
+  who did and who did not, or `{"error"}` if none did.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from olol.backends.base import JSON
+
+__all__ = ["ProgressMerger"]
+
+
+class ProgressMerger:
+    def __init__(self, hosts: Sequence[str]) -> None:
+        self.hosts = list(hosts)
+        self._layers: dict[str, dict[str, tuple[int, int]]] = {}
+        self._phases: dict[str, set[str]] = {}  # phase status -> hosts that reached it, in first-seen order
+        self._said: set[str] = set()
+        self._layers_started = False
+        self.succeeded: list[str] = []
+        self.failed: dict[str, str] = {}
+        self.skipped: dict[str, str] = {}
+
+    def _live(self) -> set[str]:
+        return {h for h in self.hosts if h not in self.failed and h not in self.skipped}
+
+    def _ready_phases(self) -> list[JSON]:
+        live = self._live()
+        out: list[JSON] = []
+        for phase, reached in self._phases.items():
+            if phase in self._said:
+                continue
+            if self._layers_started and not live <= reached:
+                break  # keep phases in order: a later one waits for this one
+            self._said.add(phase)
+            out.append({"status": phase})
+        return out
+
+    def feed(self, host: str, chunk: JSON) -> list[JSON]:
+        """Lines to send for one host's chunk (often none: other hosts have yet to reach a phase)."""
+        if "error" in chunk:
+            return self.fail(host, str(chunk["error"]))
+        status = str(chunk.get("status", ""))
+        digest = chunk.get("digest")
+        if status == "success":
+            self.succeeded.append(host)
+            return self._ready_phases()
+        if digest:
+            self._layers_started = True
+            layer = self._layers.setdefault(str(digest), {})
+            layer[host] = (int(chunk.get("total") or 0), int(chunk.get("completed") or 0))
+            live = self._live()
+            size = max(t for t, _ in layer.values())
+            return [{
+                "status": status,
+                "digest": digest,
+                "total": size * max(1, len(live)),
+                "completed": sum(c for h, (_, c) in layer.items() if h in live),
+            }]
+        self._phases.setdefault(status, set()).add(host)
+        return self._ready_phases()
+
+    def fail(self, host: str, message: str) -> list[JSON]:
+        self.failed[host] = message
+        return [{"status": f"{host}: {message}", "olol": {"host": host, "error": message}}, *self._ready_phases()]
+
+    def skip(self, host: str, message: str) -> list[JSON]:
+        self.skipped[host] = message
+        return [{"status": f"{host}: skipped: {message}", "olol": {"host": host, "skipped": message}},
+                *self._ready_phases()]
+
+    def report(self) -> JSON:
+        return {"hosts": self.succeeded, "failed": self.failed, "skipped": self.skipped}
+
+    def final(self) -> JSON:
+        if self.succeeded:
+            return {"status": "success", "olol": self.report()}
+        if not self.failed:
+            return {"error": "no host could do this: " + "; ".join(f"{h}: {m}" for h, m in self.skipped.items())}
+        return {"error": "failed on every host: " + "; ".join(f"{h}: {m}" for h, m in self.failed.items())}

@@ -1,0 +1,82 @@
+"""Running the proxy: `start_proxy` for tests and embedding, `serve` for the CLI."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from dataclasses import dataclass
+
+from aiohttp import web
+
+from olol.proxy.app import build_app
+from olol.proxy.config import ProxyConfig
+from olol.proxy.context import BackendFactory, ProxyContext
+from olol.proxy.quant import QuantMatcher
+
+__all__ = ["RunningProxy", "serve", "start_proxy"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class RunningProxy:
+    config: ProxyConfig
+    context: ProxyContext
+    runner: web.AppRunner
+    port: int
+
+    @property
+    def url(self) -> str:
+        host = self.config.host
+        if host in ("0.0.0.0", "", "::"):
+            host = "127.0.0.1"
+        return f"http://{host}:{self.port}"
+
+    async def stop(self) -> None:
+        """Stop listening, let in-flight requests finish (up to `shutdown_timeout`), close backends."""
+        await self.runner.cleanup()
+        await self.context.stop()
+
+
+async def start_proxy(config: ProxyConfig, *, backend_factory: BackendFactory | None = None,
+                      quant: QuantMatcher | None = None) -> RunningProxy:
+    """Start serving in the running loop; `config.port == 0` takes a free port (see `.port`)."""
+    context = ProxyContext.build(config, backend_factory, quant)
+    await context.start()
+    # handler_cancellation: a client that disconnects cancels its handler, which closes the upstream call.
+    runner = web.AppRunner(build_app(context), handler_cancellation=True,
+                           shutdown_timeout=config.shutdown_timeout, access_log=None)
+    try:
+        await runner.setup()
+        site = web.TCPSite(runner, config.host, config.port)
+        await site.start()
+    except BaseException:
+        await runner.cleanup()
+        await context.stop()
+        raise
+    port = int(runner.addresses[0][1]) if runner.addresses else config.port
+    log.info("olol proxy on %s:%d over %d hosts", config.host, port, len(config.servers))
+    return RunningProxy(config, context, runner, port)
+
+
+async def _serve(config: ProxyConfig) -> None:
+    proxy = await start_proxy(config)
+    # A plain line on stdout that scripts and tests wait for instead of sleeping.
+    print(f"READY {config.host}:{proxy.port}", flush=True)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        with contextlib.suppress(NotImplementedError):  # no signal handlers on Windows' loop
+            loop.add_signal_handler(sig, stop.set)
+    try:
+        await stop.wait()
+        log.info("shutting down: finishing in-flight requests")
+    finally:
+        await proxy.stop()
+
+
+def serve(config: ProxyConfig) -> None:
+    """Serve until SIGTERM or SIGINT, then shut down gracefully. Blocks."""
+    asyncio.run(_serve(config))

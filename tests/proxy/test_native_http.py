@@ -1,0 +1,89 @@
+"""Native API details checked on the wire: errors, headers, unload, blobs, stream flags."""
+
+from __future__ import annotations
+
+import hashlib
+
+import aiohttp
+import pytest
+
+from tests.proxy.helpers import ndjson, proxy_over
+from tests.support.ollama_sim import OllamaSim
+
+
+@pytest.fixture
+async def two_hosts(ollama_sim_factory):  # type: ignore[no-untyped-def]
+    return await ollama_sim_factory.many(2)
+
+
+async def test_bad_requests_and_missing_models_answer_like_ollama(two_hosts: list[OllamaSim]) -> None:
+    async with proxy_over(*two_hosts) as proxy, aiohttp.ClientSession() as http:
+        async with http.post(proxy.url + "/api/generate", json={"prompt": "x"}) as r:
+            assert r.status == 400 and await r.json() == {"error": "model is required"}
+        async with http.post(proxy.url + "/api/chat", data=b"{nope") as r:
+            assert r.status == 400 and "error" in await r.json()
+        async with http.post(proxy.url + "/api/generate", json={"model": "nope", "prompt": "x"}) as r:
+            assert r.status == 404
+            assert await r.json() == {"error": 'model "nope" not found, try pulling it first'}
+        async with http.post(proxy.url + "/api/embed", json={"model": "nope", "input": "x"}) as r:
+            assert r.status == 404
+
+
+async def test_stream_is_ndjson_and_headers_say_where(two_hosts: list[OllamaSim]) -> None:
+    async with proxy_over(*two_hosts) as proxy, aiohttp.ClientSession() as http:
+        async with http.post(proxy.url + "/api/generate", json={"model": "llama3.2", "prompt": "x"}) as r:
+            assert r.headers["Content-Type"] == "application/x-ndjson"
+            assert r.headers["X-OLOL-Host"] in {s.url for s in two_hosts}
+            assert r.headers["X-OLOL-Model"] == "llama3.2" and r.headers["X-OLOL-Route"] == "adaptive"
+            lines = await ndjson(r)
+        assert lines[-1]["done"] is True and {"eval_count", "total_duration"} <= set(lines[-1])
+        async with http.post(proxy.url + "/api/generate",
+                             json={"model": "llama3.2", "prompt": "x", "stream": False}) as r:
+            assert r.headers["Content-Type"].startswith("application/json")
+            body = await r.json()
+        assert body["response"] == "".join(line["response"] for line in lines) and "context" in body
+
+
+async def test_keep_alive_zero_unloads_everywhere(two_hosts: list[OllamaSim]) -> None:
+    async with proxy_over(*two_hosts, affinity=False, balancer="round_robin") as proxy, \
+            aiohttp.ClientSession() as http:
+        for _ in range(2):
+            async with http.post(proxy.url + "/api/generate", json={"model": "llama3.2", "prompt": ""}) as r:
+                await r.read()
+        assert all(s.loaded_models() == ["llama3.2:latest"] for s in two_hosts)
+        async with http.post(proxy.url + "/api/generate",
+                             json={"model": "llama3.2", "prompt": "", "keep_alive": 0}) as r:
+            assert (await r.json())["done_reason"] == "unload"
+        assert all(s.loaded_models() == [] for s in two_hosts)
+
+
+async def test_blob_upload_is_stored_on_the_hosts(two_hosts: list[OllamaSim]) -> None:
+    data = b"GGUF" + b"\x00" * 1000
+    digest = "sha256:" + hashlib.sha256(data).hexdigest()
+    async with proxy_over(*two_hosts) as proxy, aiohttp.ClientSession() as http:
+        async with http.head(f"{proxy.url}/api/blobs/{digest}") as r:
+            assert r.status == 404
+        async with http.post(f"{proxy.url}/api/blobs/{digest}", data=b"tampered") as r:
+            assert r.status == 400 and "digest mismatch" in (await r.json())["error"]
+        async with http.post(f"{proxy.url}/api/blobs/{digest}", data=data) as r:
+            assert r.status == 201
+        async with http.head(f"{proxy.url}/api/blobs/{digest}") as r:
+            assert r.status == 200
+    assert all(s.blobs.get(digest) == data for s in two_hosts)
+
+
+async def test_copy_with_one_host_failing_is_reported(two_hosts: list[OllamaSim]) -> None:
+    async with proxy_over(*two_hosts, probe_interval=5) as proxy, aiohttp.ClientSession() as http:
+        del two_hosts[1].models["llama3.2:latest"]  # the proxy still thinks it has it
+        async with http.post(proxy.url + "/api/copy", json={"source": "llama3.2", "destination": "x"}) as r:
+            assert r.status == 200
+            assert r.headers["X-OLOL-Partial-Failure"] == two_hosts[1].url
+            report = (await r.json())["olol"]
+        assert report["succeeded"] == [two_hosts[0].url] and two_hosts[1].url in report["failed"]
+
+
+async def test_legacy_embeddings_empty_prompt(two_hosts: list[OllamaSim]) -> None:
+    body = {"model": "nomic-embed-text", "prompt": ""}
+    async with proxy_over(*two_hosts) as proxy, aiohttp.ClientSession() as http, \
+            http.post(proxy.url + "/api/embeddings", json=body) as r:
+        assert await r.json() == {"embedding": []}

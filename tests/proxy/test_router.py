@@ -1,0 +1,88 @@
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from olol.cluster import Cluster
+from olol.errors import ModelNotFound
+from olol.proxy.admission import AdmissionQueue, QueueFull
+from olol.proxy.affinity import SessionAffinity
+from olol.proxy.policies import LeastConnections
+from olol.proxy.router import NoEligibleHost, Router, RouteRequest
+from tests.proxy.fakes import host
+
+
+def router(*hosts, wait: float = 1.0, affinity: bool = False) -> Router:  # type: ignore[no-untyped-def]
+    c = Cluster(hosts)
+    return Router(c, LeastConnections(), AdmissionQueue(wait), affinity=SessionAffinity() if affinity else None)
+
+
+async def test_leases_the_least_loaded_host_with_the_model() -> None:
+    r = router(host("a", load=2), host("b", load=1), host("c", ["phi3"]))
+    route = await r.acquire(RouteRequest("llama3"))
+    assert route.host_id == "b" and route.reason == "least_connections"
+    assert r.cluster.hosts["b"].in_flight == 2
+    route.lease.release()
+    assert r.cluster.hosts["b"].in_flight == 1
+
+
+async def test_unknown_model_is_ollamas_404() -> None:
+    with pytest.raises(ModelNotFound, match='model "nope" not found, try pulling it first'):
+        await router(host("a")).acquire(RouteRequest("nope"))
+
+
+async def test_all_tried_raises_no_eligible_host() -> None:
+    with pytest.raises(NoEligibleHost):
+        await router(host("a")).acquire(RouteRequest("llama3"), ["a"])
+
+
+async def test_saturated_hosts_are_skipped() -> None:
+    r = router(host("a", parallel=1, load=1), host("b", parallel=1, load=5))
+    r.cluster.hosts["b"].in_flight = 0
+    assert (await r.acquire(RouteRequest("llama3"))).host_id == "b"
+
+
+async def test_waits_for_capacity_then_gets_the_freed_host() -> None:
+    r = router(host("a", parallel=1))
+    first = await r.acquire(RouteRequest("llama3"))
+    second = asyncio.create_task(r.acquire(RouteRequest("llama3")))
+    await asyncio.sleep(0.05)
+    assert not second.done() and r.admission.depth("llama3:latest") == 1
+    first.lease.release()  # capacity event wakes the queue
+    route = await asyncio.wait_for(second, 1)
+    assert route.host_id == "a" and route.queued_s > 0
+
+
+async def test_wait_times_out_with_busy() -> None:
+    r = router(host("a", parallel=1, load=1), wait=0.05)
+    with pytest.raises(QueueFull):
+        await r.acquire(RouteRequest("llama3"))
+
+
+async def test_model_only_on_a_down_host_waits_for_it_to_rejoin() -> None:
+    r = router(host("a", healthy=False))
+    pending = asyncio.create_task(r.acquire(RouteRequest("llama3")))
+    await asyncio.sleep(0.05)
+    assert not pending.done()
+    r.cluster.mark_up(r.cluster.hosts["a"])
+    assert (await asyncio.wait_for(pending, 1)).host_id == "a"
+
+
+async def test_affinity_routes_follow_ups_to_the_same_host() -> None:
+    r = router(host("a"), host("b"), affinity=True)
+    first = await r.acquire(RouteRequest("llama3", session="s1"))
+    first.lease.release()
+    assert first.reason == "affinity:new"
+    for _ in range(3):
+        again = await r.acquire(RouteRequest("llama3", session="s1"))
+        again.lease.release()
+        assert again.host_id == first.host_id and again.reason == "affinity:hit"
+
+
+async def test_host_down_purges_its_sessions() -> None:
+    r = router(host("a"), host("b"), affinity=True)
+    route = await r.acquire(RouteRequest("llama3", session="s1"))
+    route.lease.release()
+    r.cluster.mark_down(r.cluster.hosts[route.host_id], "gone")
+    assert r.affinity is not None and r.affinity.pinned("s1") is None
