@@ -45,10 +45,11 @@ async def test_sigkilled_host_process_is_routed_around(ollama_sim_process, ollam
 async def test_busy_host_503_is_retried_elsewhere(ollama_sim_factory) -> None:  # type: ignore[no-untyped-def]
     busy = await ollama_sim_factory(parallel=1, max_queue=0, latency=0.3)
     spare = await ollama_sim_factory()
-    # The proxy believes `busy` has 4 slots, so it sends it more than it can take.
-    async with proxy_over(busy, spare, balancer="least_connections", default_parallel=4, affinity=False) as proxy:
+    # The proxy believes `busy` has 4 slots; round-robin over 6 concurrent requests sends it 3 at once
+    # (each holds its only slot for 0.3 s), whatever the timing, so it must answer 503 at least twice.
+    async with proxy_over(busy, spare, balancer="round_robin", default_parallel=4, affinity=False) as proxy:
         client = ollama.AsyncClient(host=proxy.url)
-        replies = await asyncio.gather(*(client.chat(**CHAT) for _ in range(4)))
+        replies = await asyncio.gather(*(client.chat(**CHAT) for _ in range(6)))
         assert all(r.done for r in replies)
         async with aiohttp.ClientSession() as http, http.get(proxy.url + "/metrics") as resp:
             metrics = await resp.text()
