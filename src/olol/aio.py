@@ -20,6 +20,8 @@ from olol.client.models import (
     ProgressResponse,
     from_json,
 )
+from olol.client.session_transport import SessionTransport, session_transport
+from olol.client.sessions import AsyncChatSession
 
 __all__ = ["AsyncOllamaClient"]
 
@@ -38,6 +40,7 @@ class AsyncOllamaClient:
     def __init__(self, host: str = "localhost", port: int = 50051, *, url: str | None = None) -> None:
         self.target = url or f"{host}:{port}"
         self._backend = backend_for(self.target)
+        self._sessions: SessionTransport | None = None  # opened by the first `session()`
 
     async def __aenter__(self) -> AsyncOllamaClient:
         return self
@@ -47,6 +50,8 @@ class AsyncOllamaClient:
 
     async def close(self) -> None:
         await self._backend.close()
+        if self._sessions is not None:
+            await self._sessions.close()
 
     async def generate(self, model: str, prompt: str, **kwargs: Any) -> AsyncIterator[GenerateResponse]:
         """Stream a completion; the last item has `done=True` and the final stats."""
@@ -66,3 +71,13 @@ class AsyncOllamaClient:
     async def pull(self, model: str, **kwargs: Any) -> AsyncIterator[ProgressResponse]:
         async for line in self._backend.pull({"model": model, **kwargs}):
             yield from_json(ProgressResponse, line)
+
+    def session(self, model: str, **opts: Any) -> AsyncChatSession:
+        """A chat session the proxy remembers: `s.chat(message)` (streamed) or `await s.ask(message)`.
+
+        Needs a proxy: its HTTP URL, or `host:port` of its `--grpc-port`. `opts`: system,
+        options, messages (history to start from), keep_alive, or session_id to resume one.
+        """
+        if self._sessions is None:
+            self._sessions = session_transport(self.target)
+        return AsyncChatSession(self._sessions, model, **opts)

@@ -12,6 +12,7 @@ from typing import Any
 from olol.agent.bridge import LoopThread
 from olol.aio import AsyncOllamaClient
 from olol.client.models import ChatResponse, EmbedResponse, GenerateResponse, ModelEntry, ProgressResponse
+from olol.client.sessions import ChatSession
 
 __all__ = ["OllamaClient"]
 
@@ -50,6 +51,11 @@ class OllamaClient:
 
     def pull(self, model: str, **kwargs: Any) -> Iterator[ProgressResponse]:
         return self._iterate(lambda: self._client.pull(model, **kwargs))
+
+    def session(self, model: str, **opts: Any) -> ChatSession:
+        """A chat session the proxy remembers, created now (see `AsyncOllamaClient.session`)."""
+        # Started on the loop: the gRPC channel it may open binds to the loop it is made on.
+        return ChatSession(self._loop, self._loop.call(self._client.session(model, **opts).start()))
 
 
 async def _make(host: str, port: int, url: str | None) -> AsyncOllamaClient:

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from olol.discovery.settings import DiscoverySettings
+from olol.security.settings import SecuritySettings
+
 
 @dataclass
 class AgentConfig:
@@ -23,3 +26,10 @@ class AgentConfig:
     workers: int = 32  # threads of the threaded server (each holds one call)
     grace: float = 10.0  # seconds SIGTERM waits for in-flight streams
     state_interval: float = 1.0  # seconds between host-state snapshots at most
+    security: SecuritySettings = field(default_factory=SecuritySettings)  # token and TLS (docs/security.md)
+    discovery: DiscoverySettings = field(default_factory=DiscoverySettings)  # mDNS advert, --proxy registration
+    # Model transfer (olol.agent.transfer): where models are read from and received into.
+    ollama_models: str | None = None  # Ollama's models dir; None: $OLLAMA_MODELS or ~/.ollama/models
+    models_dir: str | None = None  # a llama.cpp host's GGUF dir; None: the directory of `model`
+    transfer_dir: str | None = None  # partial copies, kept for resuming; None: ~/.cache/olol/transfer
+    transfer_rate: float | None = None  # bytes/s this agent sends at most (all copies together); None: no limit

@@ -8,6 +8,7 @@ import signal
 import threading
 from concurrent import futures
 from dataclasses import dataclass
+from typing import Any
 
 import grpc
 
@@ -15,7 +16,10 @@ from olol.agent.bridge import LoopThread
 from olol.agent.config import AgentConfig
 from olol.agent.core import AgentCore
 from olol.agent.servicers import add_to_server, aio_servicer, sync_servicer
+from olol.agent.transfer import add_transfer_service, build_transfer_service
 from olol.backends.base import Backend
+from olol.discovery.agent_side import Announcer, advertised_addresses, start_announcer
+from olol.security.serving import bind_grpc, grpc_interceptors
 
 log = logging.getLogger("olol.agent")
 
@@ -23,7 +27,15 @@ __all__ = ["AioAgent", "ThreadedAgent", "build_backend", "run_agent"]
 
 # Large enough for a batch of embeddings or a blob chunk; grpc's default is 4 MiB.
 _MAX_MESSAGE = 64 * 1024 * 1024
-_OPTIONS = [("grpc.max_receive_message_length", _MAX_MESSAGE), ("grpc.max_send_message_length", _MAX_MESSAGE)]
+_OPTIONS = [
+    ("grpc.max_receive_message_length", _MAX_MESSAGE),
+    ("grpc.max_send_message_length", _MAX_MESSAGE),
+    # Proxies ping every second to notice a cut link within 3 s (olol.client.agent_backend): allow it,
+    # where grpc's default policy would answer such pings with GOAWAY "too_many_pings".
+    ("grpc.keepalive_permit_without_calls", 1),
+    ("grpc.http2.min_recv_ping_interval_without_data_ms", 500),
+    ("grpc.http2.max_ping_strikes", 0),
+]
 
 
 def build_backend(config: AgentConfig) -> Backend:
@@ -59,6 +71,7 @@ class ThreadedAgent:
     core: AgentCore
     port: int
     grace: float
+    announcer: Announcer | None = None  # mDNS advert / proxy registration (olol.discovery)
 
     @property
     def target(self) -> str:
@@ -72,22 +85,27 @@ class ThreadedAgent:
         )
         try:
             loop.call(core.start())
-            server = grpc.server(futures.ThreadPoolExecutor(max_workers=config.workers), options=_OPTIONS)
+            server = grpc.server(futures.ThreadPoolExecutor(max_workers=config.workers), options=_OPTIONS,
+                                 interceptors=_interceptors(config, aio=False))
             add_to_server(sync_servicer(core, loop), server)
-            port = server.add_insecure_port(f"{config.host}:{config.port}")
-            if port == 0:
-                raise OSError(f"cannot bind {config.host}:{config.port}")
+            add_transfer_service(server, build_transfer_service(config, core.backend), loop)
+            port = bind_grpc(server, config.host, config.port, config.security)
             server.start()
         except BaseException:
             loop.call(core.close())
             loop.stop()
             raise
-        return cls(server, loop, core, port, config.grace)
+        announcer = loop.call(
+            start_announcer(port=port, bind_host=config.host, settings=config.discovery, security=config.security)
+        )
+        return cls(server, loop, core, port, config.grace, announcer)
 
     def stop(self) -> None:
         """Idempotent: a second call (e.g. a signal after a test's own stop) returns at once."""
         if not self.loop.running:
             return
+        if self.announcer is not None:  # goodbye first: proxies stop routing here while we drain
+            self.loop.call(self.announcer.stop())
         self.server.stop(self.grace).wait()
         self.loop.call(self.core.close())
         self.loop.stop()
@@ -99,6 +117,7 @@ class AioAgent:
     core: AgentCore
     port: int
     grace: float
+    announcer: Announcer | None = None
 
     @property
     def target(self) -> str:
@@ -111,20 +130,32 @@ class AioAgent:
         )
         await core.start()
         try:
-            server = grpc.aio.server(options=_OPTIONS)
+            server = grpc.aio.server(options=_OPTIONS, interceptors=_interceptors(config, aio=True))
             add_to_server(aio_servicer(core), server)
-            port = server.add_insecure_port(f"{config.host}:{config.port}")
-            if port == 0:
-                raise OSError(f"cannot bind {config.host}:{config.port}")
+            add_transfer_service(server, build_transfer_service(config, core.backend))
+            port = bind_grpc(server, config.host, config.port, config.security)
             await server.start()
         except BaseException:
             await core.close()
             raise
-        return cls(server, core, port, config.grace)
+        announcer = await start_announcer(
+            port=port, bind_host=config.host, settings=config.discovery, security=config.security
+        )
+        return cls(server, core, port, config.grace, announcer)
 
     async def stop(self) -> None:
+        if self.announcer is not None:
+            await self.announcer.stop()
+            self.announcer = None
         await self.server.stop(self.grace)  # a no-op once stopped
         await self.core.close()
+
+
+def _interceptors(config: AgentConfig, *, aio: bool) -> list[Any]:
+    """The cluster token guards every service on the agent's port (none when auth is off)."""
+    return grpc_interceptors(
+        config.security, aio=aio, addresses=lambda: advertised_addresses(config.host, config.discovery)
+    )
 
 
 def _announce(config: AgentConfig, port: int, kind: str) -> None:

@@ -7,6 +7,7 @@ from typing import Any
 
 import typer
 
+from olol.cli import security_options as sec
 from olol.cli.common import CONFIG_OPTION, LOG_LEVEL_OPTION, fail, settings, setup_logging
 from olol.config import ConfigError
 
@@ -60,6 +61,25 @@ def register(app: typer.Typer) -> None:
         ),
         replicas: int = typer.Option(
             None, "--replicas", help="Hosts an /api/pull goes to (default: every healthy host)."
+        ),
+        min_replicas: int = typer.Option(
+            None, "--min-replicas", help="Keep every model on at least this many healthy hosts (default: off)."
+        ),
+        replica_grace: float = typer.Option(
+            None, "--replica-grace", show_default=False,
+            help="Seconds a model may be short of replicas before it is re-placed. [default: 30]",
+        ),
+        lan_copy: bool = typer.Option(
+            None, "--lan-copy/--no-lan-copy", show_default=False,
+            help="Copy models between hosts over the LAN instead of downloading each again. [default: on]",
+        ),
+        pull_on_demand: bool = typer.Option(
+            None, "--pull-on-demand/--no-pull-on-demand", show_default=False,
+            help="Place a model no host has when a request asks for it (the request waits). [default: off]",
+        ),
+        transfer_dir: str = typer.Option(
+            None, "--transfer-dir", help="Where copies relayed into plain Ollama hosts are staged "
+            "(default ~/.cache/olol/transfer).",
         ),
         quant_fallback: bool = typer.Option(
             None,
@@ -119,6 +139,45 @@ def register(app: typer.Typer) -> None:
         host_parallel: list[str] = typer.Option(None, "--host-parallel", help="SERVER=SLOTS (repeatable)."),
         host_weight: list[str] = typer.Option(None, "--host-weight", help="SERVER=WEIGHT (repeatable)."),
         host_tier: list[str] = typer.Option(None, "--host-tier", help="SERVER=TIER, 0 first (repeatable)."),
+        state_dir: str = typer.Option(
+            None,
+            "--state-dir",
+            show_default=False,
+            help="Where chat sessions are kept (sessions.db) [env: OLOL_STATE_DIR]. "
+            "[default: $XDG_STATE_HOME/olol or ~/.local/state/olol]",
+        ),
+        session_ttl: float = typer.Option(
+            None,
+            "--session-ttl",
+            show_default=False,
+            help="Seconds a chat session may stay idle before it expires; 0 = never. [default: 604800 (7 days)]",
+        ),
+        grpc_port: int = typer.Option(
+            None,
+            "--grpc-port",
+            show_default=False,
+            help="Also serve chat sessions over gRPC (olol.sessions.v1) on this port; 0 = a free one. [default: off]",
+        ),
+        token: str = sec.TOKEN,
+        token_file: Path = sec.TOKEN_FILE,
+        tls_cert: Path = sec.TLS_CERT,
+        tls_key: Path = sec.TLS_KEY,
+        tls_ca: Path = sec.TLS_CA,
+        https: bool = sec.HTTPS,
+        https_client_auth: bool = sec.HTTPS_CLIENT_AUTH,
+        api_key: list[str] = sec.API_KEY,
+        api_keys_file: Path = sec.API_KEYS_FILE,
+        max_body: int = sec.MAX_BODY,
+        body_timeout: float = sec.BODY_TIMEOUT,
+        rate_limit: float = sec.RATE_LIMIT,
+        rate_burst: int = sec.RATE_BURST,
+        lenient_fields: bool = sec.LENIENT_FIELDS,
+        discovery: bool = sec.DISCOVERY_PROXY,
+        mdns: bool = sec.MDNS,
+        interface: str = sec.INTERFACE,
+        cluster: str = sec.CLUSTER,
+        scan_subnet: bool = sec.SCAN_SUBNET,
+        scan_rate: float = sec.SCAN_RATE,
         config: Path = CONFIG_OPTION,
         log_level: str = LOG_LEVEL_OPTION,
     ) -> None:
@@ -129,6 +188,7 @@ def register(app: typer.Typer) -> None:
           olol proxy --port 11434 --servers http://gpu1:11434 --servers gpu2:50051
         """
         from olol.proxy import ProxyConfig
+        from olol.sessions import default_state_dir
 
         s = settings("proxy", config)
         setup_logging(s, log_level)
@@ -139,6 +199,11 @@ def register(app: typer.Typer) -> None:
                 servers=s.get("servers", _servers(servers), [], env="OLLAMA_SERVERS"),
                 balancer=s.get("balancer", balancer, "adaptive"),
                 replicas=s.get("replicas", replicas, None),
+                min_replicas=s.get("min_replicas", min_replicas, None),
+                replica_grace=s.get("replica_grace", replica_grace, 30.0),
+                lan_copy=s.get("lan_copy", lan_copy, True),
+                pull_on_demand=s.get("pull_on_demand", pull_on_demand, False),
+                transfer_dir=s.get("transfer_dir", transfer_dir, None),
                 quant_fallback=s.get("quant_fallback", quant_fallback, True),
                 affinity=s.get("affinity", affinity, True),
                 max_queue_wait=s.get("max_queue_wait", max_queue_wait, 30.0),
@@ -152,10 +217,23 @@ def register(app: typer.Typer) -> None:
                 host_parallel=s.get("host_parallel", _pairs(host_parallel, "host-parallel", int), {}),
                 host_weights=s.get("host_weights", _pairs(host_weight, "host-weight", float), {}),
                 host_tiers=s.get("host_tiers", _pairs(host_tier, "host-tier", int), {}),
+                state_dir=s.get("state_dir", state_dir, str(default_state_dir()), env="OLOL_STATE_DIR"),
+                session_ttl=s.get("session_ttl", session_ttl, 7 * 24 * 3600.0),
+                grpc_port=s.get("grpc_port", grpc_port, None),
+                security=sec.security_settings(
+                    s, token=token, token_file=token_file, tls_cert=tls_cert, tls_key=tls_key, tls_ca=tls_ca,
+                    https=https, https_client_auth=https_client_auth, api_key=api_key, api_keys_file=api_keys_file,
+                    max_body=max_body, body_timeout=body_timeout, rate_limit=rate_limit, rate_burst=rate_burst,
+                    lenient_fields=lenient_fields,
+                ),
+                discovery=sec.discovery_settings(
+                    s, discovery=discovery, mdns=mdns, interface=interface, cluster=cluster, scan_subnet=scan_subnet,
+                    scan_rate=scan_rate,
+                ),
             )
         except ConfigError as exc:
             fail(str(exc))
-        if not cfg.servers:
+        if not cfg.servers and not (cfg.discovery.enabled or cfg.discovery.scan_subnet):
             fail("no hosts: give --servers (or $OLLAMA_SERVERS, or `servers = [...]` in the config file)")
         from olol.proxy.server import serve
 

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import typer
 
+from olol.cli import security_options as sec
 from olol.cli.common import CONFIG_OPTION, LOG_LEVEL_OPTION, fail, settings, setup_logging
 from olol.config import ConfigError
 
@@ -54,6 +55,31 @@ def register(app: typer.Typer) -> None:
         grace: float = typer.Option(
             None, "--grace", help="Seconds SIGTERM waits for in-flight streams. [default: 10]", show_default=False
         ),
+        ollama_models: Path = typer.Option(
+            None, "--ollama-models", help="Ollama's models dir, read to copy models to peers "
+            "(env OLLAMA_MODELS; default ~/.ollama/models).", show_default=False
+        ),
+        models_dir: Path = typer.Option(
+            None, "--models-dir", help="GGUF dir of a llama.cpp host, for model copies (default: --model's dir)."
+        ),
+        transfer_dir: Path = typer.Option(
+            None, "--transfer-dir", help="Where partial model copies wait to be resumed "
+            "(default ~/.cache/olol/transfer).", show_default=False
+        ),
+        transfer_rate: float = typer.Option(
+            None, "--transfer-rate", help="Bytes/s this host sends model copies at, at most (default: no limit)."
+        ),
+        token: str = sec.TOKEN,
+        token_file: Path = sec.TOKEN_FILE,
+        tls_cert: Path = sec.TLS_CERT,
+        tls_key: Path = sec.TLS_KEY,
+        tls_ca: Path = sec.TLS_CA,
+        discovery: bool = sec.DISCOVERY_AGENT,
+        mdns: bool = sec.MDNS,
+        interface: str = sec.INTERFACE,
+        cluster: str = sec.CLUSTER,
+        proxy: list[str] = sec.PROXY,
+        advertise_host: str = sec.ADVERTISE_HOST,
         config: Path = CONFIG_OPTION,
         log_level: str = LOG_LEVEL_OPTION,
     ) -> None:
@@ -82,6 +108,17 @@ def register(app: typer.Typer) -> None:
                 parallel=s.get("parallel", parallel, None),
                 use_async=s.get("async", use_async, False),
                 grace=s.get("grace", grace, 10.0),
+                security=sec.security_settings(
+                    s, token=token, token_file=token_file, tls_cert=tls_cert, tls_key=tls_key, tls_ca=tls_ca
+                ),
+                discovery=sec.discovery_settings(
+                    s, discovery=discovery, mdns=mdns, interface=interface, cluster=cluster, proxy=proxy,
+                    advertise_host=advertise_host,
+                ),
+                ollama_models=str(s.get("ollama_models", ollama_models, None, env="OLLAMA_MODELS") or "") or None,
+                models_dir=str(s.get("models_dir", models_dir, None) or "") or None,
+                transfer_dir=str(s.get("transfer_dir", transfer_dir, None) or "") or None,
+                transfer_rate=s.get("transfer_rate", transfer_rate, None),
             )
         except ConfigError as exc:
             fail(str(exc))

@@ -5,7 +5,7 @@ and plain Ollama hosts the same way. Conversions are `olol.wire.convert`'s.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import grpc
 
@@ -15,19 +15,49 @@ from olol.proto import pb, rpc
 from olol.wire import convert
 from olol.wire.status import error_from_rpc, protocol_metadata
 
+if TYPE_CHECKING:
+    from olol.security.tls import TlsFiles
+
 T = TypeVar("T")
 
 __all__ = ["AgentBackend"]
 
-_OPTIONS = [("grpc.max_receive_message_length", 64 * 1024 * 1024), ("grpc.max_send_message_length", 64 * 1024 * 1024)]
+_OPTIONS = [
+    ("grpc.max_receive_message_length", 64 * 1024 * 1024),
+    ("grpc.max_send_message_length", 64 * 1024 * 1024),
+    # A host whose link came back must rejoin in seconds: cap reconnect backoff (default: up to 120 s)
+    # and the connect timeout (default 20 s, which a dropped SYN would wait out in full).
+    ("grpc.initial_reconnect_backoff_ms", 500),
+    ("grpc.min_reconnect_backoff_ms", 2000),
+    ("grpc.max_reconnect_backoff_ms", 3000),
+    # A cut link never closes the TCP connection: pings find it in ~2 s, so streams on it end with an
+    # error (and the host is marked down) instead of hanging until TCP gives up minutes later.
+    ("grpc.keepalive_time_ms", 1000),
+    ("grpc.keepalive_timeout_ms", 1500),
+    ("grpc.keepalive_permit_without_calls", 1),
+    ("grpc.http2.max_pings_without_data", 0),
+]
 
 
 class AgentBackend(Backend):
     kind = "agent"
 
-    def __init__(self, target: str, *, timeout: float | None = None) -> None:
+    def __init__(
+        self,
+        target: str,
+        *,
+        timeout: float | None = None,
+        token: str | None = None,
+        tls: TlsFiles | None = None,
+        extra_metadata: tuple[tuple[str, str], ...] = (),
+    ) -> None:
+        from olol.security.tokens import token_metadata
+
         self.target = target.removeprefix("grpc://")
         self.timeout = timeout  # for unary calls; streams run as long as they produce
+        self.tls = tls if tls is not None and tls.enabled else None
+        # Every call carries the protocol version and, when the cluster has one, its token.
+        self.metadata = (*protocol_metadata(), *token_metadata(token), *extra_metadata)
         self._channel: grpc.aio.Channel | None = None
         self._stubs: tuple[Any, Any, Any] | None = None
 
@@ -36,7 +66,11 @@ class AgentBackend(Backend):
 
     def _open(self) -> tuple[Any, Any, Any]:
         if self._stubs is None:
-            self._channel = grpc.aio.insecure_channel(self.target, options=_OPTIONS)
+            credentials = self.tls.channel_credentials() if self.tls is not None else None
+            if credentials is not None:
+                self._channel = grpc.aio.secure_channel(self.target, credentials, options=_OPTIONS)
+            else:
+                self._channel = grpc.aio.insecure_channel(self.target, options=_OPTIONS)
             stubs: Any = rpc  # generated code is untyped
             self._stubs = (
                 stubs.InferenceStub(self._channel),
@@ -65,12 +99,12 @@ class AgentBackend(Backend):
     # ------------------------------------------------------------------ plumbing
     async def _unary(self, method: Callable[..., Awaitable[T]], request: object) -> T:
         try:
-            return await method(request, metadata=protocol_metadata(), timeout=self.timeout)
+            return await method(request, metadata=self.metadata, timeout=self.timeout)
         except grpc.RpcError as exc:
             raise error_from_rpc(exc, self.target) from None
 
     async def _stream(self, method: Callable[..., Any], request: object, out: Callable[[Any], T]) -> AsyncIterator[T]:
-        call = method(request, metadata=protocol_metadata())
+        call = method(request, metadata=self.metadata)
         try:
             async for item in call:
                 yield out(item)

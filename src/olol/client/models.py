@@ -66,6 +66,7 @@ class ChatResponse(_Stats):
     message: Message = field(default_factory=Message)
     done: bool = False
     done_reason: str = ""
+    olol: dict[str, Any] = field(default_factory=dict)  # the proxy's report on the final chunk (sessions)
 
     @classmethod
     def parse(cls, data: dict[str, Any]) -> ChatResponse:

@@ -7,12 +7,14 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
+from olol.discovery.proxy_side import install_discovery
 from olol.errors import OlolError
 from olol.proxy.admission import QueueFull
 from olol.proxy.context import CONTEXT, ProxyContext
-from olol.proxy.http import inference, manage, observe, openai, views
+from olol.proxy.http import inference, manage, observe, openai, placement, sessions, views
 from olol.proxy.http.io import json_reply
 from olol.proxy.openai.responses import error_body
+from olol.security.http import install_guards
 
 __all__ = ["build_app"]
 
@@ -48,6 +50,8 @@ async def _errors(request: web.Request, handler: Handler) -> web.StreamResponse:
 def build_app(ctx: ProxyContext) -> web.Application:
     # No body size limit: blobs (model weights) are uploaded through the proxy.
     app = web.Application(middlewares=[_errors], client_max_size=0)
+    install_guards(app, ctx.config.security)  # API keys, rate and body limits, Ollama-shaped 4xx
+    install_discovery(app, ctx)  # mDNS, registrations, subnet scan: only when enabled
     app[CONTEXT] = ctx
     r = app.router
     r.add_get("/", views.root)  # aiohttp adds HEAD for every GET route
@@ -59,7 +63,7 @@ def build_app(ctx: ProxyContext) -> web.Application:
     r.add_post("/api/chat", inference.chat)
     r.add_post("/api/embed", inference.embed)
     r.add_post("/api/embeddings", inference.embeddings)
-    r.add_post("/api/pull", manage.pull)
+    r.add_post("/api/pull", placement.pull)  # replicas, LAN copies, smart quantization
     r.add_post("/api/push", manage.push)
     r.add_post("/api/create", manage.create)
     r.add_post("/api/copy", manage.copy)
@@ -73,4 +77,5 @@ def build_app(ctx: ProxyContext) -> web.Application:
     r.add_get("/v1/models/{model:.+}", openai.model)
     r.add_get("/api/status", observe.status)
     r.add_get("/metrics", observe.metrics)
+    sessions.register(r)
     return app

@@ -7,7 +7,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any
 
+from olol.discovery.settings import DiscoverySettings
 from olol.proxy.policies import DEFAULT_POLICY
+from olol.security.settings import SecuritySettings
 
 __all__ = ["DEFAULT_PORT", "ProxyConfig"]
 
@@ -56,6 +58,27 @@ class ProxyConfig:
     host_tiers: dict[str, int] = field(default_factory=dict)
     #: Seconds in-flight requests get to finish on SIGTERM/SIGINT before they are cut.
     shutdown_timeout: float = 10.0
+    #: Cluster token for agents, HTTPS/TLS, API keys and input limits (docs/security.md); default: open, as before.
+    security: SecuritySettings = field(default_factory=SecuritySettings)
+    #: Hosts that find the proxy on their own: mDNS, agent registrations, subnet scan; default: off.
+    discovery: DiscoverySettings = field(default_factory=DiscoverySettings)
+    #: Directory of durable state (chat sessions in `sessions.db`); None keeps sessions in memory.
+    #: `olol proxy` defaults it to the XDG state dir (`$XDG_STATE_HOME/olol`, else ~/.local/state/olol).
+    state_dir: str | None = None
+    #: Seconds a chat session may stay idle before it expires; 0 = never.
+    session_ttl: float = 7 * 24 * 3600.0
+    #: Port of the chat sessions gRPC service (olol.sessions.v1.Sessions); None = off, 0 = a free port.
+    grpc_port: int | None = None
+    #: Copy models between hosts over the LAN instead of downloading them again (olol.placement).
+    lan_copy: bool = True
+    #: Keep every model on at least this many healthy hosts, re-placing it when hosts die; None = off.
+    min_replicas: int | None = None
+    #: Seconds a model may be short of replicas (a host restarting) before it is re-placed.
+    replica_grace: float = 30.0
+    #: Place a model no host has when a request asks for it (the request waits); off by default.
+    pull_on_demand: bool = False
+    #: Where the proxy stages copies it relays into plain Ollama hosts; None = ~/.cache/olol/transfer.
+    transfer_dir: str | None = None
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> ProxyConfig:

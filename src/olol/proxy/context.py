@@ -6,6 +6,7 @@ import asyncio
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from aiohttp import web
 
@@ -21,6 +22,11 @@ from olol.proxy.monitor import HostMonitor
 from olol.proxy.policies import make_policy
 from olol.proxy.quant import QuantMatcher
 from olol.proxy.router import Router
+from olol.proxy.session_gateway import ProxyChatGateway
+from olol.sessions.service import SessionService
+
+if TYPE_CHECKING:
+    from olol.placement.service import PlacementService
 
 __all__ = ["CONTEXT", "BackendFactory", "ProxyContext"]
 
@@ -37,6 +43,8 @@ class ProxyContext:
     admission: AdmissionQueue
     affinity: SessionAffinity | None
     monitors: dict[str, HostMonitor] = field(default_factory=dict)
+    sessions: SessionService | None = None  # chat sessions (/api/sessions, gRPC), see olol.sessions
+    placement: PlacementService | None = None  # replication, LAN copies, on-demand loads (olol.placement)
     started_at: float = field(default_factory=time.monotonic)
 
     @classmethod
@@ -48,7 +56,8 @@ class ProxyContext:
             if backend_factory is not None:
                 backend = backend_factory(spec)
             else:
-                backend = make_backend(spec, parallel=parallel if is_ollama_url(spec) else None)
+                backend = make_backend(spec, parallel=parallel if is_ollama_url(spec) else None,
+                                       security=config.security)
             cluster.add(Host(
                 id=spec,
                 backend=backend,
@@ -67,6 +76,12 @@ class ProxyContext:
                                 request_timeout=config.request_timeout, max_attempts=config.max_attempts)
         ctx = cls(config, cluster, router, dispatcher, metrics, admission, affinity)
         ctx.monitors = {h.id: HostMonitor(h, cluster, interval=config.probe_interval) for h in cluster.hosts.values()}
+        ctx.sessions = SessionService.build(
+            ProxyChatGateway(cluster, router, dispatcher, affinity=affinity is not None), state_dir=config.state_dir,
+            ttl=config.session_ttl, grpc_host=config.host, grpc_port=config.grpc_port, security=config.security)
+        from olol.proxy.ondemand import build_placement  # here, not at the top: placement imports proxy modules
+
+        ctx.placement = build_placement(ctx)
         return ctx
 
     async def start(self) -> None:
@@ -75,8 +90,20 @@ class ProxyContext:
         for monitor in self.monitors.values():
             monitor.start()
         await asyncio.gather(*(m.first_probe(3 * self.config.probe_interval) for m in self.monitors.values()))
+        if self.placement is not None:
+            await self.placement.start()
+        if self.sessions is not None:
+            try:
+                await self.sessions.start()  # opens the session store, then the gRPC port
+            except BaseException:
+                await self.stop()
+                raise
 
     async def stop(self) -> None:
+        if self.placement is not None:
+            await self.placement.stop()
+        if self.sessions is not None:
+            await self.sessions.stop()  # first: its in-flight turns still need the hosts
         await asyncio.gather(*(m.stop() for m in self.monitors.values()))
         await asyncio.gather(*(h.backend.close() for h in self.cluster.hosts.values()), return_exceptions=True)
 

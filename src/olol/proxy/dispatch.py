@@ -120,6 +120,8 @@ class Dispatcher:
         self.first_byte_timeout = first_byte_timeout
         self.request_timeout = request_timeout
         self.max_attempts = max(1, max_attempts)
+        #: Called before routing; may place a model no host has and return the request to route instead.
+        self.on_missing: Callable[[RouteRequest], Awaitable[RouteRequest]] | None = None
 
     # ------------------------------------------------------------------ calls
     async def open_stream(self, endpoint: str, request: RouteRequest, body: JSON, call: StreamCall) -> Upstream:
@@ -159,7 +161,8 @@ class Dispatcher:
     @staticmethod
     def upstream_body(body: JSON, route: Route) -> JSON:
         # Under quantization fallback the host is asked for the model it actually has.
-        if route.candidate.exact:
+        # So is a request whose model was placed on demand as another variant (`on_missing`).
+        if route.candidate.exact and normalize(str(body.get("model") or route.model)) == normalize(route.model):
             return body
         return {**body, "model": route.model}
 
@@ -168,6 +171,8 @@ class Dispatcher:
                         attempt: Callable[[Route], Awaitable[R]]) -> tuple[Route, R, int]:
         tried: list[str] = []
         last: BaseException | None = None
+        if self.on_missing is not None:
+            request = await self.on_missing(request)
         for n in range(self.max_attempts):
             try:
                 route = await self.router.acquire(request, tried, retry=n > 0)

@@ -187,6 +187,7 @@ class HostMonitor:
             self.host.set_models(_names(snap["available_models"]))
         if "loaded" in snap:
             self.host.set_running(_names(snap["loaded"]))
+        was_saturated = self.host.saturated
         in_flight = _int(snap.get("in_flight"))
         if in_flight is not None:
             self.host.reported_in_flight = in_flight
@@ -200,6 +201,10 @@ class HostMonitor:
             if (value := _int(snap.get(key))) is not None:
                 self.host.hardware[key] = value
         self._up(models_changed=set(self.host.models) != before)
+        if was_saturated and not self.host.saturated:
+            # Its other clients finished (or it grew slots): requests queued for it must hear so now,
+            # not at their max-queue-wait.
+            self.cluster.capacity_changed(self.host)
 
     def _up(self, *, models_changed: bool) -> None:
         self.host.last_seen = time.monotonic()

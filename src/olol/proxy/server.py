@@ -14,6 +14,7 @@ from olol.proxy.app import build_app
 from olol.proxy.config import ProxyConfig
 from olol.proxy.context import BackendFactory, ProxyContext
 from olol.proxy.quant import QuantMatcher
+from olol.security.http import https_context, scheme
 
 __all__ = ["RunningProxy", "serve", "start_proxy"]
 
@@ -32,7 +33,7 @@ class RunningProxy:
         host = self.config.host
         if host in ("0.0.0.0", "", "::"):
             host = "127.0.0.1"
-        return f"http://{host}:{self.port}"
+        return f"{scheme(self.config.security)}://{host}:{self.port}"
 
     async def stop(self) -> None:
         """Stop listening, let in-flight requests finish (up to `shutdown_timeout`), close backends."""
@@ -47,10 +48,11 @@ async def start_proxy(config: ProxyConfig, *, backend_factory: BackendFactory | 
     await context.start()
     # handler_cancellation: a client that disconnects cancels its handler, which closes the upstream call.
     runner = web.AppRunner(build_app(context), handler_cancellation=True,
-                           shutdown_timeout=config.shutdown_timeout, access_log=None)
+                           shutdown_timeout=config.shutdown_timeout, access_log=None,
+                           **config.security.limits.server_kwargs())
     try:
         await runner.setup()
-        site = web.TCPSite(runner, config.host, config.port)
+        site = web.TCPSite(runner, config.host, config.port, ssl_context=https_context(config.security))
         await site.start()
     except BaseException:
         await runner.cleanup()

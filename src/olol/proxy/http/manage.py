@@ -158,6 +158,8 @@ async def _on_hosts_with(request: web.Request, model: str, op: Callable[[Host], 
     result = await fan_out(hosts, op)
     await ctx(request).refresh(result.ok)
     result.raise_if_none_succeeded()
+    if not result.ok:  # every host concerned is one that cannot manage models: an error, never a silent 200
+        raise Unsupported("no host could do this: " + "; ".join(f"{h}: {m}" for h, m in result.skipped.items()))
     return _status_reply(result.failed, result.report(), result.headers())
 
 

@@ -24,6 +24,7 @@ async def status(request: web.Request) -> web.Response:
         "sessions": c.affinity.to_json() if c.affinity is not None else None,
         "queues": c.admission.depths(),
         "queue_timeouts": c.admission.timeouts,
+        "placements": c.placement.to_json() if c.placement is not None else None,
     })
 
 

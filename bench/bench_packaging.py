@@ -1,0 +1,172 @@
+"""The one-file binary against the pip-installed entry point, side by side in one run.
+
+    python -m bench.bench_packaging        # needs dist/olol: packaging/build-binary
+
+Figures (medians), written to the `packaging` section of BENCHMARKS.md:
+- size of dist/olol and of the payload it unpacks;
+- `olol version`: cold start (empty cache: the payload is unpacked first), warm start
+  (payload already unpacked), and the pip-installed `olol` for comparison;
+- time from exec to the first HTTP answer of `olol proxy` (GET /api/version), binary
+  vs pip entry point, runs interleaved so both see the same machine state;
+- resident memory of the idle proxy (the binary counts its launcher process too).
+"""
+
+from __future__ import annotations
+
+import platform
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Sequence
+from pathlib import Path
+
+import psutil
+
+from bench._report import median, table, write_section
+
+ROOT = Path(__file__).resolve().parents[1]
+BINARY = ROOT / "dist" / "olol"
+COLD_RUNS, WARM_RUNS, PROXY_RUNS = 5, 9, 7
+
+
+def pip_entry_point() -> Path:
+    """The `olol` console script of the Python running this benchmark (pip install -e . / pip install .)."""
+    script = Path(sys.executable).parent / "olol"
+    found = script if script.is_file() else Path(shutil.which("olol") or "")
+    if not found.is_file() or found.resolve() == BINARY.resolve():
+        raise SystemExit("no pip-installed `olol` entry point next to this Python: pip install -e .")
+    return found
+
+
+def buildinfo() -> dict[str, str]:
+    path = BINARY.with_name("olol.buildinfo")
+    return dict(line.split("=", 1) for line in path.read_text().splitlines() if "=" in line) if path.is_file() else {}
+
+
+def env_with_cache(cache: Path) -> dict[str, str]:
+    return {"PATH": "/usr/bin:/bin", "HOME": str(cache.parent), "XDG_CACHE_HOME": str(cache), "LANG": "C.UTF-8"}
+
+
+def run_once(cmd: Sequence[str], env: dict[str, str] | None = None) -> float:
+    start = time.perf_counter()
+    subprocess.run(cmd, env=env, check=True, capture_output=True)
+    return time.perf_counter() - start
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def tree_rss(pid: int) -> int:
+    proc = psutil.Process(pid)
+    return sum(p.memory_info().rss for p in [proc, *proc.children(recursive=True)])
+
+
+def proxy_ready(cmd: Sequence[str], env: dict[str, str] | None) -> tuple[float, int]:
+    """Seconds from exec to the first answer of GET /api/version, and the idle proxy's memory."""
+    port, dead = free_port(), free_port()
+    full = [*cmd, "proxy", "--host", "127.0.0.1", "--port", str(port), "--servers", f"127.0.0.1:{dead}"]
+    start = time.perf_counter()
+    proc = subprocess.Popen(full, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        while True:
+            if proc.poll() is not None:
+                err = proc.stderr.read().decode() if proc.stderr else ""
+                raise SystemExit(f"{' '.join(full)} exited {proc.returncode}: {err}")
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/version", timeout=1) as response:
+                    response.read()
+                break
+            except (urllib.error.URLError, ConnectionError):
+                time.sleep(0.005)
+        elapsed = time.perf_counter() - start
+        time.sleep(0.5)
+        return elapsed, tree_rss(proc.pid)
+    finally:
+        proc.terminate()
+        proc.wait(30)
+
+
+def main() -> None:
+    if not BINARY.is_file():
+        raise SystemExit("dist/olol is missing: run packaging/build-binary")
+    pip_olol = str(pip_entry_point())
+    info = buildinfo()
+    work = Path(tempfile.mkdtemp(prefix="olol-bench-"))
+    try:
+        cold = []
+        for i in range(COLD_RUNS):
+            cold.append(run_once([str(BINARY), "version"], env_with_cache(work / f"cold{i}" / ".cache")))
+        warm_cache = work / "cold0" / ".cache"
+        payload = sum(p.stat().st_size for p in warm_cache.rglob("*") if p.is_file())
+        warm_env = env_with_cache(warm_cache)
+        warm = [run_once([str(BINARY), "version"], warm_env) for _ in range(WARM_RUNS)]
+        pip = [run_once([pip_olol, "version"]) for _ in range(WARM_RUNS)]
+
+        binary_ready, pip_ready, binary_rss, pip_rss = [], [], [], []
+        proxy_ready([str(BINARY)], warm_env)  # warm-up of both, outside the figures
+        proxy_ready([pip_olol], None)
+        for _ in range(PROXY_RUNS):
+            seconds, rss = proxy_ready([str(BINARY)], warm_env)
+            binary_ready.append(seconds)
+            binary_rss.append(rss)
+            seconds, rss = proxy_ready([pip_olol], None)
+            pip_ready.append(seconds)
+            pip_rss.append(rss)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+    size = BINARY.stat().st_size
+    mib = 1 << 20
+    ratio = median(binary_ready) / median(pip_ready)
+    rows = [
+        ("size of dist/olol", f"{size / mib:.1f} MiB", "", ""),
+        ("payload unpacked on first start", f"{payload / mib:.1f} MiB", "", ""),
+        ("`olol version`, cold (empty cache: unpack + run)", f"{median(cold):.2f} s", "", ""),
+        ("`olol version`, warm", f"{median(warm):.2f} s", f"{median(pip):.2f} s", f"{median(warm) / median(pip):.2f}x"),
+        (
+            "`olol proxy`: exec to first HTTP answer",
+            f"{median(binary_ready):.2f} s",
+            f"{median(pip_ready):.2f} s",
+            f"{ratio:.2f}x",
+        ),
+        (
+            "`olol proxy`: idle resident memory",
+            f"{median(binary_rss) / mib:.0f} MiB",
+            f"{median(pip_rss) / mib:.0f} MiB",
+            f"{median(binary_rss) / median(pip_rss):.2f}x",
+        ),
+    ]
+    cpu = platform.processor() or platform.machine()
+    with open("/proc/cpuinfo") as fh:
+        model = next((line.split(":", 1)[1].strip() for line in fh if line.startswith("model name")), cpu)
+    build_minutes = int(info.get("BUILD_SECONDS", "0")) / 60
+    md = "\n\n".join(
+        [
+            "## One-file binary vs pip-installed entry point",
+            f"`python -m bench.bench_packaging` (after `packaging/build-binary`). Medians: {COLD_RUNS} cold runs, "
+            f"{WARM_RUNS} warm runs, {PROXY_RUNS} interleaved proxy starts each. {model}, "
+            f"{psutil.cpu_count()} cores, Python {platform.python_version()}, Nuitka {info.get('NUITKA_VERSION', '?')} "
+            f"(build {info.get('BUILD_ID', '?')}, git {info.get('GIT_REVISION', '?')}, "
+            f"built in {build_minutes:.0f} min, needs glibc >= {info.get('GLIBC_MIN', '?')}).",
+            table(["measure", "binary", "pip entry point", "binary / pip"], rows),
+            "Cold means the payload is not yet unpacked (first start of a build on a host; the OS file cache "
+            "may still hold the binary). Warm starts reuse `$XDG_CACHE_HOME/olol/<version>-<build id>`, "
+            "but the launcher still decompresses the payload stream and checksums the files on each start. "
+            "The proxy runs with one unreachable host, so ready means listening and answering, "
+            "not routing. The binary's memory includes its launcher process.",
+        ]
+    )
+    write_section("packaging", md)
+    print(md)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,136 @@
+"""Discovery in the proxy: mDNS browsing, the registration endpoint, the subnet scan, lease expiry.
+
+`install_discovery(app, ctx)` wires it into the aiohttp app's start-up and
+clean-up, so it runs exactly while the proxy serves (after the configured
+hosts had their first probe, before the context closes the backends).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import TYPE_CHECKING, Any
+
+from aiohttp import web
+
+from olol.discovery.advert import Advert, format_target
+from olol.discovery.membership import Membership
+from olol.discovery.register import REGISTER_PATH, registration_handler
+
+if TYPE_CHECKING:
+    from olol.discovery.mdns import MdnsBrowser
+    from olol.discovery.scan import SubnetScanner
+    from olol.proxy.context import ProxyContext
+
+__all__ = ["DISCOVERY", "ProxyDiscovery", "install_discovery"]
+
+log = logging.getLogger("olol.discovery")
+
+
+class ProxyDiscovery:
+    def __init__(self, ctx: ProxyContext) -> None:
+        self.ctx = ctx
+        self.settings = ctx.config.discovery
+        self.token = ctx.config.security.token
+        self.membership = Membership(ctx)
+        self.browser: MdnsBrowser | None = None
+        self.scanner: SubnetScanner | None = None
+        self.rpc_servers: dict[str, Advert] = {}  # mDNS name -> advert, for coordinators of split models
+        self._by_name: dict[str, str] = {}  # mDNS name -> host id it added
+        self._expiry: asyncio.Task[None] | None = None
+
+    def register_handler(self) -> Any:
+        return registration_handler(self.membership, token=self.token, cluster=self.settings.cluster)
+
+    async def start(self) -> None:
+        if not self.token:
+            log.warning("discovery without a cluster token: any host on the network can join this cluster")
+        if self.settings.enabled and self.settings.mdns:
+            from olol.discovery.mdns import MdnsBrowser
+
+            self.browser = MdnsBrowser(
+                self._found,
+                self._lost,
+                token=self.token,
+                cluster=self.settings.cluster,
+                interface=self.settings.interface,
+            )
+            await self.browser.start()
+        if self.settings.scan_subnet:
+            from olol.discovery.netif import local_ipv4s, scan_network
+            from olol.discovery.scan import SubnetScanner
+
+            network = scan_network(self.settings.interface)
+            self.scanner = SubnetScanner(
+                self.membership,
+                network,
+                token=self.token,
+                tls=self.ctx.config.security.tls,
+                ports=self.settings.scan_ports,
+                rate=self.settings.scan_rate,
+                interval=self.settings.scan_interval,
+                skip=set(local_ipv4s(self.settings.interface)),
+            )
+            self.scanner.start()
+        self._expiry = asyncio.create_task(self._expire_loop(), name="discovery leases")
+
+    async def stop(self) -> None:
+        if self._expiry is not None:
+            self._expiry.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._expiry
+        if self.scanner is not None:
+            await self.scanner.stop()
+        if self.browser is not None:
+            await self.browser.stop()
+        await self.membership.close()
+
+    async def _expire_loop(self) -> None:
+        while True:
+            await asyncio.sleep(max(1.0, self.settings.register_interval))
+            await self.membership.expire()
+
+    async def _found(self, name: str, advert: Advert, resolved: list[str]) -> None:
+        if advert.role != "agent":
+            self.rpc_servers[name] = advert
+            return
+        # Dial a signed address; one the advert also arrived from is known to be reachable from here.
+        reachable = [a for a in advert.addresses if a in resolved] or list(advert.addresses)
+        if not reachable:
+            return
+        target = format_target(reachable[0], advert.port)
+        previous = self._by_name.get(name)
+        self._by_name[name] = target
+        if previous is not None and previous != target and previous not in self._by_name.values():
+            await self.membership.leave(previous, "moved to " + target)
+        await self.membership.join(target, "mdns")
+
+    async def _lost(self, name: str) -> None:
+        self.rpc_servers.pop(name, None)
+        target = self._by_name.pop(name, None)
+        # Another live advert for the same address (the host restarted under a new name) keeps it.
+        if target is not None and target not in self._by_name.values():
+            await self.membership.leave(target, "mDNS goodbye")
+
+
+DISCOVERY: web.AppKey[ProxyDiscovery] = web.AppKey("olol_discovery", ProxyDiscovery)
+
+
+def install_discovery(app: web.Application, ctx: ProxyContext) -> None:
+    settings = ctx.config.discovery
+    if not (settings.enabled or settings.scan_subnet):
+        return
+    discovery = ProxyDiscovery(ctx)
+    app[DISCOVERY] = discovery
+    if settings.enabled:
+        app.router.add_post(REGISTER_PATH, discovery.register_handler())
+
+    async def start(_app: web.Application) -> None:
+        await discovery.start()
+
+    async def stop(_app: web.Application) -> None:
+        await discovery.stop()
+
+    app.on_startup.append(start)
+    app.on_cleanup.append(stop)

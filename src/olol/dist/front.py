@@ -1,0 +1,126 @@
+"""A stable HTTP endpoint in front of the coordinator's current llama-server.
+
+llama-server moves (a new process, a new port) every time the coordinator
+re-plans, so clients, and agents registering it as a llama.cpp backend, talk
+to this front instead. It forwards any request to the llama-server of the
+moment, streaming the response back. A request that fails before any byte of
+its response was sent (llama-server died with a worker, or is being replaced)
+waits for the next generation and is sent again, which is how a worker failure
+costs a client a delay rather than an error. `GET /olol/status` reports the
+plan and the tunnels.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+
+from olol.dist.coordinator import Coordinator
+from olol.errors import BackendUnavailable
+
+__all__ = ["DistFront", "status"]
+
+log = logging.getLogger(__name__)
+
+_HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "content-length", "host", "upgrade", "te", "trailer"}
+
+
+def status(coordinator: Coordinator) -> dict[str, Any]:
+    plan = coordinator.plan
+    return {
+        "ready": coordinator.ready,
+        "generation": coordinator.generation,
+        "failures": coordinator.failures[-10:],
+        "transport": coordinator.config.transport,
+        "model": str(coordinator.config.model),
+        "plan": None
+        if plan is None
+        else {
+            "rpc_servers": list(plan.used_addresses),
+            "tensor_split": list(plan.tensor_split),
+            "assignments": [
+                {"host": a.host, "start": a.start, "stop": a.stop, "output": a.output, "memory_bytes": a.memory_bytes}
+                for a in plan.plan.assignments
+            ],
+        },
+        "tunnels": {address: vars(t.counters) for address, t in coordinator.tunnels.items()},
+    }
+
+
+class DistFront:
+    def __init__(self, coordinator: Coordinator, host: str = "127.0.0.1", port: int = 0, retry_timeout: float = 300.0):
+        self.coordinator = coordinator
+        self.host = host
+        self.port = port
+        self.retry_timeout = retry_timeout
+        self._runner: web.AppRunner | None = None
+        self._session: aiohttp.ClientSession | None = None
+
+    @property
+    def url(self) -> str:
+        host = "127.0.0.1" if self.host in ("0.0.0.0", "", "::") else self.host
+        return f"http://{host}:{self.port}"
+
+    async def start(self) -> None:
+        app = web.Application(client_max_size=1 << 30)
+        app.router.add_get("/olol/status", self._status)
+        app.router.add_route("*", "/{tail:.*}", self._forward)
+        self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None, sock_connect=10))
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        await web.TCPSite(self._runner, self.host, self.port).start()
+        if self.port == 0:
+            self.port = int(self._runner.addresses[0][1])
+
+    async def close(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+        if self._session is not None:
+            await self._session.close()
+
+    async def _status(self, request: web.Request) -> web.Response:
+        return web.json_response(status(self.coordinator))
+
+    async def _forward(self, request: web.Request) -> web.StreamResponse:
+        assert self._session is not None
+        body = await request.read()
+        headers = {k: v for k, v in request.headers.items() if k.lower() not in _HOP_BY_HOP}
+        coordinator = self.coordinator
+        for attempt in range(3):
+            generation = coordinator.generation
+            try:
+                if not coordinator.ready:
+                    await coordinator.wait_ready(self.retry_timeout)
+                    generation = coordinator.generation
+                url = coordinator.url + request.path_qs
+                async with self._session.request(request.method, url, data=body, headers=headers) as upstream:
+                    response = web.StreamResponse(status=upstream.status, reason=upstream.reason)
+                    for key, value in upstream.headers.items():
+                        if key.lower() not in _HOP_BY_HOP:
+                            response.headers.add(key, value)
+                    await response.prepare(request)
+                    # From here on the client has bytes: a failure can only cut the stream short.
+                    try:
+                        async for chunk in upstream.content.iter_any():
+                            await response.write(chunk)
+                        await response.write_eof()
+                    except (aiohttp.ClientError, ConnectionError) as exc:
+                        log.warning("response of %s %s cut short: %s", request.method, request.path, exc)
+                    return response
+            except (aiohttp.ClientConnectionError, BackendUnavailable) as exc:
+                log.warning("request %s %s failed on generation %d (%s); retrying", request.method,
+                            request.path, generation, exc)  # fmt: skip
+                if attempt == 2:
+                    break
+                await self._next_generation(generation)
+        return web.json_response({"error": "the distributed model is unavailable (workers failed)"}, status=503)
+
+    async def _next_generation(self, failed: int) -> None:
+        """Wait until a generation after `failed` serves (the coordinator notices deaths within a moment)."""
+        coordinator = self.coordinator
+        if coordinator.generation == failed and coordinator.ready:
+            coordinator.replan(f"a request to generation {failed} failed")
+        await coordinator.wait_ready(self.retry_timeout)

@@ -1,0 +1,109 @@
+"""Chat sessions over HTTP: `/api/sessions` (docs/sessions.md).
+
+POST   /api/sessions              {"model", "system"?, "options"?, "messages"?, "keep_alive"?} -> the session
+POST   /api/sessions/{id}/chat    {"message": {...} | "text", "stream"?, "options"?, "format"?, "think"?,
+                                   "tools"?, "keep_alive"?} -> Ollama's /api/chat reply (NDJSON or one object)
+POST   /api/sessions/{id}/api/chat  the same turn in /api/chat's request shape (`messages`: just the new one),
+                                   so Ollama's own clients can use `.../api/sessions/{id}` as their host
+GET    /api/sessions/{id}         -> the session with its full history
+GET    /api/sessions[?model=m]    -> {"sessions": [...]} without histories, most recently active first
+DELETE /api/sessions/{id}         -> {}
+
+Errors are Ollama's: `{"error": ...}` with 400, 404 (`session "x" not found`), 503.
+The final chat chunk carries `"olol": {"session", "host", "trimmed", "context_length",
+"prompt_tokens"}`; headers say the same (`X-OLOL-Session`, `X-OLOL-Host`, `X-OLOL-Trimmed`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+
+from olol.backends.base import JSON
+from olol.errors import BadRequest, OlolError
+from olol.proxy.aggregate import collect_chat
+from olol.proxy.http.io import ctx, json_reply, read_json, require_model, wants_stream, write_ndjson
+from olol.sessions.manager import TURN_KEYS, SessionManager
+
+__all__ = ["chat", "create", "delete", "get", "list_sessions", "register"]
+
+
+def _manager(request: web.Request) -> SessionManager:
+    service = ctx(request).sessions
+    if service is None:
+        raise OlolError("chat sessions are not enabled on this proxy", status=501)
+    return service.manager
+
+
+def _optional(body: JSON, key: str, kind: type | tuple[type, ...]) -> Any:
+    value = body.get(key)
+    if value is not None and not isinstance(value, kind):
+        raise BadRequest(f"invalid value for {key}: {value!r}")
+    return value
+
+
+def _turn_message(body: JSON) -> Any:
+    """The one new message: `message` (an object or plain text), or a one-element `messages`."""
+    if "message" in body:
+        return body["message"]
+    messages = body.get("messages")
+    if isinstance(messages, list) and len(messages) == 1:
+        return messages[0]
+    raise BadRequest("message is required: a session takes one new message a turn")
+
+
+async def create(request: web.Request) -> web.Response:
+    body = await read_json(request)
+    manager = _manager(request)
+    session = await manager.create(
+        require_model(body),
+        system=_optional(body, "system", str),
+        options=_optional(body, "options", dict),
+        messages=_optional(body, "messages", list) or [],
+        keep_alive=body.get("keep_alive"),
+    )
+    return json_reply(session.to_json(manager.ttl))
+
+
+async def chat(request: web.Request) -> web.StreamResponse:
+    body = await read_json(request)
+    turn = await _manager(request).open_turn(
+        request.match_info["id"],
+        _turn_message(body),
+        options=_optional(body, "options", dict),
+        extra={k: body[k] for k in TURN_KEYS if k in body},
+        model=_optional(body, "model", str),
+    )
+    try:
+        if wants_stream(body):
+            return await write_ndjson(request, turn, turn.headers)
+        return json_reply(await collect_chat(turn), headers=turn.headers)
+    finally:
+        await turn.aclose()
+
+
+async def get(request: web.Request) -> web.Response:
+    manager = _manager(request)
+    return json_reply((await manager.get(request.match_info["id"])).to_json(manager.ttl))
+
+
+async def list_sessions(request: web.Request) -> web.Response:
+    manager = _manager(request)
+    sessions = await manager.list(request.query.get("model") or None)
+    return json_reply({"sessions": [s.summary(manager.ttl) for s in sessions]})
+
+
+async def delete(request: web.Request) -> web.Response:
+    await _manager(request).delete(request.match_info["id"])
+    return json_reply({})
+
+
+def register(router: web.UrlDispatcher) -> None:
+    router.add_post("/api/sessions", create)
+    router.add_get("/api/sessions", list_sessions)
+    router.add_get("/api/sessions/{id}", get)
+    router.add_post("/api/sessions/{id}/chat", chat)
+    # The session as an Ollama host: `ollama.Client(host=".../api/sessions/<id>").chat(model, [new message])`.
+    router.add_post("/api/sessions/{id}/api/chat", chat)
+    router.add_delete("/api/sessions/{id}", delete)

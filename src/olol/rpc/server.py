@@ -1,0 +1,145 @@
+"""`olol rpc-server`: a supervised ggml worker on loopback behind an authenticated gRPC service.
+
+Startup order matters because the worker serves one client at a time: start
+the worker and probe it, seed its tensor cache from local GGUF files, and only
+then accept tunnels. The gRPC service runs on grpc.aio, one event loop with
+the worker's supervisor and every tunnel's socket.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import grpc
+
+from olol.rpc._pb import rpc
+from olol.rpc.options import SERVER_OPTIONS
+from olol.rpc.preseed import preseed
+from olol.rpc.service import RpcWorkerService, WorkerAdvice
+from olol.rpc.worker import GgmlWorker, WorkerConfig
+from olol.security.tls import TlsFiles
+from olol.security.tokens import warn_if_open
+
+__all__ = ["RpcServer", "RpcServerConfig", "run_rpc_server"]
+
+log = logging.getLogger(__name__)
+
+DEFAULT_PORT = 50052
+DEFAULT_MAX_FRAME = 4 << 30  # the largest single tensor upload accepted (an f16 output layer of a 128k vocab is ~1 GiB)
+
+
+@dataclass
+class RpcServerConfig:
+    host: str = "0.0.0.0"
+    port: int = DEFAULT_PORT
+    token: str | None = None
+    tls: TlsFiles = field(default_factory=TlsFiles)
+    worker: WorkerConfig = field(default_factory=WorkerConfig)
+    preseed: list[Path] = field(default_factory=list)
+    max_frame: int = DEFAULT_MAX_FRAME
+    memory_limit: int | None = None  # bytes per device offered to coordinators (None: all that is free)
+    advice: WorkerAdvice = field(default_factory=WorkerAdvice)
+    grace: float = 5.0
+
+
+@dataclass
+class RpcServer:
+    """A running rpc-server: `await RpcServer.start(config)`, then `port`; `await stop()`."""
+
+    config: RpcServerConfig
+    worker: GgmlWorker
+    service: RpcWorkerService
+    server: grpc.aio.Server
+    port: int
+
+    @property
+    def target(self) -> str:
+        host = "127.0.0.1" if self.config.host in ("0.0.0.0", "", "::") else self.config.host
+        return f"{host}:{self.port}"
+
+    @classmethod
+    async def start(cls, config: RpcServerConfig) -> RpcServer:
+        warn_if_open(log, config.host, config.port, config.token, "rpc-server (and its ggml worker)")
+        worker = GgmlWorker(config.worker)
+        await worker.start()
+        server: grpc.aio.Server | None = None
+        try:
+            seeded: list[str] = []
+            for path in config.preseed:
+                report = await preseed(worker, path)
+                seeded.append(str(path.resolve()))
+                state = (
+                    "already seeded" if report.skipped else f"{report.tensors} tensors, {report.bytes / 2**20:.1f} MiB"
+                )
+                log.info("pre-seeded %s (%s)", path, state)
+            if worker.config.measure_speed:
+                await worker.refresh(measure=True)  # measure after seeding: seeding disturbs the caches
+            service = RpcWorkerService(
+                worker,
+                token=config.token,
+                max_frame=config.max_frame,
+                device_kind=config.worker.device,
+                direct_endpoint=_direct_endpoint(worker),
+                advice=config.advice,
+                preseeded=seeded,
+                memory_limit=config.memory_limit,
+            )
+            server = grpc.aio.server(options=SERVER_OPTIONS)
+            adders: Any = rpc  # generated code is untyped
+            adders.add_RpcWorkerServicer_to_server(service, server)
+            address = f"{config.host}:{config.port}"
+            credentials = config.tls.server_credentials()
+            port = server.add_secure_port(address, credentials) if credentials else server.add_insecure_port(address)
+            if port == 0:
+                raise OSError(f"cannot bind {address}")
+            await server.start()
+        except BaseException:
+            if server is not None:
+                await server.stop(0)
+            await worker.close()
+            raise
+        return cls(config, worker, service, server, port)
+
+    async def stop(self) -> None:
+        await self.server.stop(self.config.grace)
+        await self.worker.close()
+
+
+def _direct_endpoint(worker: GgmlWorker) -> str:
+    """What a coordinator gives llama-server for --transport direct (a wildcard bind: the hostname)."""
+    if worker.config.host in ("0.0.0.0", "", "::"):
+        import socket
+
+        return f"{socket.getfqdn()}:{worker.port}"
+    return worker.endpoint
+
+
+def run_rpc_server(config: RpcServerConfig) -> None:
+    """Serve until SIGINT/SIGTERM."""
+    asyncio.run(_serve(config))
+
+
+async def _serve(config: RpcServerConfig) -> None:
+    server = await RpcServer.start(config)
+    probe = server.worker.probe
+    log.info(
+        "olol rpc-server on %s:%d, ggml worker %s (%s)%s",
+        config.host,
+        server.port,
+        server.worker.endpoint,
+        ", ".join(server.worker.device_names),
+        f", {probe.speed / 1e9:.2f} GB/s" if probe and probe.speed else "",
+    )
+    # A plain line on stdout that scripts and tests wait for instead of sleeping.
+    print(f"READY {config.host}:{server.port} worker={server.worker.endpoint}", flush=True)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    await server.stop()

@@ -1,0 +1,163 @@
+"""The proxy's HTTP gate: API keys, rate limits, body limits and body checks, as aiohttp middleware.
+
+Installed by `install_guards(app, settings)` around the proxy's own error
+middleware: the outer one gives every refusal aiohttp itself raises (unknown
+route, wrong method, oversized body) Ollama's `{"error": ...}` shape; the
+inner one runs before any handler, in the order that spends the least on a
+request that is going to be refused (who is asking, how often, then what they
+sent).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import math
+import ssl
+from collections.abc import Awaitable, Callable, Mapping
+
+from aiohttp import web
+from aiohttp.typedefs import Middleware
+
+from olol.security.apikeys import READ, ApiKey
+from olol.security.limits import RateLimiter
+from olol.security.schema import BODY_SPECS, InvalidBody, parse_body
+from olol.security.settings import SecuritySettings
+
+__all__ = ["OPEN_PATHS", "READ_PATHS", "error_response", "https_context", "install_guards", "route_pattern", "scheme"]
+
+log = logging.getLogger("olol.security")
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+#: Answered without a key: liveness (it only says "Ollama is running"), and registrations, which are signed instead.
+OPEN_PATHS = frozenset({"/", "/olol/register"})
+#: What a read-only key may see: liveness, version, status and metrics.
+READ_PATHS = frozenset({"/", "/api/version", "/api/status", "/metrics", "/olol/openapi.json"})
+#: Streamed straight to hosts, never buffered: no JSON size limit, no body timeout.
+_UNBUFFERED = frozenset({"/api/blobs/{digest}"})
+
+
+def route_pattern(request: web.Request) -> str:
+    """The route a request matched (`/api/blobs/{digest}`), or its path when it matched none."""
+    resource = request.match_info.route.resource
+    return resource.canonical if resource is not None else request.path
+
+
+def error_response(
+    request: web.Request, status: int, message: str, headers: Mapping[str, str] | None = None
+) -> web.Response:
+    """An error as Ollama sends it, or as OpenAI does under /v1."""
+    if request.path.startswith("/v1/"):
+        from olol.proxy.openai.responses import error_body
+
+        body: object = error_body(status, message)
+    else:
+        body = {"error": message}
+    return web.Response(status=status, body=json.dumps(body).encode(), content_type="application/json", headers=headers)
+
+
+def _refusal(
+    request: web.Request, status: int, message: str, headers: Mapping[str, str] | None = None
+) -> web.HTTPException:
+    exc = web.HTTPException(headers=headers)
+    exc.set_status(status)
+    exc.body = error_response(request, status, message).body
+    exc.content_type = "application/json"
+    return exc
+
+
+@web.middleware
+async def _shape_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except web.HTTPException as exc:
+        if exc.status < 400 or exc.content_type == "application/json":
+            raise
+        message = "404 page not found" if exc.status == 404 else (exc.reason or "error").lower()
+        headers = {k: v for k, v in exc.headers.items() if k.lower() in ("allow", "retry-after", "www-authenticate")}
+        return error_response(request, exc.status, message, headers)
+
+
+def _make_guard(settings: SecuritySettings) -> Middleware:
+    keys = settings.api_keys
+    limits = settings.limits
+    limiter = RateLimiter(limits.rate, limits.burst) if limits.rate else None
+
+    def authenticate(request: web.Request, pattern: str) -> ApiKey | None:
+        if not keys.enabled or (pattern in OPEN_PATHS and request.method in ("GET", "HEAD", "POST")):
+            return None
+        key = keys.from_header(request.headers.get("Authorization"))
+        if key is None:
+            raise _refusal(
+                request,
+                401,
+                "unauthorized: a valid API key is required (Authorization: Bearer KEY)",
+                {"WWW-Authenticate": 'Bearer realm="olol"'},
+            )
+        if key.scope == READ and not (pattern in READ_PATHS and request.method in ("GET", "HEAD")):
+            raise _refusal(request, 403, "forbidden: this API key is read-only (status and metrics)")
+        return key
+
+    async def read_body(request: web.Request, pattern: str) -> web.Request:
+        spec = BODY_SPECS.get((request.method, pattern))
+        if spec is None and request.method in ("GET", "HEAD", "OPTIONS"):
+            return request
+        if request.content_length is not None and request.content_length > limits.max_body:
+            raise _refusal(request, 413, f"request body too large (limit {limits.max_body} bytes)")
+        limited = request.clone(client_max_size=limits.max_body)
+        try:
+            async with asyncio.timeout(limits.body_timeout):
+                raw = await limited.read()  # cached: the handler's own read() returns these bytes
+        except TimeoutError:
+            raise _refusal(request, 408, f"request body not received within {limits.body_timeout:g}s") from None
+        except web.HTTPRequestEntityTooLarge:
+            raise _refusal(request, 413, f"request body too large (limit {limits.max_body} bytes)") from None
+        try:
+            parse_body(raw, spec, reject_unknown=limits.reject_unknown_fields)
+        except InvalidBody as exc:
+            raise _refusal(request, 400, str(exc)) from None
+        return limited
+
+    @web.middleware
+    async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
+        pattern = route_pattern(request)
+        key = authenticate(request, pattern)
+        if limiter is not None and pattern not in OPEN_PATHS:
+            identity = f"key:{key.name}" if key else f"addr:{request.remote}"
+            wait = limiter.acquire(identity)
+            if wait:
+                raise _refusal(
+                    request,
+                    429,
+                    "rate limit exceeded, please retry later",
+                    {"Retry-After": str(max(1, math.ceil(wait)))},
+                )
+        if pattern not in _UNBUFFERED and request.method not in ("GET", "HEAD"):
+            request = await read_body(request, pattern)
+        return await handler(request)
+
+    return guard
+
+
+def install_guards(app: web.Application, settings: SecuritySettings) -> None:
+    """Wrap the app's middlewares (call before the app starts, i.e. while it can still change)."""
+    app.middlewares.insert(0, _shape_errors)
+    app.middlewares.append(_make_guard(settings))
+    from olol.security.openapi import openapi_handler
+
+    app.router.add_get("/olol/openapi.json", openapi_handler)
+    if settings.api_keys.enabled:
+        log.info("proxy HTTP API: %d API key(s) required", len(settings.api_keys))
+
+
+def https_context(settings: SecuritySettings) -> ssl.SSLContext | None:
+    """The proxy's HTTPS context: its TLS certificate, unless HTTPS is turned off; None serves plain HTTP."""
+    if not settings.https:
+        return None
+    return settings.tls.server_ssl_context(require_client_cert=settings.https_client_auth)
+
+
+def scheme(settings: SecuritySettings) -> str:
+    return "https" if settings.https and settings.tls.has_identity else "http"

@@ -1,0 +1,80 @@
+"""Limits against bad or abusive input to the proxy's HTTP API.
+
+Sizes bound memory per request (a JSON body is read whole before it is parsed),
+the body timeout stops a client that trickles a body byte by byte from holding
+a connection and a buffer forever, the header limits are aiohttp's parser
+limits, and the token buckets share the cluster fairly between API keys (or
+client addresses when keys are off).
+"""
+
+from __future__ import annotations
+
+import time
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = ["HttpLimits", "RateLimiter"]
+
+MiB = 1 << 20
+
+
+@dataclass
+class HttpLimits:
+    #: Largest JSON request body (images travel base64 inside chat requests, hence generous).
+    max_body: int = 64 * MiB
+    #: Seconds a client gets to send a JSON body once its headers arrived.
+    body_timeout: float = 60.0
+    #: aiohttp's parser limits: longest request line / header field, and number of headers.
+    max_line_size: int = 8190
+    max_field_size: int = 8190
+    max_headers: int = 128
+    #: Seconds an idle keep-alive connection stays open (aiohttp's default is an hour).
+    keepalive_timeout: float = 75.0
+    #: Requests per second per API key (or per client address without keys); None: no limit.
+    rate: float | None = None
+    #: Requests a key may make at once above `rate` (the bucket's size); default: max(1, 2 x rate).
+    burst: int | None = None
+    #: Unknown top-level fields in native /api requests are 400s (as Go's DisallowUnknownFields words it).
+    reject_unknown_fields: bool = True
+
+    def server_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments for `web.AppRunner`, passed on to aiohttp's request parser."""
+        return {
+            "max_line_size": self.max_line_size,
+            "max_field_size": self.max_field_size,
+            "max_headers": self.max_headers,
+            "keepalive_timeout": self.keepalive_timeout,
+        }
+
+
+class RateLimiter:
+    """Token buckets by key: `rate` per second, holding at most `burst`.
+
+    The table is an LRU of at most `max_keys` buckets: a client inventing a new
+    identity per request (many source addresses) costs bounded memory, and an
+    evicted bucket comes back full, which only ever errs on the client's side.
+    """
+
+    def __init__(self, rate: float, burst: int | None = None, max_keys: int = 10_000) -> None:
+        if rate <= 0:
+            raise ValueError("rate limit must be positive")
+        self.rate = rate
+        self.burst = float(burst if burst else max(1, round(2 * rate)))
+        self.max_keys = max_keys
+        self._buckets: OrderedDict[str, tuple[float, float]] = OrderedDict()  # key -> (tokens, at)
+
+    def acquire(self, key: str, now: float | None = None) -> float:
+        """0.0 when the request may go; else the seconds until it could (for Retry-After)."""
+        now = time.monotonic() if now is None else now
+        tokens, at = self._buckets.pop(key, (self.burst, now))
+        tokens = min(self.burst, tokens + (now - at) * self.rate)
+        wait = 0.0
+        if tokens >= 1.0:
+            tokens -= 1.0
+        else:
+            wait = (1.0 - tokens) / self.rate
+        self._buckets[key] = (tokens, now)
+        while len(self._buckets) > self.max_keys:
+            self._buckets.popitem(last=False)
+        return wait

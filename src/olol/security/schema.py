@@ -1,0 +1,320 @@
+"""Request bodies checked before they reach a handler, with the errors Ollama itself would send.
+
+Ollama decodes bodies with Go's encoding/json, so a body it cannot decode gets
+a 400 whose message is Go's: `json: cannot unmarshal string into Go struct
+field GenerateRequest.stream of type bool`, `json: unknown field "x"`. The
+proxy answers the same way, before any host is involved, so a malformed
+request never costs a routing decision and never reaches code that assumes a
+well-typed body. JSON Python accepts but Go does not (NaN, Infinity), and
+nesting deep enough to exhaust the parser, are 400s too.
+
+The table is also the source of the proxy's OpenAPI description
+(`olol.security.openapi`), so the published contract and the check are one.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import unicodedata
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = ["BODY_SPECS", "BodySpec", "InvalidBody", "parse_body"]
+
+
+class InvalidBody(ValueError):
+    """A body Ollama would refuse; the message is what the client sees."""
+
+
+# ---------------------------------------------------------------------- kinds
+# A kind: (Go type name for messages, JSON schema for OpenAPI, check of a non-null value).
+@dataclass(frozen=True, eq=False)  # compared by identity: kinds are singletons
+class Kind:
+    go: str
+    schema: Mapping[str, Any]
+    check: Callable[[Any], bool]
+
+
+_INT64 = (-(2**63), 2**63 - 1)
+
+
+def _is_int(v: Any) -> bool:
+    # Go decodes into int64: a fraction or a value out of range is refused there too.
+    if isinstance(v, float) and math.isfinite(v) and v.is_integer():
+        v = int(v)
+    return isinstance(v, int) and not isinstance(v, bool) and _INT64[0] <= v <= _INT64[1]
+
+
+def _is_num(v: Any) -> bool:
+    return isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _list_of(check: Callable[[Any], bool]) -> Callable[[Any], bool]:
+    return lambda v: isinstance(v, list) and all(x is None or check(x) for x in v)
+
+
+def _str(v: Any) -> bool:
+    return isinstance(v, str)
+
+
+def _obj(v: Any) -> bool:
+    return isinstance(v, dict)
+
+
+STRING = Kind("string", {"type": "string"}, _str)
+BOOL = Kind("bool", {"type": "boolean"}, lambda v: isinstance(v, bool))
+INT = Kind("int", {"type": "integer"}, _is_int)
+NUMBER = Kind("float64", {"type": "number"}, _is_num)
+OBJECT = Kind("map[string]interface {}", {"type": "object"}, _obj)
+ARRAY = Kind("[]interface {}", {"type": "array"}, lambda v: isinstance(v, list))
+STRINGS = Kind("[]string", {"type": "array", "items": {"type": "string"}}, _list_of(_str))
+INTS = Kind("[]int", {"type": "array", "items": {"type": "integer"}}, _list_of(_is_int))
+OBJECTS = Kind("[]map[string]interface {}", {"type": "array", "items": {"type": "object"}}, _list_of(_obj))
+STR_MAP = Kind(
+    "map[string]string",
+    {"type": "object", "additionalProperties": {"type": "string"}},
+    lambda v: isinstance(v, dict) and all(isinstance(x, str) for x in v.values()),
+)
+DURATION = Kind("api.Duration", {"oneOf": [{"type": "string"}, {"type": "number"}]}, lambda v: _str(v) or _is_num(v))
+THINK = Kind(
+    "api.ThinkValue",
+    {"oneOf": [{"type": "boolean"}, {"type": "string", "enum": ["high", "medium", "low"]}]},
+    lambda v: isinstance(v, bool) or v in ("high", "medium", "low"),
+)
+FORMAT = Kind("json.RawMessage", {"oneOf": [{"type": "string"}, {"type": "object"}]}, lambda v: _str(v) or _obj(v))
+STR_OR_STRS = Kind(
+    "any",
+    {"oneOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}]},
+    lambda v: _str(v) or STRINGS.check(v),
+)
+ANY = Kind("any", {}, lambda v: True)
+
+MESSAGE_FIELDS: dict[str, Kind] = {
+    "role": STRING, "content": STRING, "thinking": STRING, "images": STRINGS,
+    "tool_calls": OBJECTS, "tool_name": STRING, "tool_call_id": STRING,
+}  # fmt: skip
+MESSAGES = Kind("[]api.Message", {"type": "array", "items": {"type": "object"}}, _list_of(_obj))
+
+# Ollama's option types (api.Options), with FromMap's error texts; unknown options are ignored, as there.
+OPTION_KINDS: dict[str, Kind] = {
+    **dict.fromkeys(
+        ("num_keep", "seed", "num_predict", "top_k", "repeat_last_n", "mirostat", "num_ctx", "num_batch",
+         "num_gpu", "main_gpu", "num_thread"), INT),
+    **dict.fromkeys(
+        ("top_p", "min_p", "typical_p", "temperature", "repeat_penalty", "presence_penalty", "frequency_penalty",
+         "mirostat_tau", "mirostat_eta", "tfs_z"), NUMBER),
+    **dict.fromkeys(("penalize_newline", "numa", "low_vram", "f16_kv", "logits_all", "vocab_only", "use_mmap",
+                     "use_mlock", "use_numa"), BOOL),
+    "stop": STRINGS,
+}  # fmt: skip
+_OPTION_WORDS = {INT: "integer", NUMBER: "float32", BOOL: "boolean", STRINGS: "array"}
+
+
+@dataclass(frozen=True)
+class BodySpec:
+    struct: str  # Go struct name, for error texts
+    fields: Mapping[str, Kind]
+    #: Refuse unknown top-level fields (native routes; the OpenAI layer ignores unknown ones, as OpenAI's SDKs expect).
+    closed: bool = True
+    #: Ollama's own request-level checks that need no host (its 400s, word for word).
+    rules: tuple[Callable[[dict[str, Any]], str | None], ...] = ()
+
+
+_NAME_FIELDS = ("model", "name", "from", "source", "destination")
+_DIGEST = re.compile(r"sha256[:-][0-9a-fA-F]{64}")
+
+
+_NAME_LIMITS = {"host": 350, "namespace": 80, "model": 80, "tag": 80}
+
+
+def _valid_part(kind: str, part: str) -> bool:
+    """Ollama's model.ParseName part rule: ASCII [A-Za-z0-9_] first, then also '-', '.' (not in a namespace)."""
+    if not 0 < len(part) <= _NAME_LIMITS[kind] or not (part[0].isascii() and (part[0].isalnum() or part[0] == "_")):
+        return False
+    allowed = "_-" + ("" if kind == "namespace" else ".") + (":" if kind == "host" else "")
+    return all(c.isascii() and (c.isalnum() or c in allowed) for c in part[1:])
+
+
+def valid_model_name(name: str) -> bool:
+    """`[host/][namespace/]model[:tag]`, as Ollama's name check accepts it (before it asks any registry)."""
+    path, _, digest = name.partition("@")
+    *prefix, last = path.split("/")
+    model, sep, tag = last.partition(":")
+    if len(prefix) > 2 or (sep and not _valid_part("tag", tag)) or not _valid_part("model", model):
+        return False
+    kinds = ["host", "namespace"][-len(prefix):] if prefix else []
+    return all(_valid_part(kind, part) for kind, part in zip(kinds, prefix, strict=True))
+
+
+def _model_name(body: dict[str, Any]) -> str | None:
+    # Pull, push and create check the name before anything else and answer 400; an empty one is the handler's.
+    name = body.get("model") or body.get("name")
+    return "invalid model name" if isinstance(name, str) and name and not valid_model_name(name) else None
+
+
+def _create_source(body: dict[str, Any]) -> str | None:
+    if not body.get("from") and body.get("files") is None and not body.get("modelfile") and not body.get("path"):
+        return "neither 'from' or 'files' was specified"
+    return None
+
+
+def _create_digests(body: dict[str, Any]) -> str | None:
+    for name, digest in (body.get("files") or {}).items():
+        if not _DIGEST.fullmatch(str(digest)):
+            return f"invalid digest for {name}: invalid digest format"
+    for name, digest in (body.get("adapters") or {}).items():
+        if not _DIGEST.fullmatch(str(digest)):
+            return f"invalid digest for {name}: invalid digest format"
+    return None
+
+
+_COMMON = {"model": STRING, "keep_alive": DURATION, "options": OBJECT, "stream": BOOL}
+_GENERATE = BodySpec("GenerateRequest", {
+    **_COMMON, "prompt": STRING, "suffix": STRING, "system": STRING, "template": STRING, "context": INTS,
+    "raw": BOOL, "format": FORMAT, "images": STRINGS, "think": THINK, "truncate": BOOL, "shift": BOOL,
+    "logprobs": BOOL, "top_logprobs": INT, "_debug_render_only": BOOL, "width": INT, "height": INT, "steps": INT,
+})  # fmt: skip
+_CHAT = BodySpec("ChatRequest", {
+    **_COMMON, "messages": MESSAGES, "tools": OBJECTS, "format": FORMAT, "think": THINK, "truncate": BOOL,
+    "shift": BOOL, "logprobs": BOOL, "top_logprobs": INT, "_debug_render_only": BOOL,
+})  # fmt: skip
+_EMBED = BodySpec("EmbedRequest", {**_COMMON, "input": STR_OR_STRS, "truncate": BOOL, "dimensions": INT})
+_EMBEDDINGS = BodySpec("EmbeddingRequest", {**_COMMON, "prompt": STRING})
+_NAMED = {"model": STRING, "name": STRING}
+_TRANSFER = {**_NAMED, "insecure": BOOL, "username": STRING, "password": STRING, "stream": BOOL}
+_CREATE = BodySpec("CreateRequest", {
+    **_NAMED, "stream": BOOL, "quantize": STRING, "quantization": STRING, "from": STRING, "files": STR_MAP,
+    "adapters": STR_MAP, "template": STRING, "license": STR_OR_STRS, "system": STRING, "parameters": OBJECT,
+    "messages": MESSAGES, "renderer": STRING, "parser": STRING, "requires": STRING, "path": STRING,
+    "modelfile": STRING,
+}, rules=(_model_name, _create_source, _create_digests))  # fmt: skip
+_SHOW = BodySpec("ShowRequest", {**_NAMED, "system": STRING, "template": STRING, "verbose": BOOL, "options": OBJECT})
+
+_OAI_CHAT = BodySpec("ChatCompletionRequest", {
+    "model": STRING, "messages": OBJECTS, "stream": BOOL, "temperature": NUMBER, "top_p": NUMBER, "seed": INT,
+    "max_tokens": INT, "max_completion_tokens": INT, "frequency_penalty": NUMBER, "presence_penalty": NUMBER,
+    "stop": STR_OR_STRS, "tools": OBJECTS, "response_format": OBJECT, "stream_options": OBJECT, "n": INT,
+}, closed=False)  # fmt: skip
+_OAI_COMPLETION = BodySpec("CompletionRequest", {
+    "model": STRING, "prompt": STR_OR_STRS, "suffix": STRING, "stream": BOOL, "temperature": NUMBER,
+    "top_p": NUMBER, "seed": INT, "max_tokens": INT, "frequency_penalty": NUMBER, "presence_penalty": NUMBER,
+    "stop": STR_OR_STRS, "stream_options": OBJECT, "echo": BOOL, "n": INT,
+}, closed=False)  # fmt: skip
+_OAI_EMBED = BodySpec(
+    "EmbedRequest", {"model": STRING, "input": ANY, "dimensions": INT, "encoding_format": STRING}, closed=False
+)
+
+#: (method, path) -> the body it takes. Paths are aiohttp's route patterns.
+BODY_SPECS: dict[tuple[str, str], BodySpec] = {
+    ("POST", "/api/generate"): _GENERATE,
+    ("POST", "/api/chat"): _CHAT,
+    ("POST", "/api/embed"): _EMBED,
+    ("POST", "/api/embeddings"): _EMBEDDINGS,
+    ("POST", "/api/show"): _SHOW,
+    # OLOL's placement extensions (olol.proxy.http.placement): replicas, smart quantization, targets.
+    ("POST", "/api/pull"): BodySpec("PullRequest", {**_TRANSFER, "replicas": INT, "min_replicas": INT,
+                                                    "quantize": STRING, "hosts": STRINGS},
+                                    rules=(_model_name,)),
+    ("POST", "/api/push"): BodySpec("PushRequest", _TRANSFER, rules=(_model_name,)),
+    ("POST", "/api/create"): _CREATE,
+    ("POST", "/api/copy"): BodySpec("CopyRequest", {"source": STRING, "destination": STRING}),
+    ("DELETE", "/api/delete"): BodySpec("DeleteRequest", _NAMED),
+    ("POST", "/v1/chat/completions"): _OAI_CHAT,
+    ("POST", "/v1/completions"): _OAI_COMPLETION,
+    ("POST", "/v1/embeddings"): _OAI_EMBED,
+}
+
+
+# ---------------------------------------------------------------------- checking
+def _json_type(v: Any) -> str:
+    """The word Go's decoder uses for what it found."""
+    if isinstance(v, bool):
+        return "bool"
+    if isinstance(v, int | float):
+        return "number"
+    if isinstance(v, str):
+        return "string"
+    if isinstance(v, list):
+        return "array"
+    return "object"
+
+
+def _refuse_constant(name: str) -> Any:
+    raise InvalidBody(f"invalid character '{name[0]}' looking for beginning of value")
+
+
+def _loads(raw: bytes) -> Any:
+    try:
+        body = json.loads(raw, parse_constant=_refuse_constant)
+        # Lone surrogates decode in Python but cannot be re-encoded as UTF-8 for a host (or protobuf).
+        if b"\\u" in raw or b"\xed" in raw:
+            json.dumps(body, ensure_ascii=False).encode("utf-8")
+    except InvalidBody:
+        raise
+    except RecursionError:
+        raise InvalidBody("json: exceeded max depth") from None
+    except UnicodeError:
+        raise InvalidBody("invalid JSON: invalid UTF-8 or lone surrogate in string") from None
+    except ValueError as exc:
+        raise InvalidBody(f"invalid JSON: {exc}") from None
+    return body
+
+
+def _check_field(spec: BodySpec, path: str, kind: Kind, value: Any) -> None:
+    if value is not None and not kind.check(value):
+        raise InvalidBody(
+            f"json: cannot unmarshal {_json_type(value)} into Go struct field {spec.struct}.{path} of type {kind.go}"
+        )
+
+
+def _check_messages(spec: BodySpec, messages: list[Any]) -> None:
+    for message in messages:
+        if message is None:
+            continue
+        for key, kind in MESSAGE_FIELDS.items():
+            _check_field(spec, f"messages.{key}", kind, message.get(key))
+
+
+def _check_options(options: Mapping[str, Any]) -> None:
+    for key, value in options.items():
+        kind = OPTION_KINDS.get(key)
+        if kind is not None and value is not None and not kind.check(value):
+            raise InvalidBody(f"option {key!r} must be of type {_OPTION_WORDS[kind]}".replace("'", '"'))
+
+
+def parse_body(raw: bytes, spec: BodySpec | None, *, reject_unknown: bool = True) -> Any:
+    """The decoded body, or `InvalidBody`. Without a spec only the JSON itself is checked.
+
+    An empty body is left to the handler, which answers it the way Ollama does
+    (e.g. "missing request body", or a listing for a body-less request).
+    """
+    if not raw.strip():
+        return None
+    body = _loads(raw)
+    if spec is None:
+        return body
+    if not isinstance(body, dict):
+        raise InvalidBody(f"json: cannot unmarshal {_json_type(body)} into Go value of type api.{spec.struct}")
+    if reject_unknown and spec.closed:
+        for key in body:
+            if key not in spec.fields:
+                raise InvalidBody(f"json: unknown field {json.dumps(key, ensure_ascii=False)}")
+    for key, kind in spec.fields.items():
+        if key in body:
+            _check_field(spec, key, kind, body[key])
+    if spec.fields.get("messages") is MESSAGES and isinstance(body.get("messages"), list):
+        _check_messages(spec, body["messages"])
+    if isinstance(body.get("options"), dict):
+        _check_options(body["options"])
+    for key in _NAME_FIELDS:
+        value = body.get(key)
+        if isinstance(value, str) and any(unicodedata.category(c) == "Cc" for c in value):
+            # No model is named with control characters, and the name is echoed in response headers.
+            raise InvalidBody("invalid model name")
+    for rule in spec.rules:
+        if (message := rule(body)) is not None:
+            raise InvalidBody(message)
+    return body

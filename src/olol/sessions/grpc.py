@@ -1,0 +1,141 @@
+"""The `olol.sessions.v1.Sessions` gRPC service, run by the proxy beside its HTTP API (`--grpc-port`).
+
+It lives in the proxy's process and event loop (grpc.aio), over the same
+`SessionManager` as `/api/sessions`, so both APIs see the same sessions.
+Errors travel as the agent's do (`olol.wire.status`): a gRPC code plus
+Ollama's HTTP status in trailing metadata, so clients rebuild the same error.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, TypeVar
+
+import grpc
+
+from olol.errors import OlolError
+from olol.sessions import wire
+from olol.sessions._pb import pb, rpc
+from olol.sessions.manager import SessionManager
+from olol.wire.status import STATUS_KEY, check_protocol, code_for
+
+__all__ = ["Admit", "SessionsGrpcServer", "SessionsServicer"]
+
+log = logging.getLogger(__name__)
+
+Context = grpc.aio.ServicerContext[Any, Any]
+Admit = Callable[[Any], None]  # given a call's metadata, raises an OlolError to refuse it
+T = TypeVar("T")
+
+_OPTIONS = [("grpc.max_receive_message_length", 64 * 1024 * 1024), ("grpc.max_send_message_length", 64 * 1024 * 1024)]
+
+
+async def _abort(context: Context, exc: Exception) -> None:
+    err = exc if isinstance(exc, OlolError) else OlolError(f"internal error: {type(exc).__name__}: {exc}")
+    if not isinstance(exc, OlolError):
+        log.exception("sessions gRPC call failed", exc_info=exc)
+    await context.abort(code_for(err), err.message, trailing_metadata=((STATUS_KEY, str(err.status)),))
+
+
+class SessionsServicer(rpc.SessionsServicer):
+    def __init__(self, manager: SessionManager, admit: Admit | None = None) -> None:
+        self.manager = manager
+        self._admit = admit
+
+    def _check(self, context: Context) -> None:
+        metadata = context.invocation_metadata()
+        check_protocol(metadata)
+        if self._admit is not None:
+            self._admit(metadata)
+
+    async def _unary(self, context: Context, work: Callable[[], Awaitable[T]]) -> T:
+        try:
+            self._check(context)
+            return await work()
+        except Exception as exc:
+            await _abort(context, exc)
+            raise  # unreachable: abort raises
+
+    async def CreateSession(self, request: pb.CreateSessionRequest, context: Context) -> pb.Session:
+        async def work() -> pb.Session:
+            session = await self.manager.create(**wire.create_request_from_pb(request))
+            return wire.session_to_pb(session, self.manager.ttl)
+
+        return await self._unary(context, work)
+
+    async def GetSession(self, request: pb.SessionRef, context: Context) -> pb.Session:
+        async def work() -> pb.Session:
+            return wire.session_to_pb(await self.manager.get(request.session_id), self.manager.ttl)
+
+        return await self._unary(context, work)
+
+    async def ListSessions(self, request: pb.ListSessionsRequest, context: Context) -> pb.SessionList:
+        async def work() -> pb.SessionList:
+            sessions = await self.manager.list(request.model or None)
+            return pb.SessionList(sessions=[wire.summary_to_pb(s, self.manager.ttl) for s in sessions])
+
+        return await self._unary(context, work)
+
+    async def DeleteSession(self, request: pb.SessionRef, context: Context) -> pb.DeleteSessionResponse:
+        async def work() -> pb.DeleteSessionResponse:
+            await self.manager.delete(request.session_id)
+            return pb.DeleteSessionResponse()
+
+        return await self._unary(context, work)
+
+    async def ChatMessage(self, request: pb.ChatMessageRequest, context: Context) -> AsyncIterator[pb.ChatMessageChunk]:
+        try:
+            self._check(context)
+            message, options, extra = wire.chat_request_from_pb(request)
+            turn = await self.manager.open_turn(request.session_id, message, options=options, extra=extra)
+            try:
+                async for chunk in turn:
+                    yield wire.chunk_to_pb(chunk)
+            finally:
+                # Also on cancellation (client gone): closes the upstream call, which stops the host generating.
+                await turn.aclose()
+        except Exception as exc:
+            await _abort(context, exc)
+
+
+class SessionsGrpcServer:
+    def __init__(
+        self,
+        manager: SessionManager,
+        host: str,
+        port: int,
+        *,
+        grace: float = 5.0,
+        credentials: grpc.ServerCredentials | None = None,
+        admit: Admit | None = None,
+    ) -> None:
+        self.manager = manager
+        self.host = host
+        self.requested_port = port
+        self.grace = grace
+        self.credentials = credentials  # TLS, the proxy's own certificate
+        self.admit = admit  # who may call: the proxy's API keys
+        self.port = 0
+        self._server: grpc.aio.Server | None = None
+
+    async def start(self) -> int:
+        server = grpc.aio.server(options=_OPTIONS)
+        generated: Any = rpc  # generated code is untyped
+        generated.add_SessionsServicer_to_server(SessionsServicer(self.manager, self.admit), server)
+        address = f"[{self.host}]:{self.requested_port}" if ":" in self.host else f"{self.host}:{self.requested_port}"
+        if self.credentials is not None:
+            port = server.add_secure_port(address, self.credentials)
+        else:
+            port = server.add_insecure_port(address)
+        if port == 0:
+            raise OSError(f"cannot bind the sessions gRPC service to {address}")
+        await server.start()
+        self._server, self.port = server, port
+        log.info("olol sessions gRPC service on %s:%d", self.host, port)
+        return port
+
+    async def stop(self) -> None:
+        server, self._server = self._server, None
+        if server is not None:
+            await server.stop(self.grace)

@@ -1,0 +1,47 @@
+"""The emitted --tensor-split places layers exactly as planned, by llama-server's own report."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from tests.dist.conftest import DistFactory, RpcFactory
+
+pytestmark = pytest.mark.slow
+
+MIB = 1 << 20
+_ASSIGNED = re.compile(r"load_tensors: layer +(\d+) assigned to device RPC(\d+)")
+_BUFFER = re.compile(r"(model|KV) buffer size = +([\d.]+) MiB")
+_ENDPOINT = re.compile(r"RPC\d+\[([^\]]+)\]")
+
+
+@pytest.mark.parametrize("transport", ["tunnel", "direct"])
+async def test_layers_land_where_planned(rpc_server: RpcFactory, dist: DistFactory, transport: str) -> None:
+    # Room for two blocks on each of the first two workers: the plan must be (2, 2, 1).
+    servers = [await rpc_server(memory_limit=int(2.5 * MIB)) for _ in range(2)] + [await rpc_server()]
+    coordinator = await dist(servers, transport=transport, verbosity=5, log_lines=5000)
+    plan = coordinator.plan
+    assert plan is not None and coordinator.process is not None
+    assert plan.tensor_split == (2, 2, 1)
+    log = coordinator.process.log_tail(5000).splitlines()
+
+    # llama-server loads twice at start (a memory dry run, then for real); the last report is the one used.
+    assigned: dict[int, int] = {}
+    for line in log:
+        if m := _ASSIGNED.search(line):
+            assigned[int(m[1])] = int(m[2])
+    assert [assigned[i] for i in range(len(assigned))] == plan.layer_devices() == [0, 0, 1, 1, 2]
+
+    # Each worker's buffers hold what the plan gave it: weights, and KV for its blocks only.
+    by_endpoint = {coordinator.endpoints[d.address]: plan.assignment(d) for d in plan.devices}
+    seen: dict[tuple[str, str], float] = {}
+    for line in log:
+        if (size := _BUFFER.search(line)) and (where := _ENDPOINT.search(line)):
+            seen[(where[1], size[1])] = float(size[2]) * MIB
+    kv_per_block = plan.profile.kv_bytes_per_layer[0]
+    for endpoint, a in by_endpoint.items():
+        blocks = a.stop - a.start
+        weights = a.memory_bytes - blocks * kv_per_block
+        assert seen[(endpoint, "model")] == pytest.approx(weights, rel=0.01, abs=0.01 * MIB)
+        assert seen.get((endpoint, "KV"), 0.0) == pytest.approx(blocks * kv_per_block, abs=0.01 * MIB)

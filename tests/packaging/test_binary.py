@@ -1,0 +1,231 @@
+"""The built one-file executable (dist/olol), run alone: no Python, no venv, nothing on PATH.
+
+What a person gets who copies the one file to a fresh host: every mode answers, the
+compiled hot paths are inside, the payload unpacks once per build, and a real
+cluster (agent + llama.cpp + proxy, all started from the binary) answers a chat.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import psutil
+import pytest
+
+from olol.llamacpp.bins import LlamaBinaries
+from tests.packaging._support import DIST_BINARY, NOT_BUILT, project_version, read_buildinfo, run
+
+pytestmark = pytest.mark.packaging
+
+CLI_MODES = ("server", "proxy", "rpc-server", "dist", "client", "version")
+
+
+@pytest.fixture(scope="module")
+def binary() -> Path:
+    if not DIST_BINARY.is_file():
+        pytest.fail(NOT_BUILT)
+    return DIST_BINARY
+
+
+@pytest.fixture(scope="module")
+def bare_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """Nothing on PATH, a home and a cache of its own: no Python environment can leak in."""
+    home = tmp_path_factory.mktemp("home")
+    empty = tmp_path_factory.mktemp("empty-path")
+    return {"PATH": str(empty), "HOME": str(home), "XDG_CACHE_HOME": str(home / ".cache"), "LANG": "C.UTF-8"}
+
+
+def olol(binary: Path, env: dict[str, str], *args: str, timeout: float = 60.0) -> subprocess.CompletedProcess[str]:
+    return run([binary, *args], env=env, cwd=Path(env["HOME"]), timeout=timeout)
+
+
+def test_version_reports_build_and_compiled_extensions(binary: Path, bare_env: dict[str, str]) -> None:
+    info = read_buildinfo()
+    lines = olol(binary, bare_env, "version").stdout.splitlines()
+    assert lines[0].startswith(f"olol {project_version()} (git {info['GIT_REVISION']}, protocol ")
+    # The revision comes from the build's own _build_info module: there is no git (nor checkout) here.
+    assert lines[1] == "fast extensions: binpack=compiled, framing=compiled, quant=compiled"
+
+
+@pytest.mark.parametrize("mode", CLI_MODES)
+def test_every_mode_runs_from_the_binary(binary: Path, bare_env: dict[str, str], mode: str) -> None:
+    out = olol(binary, bare_env, mode, "--help").stdout
+    assert f"Usage: olol {mode} [OPTIONS]" in out
+    assert olol(binary, bare_env, "--mode", mode, "--help").stdout == out
+
+
+def test_payload_unpacks_once_per_build(binary: Path, bare_env: dict[str, str], tmp_path: Path) -> None:
+    env = {**bare_env, "XDG_CACHE_HOME": str(tmp_path)}
+    info = read_buildinfo()
+    olol(binary, env, "version")
+    unpacked = tmp_path / "olol" / f"{info['VERSION']}-{info['BUILD_ID']}"
+    files = [p for p in unpacked.rglob("*") if p.is_file()]
+    assert len(files) > 50, f"nothing unpacked into {unpacked}"
+    before = {p: p.stat().st_mtime_ns for p in files}
+    olol(binary, env, "version")
+    assert {p: p.stat().st_mtime_ns for p in files} == before, "a warm start rewrote the payload"
+    assert sorted(p.name for p in (tmp_path / "olol").iterdir()) == [unpacked.name]
+
+
+# --- a real cluster from the binary ----------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def http_json(url: str, body: dict[str, Any] | None = None, timeout: float = 60.0) -> Any:
+    data = json.dumps(body).encode() if body is not None else None
+    request = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=timeout) as response:
+        return json.loads(response.read())
+
+
+def wait_for(what: str, check: Any, proc: subprocess.Popen[str], timeout: float = 120.0) -> Any:
+    deadline = time.monotonic() + timeout
+    last: BaseException | None = None
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise AssertionError(f"{what}: exited {proc.returncode}:\n{proc.stdout.read() if proc.stdout else ''}")
+        try:
+            result = check()
+            if result:
+                return result
+        except (OSError, urllib.error.URLError, ValueError) as exc:
+            last = exc
+        time.sleep(0.3)
+    raise AssertionError(f"{what} not ready after {timeout} s (last error: {last})")
+
+
+def port_open(port: int) -> bool:
+    with socket.socket() as sock:
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+class Started:
+    """Processes started from the binary; stop() sends SIGTERM the way systemd does."""
+
+    def __init__(self, binary: Path, env: dict[str, str]) -> None:
+        self.binary, self.env, self.procs = binary, env, list[subprocess.Popen[str]]()
+
+    def __call__(self, *args: str) -> subprocess.Popen[str]:
+        proc = subprocess.Popen(
+            [str(self.binary), *args],
+            env=self.env,
+            cwd=self.env["HOME"],
+            text=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        self.procs.append(proc)
+        return proc
+
+    def stop(self, proc: subprocess.Popen[str], timeout: float = 40.0) -> tuple[int, str]:
+        tree = [proc.pid, *(c.pid for c in psutil.Process(proc.pid).children(recursive=True))]
+        proc.send_signal(signal.SIGTERM)
+        out, _ = proc.communicate(timeout=timeout)
+        leftover = [pid for pid in tree if psutil.pid_exists(pid) and psutil.Process(pid).status() != "zombie"]
+        assert not leftover, f"processes left behind after SIGTERM: {leftover}"
+        return proc.returncode, out
+
+    def kill_all(self) -> None:
+        for proc in self.procs:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(10)
+
+
+@pytest.fixture
+def started(binary: Path, bare_env: dict[str, str]) -> Iterator[Started]:
+    procs = Started(binary, bare_env)
+    try:
+        yield procs
+    finally:
+        procs.kill_all()
+
+
+def test_smoke_cluster_answers_a_chat(
+    started: Started, binary: Path, bare_env: dict[str, str], llama_bins: LlamaBinaries, tiny_model: Path
+) -> None:
+    """olol server (llama.cpp backend, real llama-server) + olol proxy, both from the binary, answer /api/chat."""
+    agent_port, proxy_port = free_port(), free_port()
+    agent = started(
+        "server",
+        "--backend",
+        "llamacpp",
+        "--model",
+        str(tiny_model),
+        "--model-name",
+        "tiny",
+        "--llama-server-bin",
+        str(llama_bins.llama_server),
+        "--ctx-size",
+        "512",
+        "--threads",
+        "1",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(agent_port),
+    )
+    wait_for("olol server", lambda: port_open(agent_port), agent)
+    proxy = started("proxy", "--host", "127.0.0.1", "--port", str(proxy_port), "--servers", f"127.0.0.1:{agent_port}")
+    base = f"http://127.0.0.1:{proxy_port}"
+    tags = wait_for(
+        "olol proxy with the agent's model",
+        lambda: [m["name"] for m in http_json(f"{base}/api/tags", timeout=5)["models"] if "tiny" in m["name"]],
+        proxy,
+    )
+    answer = http_json(
+        f"{base}/api/chat",
+        {
+            "model": tags[0],
+            "messages": [{"role": "user", "content": "Hello"}],
+            "stream": False,
+            "options": {"num_predict": 8, "temperature": 0, "seed": 1},
+        },
+        timeout=120,
+    )
+    assert answer["done"] is True and answer["message"]["role"] == "assistant"
+    assert answer["message"]["content"].strip() and answer["eval_count"] > 0
+
+    # The client mode, from the same binary, straight to the agent.
+    client = olol(
+        binary,
+        bare_env,
+        "client",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(agent_port),
+        "--model",
+        "tiny",
+        "--prompt",
+        "Hello",
+        "--chat",
+        "-n",
+        "8",
+        "--temperature",
+        "0",
+        "--no-stream",
+        timeout=120,
+    )
+    assert client.stdout.strip()
+
+    # systemd stops a unit with SIGTERM to the binary: each mode drains and exits, children included.
+    for proc in (proxy, agent):
+        code, out = started.stop(proc)
+        assert code == 0, out
