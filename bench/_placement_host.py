@@ -23,8 +23,14 @@ from tests.placement.disk_sim import DiskOllamaSim
 async def _serve(args: argparse.Namespace) -> None:
     sim = DiskOllamaSim(Path(args.models), registry_url=args.registry)
     await sim.start()
-    config = AgentConfig(host="127.0.0.1", port=0, ollama_models=args.models, transfer_dir=args.staging,
-                         transfer_rate=args.transfer_rate, grace=0.5)
+    config = AgentConfig(
+        host="127.0.0.1",
+        port=0,
+        ollama_models=args.models,
+        transfer_dir=args.staging,
+        transfer_rate=args.transfer_rate,
+        grace=0.5,
+    )
     agent = await AioAgent.start(config, OllamaBackend(sim.url))
     print(f"READY {agent.target} {sim.url}", flush=True)
     stop = asyncio.Event()

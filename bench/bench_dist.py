@@ -1,9 +1,10 @@
 """Distributed inference with real llama.cpp: OLOL against plain llama.cpp, side by side in one run.
 
-    python -m bench.bench_dist [tokens] [hetero] [preseed]     # default: all three
+    python -m bench.bench_dist [tokens] [rtt] [hetero] [preseed]     # default: all four
 
 * tokens: decode tokens/s of `olol dist` (direct and tunnelled) against plain `llama-server --rpc`
   with the same split, on the same two workers; blocks of requests per mode, interleaved, medians;
+* rtt: what the tunnel adds to one ggml round trip (latency, and CPU at each end);
 * hetero: the planner's split (from measured worker speeds) against llama.cpp's default
   (memory-proportional) on workers with different thread counts, both direct;
 * preseed: bytes that cross the tunnel while a model loads, with and without pre-seeding.
@@ -27,12 +28,15 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import psutil
 
 from bench._report import median, table, write_section
 from olol.backends.llama_process import LlamaServerConfig, LlamaServerProcess
 from olol.dist.coordinator import Coordinator, DistConfig
+from olol.dist.tunnel import LocalTunnel
 from olol.dist.workers import RemoteWorker
 from olol.models.tiny import ensure_tiny_model
+from olol.rpc.ggml_client import GgmlClient
 
 TOKEN = "bench-token"
 MIB = 1 << 20
@@ -138,17 +142,24 @@ async def plain_server(model: Path, ws: list[Worker], split: tuple[int, ...] | N
     return server
 
 
-async def interleaved(urls: dict[str, str], n: int, rounds: int) -> dict[str, float]:
-    """Median decode tokens/s per mode, one request per mode per round, the order rotating every round,
-    so that every mode meets the same background load (this box is shared)."""
+async def interleaved(urls: dict[str, str], n: int, rounds: int) -> tuple[dict[str, float], dict[str, float]]:
+    """One request per mode per round, the order rotating every round, so that every mode meets the same
+    background load (this box is shared). Returns the median tokens/s per mode and, per mode, the median
+    of its ratio to the first mode within each round (neighbouring requests share the box's state, so
+    paired ratios cancel slow drifts of its load)."""
     for url in urls.values():
         await decode_speed(url, 4)  # warm-up
-    samples: dict[str, list[float]] = {mode: [] for mode in urls}
     modes = list(urls)
+    samples: dict[str, list[float]] = {mode: [] for mode in modes}
+    ratios: dict[str, list[float]] = {mode: [] for mode in modes}
     for r in range(rounds):
+        got = {}
         for mode in modes[r % len(modes) :] + modes[: r % len(modes)]:
-            samples[mode].append(await decode_speed(urls[mode], n))
-    return {mode: median(values) for mode, values in samples.items()}
+            got[mode] = await decode_speed(urls[mode], n)
+            samples[mode].append(got[mode])
+        for mode in modes:
+            ratios[mode].append(got[mode] / got[modes[0]])
+    return {m: median(v) for m, v in samples.items()}, {m: median(v) for m, v in ratios.items()}
 
 
 async def bench_tokens(rounds: int = 16) -> str:
@@ -167,27 +178,29 @@ async def bench_tokens(rounds: int = 16) -> str:
             assert tunnel.plan.tensor_split == split  # equal workers (no speed test): the same plan
             plain = await plain_server(model, ws[4:6], split)
             try:
-                speed = await interleaved({"plain": plain.url, "direct": direct.url, "tunnel": tunnel.url}, n, rounds)
+                urls = {"plain": plain.url, "direct": direct.url, "tunnel": tunnel.url}
+                speed, ratio = await interleaved(urls, n, rounds if params["layers"] > 4 else 2 * rounds)
             finally:
                 await plain.close()
                 await direct.close()
                 await tunnel.close()
-        print(label, speed, flush=True)
+        print(label, speed, ratio, flush=True)
         base = speed["plain"]
         rows.append(
             [
                 label,
                 ",".join(map(str, split)),
                 f"{base:.1f}",
-                f"{speed['direct']:.1f} ({speed['direct'] / base:.2f}x)",
-                f"{speed['tunnel']:.1f} ({speed['tunnel'] / base:.2f}x)",
+                f"{speed['direct']:.1f} ({ratio['direct']:.2f}x)",
+                f"{speed['tunnel']:.1f} ({ratio['tunnel']:.2f}x)",
             ]
         )
     return (
         "### Decode tokens/s: olol dist vs plain `llama-server --rpc`, same split, two workers\n\n"
-        f"Medians of {rounds} greedy requests per mode, modes alternating request by request (each mode on "
-        "its own two workers, all loaded at once); every process on one shared 2-core box "
-        "(llama-server -t 1, each worker -t 1), loopback.\n\n"
+        f"Medians of {rounds} (8x1024) and {2 * rounds} (tiny) greedy requests per mode, modes alternating "
+        "request by request (each mode on its own two workers, all loaded at once); ratios are medians of "
+        "the per-round ratios to plain llama.cpp. Every process on one shared 2-core box (llama-server -t 1, "
+        "each worker -t 1), loopback.\n\n"
         + table(["model", "split", "plain llama.cpp", "olol dist direct", "olol dist tunnel"], rows)
         + "\n\nTargets: direct >= 0.97x, tunnelled >= 0.9x. The tunnel costs a fixed amount per token "
         "and worker (one round trip through two Python processes and gRPC, one message each way after "
@@ -206,7 +219,7 @@ async def bench_hetero(rounds: int = 16) -> str:
         split = planned.plan.tensor_split
         default = await plain_server(model, ws[2:], None)
         try:
-            speed = await interleaved({"planner": planned.url, "default": default.url}, 32, rounds)
+            speed, paired = await interleaved({"default": default.url, "planner": planned.url}, 32, rounds)
         finally:
             await default.close()
             await planned.close()
@@ -218,7 +231,7 @@ async def bench_hetero(rounds: int = 16) -> str:
         "box a 2-thread worker can measure slower than a 1-thread one (its threads wait for each other on "
         "oversubscribed cores); the planner follows what it measured, whichever way it goes."
     )
-    ratio = speed["planner"] / speed["default"]
+    ratio = paired["planner"]
     return (
         "### Planner split vs llama.cpp's default on heterogeneous workers\n\n"
         f"Two workers, -t 2 and -t 1 (measured at start: {measured}), the 8x1024 model, both direct; "
@@ -232,6 +245,62 @@ async def bench_hetero(rounds: int = 16) -> str:
             ],
         )
         + f"\n\n{why}"
+    )
+
+
+def _round_trips(endpoint: str, n: int) -> float:
+    """Seconds per ggml request/reply (GET_ALIGNMENT) on one connection, after a warm-up."""
+    host, port = endpoint.rsplit(":", 1)
+    with GgmlClient(host, int(port), timeout=120) as client:
+        client.hello()
+        for _ in range(100):
+            client.alignment(0)
+        start = time.perf_counter()
+        for _ in range(n):
+            client.alignment(0)
+        return (time.perf_counter() - start) / n
+
+
+def _cpu(pid: int) -> float:
+    times = psutil.Process(pid).cpu_times()
+    return float(times.user + times.system)
+
+
+async def bench_rtt(n: int = 3000, rounds: int = 5) -> str:
+    """What the tunnel adds to one round trip, the unit of its cost per token and worker."""
+    async with workers(1, extra=("--no-speed-test",)) as ws:
+        tunnel = LocalTunnel(RemoteWorker(ws[0].target, token=TOKEN))
+        await tunnel.start()
+        direct_s, tunnel_s, server_cpu, coordinator_cpu = [], [], [], []
+        try:
+            for _ in range(rounds):
+                direct_s.append(await asyncio.to_thread(_round_trips, ws[0].ggml, n))
+                cpu0, cpu1 = _cpu(ws[0].proc.pid), _cpu(os.getpid())
+                tunnel_s.append(await asyncio.to_thread(_round_trips, tunnel.endpoint, n))
+                server_cpu.append((_cpu(ws[0].proc.pid) - cpu0) / (n + 100))
+                coordinator_cpu.append((_cpu(os.getpid()) - cpu1) / (n + 100))
+        finally:
+            await tunnel.close()
+    us = 1e6
+    rows = [
+        ["direct (llama.cpp's own TCP)", f"{median(direct_s) * us:.0f} us", "-", "-"],
+        [
+            "tunnel (gRPC through both ends)",
+            f"{median(tunnel_s) * us:.0f} us",
+            f"{median(server_cpu) * us:.0f} us",
+            f"{median(coordinator_cpu) * us:.0f} us",
+        ],
+    ]
+    added = (median(tunnel_s) - median(direct_s)) * 1e3
+    return (
+        "### The tunnel's cost per round trip\n\n"
+        f"One ggml request and its reply (GET_ALIGNMENT), {n} in a row on one connection, median of {rounds} "
+        "runs; CPU is what the rpc-server process and the coordinator's tunnel (in the benchmark process, "
+        "with the client's thread) spend per round trip.\n\n"
+        + table(["path", "round trip", "rpc-server CPU", "coordinator CPU"], rows)
+        + f"\n\nDecoding makes one round trip per token and worker, so the tunnel adds about {added:.2f} ms "
+        "per token and worker here: a model split over W workers that takes T ms per token runs at about "
+        f"T / (T + {added:.2f} W) of plain llama.cpp's speed, before CPU contention on this shared box."
     )
 
 
@@ -279,11 +348,13 @@ async def main(parts: list[str]) -> None:
             text = await bench_tokens()
         elif part == "hetero":
             text = await bench_hetero()
+        elif part == "rtt":
+            text = await bench_rtt()
         elif part == "preseed":
             with tempfile.TemporaryDirectory() as tmp:
                 text = await bench_preseed(Path(tmp))
         else:
-            raise SystemExit(f"unknown part {part!r}: tokens, hetero, preseed")
+            raise SystemExit(f"unknown part {part!r}: tokens, rtt, hetero, preseed")
         title, _, body = text.partition("\n\n")
         write_section(
             f"dist-{part}",
@@ -292,4 +363,4 @@ async def main(parts: list[str]) -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main(sys.argv[1:] or ["tokens", "hetero", "preseed"]))
+    asyncio.run(main(sys.argv[1:] or ["tokens", "rtt", "hetero", "preseed"]))

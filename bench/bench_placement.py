@@ -68,8 +68,15 @@ async def hosts(work: Path, n: int, registry: str | None, lan_rate: float | None
         for i in range(n):
             models = work / f"host{i}" / "models"
             models.mkdir(parents=True)
-            argv = [sys.executable, "-m", "bench._placement_host", "--models", str(models),
-                    "--staging", str(work / f"host{i}" / "staging")]
+            argv = [
+                sys.executable,
+                "-m",
+                "bench._placement_host",
+                "--models",
+                str(models),
+                "--staging",
+                str(work / f"host{i}" / "staging"),
+            ]
             argv += ["--registry", registry] if registry else []
             argv += ["--transfer-rate", str(lan_rate)] if lan_rate else []
             env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "src")])}
@@ -93,8 +100,14 @@ async def place_on_three(registry_root: Path, wan_rate: float, *, lan_copy: bool
     work = Path(tempfile.mkdtemp(prefix="olol-bench-place-"))
     try:
         async with hosts(work, 3, registry.url, lan_rate) as nodes:
-            config = ProxyConfig(host="127.0.0.1", port=0, servers=[h.target for h in nodes], lan_copy=lan_copy,
-                                 probe_interval=0.5, transfer_dir=str(work / "proxy"))
+            config = ProxyConfig(
+                host="127.0.0.1",
+                port=0,
+                servers=[h.target for h in nodes],
+                lan_copy=lan_copy,
+                probe_interval=0.5,
+                transfer_dir=str(work / "proxy"),
+            )
             proxy = await start_proxy(config)
             try:
                 async with aiohttp.ClientSession() as http:

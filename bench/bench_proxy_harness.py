@@ -81,6 +81,10 @@ def _cpu_model() -> str:
 def machine() -> str:
     """One line naming the machine and how busy it was, for a section's header."""
     load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
+    with contextlib.suppress(OSError, ValueError, IndexError):
+        # Linux PSI: the share of the last minute in which some runnable task waited for a CPU.
+        pressure = Path("/proc/pressure/cpu").read_text().split()[2].split("=")[1]
+        load += f", CPU pressure {float(pressure):.0f}%"
     niceness = os.nice(0)
     if niceness:
         load += f" (benchmark run at nice {niceness:+d}: the box is shared)"

@@ -25,6 +25,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 import aiohttp
+import psutil
 
 from bench._report import median, table, write_section
 from bench.bench_proxy_harness import Cluster, figure, machine, percentile, save_plot
@@ -68,6 +69,8 @@ async def first_token(http: aiohttp.ClientSession, url: str) -> float:
 class Samples:
     direct: list[float] = field(default_factory=list)
     proxy: list[float] = field(default_factory=list)
+    proxy_cpu: float = 0.0  # CPU seconds (user + system) the proxy process spent per proxied request
+    host_cpu: float = 0.0  # the same for the host, per request it answered (direct or proxied)
 
     def added_ms(self, q: float) -> float:
         return (percentile(self.proxy, q) - percentile(self.direct, q)) * 1e3
@@ -88,10 +91,17 @@ async def run_once(direct: Target, proxy: Target, probe: Probe, pairs: int) -> S
 MEASURES: dict[str, Probe] = {"non-streaming (whole reply)": whole_reply, "time to first token": first_token}
 
 
+def cpu_seconds(process: psutil.Process) -> float:
+    times = process.cpu_times()
+    return float(times.user + times.system)
+
+
 async def measure() -> tuple[dict[str, list[Samples]], str]:
+    where = machine()
     async with Cluster() as cluster:
         host = await cluster.sim("host", parallel=4)
         proxy = await cluster.proxy([host.url], "--default-parallel", "4")
+        proxy_proc, host_proc = psutil.Process(proxy.proc.pid), psutil.Process(host.proc.pid)
         results: dict[str, list[Samples]] = {name: [] for name in MEASURES}
         # A session per path, so neither ever waits on the other's connections.
         async with aiohttp.ClientSession() as direct_http, aiohttp.ClientSession() as proxy_http:
@@ -103,10 +113,14 @@ async def measure() -> tuple[dict[str, list[Samples]], str]:
             try:
                 for _ in range(RUNS):
                     for name, probe in MEASURES.items():
-                        results[name].append(await run_once(direct, proxied, probe, PAIRS))
+                        before = cpu_seconds(proxy_proc), cpu_seconds(host_proc)
+                        samples = await run_once(direct, proxied, probe, PAIRS)
+                        samples.proxy_cpu = (cpu_seconds(proxy_proc) - before[0]) / PAIRS
+                        samples.host_cpu = (cpu_seconds(host_proc) - before[1]) / (2 * PAIRS)
+                        results[name].append(samples)
             finally:
                 gc.enable()
-    return results, machine()
+    return results, where
 
 
 def ms(seconds: float) -> str:
@@ -151,6 +165,11 @@ def report(results: dict[str, list[Samples]], where: str) -> str:
             ]
         )
     headers = ["measure", "direct p50", "proxy p50", "added p50", "direct p99", "proxy p99", "added p99"]
+    cpu = "; ".join(
+        f"{name}: proxy {median([r.proxy_cpu for r in runs]) * 1e6:.0f} us per request, host "
+        f"{median([r.host_cpu for r in runs]) * 1e6:.0f} us"
+        for name, runs in results.items()
+    )
     image = plot(results)
     return "\n\n".join(
         [
@@ -161,6 +180,8 @@ def report(results: dict[str, list[Samples]], where: str) -> str:
             f"tokens. Added = proxied percentile - direct percentile within a run; every figure is the median of "
             f"{RUNS} runs of {PAIRS} requests per path.",
             table(headers, rows),
+            f"CPU time (user + system, medians of the runs) - {cpu}. Wall-clock latency includes waiting for a "
+            "CPU when the box is busy (see its CPU pressure above); CPU time is what each process itself spends.",
             f"![latency CDFs, direct vs through the proxy]({image})",
         ]
     )

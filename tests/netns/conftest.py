@@ -36,7 +36,7 @@ async def start_agent_in(lan: Lan, host: NetHost, *extra: str, token: str | None
         sim_args += ["--token-rate", str(token_rate)]
     sim_url = await lan.spawn(host, sys.executable, "-m", "tests.support.ollama_sim", *sim_args)
     argv = [sys.executable, "-m", "olol", "server", "--host", "0.0.0.0", "--port", str(AGENT_PORT),
-            "--ollama-host", sim_url, "--async", "--interface", "eth0", *extra]
+            "--ollama-host", sim_url, "--parallel", "4", "--async", "--interface", "eth0", *extra]
     if token:
         argv += ["--token", token]
     await lan.spawn(host, *argv)

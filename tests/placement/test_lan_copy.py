@@ -135,8 +135,9 @@ async def test_agents_call_each_other_with_the_cluster_token(ollama_sim_factory,
     secure = SecuritySettings(token="s3cret")
     src_sim = await ollama_sim_factory(models=[ModelSpec(MODEL)], registry=[])
     dst_sim = await ollama_sim_factory(models=[], registry=[])
-    src = await start_agent("asyncio", OllamaBackend(src_sim.url), ollama_models=str(tmp_path / "src-models"),
-                            security=secure)
+    src = await start_agent(
+        "asyncio", OllamaBackend(src_sim.url), ollama_models=str(tmp_path / "src-models"), security=secure
+    )
     dst = await start_agent("threaded", OllamaBackend(dst_sim.url), transfer_dir=str(tmp_path / "t"), security=secure)
     try:
         async with TransferClient(dst.target) as anonymous:

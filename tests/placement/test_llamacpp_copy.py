@@ -27,21 +27,28 @@ def _sha(path: Path) -> str:
 
 
 async def _completion(url: str, prompt: str) -> Any:
-    async with aiohttp.ClientSession() as http, http.post(url + "/completion", json={
-            "prompt": prompt, "n_predict": 8, **GREEDY}) as r:
+    async with (
+        aiohttp.ClientSession() as http,
+        http.post(url + "/completion", json={"prompt": prompt, "n_predict": 8, **GREEDY}) as r,
+    ):
         return (await r.json())["content"]
 
 
 async def test_gguf_copied_between_llamacpp_hosts_serves_the_same_tokens(
-    llama_server: BackgroundLlamaServer, llama_bins: LlamaBinaries, tiny_model: Path, ollama_sim_factory,  # type: ignore[no-untyped-def]
+    llama_server: BackgroundLlamaServer,
+    llama_bins: LlamaBinaries,
+    tiny_model: Path,
+    ollama_sim_factory,  # type: ignore[no-untyped-def]
     tmp_path: Path,
 ) -> None:
     # Both agents front the shared llama-server (a llama.cpp host serves one model; the destination's
     # is named "other" here); what differs is their model directories: only the source's has the tiny model.
-    src = await start_agent("asyncio", LlamaCppBackend(url=llama_server.url, model_path=tiny_model),
-                            models_dir=str(tiny_model.parent))
-    dst = await start_agent("threaded", LlamaCppBackend(url=llama_server.url, model_name="other"),
-                            models_dir=str(tmp_path / "gguf"))
+    src = await start_agent(
+        "asyncio", LlamaCppBackend(url=llama_server.url, model_path=tiny_model), models_dir=str(tiny_model.parent)
+    )
+    dst = await start_agent(
+        "threaded", LlamaCppBackend(url=llama_server.url, model_name="other"), models_dir=str(tmp_path / "gguf")
+    )
     ollama_sim = await ollama_sim_factory(models=[], registry=[])
     to_ollama = await start_agent("asyncio", OllamaBackend(ollama_sim.url), transfer_dir=str(tmp_path / "staging"))
     name = tiny_model.stem
@@ -56,14 +63,16 @@ async def test_gguf_copied_between_llamacpp_hosts_serves_the_same_tokens(
         assert _sha(copied) == _sha(tiny_model)
         assert not list((tmp_path / "gguf" / ".olol-partial").glob("*"))
         # The copy is a working model: a llama-server of its own gives the same greedy tokens.
-        backend = LlamaCppBackend(model_path=copied, ctx_size=256, threads=1, parallel=1,
-                                  server_bin=llama_bins.llama_server)
+        backend = LlamaCppBackend(
+            model_path=copied, ctx_size=256, threads=1, parallel=1, server_bin=llama_bins.llama_server
+        )
         await backend.start()
         try:
             assert backend.process is not None
             await backend.process.wait_ready(120)
-            assert await _completion(backend.process.url, "Once upon") == \
-                await _completion(llama_server.url, "Once upon")
+            assert await _completion(backend.process.url, "Once upon") == await _completion(
+                llama_server.url, "Once upon"
+            )
         finally:
             await backend.close()
         # A GGUF from a llama.cpp host also becomes an Ollama model elsewhere (/api/blobs + /api/create).

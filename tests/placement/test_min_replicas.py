@@ -37,3 +37,17 @@ async def test_a_dead_replica_is_replaced_by_a_lan_copy(nodes) -> None:  # type:
         assert placements["min_replicas"]["models"] == {MODEL: 2}
         job = next(j for j in placements["finished"] if j["reason"] == "min-replicas")
         assert job["hosts"][spare.target]["via"] == f"copy from {hosts[0].target}"
+
+
+async def test_variants_count_as_replicas_and_a_shortfall_backs_off(ollama_sim_factory) -> None:  # type: ignore[no-untyped-def]
+    sims = await ollama_sim_factory.many(2, models=[ModelSpec("llama3:8b-q8_0")], registry=[])
+    async with proxy_over(*sims, replica_grace=0) as proxy:
+        placement = proxy.context.placement
+        assert placement is not None
+        keeper = placement.keeper
+        keeper.set_policy("llama3:8b", 2)  # held as a q8_0 variant on both hosts: satisfied
+        assert await keeper.check() == [] and not placement.jobs.finished
+        keeper.set_policy("llama3:8b", 3)  # only two hosts exist: one attempt, then a pause
+        assert await keeper.check() == []
+        assert await keeper.check() == []
+        assert len(placement.jobs.finished) == 1

@@ -18,19 +18,30 @@ from tests.placement.models_dir import gguf_bytes, write_ollama_model
 
 
 def test_ollama_models_dir_reads_what_ollama_wrote(tmp_path: Path) -> None:
-    laid = write_ollama_model(tmp_path, "qwen:0.5b", gguf_bytes(1000), template="T", system="S",
-                              parameters={"stop": ["x"]})
+    laid = write_ollama_model(
+        tmp_path, "qwen:0.5b", gguf_bytes(1000), template="T", system="S", parameters={"stop": ["x"]}
+    )
     write_ollama_model(tmp_path, "someone/tool", gguf_bytes(10, seed=2))
     store = OllamaModelsDir(tmp_path)
     assert sorted(i.name for i in store.inventory()) == ["qwen:0.5b", "someone/tool:latest"]
     manifest = store.manifest("QWEN:0.5b")  # names match as Ollama matches them
     assert [la.digest for la in manifest.layers] == [laid.weights_digest]
-    assert (manifest.template, manifest.system, manifest.parameters, manifest.license) == ("T", "S", {"stop": ["x"]},
-                                                                                          "MIT")
+    assert (manifest.template, manifest.system, manifest.parameters, manifest.license) == (
+        "T",
+        "S",
+        {"stop": ["x"]},
+        "MIT",
+    )
     assert store.blob_path(laid.weights_digest).read_bytes() == laid.weights
     body = ModelManifest.from_pb(manifest.to_pb()).create_request("copy:1")
-    assert body == {"model": "copy:1", "files": {"model.gguf": laid.weights_digest}, "template": "T",
-                    "system": "S", "license": "MIT", "parameters": {"stop": ["x"]}}
+    assert body == {
+        "model": "copy:1",
+        "files": {"model.gguf": laid.weights_digest},
+        "template": "T",
+        "system": "S",
+        "license": "MIT",
+        "parameters": {"stop": ["x"]},
+    }
     with pytest.raises(ModelNotFound):
         store.manifest("absent")
     with pytest.raises(BadRequest):
@@ -48,8 +59,13 @@ def test_gguf_dir_names_models_after_files(tmp_path: Path) -> None:
     assert digest_hex("sha256-" + "a" * 64) == "a" * 64
 
 
-def _source(data: bytes, *, corrupt_at: set[int] = frozenset(), lie: bool = False,  # type: ignore[assignment]
-            calls: list[int] | None = None):  # type: ignore[no-untyped-def]
+def _source(
+    data: bytes,
+    *,
+    corrupt_at: set[int] = frozenset(),
+    lie: bool = False,  # type: ignore[assignment]
+    calls: list[int] | None = None,
+):  # type: ignore[no-untyped-def]
     """A fake peer: 1 KiB chunks; `corrupt_at` flips a byte in those chunks once; `lie` sends wrong data."""
     spoiled: set[int] = set()
 
@@ -57,7 +73,7 @@ def _source(data: bytes, *, corrupt_at: set[int] = frozenset(), lie: bool = Fals
         if calls is not None:
             calls.append(offset)
         for pos in range(offset, len(data), 1024):
-            chunk = data[pos:pos + 1024]
+            chunk = data[pos : pos + 1024]
             crc = zlib.crc32(chunk)
             if lie:
                 chunk = bytes(len(chunk))

@@ -119,6 +119,12 @@ class ReplicaKeeper:
         if "error" in final:
             log.warning("re-placing %s failed: %s", model, final["error"])
             return False
+        hosts = (final.get("olol") or {}).get("hosts") or []
+        if len(hosts) < minimum:  # not enough healthy hosts to hold it: wait for more, do not loop
+            log.warning(
+                "%s is on %d host(s) of the %d wanted: no other host can take it now", model, len(hosts), minimum
+            )
+            return False
         self.replaced += 1
         log.info("re-placed %s: %s", model, (final.get("olol") or {}).get("via"))
         return True

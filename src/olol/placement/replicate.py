@@ -264,8 +264,9 @@ class Replication:
         progress = self.job.host(target.host.id)
         progress.state, progress.via = "pulling", "registry"
         progress.layers.clear()  # a new attempt: the bar starts over
+        seed: asyncio.Future[Host | None] | None = None
         if final and target.room.source and (key not in self._seeds or self._seeds[key].done()):
-            self._seeds[key] = asyncio.get_running_loop().create_future()
+            seed = self._seeds[key] = asyncio.get_running_loop().create_future()
         try:
             succeeded = False
             async for line in target.host.backend.pull({"model": name, "stream": True}):
@@ -276,9 +277,8 @@ class Replication:
             if not succeeded:
                 raise OlolError(f"pull of {name} on {target.host.id} ended before success", status=502)
         except BaseException:
-            seed = self._seeds.get(key)
             if seed is not None and not seed.done():
-                seed.set_result(None)  # waiters go on without us
+                seed.set_result(None)  # the hosts waiting for our download go on without it
             raise
 
     async def _copy(self, source: Host, target: Target, name: str) -> AsyncIterator[JSON]:

@@ -106,10 +106,14 @@ def _hash_prefix(path: Path, length: int) -> Any:
     return sha
 
 
-def _write(out: BinaryIO, sha: Any, data: bytes) -> None:
-    # One hop to a worker thread for both: hashlib releases the GIL on big buffers.
+def _check_and_write(out: BinaryIO, sha: Any, data: bytes, crc: int) -> bool:
+    # One hop to a worker thread for all three: zlib and hashlib release the GIL on big buffers,
+    # so the event loop keeps serving the network while a chunk is checked, written and hashed.
+    if zlib.crc32(data) != crc:
+        return False
     out.write(data)
     sha.update(data)
+    return True
 
 
 def _progress(layer: Layer, verb: str, completed: int, resumed: int) -> JSON:
@@ -130,9 +134,12 @@ class _Sink:
     def __init__(self, out: BinaryIO, sha: Any, have: int) -> None:
         self.out, self.sha, self.have = out, sha, have
 
-    async def write(self, data: bytes) -> None:
-        await asyncio.to_thread(_write, self.out, self.sha, data)
-        self.have += len(data)
+    async def write(self, chunk: pb.BlobData) -> bool:
+        """Append a chunk that passes its crc32; False (nothing written) if it does not."""
+        if not await asyncio.to_thread(_check_and_write, self.out, self.sha, chunk.data, chunk.crc32):
+            return False
+        self.have += len(chunk.data)
+        return True
 
 
 async def receive_blob(
@@ -171,11 +178,10 @@ async def receive_blob(
             try:
                 async with contextlib.aclosing(source(layer.digest, sink.have)) as chunks:
                     async for chunk in chunks:
-                        if chunk.offset != sink.have or zlib.crc32(chunk.data) != chunk.crc32:
-                            raise CorruptChunk(f"chunk at {chunk.offset} of {layer.digest} failed its check")
                         if not chunk.data:
                             break
-                        await sink.write(chunk.data)
+                        if chunk.offset != sink.have or not await sink.write(chunk):
+                            raise CorruptChunk(f"chunk at {chunk.offset} of {layer.digest} failed its check")
                         if on_chunk is not None:
                             await on_chunk(chunk.data)
                         if stats is not None:

@@ -85,8 +85,14 @@ async def fetch_model(
             # A fresh copy streams into the sink as it arrives; a resumed one is installed from the file.
             upload = None if partial.exists() else sink.streaming(layer)
             try:
-                async for line in receive_blob(layer, partial, source.read_blob, verb=verb, stats=stats,
-                                               on_chunk=upload.send if upload is not None else None):
+                async for line in receive_blob(
+                    layer,
+                    partial,
+                    source.read_blob,
+                    verb=verb,
+                    stats=stats,
+                    on_chunk=upload.send if upload is not None else None,
+                ):
                     yield line
             except BaseException:
                 if upload is not None:

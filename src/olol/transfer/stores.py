@@ -7,8 +7,9 @@ files directly (read-only). Layout of an Ollama models directory:
     blobs/sha256-<hex>                                every layer, by digest
 
 Everything here is blocking file I/O; the agent calls it in a worker thread.
-Only files a manifest (or the GGUF directory listing) names are ever served, so
-a peer cannot read arbitrary paths through a crafted digest.
+A peer names what it wants by digest only (64 hex digits), and only files in
+the store's `blobs/` directory or its GGUF files are served, so no crafted
+name reaches any other path.
 """
 
 from __future__ import annotations
