@@ -181,6 +181,7 @@ def _rate(seconds: float) -> str:
 
 
 async def main() -> None:
+    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
     base = Path(tempfile.mkdtemp(prefix="olol-bench-model-"))
     try:
         laid = write_ollama_model(base, MODEL, gguf_bytes(SIZE, seed=11))
@@ -215,7 +216,8 @@ async def main() -> None:
         f"`python -m bench.bench_placement`. Scaled down: a {SIZE / MB:.0f} MB model stands in for the 2 GB one "
         "(both methods scale with size; the ratio is the figure). 3 hosts, each its own process (a disk-backed "
         "Ollama stand-in and the OLOL agent), proxy and registry stand-in in a fourth; median of "
-        f"{RUNS} runs each; {os.cpu_count()} CPU cores shared by all of them, "
+        f"{RUNS} runs each; {os.cpu_count()} CPU cores shared by all of them and by other work on the box "
+        f"(load average at start {load}), "
         f"Python {platform.python_version()}. The registry stand-in serves at the WAN rate below, shared by "
         "all hosts (one internet link per site); the LAN is loopback, uncapped or capped per sending host "
         "at 1 GbE (`olol server --transfer-rate`). Target: LAN placement <= 0.5x the independent pulls.\n\n"

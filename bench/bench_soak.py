@@ -165,6 +165,19 @@ async def _one(http: aiohttp.ClientSession, url: str, tally: Tally, predict: int
         tally.outcomes[outcome] += 1
 
 
+async def _trace(http: aiohttp.ClientSession, url: str, tally: Tally, started: float, rss: psutil.Process) -> None:
+    """One line a second: what the clients see and what the proxy says about its hosts."""
+    try:
+        async with http.get(url + "/api/status", timeout=aiohttp.ClientTimeout(total=2)) as resp:
+            status = await resp.json()
+        hosts = " ".join(f"{'+' if h['healthy'] else '-'}{h['in_flight']}" for h in status["hosts"])
+        queues = sum(status.get("queues", {}).values())
+    except Exception as exc:  # the trace must never stop the soak
+        hosts, queues = f"status failed: {type(exc).__name__}", -1
+    print(f"{time.monotonic() - started:6.1f}s open={tally.open_now} {dict(tally.outcomes)} hosts=[{hosts}] "
+          f"queued={queues} rss={rss.memory_info().rss >> 20}MiB", file=sys.stderr, flush=True)
+
+
 async def run(args: argparse.Namespace) -> dict[str, object]:
     hosts = [SimHost(args.via, args.token_rate, args.parallel) for _ in range(args.hosts)]
     proxy: asyncio.subprocess.Process | None = None
@@ -174,7 +187,7 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
         proxy, _ = await _spawn(sys.executable, "-m", "olol", "proxy", "--host", "127.0.0.1", "--port", str(port),
                                 "--servers", ",".join(h.spec for h in hosts), "--token", TOKEN,
                                 "--probe-interval", "0.5", "--max-queue", "100000", "--max-queue-wait", "60",
-                                "--no-affinity", "--log-level", "error", "--state-dir", tempfile.mkdtemp(prefix="olol-soak-"))
+                                "--no-affinity", "--default-parallel", str(args.parallel), "--log-level", "error", "--state-dir", tempfile.mkdtemp(prefix="olol-soak-"))
         url = f"http://127.0.0.1:{port}"
         rss = psutil.Process(proxy.pid)
         tally, samples = Tally(), []
@@ -192,6 +205,8 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
         async def sample() -> None:
             while True:
                 samples.append((time.monotonic(), rss.memory_info().rss, tally.open_now))
+                if args.verbose:
+                    await _trace(http, url, tally, started, rss)
                 await asyncio.sleep(1.0)
 
         connector = aiohttp.TCPConnector(limit=0)
@@ -265,6 +280,7 @@ def main() -> None:
     p.add_argument("--restart-every", type=float, default=20.0)
     p.add_argument("--request-timeout", type=float, default=120.0)
     p.add_argument("--report", action="store_true", help="write the figures to BENCHMARKS.md")
+    p.add_argument("--verbose", action="store_true", help="a line a second: outcomes, hosts, queue, RSS")
     args = p.parse_args()
     result = asyncio.run(run(args))
     print(json.dumps(result, indent=2))

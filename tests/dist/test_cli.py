@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import re
 import signal
 import sys
@@ -71,7 +70,7 @@ async def test_rpc_server_process_flags_and_cleanup(llama_bins: object) -> None:
         sys.executable, "-m", "olol.rpc", "--host", "127.0.0.1", "--port", "0", "-t", "1", "--token", TOKEN,
         "--no-speed-test", "--max-memory", "64MiB", "--context-window", "1024", "--quantize", "q8_0",
         "--flash-attention", "--log-level", "warning",
-        stdout=asyncio.subprocess.PIPE, env={**os.environ, "GRPC_ENABLE_FORK_SUPPORT": "0"},
+        stdout=asyncio.subprocess.PIPE,
     )  # fmt: skip
     try:
         assert proc.stdout is not None

@@ -146,10 +146,12 @@ async def test_idle_tunnel_outlives_keepalive_pings(rpc_server: RpcFactory, monk
     call = worker.tunnel(requests())
     try:
         await outbox.put(HELLO)
-        assert len((await call.read()).data) == 36  # type: ignore[union-attr]
+        hello = await call.read()
+        assert isinstance(hello, pb.Chunk) and len(hello.data) == 36
         await asyncio.sleep(2.0)  # ~13 keepalive periods without data
         await outbox.put(DEVICE_COUNT)
-        assert len((await call.read()).data) == 12  # type: ignore[union-attr]
+        count = await call.read()
+        assert isinstance(count, pb.Chunk) and len(count.data) == 12
     finally:
         await outbox.put(None)
         call.cancel()

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import time
 import weakref
 from collections.abc import AsyncIterator, Sequence
@@ -28,7 +27,8 @@ from olol.transfer.client import TransferClient
 from olol.transfer.fetch import BlobLocks, fetch_model
 from olol.transfer.install import GgufSink, ModelSink, OllamaSink
 from olol.transfer.manifest import digest_hex
-from olol.transfer.stores import GgufDir, ModelStore, OllamaModelsDir, default_ollama_models
+from olol.transfer.paths import default_ollama_models, default_transfer_dir
+from olol.transfer.stores import GgufDir, ModelStore, OllamaModelsDir
 
 __all__ = ["TRANSFER_METHODS", "TransferService", "add_transfer_service", "build_transfer_service", "service_for"]
 
@@ -45,11 +45,6 @@ TRANSFER_METHODS: dict[str, tuple[str, str]] = {
 # The service of each running agent by its backend: for `olol status`-like introspection and tests.
 _SERVICES: weakref.WeakKeyDictionary[Backend, TransferService] = weakref.WeakKeyDictionary()
 _VRAM_TTL = 5.0  # nvidia-smi takes tens of ms: placement asks often, GPUs change slowly
-
-
-def default_transfer_dir() -> Path:
-    cache = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(cache) / "olol" / "transfer"
 
 
 class TransferService:

@@ -7,6 +7,7 @@ from pathlib import Path
 import typer
 
 from olol.cli.common import CONFIG_OPTION, LOG_LEVEL_OPTION, fail, settings, setup_logging
+from olol.cli.rpc import TOKEN_FILE_OPTION, TOKEN_OPTION, as_path, as_str, no_grpc_fork_handlers
 from olol.config import ConfigError
 
 
@@ -73,8 +74,8 @@ def register(app: typer.Typer) -> None:
         llama_server_bin: str = typer.Option(
             None, "--llama-server-bin", help="llama-server executable [env: OLOL_LLAMA_SERVER]."
         ),
-        token: str = typer.Option(None, "--token", help="Cluster token [env: OLOL_TOKEN]."),
-        token_file: Path = typer.Option(None, "--token-file", help="File holding the cluster token."),
+        token: str = TOKEN_OPTION,
+        token_file: Path = TOKEN_FILE_OPTION,
         tls_ca: Path = typer.Option(None, "--tls-ca", help="PEM CA: reach rpc-servers over TLS, verified by it."),
         tls_cert: Path = typer.Option(None, "--tls-cert", help="PEM client certificate (mutual TLS)."),
         tls_key: Path = typer.Option(None, "--tls-key", help="PEM key of --tls-cert."),
@@ -88,6 +89,7 @@ def register(app: typer.Typer) -> None:
           olol dist --servers gpu1:50052,gpu2:50052 --model ./model.gguf --prompt "Why is the sky blue?"
           olol dist --servers gpu1:50052,gpu2:50052 --model ./model.gguf --port 8080 --agent-port 50051
         """
+        no_grpc_fork_handlers()
         from olol.dist.coordinator import DistConfig
         from olol.dist.model_source import ModelSourceError, resolve_model
         from olol.dist.run import DistRun, run_dist
@@ -101,18 +103,18 @@ def register(app: typer.Typer) -> None:
             name: str = s.get("model", model, "")
             if not name:
                 fail("--model is required")
-            path = resolve_model(name, s.get("models_dir", _str(models_dir), None, env="OLLAMA_MODELS"))
+            path = resolve_model(name, s.get("models_dir", as_str(models_dir), None, env="OLLAMA_MODELS"))
             stem = name if not Path(name).expanduser().is_file() else None
             cfg = DistConfig(
                 servers=parse_servers(s.get("servers", servers, "", env="OLOL_RPC_SERVERS")),
                 model=path,
                 alias=s.get("alias", alias, stem),
                 transport=s.get("transport", transport, "tunnel"),
-                token=load_token(s.get("token", token, None), s.get("token_file", _str(token_file), None)),
+                token=load_token(s.get("token", token, None), s.get("token_file", as_str(token_file), None)),
                 tls=TlsFiles(
-                    s.get("tls_cert", _str(tls_cert), None),
-                    s.get("tls_key", _str(tls_key), None),
-                    s.get("tls_ca", _str(tls_ca), None),
+                    s.get("tls_cert", as_str(tls_cert), None),
+                    s.get("tls_key", as_str(tls_key), None),
+                    s.get("tls_ca", as_str(tls_ca), None),
                 ),
                 ctx_size=s.get("ctx_size", ctx_size, None),
                 kv_type=s.get("kv_type", kv_type, None),
@@ -120,7 +122,7 @@ def register(app: typer.Typer) -> None:
                 threads=s.get("threads", threads, None),
                 parallel=s.get("parallel", parallel, None),
                 margin=s.get("margin", margin, 0.1),
-                llama_server_bin=_path(s.get("llama_server_bin", llama_server_bin, None, env="OLOL_LLAMA_SERVER")),
+                llama_server_bin=as_path(s.get("llama_server_bin", llama_server_bin, None, env="OLOL_LLAMA_SERVER")),
             )
             run = DistRun(
                 plan_only=plan_only,
@@ -143,11 +145,3 @@ def register(app: typer.Typer) -> None:
         except (OlolError, OSError) as exc:
             fail(str(exc), code=1)
         raise typer.Exit(code)
-
-
-def _str(path: Path | None) -> str | None:
-    return str(path) if path is not None else None
-
-
-def _path(value: str | None) -> Path | None:
-    return Path(value).expanduser() if value else None

@@ -2,12 +2,24 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import typer
 
 from olol.cli.common import CONFIG_OPTION, LOG_LEVEL_OPTION, fail, settings, setup_logging
 from olol.config import ConfigError
+
+# Shared with `olol dist`: the same cluster token on both ends of the tunnel.
+TOKEN_OPTION = typer.Option(None, "--token", help="Cluster token [env: OLOL_TOKEN].")
+TOKEN_FILE_OPTION = typer.Option(None, "--token-file", help="File holding the cluster token [env: OLOL_TOKEN_FILE].")
+
+
+def no_grpc_fork_handlers() -> None:
+    """Call before grpc is imported. These modes spawn llama.cpp processes while gRPC's threads run,
+    and gRPC's fork handlers make a share of such children crash before they exec (measured: 5 of 60
+    spawns with a preexec_fn). OLOL never uses gRPC in a forked child, so it needs no fork support."""
+    os.environ.setdefault("GRPC_ENABLE_FORK_SUPPORT", "0")
 
 
 def _size(text: str) -> int:
@@ -64,8 +76,8 @@ def register(app: typer.Typer) -> None:
         worker_port: int = typer.Option(
             None, "--worker-port", help="Port of the ggml worker.  [default: free]", show_default=False
         ),
-        token: str = typer.Option(None, "--token", help="Cluster token [env: OLOL_TOKEN]."),
-        token_file: Path = typer.Option(None, "--token-file", help="File holding the cluster token."),
+        token: str = TOKEN_OPTION,
+        token_file: Path = TOKEN_FILE_OPTION,
         tls_cert: Path = typer.Option(None, "--tls-cert", help="PEM certificate: serve gRPC over TLS."),
         tls_key: Path = typer.Option(None, "--tls-key", help="PEM private key of --tls-cert."),
         tls_ca: Path = typer.Option(None, "--tls-ca", help="PEM CA: require client certificates it signed."),
@@ -94,6 +106,7 @@ def register(app: typer.Typer) -> None:
           olol rpc-server --token-file ~/.olol/token
           olol rpc-server --device cuda --preseed ~/models/llama-3-70b.Q4_K_M.gguf
         """
+        no_grpc_fork_handlers()
         from olol.rpc.server import DEFAULT_MAX_FRAME, RpcServerConfig, run_rpc_server
         from olol.rpc.service import WorkerAdvice
         from olol.rpc.worker import WorkerConfig
@@ -113,14 +126,14 @@ def register(app: typer.Typer) -> None:
             cfg = RpcServerConfig(
                 host=s.get("host", host, "0.0.0.0"),
                 port=s.get("port", port, 50052, env="OLOL_RPC_PORT"),
-                token=load_token(s.get("token", token, None), s.get("token_file", _str(token_file), None)),
+                token=load_token(s.get("token", token, None), s.get("token_file", as_str(token_file), None)),
                 tls=TlsFiles(
-                    s.get("tls_cert", _str(tls_cert), None),
-                    s.get("tls_key", _str(tls_key), None),
-                    s.get("tls_ca", _str(tls_ca), None),
+                    s.get("tls_cert", as_str(tls_cert), None),
+                    s.get("tls_key", as_str(tls_key), None),
+                    s.get("tls_ca", as_str(tls_ca), None),
                 ),
                 worker=WorkerConfig(
-                    binary=_path(s.get("rpc_bin", rpc_bin, None, env="OLOL_RPC_SERVER")),
+                    binary=as_path(s.get("rpc_bin", rpc_bin, None, env="OLOL_RPC_SERVER")),
                     host=s.get("worker_host", worker_host, "127.0.0.1"),
                     port=s.get("worker_port", worker_port, 0),
                     threads=s.get("threads", threads, None),
@@ -149,9 +162,9 @@ def register(app: typer.Typer) -> None:
             fail(str(exc), code=1)
 
 
-def _str(path: Path | None) -> str | None:
+def as_str(path: Path | None) -> str | None:
     return str(path) if path is not None else None
 
 
-def _path(value: str | None) -> Path | None:
+def as_path(value: str | None) -> Path | None:
     return Path(value).expanduser() if value else None

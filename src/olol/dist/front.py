@@ -68,12 +68,17 @@ class DistFront:
         app = web.Application(client_max_size=1 << 30)
         app.router.add_get("/olol/status", self._status)
         app.router.add_route("*", "/{tail:.*}", self._forward)
-        self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None, sock_connect=10))
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
-        await web.TCPSite(self._runner, self.host, self.port).start()
+        try:
+            await web.TCPSite(self._runner, self.host, self.port).start()
+        except BaseException:
+            await self._runner.cleanup()
+            self._runner = None
+            raise
         if self.port == 0:
             self.port = int(self._runner.addresses[0][1])
+        self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None, sock_connect=10))
 
     async def close(self) -> None:
         if self._runner is not None:

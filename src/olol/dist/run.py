@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import signal
 import sys
 from dataclasses import dataclass
 from typing import Any
@@ -16,6 +15,7 @@ from rich.console import Console
 from olol.dist.coordinator import Coordinator, DistConfig
 from olol.dist.front import DistFront
 from olol.dist.report import plan_table
+from olol.rpc.server import ready_until_signal
 
 __all__ = ["DistRun", "run_dist", "start_agent"]
 
@@ -86,14 +86,8 @@ async def _serve(coordinator: Coordinator, run: DistRun) -> int:
     try:
         if run.agent_port is not None:
             agent = await start_agent(coordinator, front.url, "0.0.0.0", run.agent_port)
-        # A plain line on stdout that scripts and tests wait for instead of sleeping.
         extra = f" agent=0.0.0.0:{agent.port}" if agent is not None else ""
-        print(f"READY {front.url}{extra}", flush=True)
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
-        await stop.wait()
+        await ready_until_signal(f"{front.url}{extra}")
     finally:
         if agent is not None:
             await agent.stop()

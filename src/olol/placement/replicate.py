@@ -32,9 +32,6 @@ from olol.placement.quant import Substitution
 from olol.placement.targets import Room, is_agent
 from olol.proxy.fanout import as_olol_error
 from olol.proxy.progress import ProgressMerger
-from olol.transfer.client import TransferClient
-from olol.transfer.fetch import fetch_model
-from olol.transfer.install import OllamaSink
 
 __all__ = ["Replication", "Target"]
 
@@ -285,6 +282,11 @@ class Replication:
         progress = self.job.host(target.host.id)
         progress.state, progress.via = "copying", f"copy from {source.id}"
         progress.layers.clear()
+        # Imported here: they load grpc, which a proxy over plain Ollama hosts never needs.
+        from olol.transfer.client import TransferClient
+        from olol.transfer.fetch import fetch_model
+        from olol.transfer.install import OllamaSink
+
         self._copies[source.id] += 1
         try:
             async with contextlib.AsyncExitStack() as stack:

@@ -17,7 +17,6 @@ from dataclasses import dataclass
 from olol._fast import quant
 from olol.cluster import Host, normalize
 from olol.errors import OlolError
-from olol.transfer.client import TransferClient
 
 __all__ = ["Room", "choose_targets", "held_name", "is_agent", "survey"]
 
@@ -55,6 +54,8 @@ class Room:
 
 async def _capacity(host: Host) -> tuple[int | None, int | None, bool]:
     """(disk free, memory free, has transfer service) as the host's agent reports them."""
+    from olol.transfer.client import TransferClient  # grpc: only once there are agents to ask
+
     try:
         async with TransferClient.like(host.backend) as client:
             cap = await client.capacity(timeout=_CAPACITY_TIMEOUT)

@@ -88,11 +88,14 @@ class AdmissionQueue:
             waiter.event.set()
         try:
             while True:
-                if queue[0] is waiter and waiter.event.is_set():
+                if waiter.event.is_set():
+                    # Cleared even when a retry took the head meanwhile: a set event makes wait() return
+                    # at once, and this loop would spin without yielding. The next head is woken anyway.
                     waiter.event.clear()
-                    result = attempt()
-                    if result is not None:
-                        return result, loop.time() - started
+                    if queue[0] is waiter:
+                        result = attempt()
+                        if result is not None:
+                            return result, loop.time() - started
                 remaining = deadline - loop.time()
                 if remaining <= 0:
                     self.timeouts += 1

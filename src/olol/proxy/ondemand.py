@@ -13,8 +13,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from olol.agent.transfer import default_transfer_dir
 from olol.placement.service import PlacementService
+from olol.transfer.paths import default_transfer_dir
 
 if TYPE_CHECKING:
     from olol.proxy.context import ProxyContext

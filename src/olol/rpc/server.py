@@ -25,7 +25,7 @@ from olol.rpc.worker import GgmlWorker, WorkerConfig
 from olol.security.tls import TlsFiles
 from olol.security.tokens import warn_if_open
 
-__all__ = ["RpcServer", "RpcServerConfig", "run_rpc_server"]
+__all__ = ["RpcServer", "RpcServerConfig", "ready_until_signal", "run_rpc_server"]
 
 log = logging.getLogger(__name__)
 
@@ -135,11 +135,18 @@ async def _serve(config: RpcServerConfig) -> None:
         ", ".join(server.worker.device_names),
         f", {probe.speed / 1e9:.2f} GB/s" if probe and probe.speed else "",
     )
-    # A plain line on stdout that scripts and tests wait for instead of sleeping.
-    print(f"READY {config.host}:{server.port} worker={server.worker.endpoint}", flush=True)
+    try:
+        await ready_until_signal(f"{config.host}:{server.port} worker={server.worker.endpoint}")
+    finally:
+        await server.stop()
+
+
+async def ready_until_signal(what: str) -> None:
+    """Print `READY <what>` (the line scripts and tests wait for instead of sleeping), then wait for
+    SIGINT or SIGTERM."""
+    print(f"READY {what}", flush=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     await stop.wait()
-    await server.stop()

@@ -38,6 +38,7 @@ __all__ = ["READ_SIZE", "RpcWorkerService", "WorkerAdvice"]
 log = logging.getLogger(__name__)
 
 READ_SIZE = 4 << 20  # one gRPC message per worker read, at most
+RESTART_WAIT = 5.0  # seconds Capabilities waits for a crashed worker to be restarted
 HOLD_BYTES = 1 << 20  # a reply cut by a read is held up to this much before its first part goes
 # HELLO reply: size u64, then major, minor, patch, pad, conn_caps[24].
 _HELLO_REPLY_CAPS = slice(12, 12 + CONN_CAPS_SIZE)
@@ -91,6 +92,9 @@ class RpcWorkerService(rpc.RpcWorkerServicer):
         self, request: pb.CapabilitiesRequest, context: grpc.aio.ServicerContext[object, object]
     ) -> pb.WorkerCapabilities:
         await self._authorize(context)
+        if not await self.worker.wait_running(RESTART_WAIT):
+            # A worker that stays down must not be planned on: say so rather than report stale figures.
+            await context.abort(grpc.StatusCode.UNAVAILABLE, f"ggml worker {self.worker.endpoint} is down")
         probe = await self.worker.refresh() if request.refresh else self.worker.probe
         snap = self.stats.snapshot()
         reply = pb.WorkerCapabilities(

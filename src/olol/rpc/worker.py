@@ -23,7 +23,7 @@ import socket
 import sys
 import time
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -100,9 +100,9 @@ class GgmlWorker:
         self._supervisor: asyncio.Task[None] | None = None
         self._readers: list[asyncio.Task[None]] = []
         self._closing = False
+        self._restarting = False  # between a crash and the restarted worker's first probe
         self._started_at = 0.0
         self._failures = 0
-        self.on_restart: Callable[[], None] | None = None
 
     # -- state ---------------------------------------------------------------
 
@@ -179,6 +179,15 @@ class GgmlWorker:
         """SIGKILL the worker, leaving supervision on (tests simulate a crash with it)."""
         if self._proc is not None and self._proc.returncode is None:
             self._proc.kill()
+
+    async def wait_running(self, timeout: float) -> bool:
+        """Whether the worker runs (and answered its probe), waiting up to `timeout` for a restart."""
+        deadline = time.monotonic() + timeout
+        while not (self.running and not self._restarting):
+            if self._closing or time.monotonic() >= deadline:
+                return False
+            await asyncio.sleep(0.05)
+        return True
 
     async def refresh(self, *, measure: bool | None = None) -> WorkerProbe | None:
         """Probe again if no client holds the worker; return the (possibly cached) probe."""
@@ -278,6 +287,7 @@ class GgmlWorker:
             code = await proc.wait()
             if self._closing:
                 return
+            self._restarting = True
             lived = time.monotonic() - self._started_at
             log.warning("ggml-rpc-server (pid %d) exited with code %s after %.1fs", proc.pid, code, lived)
             self._failures = 0 if lived >= self.config.stable_after else self._failures
@@ -293,9 +303,8 @@ class GgmlWorker:
                 log.warning("restarting ggml-rpc-server failed: %s", exc)
                 await self._terminate()
                 continue
+            self._restarting = False
             self._state.restarts += 1
-            if self.on_restart is not None:
-                self.on_restart()
 
     async def _terminate(self) -> None:
         proc = self._proc

@@ -17,6 +17,11 @@ import logging
 import os
 import time
 import zlib
+
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - Windows: one process per staging directory
+    fcntl = None  # type: ignore[assignment]
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -36,6 +41,7 @@ DEFAULT_CHUNK = 1 << 20
 MAX_CHUNK = 16 << 20
 _PROGRESS_EVERY = 0.1  # seconds between progress lines per blob
 _MAX_BAD_CHUNKS = 5
+_LOCK_POLL = 0.2
 
 JSON = dict[str, Any]
 ChunkSource = Callable[[str, int], AsyncGenerator[pb.BlobData, None]]  # (digest, offset) -> chunks
@@ -128,6 +134,27 @@ def _progress(layer: Layer, verb: str, completed: int, resumed: int) -> JSON:
     return line
 
 
+async def _open_locked(path: Path) -> BinaryIO:
+    """The partial file, opened without truncating it and locked against other processes copying the same blob.
+
+    Two agents on one machine may share a staging directory: the second waits
+    for the first (polling, so a cancelled fetch never leaves a thread holding
+    a lock), then resumes from whatever the first left.
+    """
+    while True:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            if fcntl is not None:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            same = os.fstat(fd).st_ino == os.stat(path).st_ino
+        except (BlockingIOError, FileNotFoundError):
+            same = False
+        if same:
+            return os.fdopen(fd, "r+b")
+        os.close(fd)  # locked elsewhere, or moved away by the process that held it: look again
+        await asyncio.sleep(_LOCK_POLL)
+
+
 class _Sink:
     """The partial file being written, its running sha256 and how far it got."""
 
@@ -160,17 +187,17 @@ async def receive_blob(
     """
     hexdigest = digest_hex(layer.digest)
     partial.parent.mkdir(parents=True, exist_ok=True)
-    have = partial.stat().st_size if partial.exists() else 0
-    if have > layer.size:
-        have = 0  # not a prefix of this blob
-    sha = await asyncio.to_thread(_hash_prefix, partial, have) if have else hashlib.sha256()
-    resumed = have
-    if resumed:
-        log.info("resuming %s at %d of %d bytes", layer.digest, have, layer.size)
-    yield _progress(layer, verb, have, resumed)
-    bad = 0
-    last = time.monotonic()
-    with open(partial, "r+b" if partial.exists() else "wb") as out:
+    with await _open_locked(partial) as out:
+        have = os.fstat(out.fileno()).st_size
+        if have > layer.size:
+            have = 0  # not a prefix of this blob
+        sha = await asyncio.to_thread(_hash_prefix, partial, have) if have else hashlib.sha256()
+        resumed = have
+        if resumed:
+            log.info("resuming %s at %d of %d bytes", layer.digest, have, layer.size)
+        yield _progress(layer, verb, have, resumed)
+        bad = 0
+        last = time.monotonic()
         out.seek(have)
         out.truncate()
         sink = _Sink(out, sha, have)
@@ -200,6 +227,6 @@ async def receive_blob(
                 continue
             if sink.have < layer.size:
                 raise OlolError(f"source ended {layer.digest} at {sink.have} of {layer.size} bytes", status=502)
-    if sha.hexdigest() != hexdigest:
-        partial.unlink(missing_ok=True)
-        raise OlolError(f"sha256 mismatch for {layer.digest}: got sha256:{sha.hexdigest()}", status=502)
+        if sha.hexdigest() != hexdigest:
+            partial.unlink(missing_ok=True)
+            raise OlolError(f"sha256 mismatch for {layer.digest}: got sha256:{sha.hexdigest()}", status=502)

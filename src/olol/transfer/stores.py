@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
 import threading
 from abc import ABC, abstractmethod
@@ -39,6 +38,7 @@ from olol.transfer.manifest import (
     blob_file_name,
     digest_hex,
 )
+from olol.transfer.paths import default_ollama_models
 
 __all__ = ["BlobNotFound", "GgufDir", "InventoryItem", "ModelStore", "OllamaModelsDir", "default_ollama_models"]
 
@@ -56,12 +56,6 @@ class InventoryItem:
     format: str
     size: int
     digest: str = ""
-
-
-def default_ollama_models() -> Path:
-    """Where a local Ollama keeps its models: $OLLAMA_MODELS, else ~/.ollama/models."""
-    env = os.environ.get("OLLAMA_MODELS")
-    return Path(env).expanduser() if env else Path.home() / ".ollama" / "models"
 
 
 def sha256_of(path: Path, chunk: int = 4 << 20) -> str:
