@@ -50,8 +50,9 @@ def _free_port() -> int:
 
 async def _spawn(*argv: str) -> tuple[asyncio.subprocess.Process, str]:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), str(ROOT)])}
-    proc = await asyncio.create_subprocess_exec(*argv, cwd=ROOT, env=env, stdout=asyncio.subprocess.PIPE,
-                                                stderr=asyncio.subprocess.DEVNULL)
+    proc = await asyncio.create_subprocess_exec(
+        *argv, cwd=ROOT, env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL
+    )
     assert proc.stdout is not None
     async with asyncio.timeout(60):
         while True:
@@ -80,15 +81,42 @@ class SimHost:
         return f"127.0.0.1:{self.agent_port}" if self.via == "agents" else f"http://127.0.0.1:{self.sim_port}"
 
     async def _start_sim(self) -> None:
-        self.sim, _ = await _spawn(sys.executable, "-m", "tests.support.ollama_sim", "--port", str(self.sim_port),
-                                   "--models", "llama3.2", "--parallel", str(self.parallel),
-                                   "--max-queue", "100000", "--token-rate", str(self.token_rate))
+        self.sim, _ = await _spawn(
+            sys.executable,
+            "-m",
+            "tests.support.ollama_sim",
+            "--port",
+            str(self.sim_port),
+            "--models",
+            "llama3.2",
+            "--parallel",
+            str(self.parallel),
+            "--max-queue",
+            "100000",
+            "--token-rate",
+            str(self.token_rate),
+        )
 
     async def _start_agent(self) -> None:
-        self.agent, _ = await _spawn(sys.executable, "-m", "olol", "server", "--host", "127.0.0.1", "--port",
-                                     str(self.agent_port), "--ollama-host", f"http://127.0.0.1:{self.sim_port}",
-                                     "--parallel", str(self.parallel), "--async", "--token", TOKEN,
-                                     "--log-level", "error")
+        self.agent, _ = await _spawn(
+            sys.executable,
+            "-m",
+            "olol",
+            "server",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(self.agent_port),
+            "--ollama-host",
+            f"http://127.0.0.1:{self.sim_port}",
+            "--parallel",
+            str(self.parallel),
+            "--async",
+            "--token",
+            TOKEN,
+            "--log-level",
+            "error",
+        )
 
     async def start(self) -> None:
         await self._start_sim()
@@ -124,8 +152,16 @@ class Tally:
 
 def _kind(message: str) -> str:
     """Group error texts (host addresses and numbers vary) for the report."""
-    for key in ("unreachable", "broke", "server busy", "timed out", "failed on every host", "not found",
-                "connection", "cancel"):
+    for key in (
+        "unreachable",
+        "broke",
+        "server busy",
+        "timed out",
+        "failed on every host",
+        "not found",
+        "connection",
+        "cancel",
+    ):
         if key in message.lower():
             return key
     return message[:60]
@@ -174,8 +210,12 @@ async def _trace(http: aiohttp.ClientSession, url: str, tally: Tally, started: f
         queues = sum(status.get("queues", {}).values())
     except Exception as exc:  # the trace must never stop the soak
         hosts, queues = f"status failed: {type(exc).__name__}", -1
-    print(f"{time.monotonic() - started:6.1f}s open={tally.open_now} {dict(tally.outcomes)} hosts=[{hosts}] "
-          f"queued={queues} rss={rss.memory_info().rss >> 20}MiB", file=sys.stderr, flush=True)
+    print(
+        f"{time.monotonic() - started:6.1f}s open={tally.open_now} {dict(tally.outcomes)} hosts=[{hosts}] "
+        f"queued={queues} rss={rss.memory_info().rss >> 20}MiB",
+        file=sys.stderr,
+        flush=True,
+    )
 
 
 async def run(args: argparse.Namespace) -> dict[str, object]:
@@ -184,10 +224,31 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
     try:
         await asyncio.gather(*(h.start() for h in hosts))
         port = _free_port()
-        proxy, _ = await _spawn(sys.executable, "-m", "olol", "proxy", "--host", "127.0.0.1", "--port", str(port),
-                                "--servers", ",".join(h.spec for h in hosts), "--token", TOKEN,
-                                "--probe-interval", "0.5", "--max-queue", "100000", "--max-queue-wait", "60",
-                                "--no-affinity", "--default-parallel", str(args.parallel), "--log-level", "error", "--state-dir", tempfile.mkdtemp(prefix="olol-soak-"))
+        proxy, _ = await _spawn(
+            sys.executable,
+            "-m",
+            "olol",
+            "proxy",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--servers",
+            ",".join(h.spec for h in hosts),
+            "--token",
+            TOKEN,
+            "--max-queue",
+            "100000",
+            "--max-queue-wait",
+            "60",
+            "--no-affinity",
+            "--default-parallel",
+            str(args.parallel),
+            "--log-level",
+            "error",
+            "--state-dir",
+            tempfile.mkdtemp(prefix="olol-soak-"),
+        )
         url = f"http://127.0.0.1:{port}"
         rss = psutil.Process(proxy.pid)
         tally, samples = Tally(), []
@@ -223,12 +284,20 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
         warm = [r for t, r, _ in samples if t - started > min(30.0, args.duration / 4)] or [samples[-1][1]]
         lat = sorted(tally.latencies) or [0.0]
         return {
-            "streams": args.streams, "duration_s": round(elapsed), "hosts": args.hosts, "via": args.via,
-            "restarts": sum(h.restarts for h in hosts), "requests": sum(tally.outcomes.values()),
-            "outcomes": dict(tally.outcomes), "errors": dict(tally.errors.most_common(8)),
-            "peak_concurrent": tally.peak_open, "tokens_per_s": round(tally.tokens / elapsed),
-            "latency_p50_s": round(statistics.median(lat), 2), "latency_p99_s": round(lat[int(0.99 * (len(lat) - 1))], 2),
-            "rss_mib_after_warmup": round(warm[0] / 2**20), "rss_mib_peak": round(max(r for _, r, _ in samples) / 2**20),
+            "streams": args.streams,
+            "duration_s": round(elapsed),
+            "hosts": args.hosts,
+            "via": args.via,
+            "restarts": sum(h.restarts for h in hosts),
+            "requests": sum(tally.outcomes.values()),
+            "outcomes": dict(tally.outcomes),
+            "errors": dict(tally.errors.most_common(8)),
+            "peak_concurrent": tally.peak_open,
+            "tokens_per_s": round(tally.tokens / elapsed),
+            "latency_p50_s": round(statistics.median(lat), 2),
+            "latency_p99_s": round(lat[int(0.99 * (len(lat) - 1))], 2),
+            "rss_mib_after_warmup": round(warm[0] / 2**20),
+            "rss_mib_peak": round(max(r for _, r, _ in samples) / 2**20),
             "rss_mib_end": round(samples[-1][1] / 2**20),
         }
     finally:
@@ -248,24 +317,27 @@ def _markdown(r: dict[str, object], args: argparse.Namespace) -> str:
     rows = [[k, v] for k, v in sorted(outcomes.items())]
     errors = r["errors"]
     assert isinstance(errors, dict)
-    return "\n".join([
-        "## Soak: concurrent streams with random host restarts",
-        "",
-        f"`python -m bench.bench_soak --streams {args.streams} --duration {args.duration} --hosts {args.hosts} "
-        f"--via {args.via} --report` on {os.cpu_count()} CPUs, everything on loopback: {r['hosts']} simulated hosts "
-        f"({'agents over Ollama simulators' if args.via == 'agents' else 'Ollama simulators'}, "
-        f"{args.token_rate:g} tokens/s per stream, {args.predict} tokens per answer), `olol proxy` with the "
-        f"cluster token, {r['restarts']} host restarts (SIGKILL, back after 1-4 s).",
-        "",
-        table(["outcome", "requests"], rows),
-        "",
-        f"{r['requests']} requests in {r['duration_s']} s, {r['peak_concurrent']} streams open at the peak, "
-        f"{r['tokens_per_s']} tokens/s through the proxy; completed streams took {r['latency_p50_s']} s "
-        f"(median) / {r['latency_p99_s']} s (p99). Proxy RSS: {r['rss_mib_after_warmup']} MiB after warm-up, "
-        f"{r['rss_mib_peak']} MiB peak, {r['rss_mib_end']} MiB at the end.",
-        "",
-        "Errors by kind: " + ", ".join(f"{k}: {v}" for k, v in errors.items()) if errors else "No errors.",
-    ])
+    kind = "agents over Ollama simulators" if args.via == "agents" else "Ollama simulators"
+    return "\n".join(
+        [
+            "## Soak: concurrent streams with random host restarts",
+            "",
+            f"`python -m bench.bench_soak --streams {args.streams} --duration {args.duration} --hosts {args.hosts} "
+            f"--via {args.via} --report` on {os.cpu_count()} CPUs, everything on loopback: "
+            f"{r['hosts']} simulated hosts ({kind}, "
+            f"{args.token_rate:g} tokens/s per stream, {args.predict} tokens per answer), `olol proxy` with the "
+            f"cluster token, {r['restarts']} host restarts (SIGKILL, back after 1-4 s).",
+            "",
+            table(["outcome", "requests"], rows),
+            "",
+            f"{r['requests']} requests in {r['duration_s']} s, {r['peak_concurrent']} streams open at the peak, "
+            f"{r['tokens_per_s']} tokens/s through the proxy; completed streams took {r['latency_p50_s']} s "
+            f"(median) / {r['latency_p99_s']} s (p99). Proxy RSS: {r['rss_mib_after_warmup']} MiB after warm-up, "
+            f"{r['rss_mib_peak']} MiB peak, {r['rss_mib_end']} MiB at the end.",
+            "",
+            "Errors by kind: " + ", ".join(f"{k}: {v}" for k, v in errors.items()) if errors else "No errors.",
+        ]
+    )
 
 
 def main() -> None:

@@ -15,6 +15,7 @@ from typing import Any
 import aiohttp
 import pytest
 
+from olol.backends import llama_process
 from olol.dist.coordinator import Coordinator, DistConfig
 from olol.llamacpp.bins import LlamaBinaries
 from olol.rpc.server import RpcServer, RpcServerConfig
@@ -37,6 +38,16 @@ async def complete(url: str, prompt: str = PROMPT, n_predict: int = N_PREDICT) -
         assert r.status == 200, await r.text()
         content: str = (await r.json())["content"]
         return content
+
+
+@pytest.fixture(autouse=True)
+def _spawn_without_preexec(monkeypatch: pytest.MonkeyPatch) -> None:
+    """llama-server is spawned with a preexec_fn (die with the parent), which forces fork(); with gRPC's
+    threads busy in this process, gRPC's fork handlers crash a share of such children before they exec
+    (SIGSEGV/SIGABRT, ~8% under load). The CLI turns gRPC fork support off before importing grpc;
+    here grpc is imported long before, so spawn without the preexec_fn (vfork, no fork handlers): the
+    fixtures stop every server anyway."""
+    monkeypatch.setattr(llama_process, "_PRCTL", None)
 
 
 @pytest.fixture(scope="session")

@@ -28,15 +28,37 @@ async def lan() -> AsyncIterator[Lan]:
         network.close()
 
 
-async def start_agent_in(lan: Lan, host: NetHost, *extra: str, token: str | None = TOKEN,
-                         models: str = "llama3.2,nomic-embed-text", token_rate: float | None = None) -> str:
+async def start_agent_in(
+    lan: Lan,
+    host: NetHost,
+    *extra: str,
+    token: str | None = TOKEN,
+    models: str = "llama3.2,nomic-embed-text",
+    token_rate: float | None = None,
+) -> str:
     """A simulated Ollama and an agent (`olol server`) inside the host's namespace; returns its host:port."""
     sim_args = ["--models", models, "--parallel", "4"]
     if token_rate:
         sim_args += ["--token-rate", str(token_rate)]
     sim_url = await lan.spawn(host, sys.executable, "-m", "tests.support.ollama_sim", *sim_args)
-    argv = [sys.executable, "-m", "olol", "server", "--host", "0.0.0.0", "--port", str(AGENT_PORT),
-            "--ollama-host", sim_url, "--parallel", "4", "--async", "--interface", "eth0", *extra]
+    argv = [
+        sys.executable,
+        "-m",
+        "olol",
+        "server",
+        "--host",
+        "0.0.0.0",
+        "--port",
+        str(AGENT_PORT),
+        "--ollama-host",
+        sim_url,
+        "--parallel",
+        "4",
+        "--async",
+        "--interface",
+        "eth0",
+        *extra,
+    ]
     if token:
         argv += ["--token", token]
     await lan.spawn(host, *argv)

@@ -48,8 +48,7 @@ async def _serve(listen: str, to: str, delay: float) -> None:
         except OSError:
             writer.close()
             return
-        await asyncio.gather(_pipe(reader, up_writer, delay), _pipe(up_reader, writer, delay),
-                             return_exceptions=True)
+        await asyncio.gather(_pipe(reader, up_writer, delay), _pipe(up_reader, writer, delay), return_exceptions=True)
 
     server = await asyncio.start_server(handle, host, int(port))
     print(f"READY {listen}", flush=True)

@@ -123,8 +123,9 @@ class Lan:
 
     @staticmethod
     def netem_available() -> bool:
-        probe = subprocess.run(["tc", "qdisc", "add", "dev", "lo", "root", "netem", "delay", "1ms"],
-                               capture_output=True, text=True)
+        probe = subprocess.run(
+            ["tc", "qdisc", "add", "dev", "lo", "root", "netem", "delay", "1ms"], capture_output=True, text=True
+        )
         if probe.returncode == 0:
             subprocess.run(["tc", "qdisc", "del", "dev", "lo", "root"], capture_output=True)
             return True
@@ -132,17 +133,45 @@ class Lan:
 
     def delay(self, host: NetHost, ms: int) -> None:
         """Add latency to everything the host sends (tc netem)."""
-        subprocess.run(["ip", "netns", "exec", host.ns, "tc", "qdisc", "replace", "dev", "eth0", "root", "netem",
-                        "delay", f"{ms}ms"], check=True, capture_output=True)
+        subprocess.run(
+            [
+                "ip",
+                "netns",
+                "exec",
+                host.ns,
+                "tc",
+                "qdisc",
+                "replace",
+                "dev",
+                "eth0",
+                "root",
+                "netem",
+                "delay",
+                f"{ms}ms",
+            ],
+            check=True,
+            capture_output=True,
+        )
 
     # ------------------------------------------------------------------ processes
     async def spawn(self, host: NetHost, *argv: str, ready: str = "READY ", timeout: float = 30.0) -> str:
         """Run a command inside the host's namespace; returns the rest of its READY line."""
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT / "src"), str(REPO_ROOT),
-                                                                           os.environ.get("PYTHONPATH")]))}
+        env = {
+            **os.environ,
+            "PYTHONPATH": os.pathsep.join(
+                filter(None, [str(REPO_ROOT / "src"), str(REPO_ROOT), os.environ.get("PYTHONPATH")])
+            ),
+        }
         proc = await asyncio.create_subprocess_exec(
-            "ip", "netns", "exec", host.ns, *argv, cwd=REPO_ROOT, env=env,
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL,
+            "ip",
+            "netns",
+            "exec",
+            host.ns,
+            *argv,
+            cwd=REPO_ROOT,
+            env=env,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.DEVNULL,
         )
         host.processes.append(proc)
         assert proc.stdout is not None
@@ -152,7 +181,7 @@ class Lan:
                 if not line:
                     raise RuntimeError(f"{argv} in {host.ns} exited before {ready!r} (code {proc.returncode})")
                 if line.startswith(ready):
-                    return line[len(ready):].strip()
+                    return line[len(ready) :].strip()
 
     async def stop_processes(self) -> None:
         for host in self.hosts.values():

@@ -29,9 +29,14 @@ pytestmark = pytest.mark.timeout(180)
 
 @asynccontextmanager
 async def discovering_proxy(lan: Lan, **settings: object) -> AsyncIterator[RunningProxy]:
-    values: dict[str, object] = {"probe_interval": 1.0, "balancer": "round_robin", "affinity": False,
-                                 "security": SecuritySettings(token=TOKEN),
-                                 "discovery": DiscoverySettings(enabled=True, interface=lan.root_if), **settings}
+    values: dict[str, object] = {
+        "probe_interval": 1.0,
+        "balancer": "round_robin",
+        "affinity": False,
+        "security": SecuritySettings(token=TOKEN),
+        "discovery": DiscoverySettings(enabled=True, interface=lan.root_if),
+        **settings,
+    }
     config = ProxyConfig(host="127.0.0.1", port=0, servers=[], **values)  # type: ignore[arg-type]
     proxy = await start_proxy(config)
     try:
@@ -45,8 +50,9 @@ def healthy(proxy: RunningProxy) -> set[str]:
 
 
 async def generate(http: aiohttp.ClientSession, proxy: RunningProxy, prompt: str = "hi") -> str:
-    async with http.post(proxy.url + "/api/generate",
-                         json={"model": "llama3.2", "prompt": prompt, "stream": False}) as resp:
+    async with http.post(
+        proxy.url + "/api/generate", json={"model": "llama3.2", "prompt": prompt, "stream": False}
+    ) as resp:
         assert resp.status == 200, await resp.text()
         await resp.read()
         return resp.headers["X-OLOL-Host"]
@@ -125,11 +131,28 @@ async def test_added_latency_is_reflected_in_routing(lan: Lan) -> None:
     if Lan.netem_available():
         lan.delay(hosts[0], 150)
     else:
-        await lan.spawn(hosts[0], sys.executable, "-m", "tests.netns.delay_relay", "--listen", "0.0.0.0:50052",
-                        "--to", "127.0.0.1:50051", "--delay-ms", "150")
+        await lan.spawn(
+            hosts[0],
+            sys.executable,
+            "-m",
+            "tests.netns.delay_relay",
+            "--listen",
+            "0.0.0.0:50052",
+            "--to",
+            "127.0.0.1:50051",
+            "--delay-ms",
+            "150",
+        )
         targets[0] = f"{hosts[0].address}:50052"
-    config = ProxyConfig(host="127.0.0.1", port=0, servers=targets, balancer="adaptive", affinity=False,
-                         probe_interval=1.0, security=SecuritySettings(token=TOKEN))
+    config = ProxyConfig(
+        host="127.0.0.1",
+        port=0,
+        servers=targets,
+        balancer="adaptive",
+        affinity=False,
+        probe_interval=1.0,
+        security=SecuritySettings(token=TOKEN),
+    )
     proxy = await start_proxy(config)
     try:
         async with aiohttp.ClientSession() as http:

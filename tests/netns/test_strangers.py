@@ -47,11 +47,17 @@ async def test_subnet_scan_finds_members_by_proof_and_never_trusts_strangers(lan
     members = [lan.add_host("m1"), lan.add_host("m2")]
     wrong, open_ = lan.add_host("w"), lan.add_host("o")
     targets = await asyncio.gather(*(start_agent_in(lan, h) for h in members))  # no mDNS: found by the scan
-    await asyncio.gather(start_agent_in(lan, wrong, token="a-stranger-token-0123456789abcdef"),
-                         start_agent_in(lan, open_, token=None))
-    config = ProxyConfig(host="127.0.0.1", port=0, servers=[], probe_interval=1.0,
-                         security=SecuritySettings(token=TOKEN),
-                         discovery=DiscoverySettings(scan_subnet=True, interface=lan.root_if, scan_rate=200.0))
+    await asyncio.gather(
+        start_agent_in(lan, wrong, token="a-stranger-token-0123456789abcdef"), start_agent_in(lan, open_, token=None)
+    )
+    config = ProxyConfig(
+        host="127.0.0.1",
+        port=0,
+        servers=[],
+        probe_interval=1.0,
+        security=SecuritySettings(token=TOKEN),
+        discovery=DiscoverySettings(scan_subnet=True, interface=lan.root_if, scan_rate=200.0),
+    )
     proxy = await start_proxy(config)
     try:
         scanner = proxy.runner.app[DISCOVERY].scanner
@@ -66,9 +72,14 @@ async def test_subnet_scan_finds_members_by_proof_and_never_trusts_strangers(lan
 
 async def test_registration_across_the_lan_needs_the_token(lan: Lan) -> None:
     member, stranger = lan.add_host("m"), lan.add_host("s")
-    config = ProxyConfig(host=lan.root_address, port=0, servers=[], probe_interval=1.0,
-                         security=SecuritySettings(token=TOKEN),
-                         discovery=DiscoverySettings(enabled=True, mdns=False, register_interval=1.0))
+    config = ProxyConfig(
+        host=lan.root_address,
+        port=0,
+        servers=[],
+        probe_interval=1.0,
+        security=SecuritySettings(token=TOKEN),
+        discovery=DiscoverySettings(enabled=True, mdns=False, register_interval=1.0),
+    )
     proxy = await start_proxy(config)
     try:
         where = f"{lan.root_address}:{proxy.port}"
@@ -77,9 +88,10 @@ async def test_registration_across_the_lan_needs_the_token(lan: Lan) -> None:
         await wait_for(lambda: healthy(proxy) == {target}, timeout=20)
         await asyncio.sleep(2.5)  # the stranger keeps trying; it stays out
         assert set(proxy.context.cluster.hosts) == {target}
-        async with aiohttp.ClientSession() as http, http.post(
-            proxy.url + "/api/generate", json={"model": "llama3.2", "prompt": "hi", "stream": False}
-        ) as resp:
+        async with (
+            aiohttp.ClientSession() as http,
+            http.post(proxy.url + "/api/generate", json={"model": "llama3.2", "prompt": "hi", "stream": False}) as resp,
+        ):
             assert resp.status == 200
     finally:
         await proxy.stop()

@@ -47,9 +47,15 @@ class LiveCluster:
         for sim in self.sims:
             await sim.start()
         self.agent = await start_agent("asyncio", OllamaBackend(self.sims[0].url), security=self.security)
-        config = ProxyConfig(host="127.0.0.1", port=0, servers=[self.agent.target, self.sims[1].url],
-                             probe_interval=0.2, balancer="round_robin", max_queue_wait=5.0,
-                             security=self.security)
+        config = ProxyConfig(
+            host="127.0.0.1",
+            port=0,
+            servers=[self.agent.target, self.sims[1].url],
+            probe_interval=0.2,
+            balancer="round_robin",
+            max_queue_wait=5.0,
+            security=self.security,
+        )
         self.proxy = await start_proxy(config)
 
     def stop(self) -> None:

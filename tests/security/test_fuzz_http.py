@@ -32,7 +32,8 @@ STATS: Counter[str] = Counter()
 small_ints = st.integers(-1000, 1000)
 scalars = st.none() | st.booleans() | small_ints | st.floats(-1e6, 1e6, allow_nan=False) | st.text(max_size=20)
 json_values = st.recursive(
-    scalars, lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+    scalars,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
     max_leaves=12,
 )
 models = st.sampled_from(["llama3.2", "llama3.2:1b-q8_0", "nomic-embed-text", "qwen3:0.6b", "nope:1b", "", "a/b/c/d"])
@@ -43,9 +44,14 @@ def _of_kind(kind: Kind) -> st.SearchStrategy[Any]:
     if kind is MESSAGES:
         message = st.fixed_dictionaries({}, optional={k: _of_kind(v) | json_values for k, v in MESSAGE_FIELDS.items()})
         return st.lists(message | json_values, max_size=3)
-    kinds = {"string": st.text(max_size=30), "boolean": st.booleans(), "integer": small_ints,
-             "number": st.floats(-1e3, 1e3, allow_nan=False), "object": st.dictionaries(st.text(max_size=8), scalars),
-             "array": st.lists(scalars, max_size=4)}
+    kinds = {
+        "string": st.text(max_size=30),
+        "boolean": st.booleans(),
+        "integer": small_ints,
+        "number": st.floats(-1e3, 1e3, allow_nan=False),
+        "object": st.dictionaries(st.text(max_size=8), scalars),
+        "array": st.lists(scalars, max_size=4),
+    }
     options = [kinds[o["type"]] for o in schema.get("oneOf", [schema]) if o.get("type") in kinds]
     return st.one_of(options) if options else json_values
 
@@ -108,8 +114,9 @@ def _check(method: str, path: str, resp: requests.Response) -> None:
 
 
 def _send(cluster: LiveCluster, method: str, path: str, data: bytes) -> None:
-    resp = requests.request(method, cluster.url + path, data=data, timeout=30,
-                            headers={"Content-Type": "application/json"})
+    resp = requests.request(
+        method, cluster.url + path, data=data, timeout=30, headers={"Content-Type": "application/json"}
+    )
     _check(method, path, resp)
 
 
@@ -139,20 +146,27 @@ def test_fuzz_raw_bytes(cluster: LiveCluster, method: str, path: str) -> None:
 
 
 @FUZZ
-@given(digest=st.text(max_size=80) | st.from_regex(r"sha256[:-][0-9a-f]{64}", fullmatch=True),
-       data=st.binary(max_size=200), method=st.sampled_from(["HEAD", "POST"]))
+@given(
+    digest=st.text(max_size=80) | st.from_regex(r"sha256[:-][0-9a-f]{64}", fullmatch=True),
+    data=st.binary(max_size=200),
+    method=st.sampled_from(["HEAD", "POST"]),
+)
 def test_fuzz_blobs(cluster: LiveCluster, digest: str, data: bytes, method: str) -> None:
     path = "/api/blobs/" + requests.utils.quote(digest, safe="")
-    if not digest or "/" in requests.utils.unquote(path[len("/api/blobs/"):]):
+    if not digest or "/" in requests.utils.unquote(path[len("/api/blobs/") :]):
         return
     resp = requests.request(method, cluster.url + path, data=data, timeout=30)
     _check(method, "/api/blobs/{digest}", resp)
 
 
 @FUZZ
-@given(path=st.sampled_from(["/", "/api/version", "/api/tags", "/api/ps", "/api/status", "/metrics", "/v1/models",
-                             "/olol/openapi.json"]) | st.text(max_size=30).map(lambda t: "/v1/models/" + t),
-       query=st.text(max_size=20))
+@given(
+    path=st.sampled_from(
+        ["/", "/api/version", "/api/tags", "/api/ps", "/api/status", "/metrics", "/v1/models", "/olol/openapi.json"]
+    )
+    | st.text(max_size=30).map(lambda t: "/v1/models/" + t),
+    query=st.text(max_size=20),
+)
 def test_fuzz_reads(cluster: LiveCluster, path: str, query: str) -> None:
     url = cluster.url + requests.utils.quote(path, safe="/") + ("?" + requests.utils.quote(query) if query else "")
     _check("GET", path, requests.get(url, timeout=30))

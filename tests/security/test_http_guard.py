@@ -29,8 +29,12 @@ def _auth(key: str) -> dict[str, str]:
 
 async def test_api_keys_stranger_gets_401_and_members_are_served(ollama_sim) -> None:  # type: ignore[no-untyped-def]
     async with proxy_over(ollama_sim, security=_keys()) as proxy, aiohttp.ClientSession() as http:
-        for headers in ({}, _auth("wrong-key-0123456789abcdef"), {"Authorization": FULL_KEY},
-                        {"Authorization": f"Basic {FULL_KEY}"}):
+        for headers in (
+            {},
+            _auth("wrong-key-0123456789abcdef"),
+            {"Authorization": FULL_KEY},
+            {"Authorization": f"Basic {FULL_KEY}"},
+        ):
             async with http.post(proxy.url + "/api/generate", json=GEN, headers=headers) as resp:
                 assert resp.status == 401
                 assert (await resp.json())["error"].startswith("unauthorized")
@@ -61,8 +65,12 @@ async def test_read_only_key_sees_status_and_metrics_only(ollama_sim) -> None:  
         for path in ("/api/status", "/metrics", "/api/version"):
             async with http.get(proxy.url + path, headers=_auth(READ_KEY)) as resp:
                 assert resp.status == 200, path
-        for method, path in (("POST", "/api/generate"), ("GET", "/api/tags"), ("POST", "/api/pull"),
-                             ("DELETE", "/api/delete")):
+        for method, path in (
+            ("POST", "/api/generate"),
+            ("GET", "/api/tags"),
+            ("POST", "/api/pull"),
+            ("DELETE", "/api/delete"),
+        ):
             async with http.request(method, proxy.url + path, json=GEN, headers=_auth(READ_KEY)) as resp:
                 assert resp.status == 403, path
                 assert "read-only" in (await resp.json())["error"]
@@ -113,12 +121,14 @@ BAD_BODIES = [
 
 @pytest.mark.parametrize(("raw", "message"), BAD_BODIES)
 async def test_malformed_bodies_get_ollama_shaped_400s(ollama_sim, raw: bytes, message: str) -> None:  # type: ignore[no-untyped-def]
-    async with proxy_over(ollama_sim) as proxy, aiohttp.ClientSession() as http:
-        async with http.post(proxy.url + "/api/generate", data=raw,
-                             headers={"Content-Type": "application/json"}) as resp:
-            assert resp.status == 400
-            body = await resp.json()
-            assert set(body) == {"error"} and message in body["error"]
+    async with (
+        proxy_over(ollama_sim) as proxy,
+        aiohttp.ClientSession() as http,
+        http.post(proxy.url + "/api/generate", data=raw, headers={"Content-Type": "application/json"}) as resp,
+    ):
+        assert resp.status == 400
+        body = await resp.json()
+        assert set(body) == {"error"} and message in body["error"]
     assert ollama_sim.requests["/api/generate"] == 0
 
 
@@ -139,9 +149,12 @@ async def test_chat_messages_are_type_checked_and_v1_errors_are_openai_shaped(ol
 
 async def test_lenient_fields_lets_unknown_fields_through(ollama_sim) -> None:  # type: ignore[no-untyped-def]
     settings = SecuritySettings(limits=HttpLimits(reject_unknown_fields=False))
-    async with proxy_over(ollama_sim, security=settings) as proxy, aiohttp.ClientSession() as http:
-        async with http.post(proxy.url + "/api/generate", json={**GEN, "future_field": 1}) as resp:
-            assert resp.status == 200
+    async with (
+        proxy_over(ollama_sim, security=settings) as proxy,
+        aiohttp.ClientSession() as http,
+        http.post(proxy.url + "/api/generate", json={**GEN, "future_field": 1}) as resp,
+    ):
+        assert resp.status == 200
 
 
 async def test_body_size_limit_answers_413_before_reading_it_all(ollama_sim) -> None:  # type: ignore[no-untyped-def]
@@ -165,8 +178,9 @@ async def test_a_body_trickled_slowly_is_cut_off(ollama_sim) -> None:  # type: i
     settings = SecuritySettings(limits=HttpLimits(body_timeout=0.5))
     async with proxy_over(ollama_sim, security=settings) as proxy:
         reader, writer = await asyncio.open_connection("127.0.0.1", proxy.port)
-        writer.write(b"POST /api/generate HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-                     b"Content-Length: 1000\r\n\r\n{")
+        writer.write(
+            b"POST /api/generate HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{"
+        )
         await writer.drain()
         status = await asyncio.wait_for(reader.readline(), 5)
         assert b" 408 " in status

@@ -46,7 +46,10 @@ def test_the_spec_is_served(cluster: LiveCluster) -> None:
 def test_api_contract(case: schemathesis.Case) -> None:
     assert _cluster is not None
     response = case.call(base_url=_cluster.url, timeout=30)
-    if case.path in ("/api/pull", "/api/push", "/api/create") and response.status_code == 500 \
-            and "file does not exist" in response.text:
+    if (
+        case.path in ("/api/pull", "/api/push", "/api/create")
+        and response.status_code == 500
+        and "file does not exist" in response.text
+    ):
         return  # the registry has no such model: Ollama answers 500 too (see test_fuzz_http)
     case.validate_response(response, checks=[not_a_server_error, response_schema_conformance])

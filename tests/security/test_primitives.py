@@ -16,8 +16,9 @@ from olol.security.signing import ReplayGuard, sign_fields, verify_fields
 from olol.security.tokens import Unauthorized, check_token, is_loopback, load_token, token_metadata, warn_if_open
 from tests.security.conftest import TOKEN
 
-fields = st.dictionaries(st.text(min_size=1, max_size=20).filter(lambda k: k != "sig"), st.text(max_size=40),
-                         max_size=8)
+fields = st.dictionaries(
+    st.text(min_size=1, max_size=20).filter(lambda k: k != "sig"), st.text(max_size=40), max_size=8
+)
 
 
 @given(fields, st.text(min_size=1, max_size=40))
@@ -113,8 +114,11 @@ def test_scan_is_limited_to_a_private_slash_24(monkeypatch: pytest.MonkeyPatch) 
     from olol.discovery import netif
 
     def fake(name: str) -> list[tuple[str, str]]:
-        return {"lan": [("192.168.7.23", "255.255.0.0")], "wan": [("8.8.4.4", "255.255.255.0")],
-                "small": [("10.1.2.3", "255.255.255.240")]}[name]
+        return {
+            "lan": [("192.168.7.23", "255.255.0.0")],
+            "wan": [("8.8.4.4", "255.255.255.0")],
+            "small": [("10.1.2.3", "255.255.255.240")],
+        }[name]
 
     monkeypatch.setattr(netif, "interface_ipv4", fake)
     assert str(scan_network("lan")) == "192.168.7.0/24"  # a /16 is narrowed to our /24

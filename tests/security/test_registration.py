@@ -36,16 +36,18 @@ async def test_agent_registers_with_the_proxy_and_leaves_on_stop(agent_factory, 
     security = SecuritySettings(token=TOKEN)
     async with proxy_over(security=security, discovery=REGISTRATIONS_ONLY) as proxy:
         agent = await agent_factory(
-            OllamaBackend(ollama_sim.url), security=security,
+            OllamaBackend(ollama_sim.url),
+            security=security,
             discovery=DiscoverySettings(proxies=[f"127.0.0.1:{proxy.port}"], register_interval=0.5),
         )
         hosts = proxy.context.cluster.hosts
         await _until(lambda: agent.target in hosts and hosts[agent.target].healthy)
         assert proxy.runner.app[DISCOVERY].membership.origins[agent.target] == "register"
-        async with aiohttp.ClientSession() as http:
-            async with http.post(proxy.url + "/api/generate",
-                                 json={"model": "llama3.2", "prompt": "hi", "stream": False}) as resp:
-                assert resp.status == 200
+        async with (
+            aiohttp.ClientSession() as http,
+            http.post(proxy.url + "/api/generate", json={"model": "llama3.2", "prompt": "hi", "stream": False}) as resp,
+        ):
+            assert resp.status == 200
         await agent.stop()  # signed "leave": the proxy drops it at once, no waiting for a lease
         await _until(lambda: agent.target not in hosts)
 
@@ -77,7 +79,9 @@ async def test_strangers_and_replays_are_refused(ollama_sim) -> None:  # type: i
 
 
 async def test_registration_is_not_served_when_discovery_is_off(ollama_sim) -> None:  # type: ignore[no-untyped-def]
-    async with proxy_over(ollama_sim, security=SecuritySettings(token=TOKEN)) as proxy:
-        async with aiohttp.ClientSession() as http, http.post(proxy.url + "/olol/register",
-                                                              json=_registration(50999, TOKEN)) as resp:
-            assert resp.status in (404, 405)
+    async with (
+        proxy_over(ollama_sim, security=SecuritySettings(token=TOKEN)) as proxy,
+        aiohttp.ClientSession() as http,
+        http.post(proxy.url + "/olol/register", json=_registration(50999, TOKEN)) as resp,
+    ):
+        assert resp.status in (404, 405)

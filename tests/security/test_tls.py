@@ -38,7 +38,9 @@ def test_certs_command_makes_a_token_a_ca_and_host_certs(tmp_path: Path) -> None
     assert runner.invoke(app, ["certs", "init", "--dir", str(tmp_path)]).exit_code == 0
     again = runner.invoke(app, ["certs", "init", "--dir", str(tmp_path)])
     assert again.exit_code != 0 and "exists" in again.output  # never overwrites a CA by accident
-    made = runner.invoke(app, ["certs", "host", "gpu1", "--ip", "10.0.0.2", "--dns", "gpu1.lan", "--dir", str(tmp_path)])
+    made = runner.invoke(
+        app, ["certs", "host", "gpu1", "--ip", "10.0.0.2", "--dns", "gpu1.lan", "--dir", str(tmp_path)]
+    )
     assert made.exit_code == 0, made.output
     assert stat.S_IMODE((tmp_path / "gpu1.key").stat().st_mode) == 0o600
     cert = x509.load_pem_x509_certificate((tmp_path / "gpu1.crt").read_bytes())
@@ -54,8 +56,9 @@ def test_certs_command_makes_a_token_a_ca_and_host_certs(tmp_path: Path) -> None
 
 
 async def _tls_agent(agent_factory, sim, pki: Pki, *, mutual: bool):  # type: ignore[no-untyped-def]
-    return await agent_factory(OllamaBackend(sim.url), security=SecuritySettings(token=TOKEN,
-                                                                                 tls=pki.server_tls(mutual=mutual)))
+    return await agent_factory(
+        OllamaBackend(sim.url), security=SecuritySettings(token=TOKEN, tls=pki.server_tls(mutual=mutual))
+    )
 
 
 async def test_agent_over_tls(agent_factory, ollama_sim, pki: Pki) -> None:  # type: ignore[no-untyped-def]
@@ -79,8 +82,9 @@ async def test_agent_with_mutual_tls_requires_a_client_cert_of_the_cluster(  # t
     agent = await _tls_agent(agent_factory, ollama_sim, pki, mutual=True)
     member = AgentBackend(agent.target, token=TOKEN, tls=pki.client_tls())
     no_cert = AgentBackend(agent.target, token=TOKEN, tls=pki.client_tls(with_cert=False), timeout=2)
-    foreign = AgentBackend(agent.target, token=TOKEN, timeout=2,
-                           tls=TlsFiles(pki.stranger.cert, pki.stranger.key, pki.ca.cert))
+    foreign = AgentBackend(
+        agent.target, token=TOKEN, timeout=2, tls=TlsFiles(pki.stranger.cert, pki.stranger.key, pki.ca.cert)
+    )
     try:
         assert await member.healthy()
         for client in (no_cert, foreign):
@@ -101,8 +105,9 @@ async def test_proxy_serves_https_and_dials_agents_over_mutual_tls(  # type: ign
         assert proxy.context.cluster.hosts[agent.target].healthy
         trusted = ssl.create_default_context(cafile=str(pki.ca.cert))
         async with aiohttp.ClientSession() as http:
-            async with http.post(proxy.url + "/api/generate", ssl=trusted,
-                                 json={"model": "llama3.2", "prompt": "hi", "stream": False}) as resp:
+            async with http.post(
+                proxy.url + "/api/generate", ssl=trusted, json={"model": "llama3.2", "prompt": "hi", "stream": False}
+            ) as resp:
                 assert resp.status == 200 and (await resp.json())["done"] is True
             with pytest.raises(aiohttp.ClientConnectorCertificateError):  # a client that trusts only the system roots
                 await http.get(proxy.url + "/api/version")

@@ -140,12 +140,12 @@ def _valid_part(kind: str, part: str) -> bool:
 
 def valid_model_name(name: str) -> bool:
     """`[host/][namespace/]model[:tag]`, as Ollama's name check accepts it (before it asks any registry)."""
-    path, _, digest = name.partition("@")
+    path = name.partition("@")[0]  # a digest pin is the registry's business
     *prefix, last = path.split("/")
     model, sep, tag = last.partition(":")
     if len(prefix) > 2 or (sep and not _valid_part("tag", tag)) or not _valid_part("model", model):
         return False
-    kinds = ["host", "namespace"][-len(prefix):] if prefix else []
+    kinds = ["host", "namespace"][-len(prefix) :] if prefix else []
     return all(_valid_part(kind, part) for kind, part in zip(kinds, prefix, strict=True))
 
 
@@ -215,9 +215,11 @@ BODY_SPECS: dict[tuple[str, str], BodySpec] = {
     ("POST", "/api/embeddings"): _EMBEDDINGS,
     ("POST", "/api/show"): _SHOW,
     # OLOL's placement extensions (olol.proxy.http.placement): replicas, smart quantization, targets.
-    ("POST", "/api/pull"): BodySpec("PullRequest", {**_TRANSFER, "replicas": INT, "min_replicas": INT,
-                                                    "quantize": STRING, "hosts": STRINGS},
-                                    rules=(_model_name,)),
+    ("POST", "/api/pull"): BodySpec(
+        "PullRequest",
+        {**_TRANSFER, "replicas": INT, "min_replicas": INT, "quantize": STRING, "hosts": STRINGS},
+        rules=(_model_name,),
+    ),
     ("POST", "/api/push"): BodySpec("PushRequest", _TRANSFER, rules=(_model_name,)),
     ("POST", "/api/create"): _CREATE,
     ("POST", "/api/copy"): BodySpec("CopyRequest", {"source": STRING, "destination": STRING}),

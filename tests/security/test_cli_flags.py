@@ -1,0 +1,85 @@
+"""The security and discovery flags reach the agent's and the proxy's settings (flag > env > file)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner
+
+from olol.cli import app
+
+
+@pytest.fixture
+def captured(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
+    seen: dict[str, Any] = {}
+    monkeypatch.setattr("olol.agent.server.run_agent", lambda cfg: seen.setdefault("agent", cfg))
+    monkeypatch.setattr("olol.proxy.server.serve", lambda cfg: seen.setdefault("proxy", cfg))
+    for var in ("OLOL_TOKEN", "OLOL_TOKEN_FILE", "OLOL_API_KEYS", "OLOL_DISCOVERY", "OLOL_PROXY"):
+        monkeypatch.delenv(var, raising=False)
+    return seen
+
+
+def test_server_flags(captured: dict[str, Any], tmp_path: Path) -> None:
+    token = tmp_path / "token"
+    token.write_text("file-token-0123456789\n")
+    result = CliRunner().invoke(
+        app,
+        [
+            "server",
+            "--token-file",
+            str(token),
+            "--discovery",
+            "--interface",
+            "lo",
+            "--cluster",
+            "lab",
+            "--proxy",
+            "10.0.0.1:8000",
+            "--proxy",
+            "10.0.0.9:8000",
+            "--advertise-host",
+            "10.0.0.5",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    cfg = captured["agent"]
+    assert cfg.security.token == "file-token-0123456789"
+    assert cfg.discovery.enabled and cfg.discovery.mdns and cfg.discovery.interface == "lo"
+    assert cfg.discovery.cluster == "lab" and cfg.discovery.advertise_host == "10.0.0.5"
+    assert cfg.discovery.proxies == ["10.0.0.1:8000", "10.0.0.9:8000"]
+
+
+def test_proxy_flags_and_env(captured: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OLOL_TOKEN", "env-token-0123456789")
+    monkeypatch.setenv("OLOL_API_KEYS", "env-key-0123456789abcdef,monitor-0123456789abcdef:read")
+    result = CliRunner().invoke(
+        app,
+        [
+            "proxy",
+            "--discovery",
+            "--no-mdns",
+            "--max-body",
+            "1024",
+            "--rate-limit",
+            "5",
+            "--lenient-fields",
+        ],
+    )
+    assert result.exit_code == 0, result.output  # no --servers needed with discovery
+    cfg = captured["proxy"]
+    assert cfg.security.token == "env-token-0123456789"
+    assert len(cfg.security.api_keys) == 2
+    assert cfg.security.limits.max_body == 1024 and cfg.security.limits.rate == 5.0
+    assert not cfg.security.limits.reject_unknown_fields
+    assert cfg.discovery.enabled and not cfg.discovery.mdns
+
+
+def test_bad_security_flags_fail_clearly(captured: dict[str, Any], tmp_path: Path) -> None:
+    runner = CliRunner()
+    half = runner.invoke(app, ["server", "--tls-cert", str(tmp_path / "x.crt")])
+    assert half.exit_code != 0 and "--tls-key" in half.output
+    short = runner.invoke(app, ["proxy", "--servers", "h:1", "--api-key", "short"])
+    assert short.exit_code != 0 and "16 characters" in short.output
+    assert not captured
