@@ -15,7 +15,7 @@ NEW = "qwen2.5:0.5b"  # in the simulators' default registry, on no host
 
 
 async def test_ten_concurrent_requests_trigger_exactly_one_pull(ollama_sim_factory) -> None:  # type: ignore[no-untyped-def]
-    sims = await ollama_sim_factory.many(2, pull_delay=0.02, parallel=4)
+    sims = await ollama_sim_factory.many(2, pull_delay=0.05, parallel=4)  # a pull of about 1 s
     async with proxy_over(*sims, pull_on_demand=True) as proxy:
         client = ollama.AsyncClient(host=proxy.url)
         requests = [asyncio.create_task(client.generate(model=NEW, prompt=f"q{i}")) for i in range(10)]

@@ -21,8 +21,9 @@ async def test_host_killed_mid_load_loses_no_request(ollama_sim_factory) -> None
     async with proxy_over(doomed, healthy, balancer="round_robin", default_parallel=8, affinity=False) as proxy:
         client = ollama.AsyncClient(host=proxy.url)
         requests = [asyncio.create_task(client.chat(**CHAT)) for _ in range(8)]
-        await asyncio.sleep(0.15)
-        assert doomed.in_flight > 0  # some requests are waiting on it for their first token
+        async with asyncio.timeout(10):  # wait until some requests wait on it for their first token
+            while doomed.in_flight == 0:
+                await asyncio.sleep(0.005)
         await doomed.stop()
         replies = await asyncio.gather(*requests)
     assert all(r.done and r.message.content for r in replies)

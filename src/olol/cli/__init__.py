@@ -11,13 +11,16 @@ from collections.abc import Sequence
 
 import typer
 
+from olol.cli import certs as certs_cmd
 from olol.cli import client as client_cmd
+from olol.cli import dist as dist_cmd
 from olol.cli import demo as demo_cmd
 from olol.cli import info as info_cmd
+from olol.cli import models as models_cmd
 from olol.cli import proxy as proxy_cmd
+from olol.cli import rpc as rpc_cmd
 from olol.cli import server as server_cmd
 from olol.cli import status as status_cmd
-from olol.cli import unavailable
 
 MODES = ("server", "proxy", "rpc-server", "dist", "client", "version", "status", "demo")
 
@@ -44,12 +47,14 @@ def _root(
 
 server_cmd.register(app)
 proxy_cmd.register(app)
-unavailable.register(app, "rpc-server", "a ggml RPC worker for splitting one model across hosts")
-unavailable.register(app, "dist", "distributed inference of one model over rpc-servers")
+rpc_cmd.register(app)
+dist_cmd.register(app)
 client_cmd.register(app)
 info_cmd.register(app)
 status_cmd.register(app)
+models_cmd.register(app)
 demo_cmd.register(app)
+certs_cmd.register(app)
 
 
 def rewrite_mode(args: Sequence[str]) -> list[str]:
