@@ -13,8 +13,8 @@ import typer
 
 from olol.cli import certs as certs_cmd
 from olol.cli import client as client_cmd
-from olol.cli import dist as dist_cmd
 from olol.cli import demo as demo_cmd
+from olol.cli import dist as dist_cmd
 from olol.cli import info as info_cmd
 from olol.cli import models as models_cmd
 from olol.cli import proxy as proxy_cmd
