@@ -8,6 +8,7 @@ must never answer 5xx, and every error must match the documented error shape
 from __future__ import annotations
 
 import os
+from collections import Counter
 from collections.abc import Iterator
 
 import pytest
@@ -24,6 +25,7 @@ pytestmark = pytest.mark.timeout(600)
 schema = schemathesis.openapi.from_dict(openapi_spec())
 EXAMPLES = int(os.environ.get("OLOL_FUZZ_EXAMPLES", "60"))
 _cluster: LiveCluster | None = None
+STATS: Counter[str] = Counter()
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -33,6 +35,7 @@ def cluster() -> Iterator[LiveCluster]:
     yield _cluster
     _cluster.stop()
     _cluster = None
+    print("\nschemathesis requests by status:", dict(sorted(STATS.items())))
 
 
 def test_the_spec_is_served(cluster: LiveCluster) -> None:
@@ -46,6 +49,7 @@ def test_the_spec_is_served(cluster: LiveCluster) -> None:
 def test_api_contract(case: schemathesis.Case) -> None:
     assert _cluster is not None
     response = case.call(base_url=_cluster.url, timeout=30)
+    STATS[str(response.status_code)] += 1
     if (
         case.path in ("/api/pull", "/api/push", "/api/create")
         and response.status_code == 500

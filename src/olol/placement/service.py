@@ -109,6 +109,9 @@ class PlacementService:
         params = parameter_count(requested, self._entries())
         chosen, left_out = choose_targets(rooms, replicas, self._need_bytes(requested, params), hosts)
         notes += [_note(f"{host}: left out: {why}", host=host) for host, why in left_out.items()]
+        if not chosen and hosts and not {r.host.id for r in rooms} & set(hosts):
+            # The client named hosts the cluster does not have: its mistake, not a server fault.
+            raise BadRequest(f"no such host in the cluster: {', '.join(hosts)}")
         if not chosen:
             raise OlolError(
                 "no healthy host to pull to: " + ("; ".join(f"{h}: {w}" for h, w in left_out.items()) or "none is up"),

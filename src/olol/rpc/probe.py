@@ -77,8 +77,9 @@ def _align(n: int, alignment: int) -> int:
     return (n + alignment - 1) // alignment * alignment
 
 
-def measure_speed(client: GgmlClient, device: int, matrix_bytes: int, repeats: int = 6) -> float:
-    """Weight bytes per second of y = W x on the worker, W an f32 matrix of about `matrix_bytes`."""
+def measure_speed(client: GgmlClient, device: int, matrix_bytes: int, repeats: int = 5, batch: int = 4) -> float:
+    """Weight bytes per second of y = W x on the worker, W an f32 matrix of about `matrix_bytes`: the
+    median of `repeats` batches of `batch` products (a batch's time includes one round trip)."""
     k = 4096
     n = max(1, matrix_bytes // (4 * k))
     alignment = client.alignment(device)
@@ -97,15 +98,15 @@ def measure_speed(client: GgmlClient, device: int, matrix_bytes: int, repeats: i
         )  # fmt: skip
         client.graph_compute(device, [3], [w, x, y])
         client.alignment(device)  # replies come in order: this one waits for the compute (and warms up)
-        start = time.perf_counter()
-        client.alignment(device)
-        round_trip = time.perf_counter() - start
+        # Batches of recomputes behind one reply: no subtraction of a separately measured round trip,
+        # which one descheduling on a busy host can inflate past the compute time itself.
         samples = []
         for _ in range(repeats):
             start = time.perf_counter()
-            client.graph_recompute(device)
+            for _ in range(batch):
+                client.graph_recompute(device)
             client.alignment(device)
-            samples.append(max(time.perf_counter() - start - round_trip, 1e-7))
+            samples.append((time.perf_counter() - start) / batch)
         samples.sort()
         return w_size / samples[len(samples) // 2]
     finally:

@@ -156,7 +156,8 @@ def _model_name(body: dict[str, Any]) -> str | None:
 
 
 def _create_source(body: dict[str, Any]) -> str | None:
-    if not body.get("from") and body.get("files") is None and not body.get("modelfile") and not body.get("path"):
+    # Current Ollama builds from `from` or `files` only (the old `modelfile`/`path` forms are gone).
+    if not body.get("from") and not body.get("files"):
         return "neither 'from' or 'files' was specified"
     return None
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import asyncio
 import contextlib
 import hashlib
@@ -78,7 +80,15 @@ async def _reply_feed(request: web.Request, body: JSON, feed: AsyncGenerator[JSO
         last: JSON = {}
         async for line in feed:
             last = line
-        return json_reply(last, status=500 if "error" in last else 200, headers=headers)
+        if "error" not in last:
+            return json_reply(last, headers=headers)
+        # Ollama's error body is exactly {"error": ...}; the per-host report moves to a header.
+        if "olol" in last:
+            headers = {**headers, "X-OLOL-Report": json.dumps(last["olol"], separators=(",", ":"))}
+        message = str(last["error"])
+        # A model no registry has is the client's mistake (404, like a missing model), not a server fault.
+        status = 404 if "file does not exist" in message and "failed on every host" in message else 500
+        return json_reply({"error": message}, status=status, headers=headers)
     finally:
         await feed.aclose()
 
