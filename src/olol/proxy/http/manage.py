@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import json
-
 import asyncio
 import contextlib
 import hashlib
+import json
 import os
 import tempfile
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Sequence
