@@ -15,6 +15,7 @@ generated (`olol.models.tiny`), sized so compute per token is realistic on this 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import platform
 import re
@@ -54,24 +55,13 @@ class Worker:
     ggml: str  # its ggml worker, for plain llama-server
 
 
-async def start_worker(threads: int, *extra: str) -> Worker:
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "olol.rpc",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        "0",
-        "-t",
-        str(threads),
-        "--token",
-        TOKEN,
-        "--log-level",
-        "warning",
-        *extra,
-        stdout=asyncio.subprocess.PIPE,
-    )
+async def start_worker(threads: int, *extra: str, cgroup: Path | None = None) -> Worker:
+    """`olol rpc-server` (and so its ggml worker) as a process; in `cgroup` (cgroup v1 cpu) if given."""
+    argv = [sys.executable, "-m", "olol.rpc", "--host", "127.0.0.1", "--port", "0", "-t", str(threads),
+            "--token", TOKEN, "--log-level", "warning", *extra]  # fmt: skip
+    if cgroup is not None:  # join the group before exec, so the worker is born (and measured) in it
+        argv = ["sh", "-c", f'echo $$ > {cgroup}/cgroup.procs && exec "$@"', "sh", *argv]
+    proc = await asyncio.create_subprocess_exec(*argv, stdout=asyncio.subprocess.PIPE)
     assert proc.stdout is not None
     line = (await asyncio.wait_for(proc.stdout.readline(), 300)).decode()
     m = re.match(r"READY (\S+):(\d+) worker=(\S+)", line)
@@ -81,14 +71,37 @@ async def start_worker(threads: int, *extra: str) -> Worker:
 
 
 @asynccontextmanager
-async def workers(*threads: int, extra: tuple[str, ...] = ()) -> AsyncIterator[list[Worker]]:
-    started = [await start_worker(t, *extra) for t in threads]
+async def workers(
+    *threads: int, extra: tuple[str, ...] = (), cgroups: tuple[Path | None, ...] = ()
+) -> AsyncIterator[list[Worker]]:
+    started = []
     try:
+        for i, t in enumerate(threads):
+            started.append(await start_worker(t, *extra, cgroup=cgroups[i] if i < len(cgroups) else None))
         yield started
     finally:
         for w in started:
             w.proc.terminate()
             await w.proc.wait()
+
+
+@asynccontextmanager
+async def slow_cpu_group(share: float) -> AsyncIterator[Path | None]:
+    """A cgroup (v1 cpu controller) capped at `share` of one CPU, standing in for a slower host; None
+    where it cannot be made (no cgroup v1 cpu, or not root). Removed afterwards."""
+    group = Path("/sys/fs/cgroup/cpu/olol-bench-slow")
+    try:
+        group.mkdir(exist_ok=True)
+        (group / "cpu.cfs_period_us").write_text("10000")  # short periods: throttled within one token
+        (group / "cpu.cfs_quota_us").write_text(str(int(10000 * share)))
+    except OSError:
+        yield None
+        return
+    try:
+        yield group
+    finally:
+        with contextlib.suppress(OSError):
+            group.rmdir()
 
 
 async def decode_speed(url: str, n_predict: int) -> float:
@@ -220,46 +233,54 @@ async def bench_tokens(rounds: int = 8) -> str:
     )
 
 
+SLOW_SHARE = 0.3  # of one CPU, for the slow worker of each pair
+
+
 async def bench_hetero(rounds: int = 8) -> str:
     model = ensure_tiny_model(**MODELS["8x1024 f32 (470 MiB)"])
     samples: Samples = {"default": [], "planner": []}
     paired: list[float] = []
     splits = []
-    async with workers(2, 1, 2, 1) as ws:  # two pairs of (-t 2, -t 1); speeds measured at start
-        caps = [await RemoteWorker(w.target, token=TOKEN).capabilities() for w in ws[:2]]
-        pairs = [ws[:2], ws[2:]]
-        for epoch in range(2):  # each split on each pair once (pairs differ in speed on this box)
-            mine, theirs = pairs[epoch], pairs[1 - epoch]
-            planned = Coordinator(dist_config(model, mine, "direct"))
-            default: LlamaServerProcess | None = None
-            try:
-                await planned.start()
-                assert planned.plan is not None
-                splits.append(",".join(map(str, planned.plan.tensor_split)))
-                default = await plain_server(model, theirs, None)
-                got, ratios = await interleaved({"default": default.url, "planner": planned.url}, 32, rounds)
-            finally:
-                if default is not None:
-                    await default.close()
-                await planned.close()
-            for mode in samples:
-                samples[mode] += got[mode]
-            paired += ratios["planner"]
+    async with slow_cpu_group(SLOW_SHARE) as slow:
+        # Two pairs of (fast -t 2, slow -t 1 [capped]); speeds are measured by each worker at start.
+        async with workers(2, 1, 2, 1, cgroups=(None, slow, None, slow)) as ws:
+            caps = [await RemoteWorker(w.target, token=TOKEN).capabilities() for w in ws[:2]]
+            pairs = [ws[:2], ws[2:]]
+            for epoch in range(2):  # each split on each pair once (pairs differ in speed on this box)
+                mine, theirs = pairs[epoch], pairs[1 - epoch]
+                planned = Coordinator(dist_config(model, mine, "direct"))
+                default: LlamaServerProcess | None = None
+                try:
+                    await planned.start()
+                    assert planned.plan is not None
+                    splits.append(",".join(map(str, planned.plan.tensor_split)))
+                    default = await plain_server(model, theirs, None)
+                    got, ratios = await interleaved({"default": default.url, "planner": planned.url}, 32, rounds)
+                finally:
+                    if default is not None:
+                        await default.close()
+                    await planned.close()
+                for mode in samples:
+                    samples[mode] += got[mode]
+                paired += ratios["planner"]
     speed = {m: median(v) for m, v in samples.items()}
     split = " and ".join(splits)
     print("hetero", speed, split, flush=True)
-    measured = ", ".join(f"-t {t}: {c.speed / 1e9:.2f} GB/s" for t, c in zip((2, 1), caps, strict=True))
-    why = (
-        "llama.cpp's default splits by free memory, which is equal here, and ignores speed; the planner "
-        "balances measured speed (a matrix-vector product on each worker at start). On this shared 2-core "
-        "box a 2-thread worker can measure slower than a 1-thread one (its threads wait for each other on "
-        "oversubscribed cores); the planner follows what it measured, whichever way it goes."
-    )
+    fast, slow_caps = (f"{c.speed / 1e9:.2f} GB/s" for c in caps)
+    if slow is not None:
+        setup = (
+            f"Two workers: -t 2, and -t 1 capped at {SLOW_SHARE:.0%} of a CPU by a cgroup, standing in for a "
+            "slower host (on this shared 2-core box thread counts alone make no reliable difference: a "
+            "second thread mostly waits for a core)"
+        )
+    else:
+        setup = "Two workers, -t 2 and -t 1 (no cgroup available here to slow one down)"
     ratio = median(paired)
     return (
         "### Planner split vs llama.cpp's default on heterogeneous workers\n\n"
-        f"Two workers, -t 2 and -t 1 (measured at start: {measured}), the 8x1024 model, both direct; "
-        f"medians of {2 * rounds} requests each, alternating, each split on each pair of workers once.\n\n"
+        f"{setup}; measured at start: {fast} and {slow_caps}. The 8x1024 model, both direct; medians of "
+        f"{2 * rounds} requests each, alternating, each split on each pair of workers once; the ratio is "
+        "the median of per-round ratios.\n\n"
         + table(
             ["split", "tokens/s"],
             [
@@ -268,7 +289,8 @@ async def bench_hetero(rounds: int = 8) -> str:
                 ["ratio", f"{ratio:.2f}x (target >= 1.2x)"],
             ],
         )
-        + f"\n\n{why}"
+        + "\n\nllama.cpp's default splits by free memory, which is equal here, and ignores speed; the "
+        "planner balances the speeds the workers measured (a matrix-vector product each, at start).\n"
     )
 
 

@@ -21,6 +21,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from olol.security.schema import BODY_SPECS, MESSAGE_FIELDS, MESSAGES, OPTION_KINDS, Kind
+from tests.security.fuzz_known import known_5xx
 from tests.security.live_cluster import LiveCluster
 
 pytestmark = pytest.mark.timeout(600)
@@ -80,24 +81,12 @@ def cluster() -> Iterator[LiveCluster]:
     print("\nfuzz requests by status:", dict(sorted(STATS.items())))
 
 
-# Where Ollama itself answers 500: the registry has no such model (pull, push, or create FROM a missing model).
-# The proxy passes that on as Ollama would; anything else at 5xx is a bug.
-_REGISTRY_FAILURES = ("pull model manifest: file does not exist", "file does not exist")
-
-
-def _ollama_also_500(path: str, resp: requests.Response) -> bool:
-    if path not in ("/api/pull", "/api/push", "/api/create") or resp.status_code != 500:
-        return False
-    reasons = resp.json()["error"].removeprefix("failed on every host: ").split("; ")
-    return all(any(f in r for f in _REGISTRY_FAILURES) for r in reasons)
-
-
 def _check(method: str, path: str, resp: requests.Response) -> None:
     STATS[str(resp.status_code)] += 1
-    if _ollama_also_500(path, resp):
-        STATS["500 (registry: as Ollama)"] += 1
-    else:
-        assert resp.status_code < 500, f"{method} {path} -> {resp.status_code}: {resp.text[:300]}"
+    if resp.status_code >= 500:
+        why = known_5xx(path, resp.status_code, resp.json())
+        assert why is not None, f"{method} {path} -> {resp.status_code}: {resp.text[:300]}"
+        STATS[f"{resp.status_code} known: {why}"] += 1
     if method == "HEAD":
         return
     if resp.status_code >= 400:

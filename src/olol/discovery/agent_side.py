@@ -113,11 +113,15 @@ class Announcer:
 
 
 async def start_announcer(
-    *, port: int, bind_host: str, settings: DiscoverySettings, security: SecuritySettings
+    *, port: int, bind_host: str, settings: DiscoverySettings, security: SecuritySettings, role: str = "agent"
 ) -> Announcer | None:
-    """An agent's announcer, started; None when it neither advertises nor registers."""
+    """An announcer, started; None when it neither advertises nor registers.
+
+    `role="rpc"` is for `olol rpc-server`: its adverts carry the role, and proxies
+    keep them apart from inference hosts (`ProxyDiscovery.rpc_servers`).
+    """
     if not (settings.enabled or settings.proxies):
         return None
-    announcer = Announcer(port=port, bind_host=bind_host, settings=settings, security=security)
+    announcer = Announcer(port=port, bind_host=bind_host, settings=settings, security=security, role=role)
     await announcer.start()
     return announcer

@@ -152,6 +152,8 @@ class MdnsBrowser:
             log.exception("could not add discovered host %s", name)
 
     def _ignore(self, name: str, reason: str, addresses: list[str]) -> None:
+        if len(self.ignored) >= 1024 and name not in self.ignored:  # bounded, whatever strangers advertise
+            self.ignored.pop(next(iter(self.ignored)))
         self.ignored[name] = reason
         now = time.monotonic()
         if now - self._logged.get(name, -_STRANGER_LOG_EVERY) >= _STRANGER_LOG_EVERY:
