@@ -241,28 +241,27 @@ async def bench_hetero(rounds: int = 8) -> str:
     samples: Samples = {"default": [], "planner": []}
     paired: list[float] = []
     splits = []
-    async with slow_cpu_group(SLOW_SHARE) as slow:
-        # Two pairs of (fast -t 2, slow -t 1 [capped]); speeds are measured by each worker at start.
-        async with workers(2, 1, 2, 1, cgroups=(None, slow, None, slow)) as ws:
-            caps = [await RemoteWorker(w.target, token=TOKEN).capabilities() for w in ws[:2]]
-            pairs = [ws[:2], ws[2:]]
-            for epoch in range(2):  # each split on each pair once (pairs differ in speed on this box)
-                mine, theirs = pairs[epoch], pairs[1 - epoch]
-                planned = Coordinator(dist_config(model, mine, "direct"))
-                default: LlamaServerProcess | None = None
-                try:
-                    await planned.start()
-                    assert planned.plan is not None
-                    splits.append(",".join(map(str, planned.plan.tensor_split)))
-                    default = await plain_server(model, theirs, None)
-                    got, ratios = await interleaved({"default": default.url, "planner": planned.url}, 32, rounds)
-                finally:
-                    if default is not None:
-                        await default.close()
-                    await planned.close()
-                for mode in samples:
-                    samples[mode] += got[mode]
-                paired += ratios["planner"]
+    # Two pairs of (fast -t 2, slow -t 1 [capped]); speeds are measured by each worker at start.
+    async with slow_cpu_group(SLOW_SHARE) as slow, workers(2, 1, 2, 1, cgroups=(None, slow, None, slow)) as ws:
+        caps = [await RemoteWorker(w.target, token=TOKEN).capabilities() for w in ws[:2]]
+        pairs = [ws[:2], ws[2:]]
+        for epoch in range(2):  # each split on each pair once (pairs differ in speed on this box)
+            mine, theirs = pairs[epoch], pairs[1 - epoch]
+            planned = Coordinator(dist_config(model, mine, "direct"))
+            default: LlamaServerProcess | None = None
+            try:
+                await planned.start()
+                assert planned.plan is not None
+                splits.append(",".join(map(str, planned.plan.tensor_split)))
+                default = await plain_server(model, theirs, None)
+                got, ratios = await interleaved({"default": default.url, "planner": planned.url}, 32, rounds)
+            finally:
+                if default is not None:
+                    await default.close()
+                await planned.close()
+            for mode in samples:
+                samples[mode] += got[mode]
+            paired += ratios["planner"]
     speed = {m: median(v) for m, v in samples.items()}
     split = " and ".join(splits)
     print("hetero", speed, split, flush=True)

@@ -77,9 +77,11 @@ def _align(n: int, alignment: int) -> int:
     return (n + alignment - 1) // alignment * alignment
 
 
-def measure_speed(client: GgmlClient, device: int, matrix_bytes: int, repeats: int = 5, batch: int = 4) -> float:
+def measure_speed(
+    client: GgmlClient, device: int, matrix_bytes: int, repeats: int = 3, sample_s: float = 0.05
+) -> float:
     """Weight bytes per second of y = W x on the worker, W an f32 matrix of about `matrix_bytes`: the
-    median of `repeats` batches of `batch` products (a batch's time includes one round trip)."""
+    median of `repeats` samples of at least `sample_s` seconds each."""
     k = 4096
     n = max(1, matrix_bytes // (4 * k))
     alignment = client.alignment(device)
@@ -98,15 +100,24 @@ def measure_speed(client: GgmlClient, device: int, matrix_bytes: int, repeats: i
         )  # fmt: skip
         client.graph_compute(device, [3], [w, x, y])
         client.alignment(device)  # replies come in order: this one waits for the compute (and warms up)
-        # Batches of recomputes behind one reply: no subtraction of a separately measured round trip,
-        # which one descheduling on a busy host can inflate past the compute time itself.
+        # Each sample runs products for at least `sample_s` (doubling the batch behind one reply until
+        # it does): long enough for a sustained rate (CPU quotas, turbo, shared cores show up), and with
+        # no separately measured round trip subtracted, which one descheduling could inflate.
         samples = []
+        batch = 1
         for _ in range(repeats):
+            count = 0
             start = time.perf_counter()
-            for _ in range(batch):
-                client.graph_recompute(device)
-            client.alignment(device)
-            samples.append((time.perf_counter() - start) / batch)
+            while True:
+                for _ in range(batch):
+                    client.graph_recompute(device)
+                client.alignment(device)
+                count += batch
+                elapsed = time.perf_counter() - start
+                if elapsed >= sample_s:
+                    break
+                batch = min(batch * 2, 4096)
+            samples.append(elapsed / count)
         samples.sort()
         return w_size / samples[len(samples) // 2]
     finally:
