@@ -241,8 +241,8 @@ async def bench_hetero(rounds: int = 8) -> str:
     samples: Samples = {"default": [], "planner": []}
     paired: list[float] = []
     splits = []
-    # Two pairs of (fast -t 2, slow -t 1 [capped]); speeds are measured by each worker at start.
-    async with slow_cpu_group(SLOW_SHARE) as slow, workers(2, 1, 2, 1, cgroups=(None, slow, None, slow)) as ws:
+    # Two pairs of (fast, slow = capped); speeds are measured by each worker at start.
+    async with slow_cpu_group(SLOW_SHARE) as slow, workers(1, 1, 1, 1, cgroups=(None, slow, None, slow)) as ws:
         caps = [await RemoteWorker(w.target, token=TOKEN).capabilities() for w in ws[:2]]
         pairs = [ws[:2], ws[2:]]
         for epoch in range(2):  # each split on each pair once (pairs differ in speed on this box)
@@ -268,12 +268,13 @@ async def bench_hetero(rounds: int = 8) -> str:
     fast, slow_caps = (f"{c.speed / 1e9:.2f} GB/s" for c in caps)
     if slow is not None:
         setup = (
-            f"Two workers: -t 2, and -t 1 capped at {SLOW_SHARE:.0%} of a CPU by a cgroup, standing in for a "
-            "slower host (on this shared 2-core box thread counts alone make no reliable difference: a "
-            "second thread mostly waits for a core)"
+            f"Two workers of one thread each, the second capped at {SLOW_SHARE:.0%} of a CPU by a cgroup, "
+            "standing in for a slower host: on this shared 2-core box different thread counts make no "
+            "reliable difference (measured: a 2-thread worker ran at 0.1x to 0.9x the speed of a 1-thread "
+            "one, its threads waiting for each other on oversubscribed cores)"
         )
     else:
-        setup = "Two workers, -t 2 and -t 1 (no cgroup available here to slow one down)"
+        setup = "Two workers of one thread each (no cgroup available here to slow one down)"
     ratio = median(paired)
     return (
         "### Planner split vs llama.cpp's default on heterogeneous workers\n\n"

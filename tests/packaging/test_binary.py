@@ -18,16 +18,18 @@ import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from xml.etree import ElementTree
 
 import psutil
 import pytest
 
 from olol.llamacpp.bins import LlamaBinaries
-from tests.packaging._support import DIST_BINARY, NOT_BUILT, project_version, read_buildinfo, run
+from tests.packaging._support import DIST_BINARY, NOT_BUILT, ROOT, project_version, read_buildinfo, run
 
 pytestmark = pytest.mark.packaging
 
 CLI_MODES = ("server", "proxy", "rpc-server", "dist", "client", "version")
+REPORT = ROOT / "build/packaging/nuitka/report.xml"  # written by packaging/build-binary
 
 
 @pytest.fixture(scope="module")
@@ -75,6 +77,43 @@ def test_payload_unpacks_once_per_build(binary: Path, bare_env: dict[str, str], 
     olol(binary, env, "version")
     assert {p: p.stat().st_mtime_ns for p in files} == before, "a warm start rewrote the payload"
     assert sorted(p.name for p in (tmp_path / "olol").iterdir()) == [unpacked.name]
+
+
+def test_build_carries_what_the_modes_need_and_no_build_tools() -> None:
+    """From Nuitka's report of the build that made dist/olol: every mode and its dependencies are in,
+    and the tools that libraries only reference lazily (mypy, protoc, numpy's build tools) are out."""
+    report = REPORT if REPORT.is_file() else None
+    if report is None:
+        pytest.fail(f"no {REPORT}: {NOT_BUILT}")
+    root = ElementTree.parse(report).getroot()
+    options = [o.get("value", "") for o in root.iter("option")]
+    assert any(o.endswith(f"/olol/{read_buildinfo()['VERSION']}-{read_buildinfo()['BUILD_ID']}") for o in options), (
+        "the report is from another build than dist/olol"
+    )
+    modules = {m.get("name", "") for m in root.iter("module")}
+    needed = {
+        "olol.cli",
+        "olol.agent.server",
+        "olol.proxy.server",
+        "olol.client.agent_backend",
+        "olol._proto.olol_pb2",
+        "olol._proto.olol_pb2_grpc",
+        "olol._fast.quant_c",
+        "olol._fast.framing_c",
+        "olol._fast.binpack_c",
+        "grpc",
+        "grpc.aio",
+        "google.protobuf",
+        "aiohttp",
+        "aiohttp.web",
+        "numpy",
+        "gguf",
+        "psutil",
+    }
+    assert needed <= modules, f"missing from the binary: {sorted(needed - modules)}"
+    unwanted = ("mypy", "pydantic.mypy", "grpc_tools", "numpy.distutils", "numpy.f2py", "olol._proto_build")
+    bloat = sorted(m for m in modules if any(m == u or m.startswith(u + ".") for u in unwanted))
+    assert not bloat, f"build tools in the binary: {bloat[:10]}"
 
 
 # --- a real cluster from the binary ----------------------------------------------------------
