@@ -20,7 +20,7 @@ import os
 import platform
 import re
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -233,38 +233,41 @@ async def bench_tokens(rounds: int = 8) -> str:
     )
 
 
-SLOW_SHARE = 0.3  # of one CPU, for the slow worker of each pair
+SLOW_SHARE = 0.15  # of one CPU, for the slow worker
 
 
-async def bench_hetero(rounds: int = 8) -> str:
+async def bench_hetero(blocks: int = 4, reqs: int = 4) -> str:
     model = ensure_tiny_model(**MODELS["8x1024 f32 (470 MiB)"])
     samples: Samples = {"default": [], "planner": []}
     paired: list[float] = []
-    splits = []
-    # Two pairs of (fast, slow = capped); speeds are measured by each worker at start.
-    async with slow_cpu_group(SLOW_SHARE) as slow, workers(1, 1, 1, 1, cgroups=(None, slow, None, slow)) as ws:
-        caps = [await RemoteWorker(w.target, token=TOKEN).capabilities() for w in ws[:2]]
-        pairs = [ws[:2], ws[2:]]
-        for epoch in range(2):  # each split on each pair once (pairs differ in speed on this box)
-            mine, theirs = pairs[epoch], pairs[1 - epoch]
-            planned = Coordinator(dist_config(model, mine, "direct"))
-            default: LlamaServerProcess | None = None
-            try:
-                await planned.start()
-                assert planned.plan is not None
-                splits.append(",".join(map(str, planned.plan.tensor_split)))
-                default = await plain_server(model, theirs, None)
-                got, ratios = await interleaved({"default": default.url, "planner": planned.url}, 32, rounds)
-            finally:
-                if default is not None:
-                    await default.close()
-                await planned.close()
-            for mode in samples:
-                samples[mode] += got[mode]
-            paired += ratios["planner"]
+    split = ""
+    # One pair (fast, slow = capped), each split loaded in turn: two llama-servers on one pair cannot both
+    # hold the workers, and separate pairs differ in speed on this box. Speeds are measured at start.
+    async with slow_cpu_group(SLOW_SHARE) as slow, workers(1, 1, cgroups=(None, slow)) as ws:
+        caps = [await RemoteWorker(w.target, token=TOKEN).capabilities() for w in ws]
+        for block in range(blocks):
+            got: dict[str, float] = {}
+            for mode in ("default", "planner") if block % 2 == 0 else ("planner", "default"):
+                stop: Callable[[], Awaitable[None]]
+                if mode == "planner":
+                    coordinator = Coordinator(dist_config(model, ws, "direct"))
+                    await coordinator.start()
+                    assert coordinator.plan is not None
+                    split = ",".join(map(str, coordinator.plan.tensor_split))
+                    url, stop = coordinator.url, coordinator.close
+                else:
+                    server = await plain_server(model, ws, None)
+                    url, stop = server.url, server.close
+                try:
+                    await decode_speed(url, 4)
+                    speeds = [await decode_speed(url, 32) for _ in range(reqs)]
+                finally:
+                    await stop()
+                samples[mode] += speeds
+                got[mode] = median(speeds)
+            paired.append(got["planner"] / got["default"])
+            print("hetero block", block, got, split, flush=True)
     speed = {m: median(v) for m, v in samples.items()}
-    split = " and ".join(splits)
-    print("hetero", speed, split, flush=True)
     fast, slow_caps = (f"{c.speed / 1e9:.2f} GB/s" for c in caps)
     if slow is not None:
         setup = (
@@ -278,9 +281,9 @@ async def bench_hetero(rounds: int = 8) -> str:
     ratio = median(paired)
     return (
         "### Planner split vs llama.cpp's default on heterogeneous workers\n\n"
-        f"{setup}; measured at start: {fast} and {slow_caps}. The 8x1024 model, both direct; medians of "
-        f"{2 * rounds} requests each, alternating, each split on each pair of workers once; the ratio is "
-        "the median of per-round ratios.\n\n"
+        f"{setup}; measured at start: {fast} and {slow_caps}. The 8x1024 model, both direct, one at a time "
+        f"on the same workers: {blocks} blocks of {reqs} requests per split, the order alternating; the "
+        "ratio is the median of per-block ratios.\n\n"
         + table(
             ["split", "tokens/s"],
             [

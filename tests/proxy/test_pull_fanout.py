@@ -55,7 +55,9 @@ async def test_every_host_failing_ends_in_an_error(ollama_sim_factory) -> None: 
             async for _ in await ollama.AsyncClient(host=proxy.url).pull(NEW, stream=True):
                 pass
         async with http.post(proxy.url + "/api/pull", json={"model": NEW, "stream": False}) as resp:
-            assert resp.status == 500 and "failed on every host" in (await resp.json())["error"]
+            # No registry has the model: the client's mistake, so 404 (a server-side failure stays 500).
+            assert resp.status == 404 and "failed on every host" in (await resp.json())["error"]
+            assert "X-OLOL-Report" in resp.headers
 
 
 async def test_replicas_header_overrides_the_default(ollama_sim_factory) -> None:  # type: ignore[no-untyped-def]
