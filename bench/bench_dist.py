@@ -313,7 +313,7 @@ def publish(part: str, command: str, text: str) -> None:
 
 
 async def main(parts: list[str]) -> None:
-    benches = {"tokens": bench_tokens, "hetero": bench_hetero}
+    benches: dict[str, Callable[[], Awaitable[str]]] = {"tokens": bench_tokens, "hetero": bench_hetero}
     for part in parts:
         if part not in benches:
             raise SystemExit(f"unknown part {part!r}: {', '.join(benches)}")
