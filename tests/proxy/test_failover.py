@@ -17,7 +17,9 @@ CHAT: dict[str, Any] = {"model": "llama3.2", "messages": [{"role": "user", "cont
 
 
 async def test_host_killed_mid_load_loses_no_request(ollama_sim_factory) -> None:  # type: ignore[no-untyped-def]
-    doomed, healthy = await ollama_sim_factory.many(2, latency=0.4, parallel=8)  # slow to the first token
+    # `doomed` is far too slow to answer before it dies, whatever the machine's load.
+    doomed = await ollama_sim_factory(latency=30, parallel=8)
+    healthy = await ollama_sim_factory(latency=0.05, parallel=8)
     async with proxy_over(doomed, healthy, balancer="round_robin", default_parallel=8, affinity=False) as proxy:
         client = ollama.AsyncClient(host=proxy.url)
         requests = [asyncio.create_task(client.chat(**CHAT)) for _ in range(8)]
