@@ -1,5 +1,5 @@
 # The two commands of the README's quick start, and the developer loop.
-.PHONY: demo test test-fast lint bench
+.PHONY: demo test test-fast lint bench package-test
 
 demo:            ## a real local cluster: llama.cpp hosts + agents + proxy, then a chat through it
 	scripts/demo.sh
@@ -12,3 +12,6 @@ test-fast:       ## the quick loop: no llama.cpp
 
 bench:           ## every benchmark; figures land in BENCHMARKS.md
 	scripts/bench.sh
+
+package-test:    ## build the one-file binary (~30 min on 2 cores, ccache speeds rebuilds) and run the packaging tests
+	packaging/package-test
