@@ -114,6 +114,13 @@ def test_build_carries_what_the_modes_need_and_no_build_tools() -> None:
     unwanted = ("mypy", "pydantic.mypy", "grpc_tools", "numpy.distutils", "numpy.f2py", "olol._proto_build")
     bloat = sorted(m for m in modules if any(m == u or m.startswith(u + ".") for u in unwanted))
     assert not bloat, f"build tools in the binary: {bloat[:10]}"
+    # Every olol module comes from the build's snapshot of the tree, none from a checkout or an install.
+    outside = sorted(
+        m.get("name", "")
+        for m in root.iter("module")
+        if m.get("name", "").startswith("olol") and "/build/packaging/stage/src/" not in m.get("source_path", "")
+    )
+    assert not outside, f"olol modules compiled from outside the staged snapshot: {outside}"
 
 
 # --- a real cluster from the binary ----------------------------------------------------------

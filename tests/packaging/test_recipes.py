@@ -265,6 +265,8 @@ def test_build_binary_options() -> None:
         "--include-module=olol._fast.$name",
     ):
         assert option in text
+    for tool in ("mypy", "pydantic.mypy", "grpc_tools", "olol._proto_build", "numpy.distutils", "numpy.f2py"):
+        assert f"--nofollow-import-to={tool} " in text  # build/type-checking tools stay out of the binary
     assert '--onefile-tempdir-spec="{CACHE_DIR}/olol/$VERSION-$BUILD_ID"' in text
     assert re.search(r'nice -n "\$\{OLOL_NICE:-19\}" "\$VENV/bin/python" -m nuitka', text)
 
