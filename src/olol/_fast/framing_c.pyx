@@ -3,12 +3,17 @@
 
 What compiling buys: headers are read straight from the chunk's buffer instead
 of through slices and int.from_bytes, the spans of a chunk's frames live in a C
-array, and a frame cut by a chunk boundary is completed with one memcpy.
+array, and a frame cut by a chunk boundary is completed with one memcpy. A
+frame's `raw` view is made on first use only: the tunnel reads `cmd` and
+forwards whole chunks, so on its hot path no per-frame view is ever built.
 """
+
+cimport cython
 
 from collections import deque
 
-from cpython.bytearray cimport PyByteArray_AS_STRING
+from cpython.buffer cimport PyBUF_SIMPLE, PyBuffer_Release, PyObject_GetBuffer
+from cpython.bytearray cimport PyByteArray_AS_STRING, PyByteArray_FromStringAndSize
 from cpython.mem cimport PyMem_Free, PyMem_Realloc
 from libc.string cimport memcpy
 
@@ -74,33 +79,51 @@ cdef inline u64 _le64(const unsigned char* p) noexcept nogil:
             | (<u64>p[4] << 32) | (<u64>p[5] << 40) | (<u64>p[6] << 48) | (<u64>p[7] << 56))
 
 
+@cython.freelist(64)
 cdef class Frame:
     """One complete message: `cmd` (UNTRACKED for a reply of an unknown request),
     `raw` (header and payload as on the wire) and `payload`, both read-only views."""
 
     cdef readonly int cmd
-    cdef readonly object raw
-    cdef readonly object payload
+    cdef object _base  # read-only byte view the frame lies in
+    cdef Py_ssize_t _start
+    cdef Py_ssize_t _end
+    cdef Py_ssize_t _hsize
+    cdef object _raw  # base[start:end], made on first use
 
     def __init__(self, int cmd, raw, int header_size):
         self.cmd = cmd
-        self.raw = raw
-        self.payload = raw[header_size:]
+        self._base = self._raw = raw
+        self._start = 0
+        self._end = len(raw)
+        self._hsize = header_size
+
+    @property
+    def raw(self):
+        if self._raw is None:
+            self._raw = self._base[self._start:self._end]
+        return self._raw
+
+    @property
+    def payload(self):
+        return self._base[self._start + self._hsize:self._end]
 
     @property
     def size(self):
         """Payload length in bytes."""
-        return len(self.payload)
+        return self._end - self._start - self._hsize
 
     def __repr__(self):
-        return f"Frame({command_name(self.cmd)}, size={len(self.payload)})"
+        return f"Frame({command_name(self.cmd)}, size={self.size})"
 
 
 cdef inline Frame _make_frame(int cmd, object base, Py_ssize_t start, Py_ssize_t end, Py_ssize_t hsize):
     cdef Frame frame = Frame.__new__(Frame)
     frame.cmd = cmd
-    frame.raw = base[start:end]
-    frame.payload = base[start + hsize:end]
+    frame._base = base
+    frame._start = start
+    frame._end = end
+    frame._hsize = hsize
     return frame
 
 
@@ -189,29 +212,31 @@ cdef class FrameParser:
         """Consume the next chunk of the stream; return the frames it completes, in order."""
         if self._error is not None:
             raise FramingError(f"parser failed earlier: {self._error}")
-        view = memoryview(data)
-        if view.ndim != 1 or view.itemsize != 1:
-            view = view.cast("B")
-        if len(view) == 0:
-            return []
-        cdef const unsigned char[::1] buf = view
+        cdef Py_buffer pb
+        # Any C-contiguous buffer, read as bytes whatever its item format (as memoryview.cast("B")).
+        PyObject_GetBuffer(data, &pb, PyBUF_SIMPLE)
         cdef list frames = []
         cdef Py_ssize_t n_spans = 0
+        cdef bint readonly = pb.readonly
         try:
-            n_spans = self._consume(buf, frames)
-        except FramingError as exc:
-            self._error = str(exc)
-            # Frames found before the bad header are still good: hand them over with the error.
-            self._emit(data, view, self._last_spans, frames)
-            raise FramingError(str(exc), frames) from None
-        self._emit(data, view, n_spans, frames)
-        self._offset += buf.shape[0]
+            if pb.len == 0:
+                return frames
+            try:
+                n_spans = self._consume(<const unsigned char*>pb.buf, pb.len, frames)
+            except FramingError as exc:
+                self._error = str(exc)
+                # Frames found before the bad header are still good: hand them over with the error.
+                self._emit(data, readonly, self._last_spans, frames)
+                raise FramingError(str(exc), frames) from None
+            self._emit(data, readonly, n_spans, frames)
+            self._offset += pb.len
+        finally:
+            PyBuffer_Release(&pb)
         return frames
 
     # -- internals ----------------------------------------------------------
 
-    cdef Py_ssize_t _consume(self, const unsigned char[::1] buf, list frames) except -1:
-        cdef Py_ssize_t n = buf.shape[0]
+    cdef Py_ssize_t _consume(self, const unsigned char* buf, Py_ssize_t n, list frames) except -1:
         cdef Py_ssize_t hsize = self._hsize
         cdef Py_ssize_t pos = 0
         cdef Py_ssize_t n_spans = 0
@@ -219,7 +244,7 @@ cdef class FrameParser:
         cdef u64 size
         self._last_spans = 0
         if self._head_len or self._body is not None:
-            pos = self._resume(buf, frames)
+            pos = self._resume(buf, n, frames)
         while pos < n:
             if n - pos < hsize:
                 memcpy(&self._head[0], &buf[pos], n - pos)
@@ -255,8 +280,7 @@ cdef class FrameParser:
         self._span_cap = cap
         return 0
 
-    cdef Py_ssize_t _resume(self, const unsigned char[::1] buf, list frames) except -1:
-        cdef Py_ssize_t n = buf.shape[0]
+    cdef Py_ssize_t _resume(self, const unsigned char* buf, Py_ssize_t n, list frames) except -1:
         cdef Py_ssize_t hsize = self._hsize
         cdef Py_ssize_t pos = 0
         cdef Py_ssize_t take
@@ -292,7 +316,8 @@ cdef class FrameParser:
         return pos
 
     cdef int _start_body(self, int cmd, Py_ssize_t total, const unsigned char* first, Py_ssize_t n) except -1:
-        self._body = bytearray(total)
+        # Uninitialised: every byte is written by the copies that complete the frame.
+        self._body = PyByteArray_FromStringAndSize(NULL, total)
         memcpy(PyByteArray_AS_STRING(self._body), first, n)
         self._filled = n
         self._body_cmd = cmd
@@ -342,20 +367,26 @@ cdef class FrameParser:
         self._counts[slot] += 1
         self._bytes[slot] += wire_bytes
 
-    cdef int _emit(self, object data, object view, Py_ssize_t n_spans, list frames) except -1:
+    cdef int _emit(self, object data, bint readonly, Py_ssize_t n_spans, list frames) except -1:
         if not n_spans:
             return 0
         cdef Py_ssize_t hsize = self._hsize
         cdef Py_ssize_t shift = 0
         cdef Py_ssize_t i
         cdef Span* span
-        base = view
-        if not (isinstance(data, bytes) or view.readonly):
+        if not (readonly or isinstance(data, bytes)):
             # One copy covering every frame of the chunk; the caller may reuse its buffer.
             shift = self._spans[0].start
+            view = memoryview(data)
+            if view.ndim != 1 or view.itemsize != 1:
+                view = view.cast("B")
             base = memoryview(bytes(view[shift:self._spans[n_spans - 1].end]))
-        elif not view.readonly:
-            base = view.toreadonly()
+        else:
+            base = memoryview(data)
+            if base.ndim != 1 or base.itemsize != 1:
+                base = base.cast("B")
+            if not base.readonly:
+                base = base.toreadonly()
         for i in range(n_spans):
             span = &self._spans[i]
             frames.append(_make_frame(span.cmd, base, span.start - shift, span.end - shift, hsize))
