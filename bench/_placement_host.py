@@ -29,6 +29,7 @@ async def _serve(args: argparse.Namespace) -> None:
         ollama_models=args.models,
         transfer_dir=args.staging,
         transfer_rate=args.transfer_rate,
+        registry=args.registry,  # the agent downloads a seed itself, from the registry its Ollama uses
         grace=0.5,
     )
     agent = await AioAgent.start(config, OllamaBackend(sim.url))

@@ -58,6 +58,9 @@ async def nodes(tmp_path: Path) -> AsyncIterator[NodeFactory]:
                 OllamaBackend(sim.url),
                 ollama_models=str(models),
                 transfer_dir=str(tmp_path / f"host{i}" / "staging"),
+                # Agents download from the same registry as their Ollama; without one, from a port nothing
+                # listens on (refused at once, as the sim's offline pull fails at once).
+                registry=registry.url if registry else "http://127.0.0.1:9",
                 **agent_config,
             )
             node = Node(sim, agent, models)

@@ -162,7 +162,7 @@ class DiskOllamaSim(OllamaSim):
         )
         write_manifest(self.models_dir, name, layers)
         with contextlib.suppress(KeyError):
-            self.models[name.lower()].size = sum(int(la["size"]) for la in layers if la["mediaType"] == MODEL)
+            self.models[name.lower()].size = sum(int(str(la["size"])) for la in layers if la["mediaType"] == MODEL)
 
 
 def _write(out: Any, sha: Any, data: bytes) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -86,3 +87,46 @@ async def test_gguf_copied_between_llamacpp_hosts_serves_the_same_tokens(
         for agent in (src, dst, to_ollama):
             await agent.client.close()
             await agent.stop()
+
+
+async def test_a_gguf_copied_to_a_running_llamacpp_host_is_served_without_a_restart(
+    llama_server: BackgroundLlamaServer, llama_bins: LlamaBinaries, tiny_model: Path, tmp_path: Path
+) -> None:
+    # The destination supervises its own llama-server, started on another model of its directory.
+    models = tmp_path / "gguf"
+    models.mkdir()
+    first = models / "first.gguf"
+    shutil.copyfile(tiny_model, first)
+    src = await start_agent(
+        "asyncio", LlamaCppBackend(url=llama_server.url, model_path=tiny_model), models_dir=str(tiny_model.parent)
+    )
+    backend = LlamaCppBackend(model_path=first, ctx_size=256, threads=1, parallel=1, server_bin=llama_bins.llama_server)
+    dst = await start_agent("threaded", backend, models_dir=str(models))
+    name = tiny_model.stem
+    try:
+        before = {m["name"] for m in await dst.client.list_models()}
+        assert before == {"first:latest"}
+        async with proxy_over(src.target, dst.target) as proxy, aiohttp.ClientSession() as http:
+            async with http.post(proxy.url + "/api/pull", json={"model": name, "hosts": [dst.target]}) as r:
+                final = (await ndjson(r))[-1]
+            assert final["status"] == "success", final
+            assert final["olol"]["via"] == {dst.target: f"copy from {src.target}"}
+        # Same agent, same process: the new file is listed and served by name.
+        assert {m["name"] for m in await dst.client.list_models()} == {"first:latest", f"{name}:latest"}
+        request = {
+            "model": name,
+            "messages": [{"role": "user", "content": "Once upon"}],
+            "options": {**GREEDY, "num_predict": 8},
+        }
+        lines = [line async for line in dst.client.chat(request)]
+        assert lines[-1]["done"] and lines[-1]["model"] == f"{name}:latest"
+        assert "".join(line["message"]["content"] for line in lines)
+        assert backend.process is not None and backend.process.config.model_path == models / tiny_model.name
+        # And back: the first model is still served, on request.
+        lines = [line async for line in dst.client.chat({**request, "model": "first"})]
+        assert lines[-1]["done"] and lines[-1]["model"] == "first:latest"
+    finally:
+        for agent in (src, dst):
+            await agent.client.close()
+            await agent.stop()
+        await backend.close()

@@ -33,3 +33,4 @@ class AgentConfig:
     models_dir: str | None = None  # a llama.cpp host's GGUF dir; None: the directory of `model`
     transfer_dir: str | None = None  # partial copies, kept for resuming; None: ~/.cache/olol/transfer
     transfer_rate: float | None = None  # bytes/s this agent sends at most (all copies together); None: no limit
+    registry: str | None = None  # base URL for models this agent downloads itself; None: https://registry.ollama.ai

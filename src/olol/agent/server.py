@@ -57,6 +57,7 @@ def build_backend(config: AgentConfig) -> Backend:
             parallel=config.parallel,
             server_bin=config.llama_server_bin,
             extra_args=config.llama_args,
+            models_dir=config.models_dir,  # GGUFs copied there later are served too
         )
         return backend
     raise ValueError(f"unknown backend {config.backend!r} (choose ollama or llamacpp)")

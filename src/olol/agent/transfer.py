@@ -20,15 +20,17 @@ import psutil
 from olol.agent.bridge import LoopThread
 from olol.agent.config import AgentConfig
 from olol.backends.base import Backend
-from olol.errors import BadRequest, Unsupported
+from olol.errors import BadRequest, ModelNotFound, Unsupported
 from olol.transfer._pb import pb, rpc
 from olol.transfer.blobs import RateLimiter, read_chunks
 from olol.transfer.client import TransferClient
 from olol.transfer.fetch import BlobLocks, fetch_model
+from olol.transfer.growing import Arrivals, follow_chunks
 from olol.transfer.install import GgufSink, ModelSink, OllamaSink
 from olol.transfer.manifest import digest_hex
 from olol.transfer.paths import default_ollama_models, default_transfer_dir
-from olol.transfer.stores import GgufDir, ModelStore, OllamaModelsDir
+from olol.transfer.registry import DEFAULT_REGISTRY, RegistrySource
+from olol.transfer.stores import BlobNotFound, GgufDir, ModelStore, OllamaModelsDir
 
 __all__ = ["TRANSFER_METHODS", "TransferService", "add_transfer_service", "build_transfer_service", "service_for"]
 
@@ -41,6 +43,7 @@ TRANSFER_METHODS: dict[str, tuple[str, str]] = {
     "ReadBlob": ("read_blob", "stream"),
     "Fetch": ("fetch", "stream"),
     "GetCapacity": ("get_capacity", "unary"),
+    "Download": ("download", "stream"),
 }
 # The service of each running agent by its backend: for `olol status`-like introspection and tests.
 _SERVICES: weakref.WeakKeyDictionary[Backend, TransferService] = weakref.WeakKeyDictionary()
@@ -57,14 +60,17 @@ class TransferService:
         rate_limit: float | None = None,
         peer_metadata: Sequence[tuple[str, str]] | None = None,
         peer_credentials: Any = None,
+        registry: str | None = None,
     ) -> None:
         self.backend = backend
+        self.registry = registry or DEFAULT_REGISTRY
         self.store = store
         self.staging = staging
         self.rate = RateLimiter(rate_limit) if rate_limit else None
         self.peer_metadata = peer_metadata
         self.peer_credentials = peer_credentials
         self.locks = BlobLocks()
+        self.arrivals = Arrivals()  # what this agent is receiving: peers may copy it from here already
         self.stats: dict[str, int] = {"bytes_sent": 0, "bytes_received": 0, "fetches": 0, "reads": 0}
         self.active = 0
         self._vram: tuple[float, int] = (0.0, 0)
@@ -95,16 +101,30 @@ class TransferService:
     async def get_manifest(self, request: pb.ManifestRequest) -> pb.ModelManifest:
         if not request.model:
             raise BadRequest("model is required")
-        manifest = await asyncio.to_thread(self._store().manifest, request.model)
+        try:
+            manifest = await asyncio.to_thread(self._store().manifest, request.model)
+        except (ModelNotFound, Unsupported):
+            arriving = self.arrivals.manifest(request.model)
+            if arriving is None:
+                raise
+            manifest = arriving  # still arriving here: ReadBlob serves its blobs as they come
         return manifest.to_pb()
 
     async def read_blob(self, request: pb.ReadBlobRequest) -> AsyncIterator[pb.BlobData]:
         digest_hex(request.digest)
-        path = await asyncio.to_thread(self._store().blob_path, request.digest)
+        growing = self.arrivals.blob(request.digest)
+        chunks: AsyncIterator[pb.BlobData]
+        try:
+            path = await asyncio.to_thread(self._store().blob_path, request.digest)
+            chunks = read_chunks(path, request.offset, request.chunk_size, self.rate)
+        except (BlobNotFound, Unsupported):
+            if growing is None:
+                raise
+            chunks = follow_chunks(growing, request.offset, request.chunk_size, self.rate)
         self.active += 1
         self.stats["reads"] += 1
         try:
-            async for chunk in read_chunks(path, request.offset, request.chunk_size, self.rate):
+            async for chunk in chunks:
                 self.stats["bytes_sent"] += len(chunk.data)
                 yield chunk
         finally:
@@ -124,16 +144,40 @@ class TransferService:
                 request.source, metadata=self.peer_metadata, credentials=self.peer_credentials
             ) as source:
                 async for line in fetch_model(
-                    source, request.model, sink, name=request.name, locks=self.locks, stats=self.stats
+                    source,
+                    request.model,
+                    sink,
+                    name=request.name,
+                    locks=self.locks,
+                    stats=self.stats,
+                    arrivals=self.arrivals,
                 ):
-                    yield pb.FetchProgress(
-                        status=str(line.get("status", "")),
-                        digest=str(line.get("digest", "")),
-                        total=int(line.get("total") or 0),
-                        completed=int(line.get("completed") or 0),
-                        resumed_from=int(line.get("resumed_from") or 0),
-                    )
+                    yield _progress(line)
             log.info("fetched %s from %s in %.1fs", request.model, request.source, time.monotonic() - started)
+        finally:
+            self.active -= 1
+
+    async def download(self, request: pb.DownloadRequest) -> AsyncIterator[pb.FetchProgress]:
+        """The model from its registry, downloaded by this agent in order so peers can copy it as it arrives."""
+        if not request.model:
+            raise BadRequest("model is required")
+        sink = self.sink()
+        self.active += 1
+        started = time.monotonic()
+        log.info("downloading %s from %s", request.model, self.registry)
+        try:
+            async with RegistrySource(self.registry) as registry:
+                async for line in fetch_model(
+                    registry,
+                    request.model,
+                    sink,
+                    name=request.name or request.model,
+                    locks=self.locks,
+                    verb="pulling",
+                    arrivals=self.arrivals,
+                ):
+                    yield _progress(line)
+            log.info("downloaded %s in %.1fs", request.model, time.monotonic() - started)
         finally:
             self.active -= 1
 
@@ -163,6 +207,16 @@ class TransferService:
         )
 
 
+def _progress(line: dict[str, Any]) -> pb.FetchProgress:
+    return pb.FetchProgress(
+        status=str(line.get("status", "")),
+        digest=str(line.get("digest", "")),
+        total=int(line.get("total") or 0),
+        completed=int(line.get("completed") or 0),
+        resumed_from=int(line.get("resumed_from") or 0),
+    )
+
+
 def _disk_free(path: Path) -> int:
     import shutil
 
@@ -189,7 +243,13 @@ def build_transfer_service(config: AgentConfig, backend: Backend) -> TransferSer
     metadata = (*protocol_metadata(), *token_metadata(config.security.token))
     credentials = config.security.tls.channel_credentials() if config.security.tls.enabled else None
     service = TransferService(
-        backend, store, staging, rate_limit=config.transfer_rate, peer_metadata=metadata, peer_credentials=credentials
+        backend,
+        store,
+        staging,
+        rate_limit=config.transfer_rate,
+        peer_metadata=metadata,
+        peer_credentials=credentials,
+        registry=config.registry,
     )
     _SERVICES[backend] = service
     return service

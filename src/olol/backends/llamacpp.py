@@ -31,7 +31,7 @@ import asyncio
 import contextlib
 import dataclasses
 import time
-from collections.abc import AsyncGenerator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from os import PathLike
 from pathlib import Path
 from typing import Any
@@ -39,6 +39,7 @@ from typing import Any
 import numpy as np
 
 from olol.backends.base import JSON, Backend, BackendInfo
+from olol.backends.llama_models import ModelDir, ModelSwitch
 from olol.backends.llama_process import LlamaServerConfig, LlamaServerProcess
 from olol.errors import BadRequest, ModelNotFound, OlolError
 from olol.llamacpp import convert
@@ -68,6 +69,8 @@ class LlamaCppBackend(Backend):
         ready_timeout: float = 120.0,
         server: LlamaServerConfig | None = None,
         connect_timeout: float = 10.0,
+        digest: str | None = None,
+        models_dir: str | PathLike[str] | None = None,
     ) -> None:
         """Attach to `url`, or launch llama-server for `model_path`.
 
@@ -78,6 +81,11 @@ class LlamaCppBackend(Backend):
         `extra_args` and `server_bin` (None: `olol.llamacpp.find_llama_server()`);
         pass `server` instead for every knob of `LlamaServerConfig`.
         `model_name` defaults to the alias, then the file stem, then `/v1/models`.
+        `digest` is reported as the model's digest instead of hashing the file (which takes minutes for a
+        large model; an Ollama blob's name is its digest).
+        A launched llama-server also serves the other GGUFs of `models_dir`
+        (default: the model's directory), restarted on one when a request names
+        it (`olol.backends.llama_models`).
         """
         if url is None and model_path is None and server is None:
             raise ValueError("LlamaCppBackend needs url=, model_path= or server=")
@@ -105,7 +113,12 @@ class LlamaCppBackend(Backend):
         self._start_lock = asyncio.Lock()
         self._props: JSON | None = None
         self._file: ModelFile | None = None
-        self._digest: str | None = None
+        self._digest: str | None = digest
+        self._dir: ModelDir | None = None
+        if self._config is not None:  # only a server we launch can be restarted on another model
+            first = {self._name: self._config.model_path} if self._name else {}
+            self._dir = ModelDir(Path(models_dir) if models_dir else self._config.model_path.parent, first)
+        self._switch = ModelSwitch(self._model_name, self._restart_on)
 
     # ------------------------------------------------------------------ lifecycle
     async def start(self) -> None:
@@ -119,6 +132,18 @@ class LlamaCppBackend(Backend):
                 except BaseException:
                     self._process = None
                     raise
+
+    async def _restart_on(self, path: Path) -> None:
+        """Serve the model in `path` instead: the supervised llama-server is stopped and started on it."""
+        assert self._config is not None
+        async with self._start_lock:
+            if self._process is not None:
+                await self._process.close()
+                self._process = None
+            self._config = dataclasses.replace(self._config, model_path=path, alias=None)
+            self._path, self._name = path, convert.normalize_model_name(path.stem)
+            self._props, self._file, self._digest = None, None, None
+        await self._ready()
 
     async def close(self) -> None:
         await self._client.close()
@@ -177,6 +202,19 @@ class LlamaCppBackend(Backend):
             raise ModelNotFound(requested)
         return name
 
+    @contextlib.asynccontextmanager
+    async def _serving(self, request: JSON) -> AsyncIterator[str]:
+        """The requested model, loaded (switched to if it is another GGUF of the directory) for this request."""
+        if self._dir is None:
+            yield await self._check_model(request)
+            return
+        requested = request.get("model")
+        if not requested or not isinstance(requested, str):
+            raise BadRequest("model is required")
+        name = convert.normalize_model_name(requested)
+        async with self._switch.use(name, await asyncio.to_thread(self._dir.find, name)):
+            yield name
+
     async def _model_file(self, *, verbose: bool = False) -> ModelFile | None:
         if self._path is None:
             props_path = (await self._get_props()).get("model_path")
@@ -202,8 +240,12 @@ class LlamaCppBackend(Backend):
         return {"model": name, "created_at": convert.rfc3339(), **body, "done": True, "done_reason": reason}
 
     async def generate(self, request: JSON) -> AsyncGenerator[JSON, None]:
+        async with self._serving(request) as name, contextlib.aclosing(self._generate(request, name)) as stream:
+            async for line in stream:
+                yield line
+
+    async def _generate(self, request: JSON, name: str) -> AsyncGenerator[JSON, None]:
         t0 = time.perf_counter_ns()
-        name = await self._check_model(request)
         for field, why in (
             ("suffix", "fill-in-the-middle"),
             ("template", "Go template overrides"),
@@ -251,8 +293,12 @@ class LlamaCppBackend(Backend):
         }
 
     async def chat(self, request: JSON) -> AsyncGenerator[JSON, None]:
+        async with self._serving(request) as name, contextlib.aclosing(self._chat(request, name)) as stream:
+            async for line in stream:
+                yield line
+
+    async def _chat(self, request: JSON, name: str) -> AsyncGenerator[JSON, None]:
         t0 = time.perf_counter_ns()
-        name = await self._check_model(request)
         load_ns = await self._ready()
         messages = request.get("messages") or []
         if not messages:
@@ -302,8 +348,11 @@ class LlamaCppBackend(Backend):
         }
 
     async def embed(self, request: JSON) -> JSON:
+        async with self._serving(request) as name:
+            return await self._embed(request, name)
+
+    async def _embed(self, request: JSON, name: str) -> JSON:
         t0 = time.perf_counter_ns()
-        name = await self._check_model(request)
         inputs = request.get("input")
         if inputs is None or inputs == "":
             inputs = []
@@ -359,7 +408,9 @@ class LlamaCppBackend(Backend):
         }
 
     async def list_models(self) -> list[JSON]:
-        return [await self._entry()]
+        loaded = await self._entry()
+        others = await asyncio.to_thread(self._dir.entries, loaded["name"]) if self._dir is not None else []
+        return [loaded, *others]
 
     async def running(self) -> list[JSON]:
         entry = await self._entry()

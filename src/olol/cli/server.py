@@ -69,6 +69,10 @@ def register(app: typer.Typer) -> None:
         transfer_rate: float = typer.Option(
             None, "--transfer-rate", help="Bytes/s this host sends model copies at, at most (default: no limit)."
         ),
+        registry: str = typer.Option(
+            None, "--registry", help="Registry base URL for models this agent downloads itself, to seed LAN "
+            "copies (default https://registry.ollama.ai).", show_default=False
+        ),
         token: str = sec.TOKEN,
         token_file: Path = sec.TOKEN_FILE,
         tls_cert: Path = sec.TLS_CERT,
@@ -119,6 +123,7 @@ def register(app: typer.Typer) -> None:
                 models_dir=str(s.get("models_dir", models_dir, None) or "") or None,
                 transfer_dir=str(s.get("transfer_dir", transfer_dir, None) or "") or None,
                 transfer_rate=s.get("transfer_rate", transfer_rate, None),
+                registry=str(s.get("registry", registry, None) or "") or None,
             )
         except ConfigError as exc:
             fail(str(exc))

@@ -123,9 +123,12 @@ class Replication:
             progress.state, progress.error = "skipped", item.message
             return merger.skip(host_id, item.message)
         if isinstance(item, BaseException):
-            progress.state, progress.error = "failed", as_olol_error(item).message
+            error = as_olol_error(item)
+            progress.state, progress.error = "failed", error.message
             log.warning("placing %s on %s failed: %s", self.model, host_id, progress.error)
-            return merger.fail(host_id, progress.error)
+            lines = merger.fail(host_id, progress.error)
+            lines[0]["olol"]["code"] = error.status  # what a `stream: false` pull answers with (manage.FAILURE_CODE)
+            return lines
         assert isinstance(item, dict)
         if item.get("status") == "success":
             progress.state = "done"
@@ -265,6 +268,19 @@ class Replication:
         if final and target.room.source and (key not in self._seeds or self._seeds[key].done()):
             seed = self._seeds[key] = asyncio.get_running_loop().create_future()
         try:
+            if seed is not None and self._followers(target):
+                try:
+                    async for line in self._download(target, name, seed):
+                        yield line
+                    return
+                except OlolError as exc:
+                    if any(s in exc.message for s in _NOT_IN_REGISTRY) or not await _alive(target.host):
+                        raise
+                    why = exc.message if not isinstance(exc, Unsupported) and exc.status != 501 else ""
+                    if why:  # an old agent (501) or a host that cannot store downloads falls back silently
+                        yield self._note(
+                            target.host, f"download by the agent failed ({why}); pulling through its Ollama"
+                        )
             succeeded = False
             async for line in target.host.backend.pull({"model": name, "stream": True}):
                 succeeded = line.get("status") == "success"
@@ -277,6 +293,29 @@ class Replication:
             if seed is not None and not seed.done():
                 seed.set_result(None)  # the hosts waiting for our download go on without it
             raise
+
+    def _followers(self, seeder: Target) -> bool:
+        """Whether other hosts of this placement will copy what `seeder` downloads."""
+        return self.lan_copy and any(t is not seeder and t.room.receive and t.room.holder is None for t in self.targets)
+
+    async def _download(self, target: Target, name: str, seed: asyncio.Future[Host | None]) -> AsyncIterator[JSON]:
+        """The seeding host's agent downloads `name` itself, in order, so the others copy it while it arrives.
+
+        The hosts waiting for this download are released as soon as its first
+        blob has started: they read it from this host as it grows, and the
+        registry is read once while the LAN copies run alongside it.
+        """
+        from olol.transfer.client import TransferClient  # grpc: see _copy
+
+        async with TransferClient.like(target.host.backend) as client:
+            succeeded = False
+            async for line in client.download(name):
+                if line.get("digest") and not seed.done():
+                    seed.set_result(target.host)
+                succeeded = line.get("status") == "success"
+                yield line
+        if not succeeded:
+            raise OlolError(f"download of {name} on {target.host.id} ended before success", status=502)
 
     async def _copy(self, source: Host, target: Target, name: str) -> AsyncIterator[JSON]:
         progress = self.job.host(target.host.id)

@@ -24,11 +24,14 @@ except ImportError:  # pragma: no cover - Windows: one process per staging direc
     fcntl = None  # type: ignore[assignment]
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from olol.errors import BadRequest, OlolError
 from olol.transfer._pb import pb
 from olol.transfer.manifest import Layer, digest_hex
+
+if TYPE_CHECKING:
+    from olol.transfer.growing import GrowingBlob
 
 __all__ = ["DEFAULT_CHUNK", "ChunkSource", "CorruptChunk", "RateLimiter", "read_chunks", "receive_blob"]
 
@@ -118,6 +121,7 @@ def _check_and_write(out: BinaryIO, sha: Any, data: bytes, crc: int) -> bool:
     if zlib.crc32(data) != crc:
         return False
     out.write(data)
+    out.flush()  # peers may be reading this file as it grows (olol.transfer.growing)
     sha.update(data)
     return True
 
@@ -177,10 +181,13 @@ async def receive_blob(
     verb: str = "copying",
     stats: dict[str, int] | None = None,
     on_chunk: Callable[[bytes], Awaitable[None]] | None = None,
+    growing: GrowingBlob | None = None,
 ) -> AsyncIterator[JSON]:
     """Fetch `layer` into `partial` (resuming what is there), yielding progress; verified on return.
 
-    `on_chunk` sees every chunk after it is written (a streaming install).
+    `on_chunk` sees every chunk after it is written (a streaming install);
+    `growing` is told how far the file got and how the blob ended, for peers
+    reading it while it arrives.
     Raises OlolError on a sha256 mismatch (the partial file is deleted: its
     content is wrong, resuming it would only repeat the mismatch) and lets
     transport errors through with the partial file kept for the next try.
@@ -201,6 +208,8 @@ async def receive_blob(
         out.seek(have)
         out.truncate()
         sink = _Sink(out, sha, have)
+        if growing is not None:
+            growing.grew(have)
         while sink.have < layer.size:
             try:
                 async with contextlib.aclosing(source(layer.digest, sink.have)) as chunks:
@@ -209,6 +218,8 @@ async def receive_blob(
                             break
                         if chunk.offset != sink.have or not await sink.write(chunk):
                             raise CorruptChunk(f"chunk at {chunk.offset} of {layer.digest} failed its check")
+                        if growing is not None:
+                            growing.grew(sink.have)
                         if on_chunk is not None:
                             await on_chunk(chunk.data)
                         if stats is not None:
@@ -230,3 +241,5 @@ async def receive_blob(
         if sha.hexdigest() != hexdigest:
             partial.unlink(missing_ok=True)
             raise OlolError(f"sha256 mismatch for {layer.digest}: got sha256:{sha.hexdigest()}", status=502)
+        if growing is not None:
+            growing.finish()

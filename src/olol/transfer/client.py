@@ -105,12 +105,21 @@ class TransferClient:
     async def fetch(self, source: str, model: str, name: str = "") -> AsyncIterator[dict[str, Any]]:
         """Ask this agent to copy `model` from the agent at `source`; Ollama-shaped progress lines."""
         async for p in self._stream(self.stub.Fetch, pb.FetchRequest(source=source, model=model, name=name)):
-            line: dict[str, Any] = {"status": p.status}
-            if p.digest:
-                line.update(digest=p.digest, total=p.total, completed=p.completed)
-            if p.resumed_from:
-                line["resumed_from"] = p.resumed_from
-            yield line
+            yield _line(p)
+
+    async def download(self, model: str, name: str = "") -> AsyncIterator[dict[str, Any]]:
+        """Ask this agent to download `model` from its registry itself (peers can copy it meanwhile)."""
+        async for p in self._stream(self.stub.Download, pb.DownloadRequest(model=model, name=name)):
+            yield _line(p)
+
+
+def _line(p: pb.FetchProgress) -> dict[str, Any]:
+    line: dict[str, Any] = {"status": p.status}
+    if p.digest:
+        line.update(digest=p.digest, total=p.total, completed=p.completed)
+    if p.resumed_from:
+        line["resumed_from"] = p.resumed_from
+    return line
 
 
 def is_unimplemented(exc: OlolError) -> bool:

@@ -15,6 +15,7 @@ from typing import Any, Protocol
 
 from olol.transfer._pb import pb
 from olol.transfer.blobs import receive_blob
+from olol.transfer.growing import Arrivals, GrowingBlob
 from olol.transfer.install import ModelSink
 from olol.transfer.manifest import Layer, ModelManifest, digest_hex
 
@@ -65,14 +66,36 @@ async def fetch_model(
     stats: dict[str, int] | None = None,
     verb: str = "copying",
     on_manifest: Callable[[ModelManifest], None] | None = None,
+    arrivals: Arrivals | None = None,
 ) -> AsyncIterator[JSON]:
-    """Copy `model` from `source` into `sink`, installed as `name` (default: the source's name)."""
+    """Copy `model` from `source` into `sink`, installed as `name` (default: the source's name).
+
+    With `arrivals`, the model and each blob are listed there while they arrive,
+    so this host's peers can copy them from here before the copy is done.
+    """
     locks = locks or BlobLocks()
     yield {"status": "pulling manifest"}
     manifest = await source.manifest(model)
     if on_manifest is not None:
         on_manifest(manifest)
     name = name or manifest.name
+    with arrivals.receiving(manifest, model, name) if arrivals is not None else contextlib.nullcontext():
+        async for line in _fetch_layers(source, manifest, sink, name, locks, stats, verb, arrivals):
+            yield line
+    log.info("copied %s (%d bytes) into %s", manifest.name, manifest.total_size, name)
+    yield {"status": "success"}
+
+
+async def _fetch_layers(
+    source: ManifestSource,
+    manifest: ModelManifest,
+    sink: ModelSink,
+    name: str,
+    locks: BlobLocks,
+    stats: dict[str, int] | None,
+    verb: str,
+    arrivals: Arrivals | None,
+) -> AsyncIterator[JSON]:
     for layer in sink.layers(manifest):
         if await sink.has(layer, manifest, name):
             yield _done(layer, verb)
@@ -84,27 +107,28 @@ async def fetch_model(
             partial = sink.partial_path(layer)
             # A fresh copy streams into the sink as it arrives; a resumed one is installed from the file.
             upload = None if partial.exists() else sink.streaming(layer)
-            try:
-                async for line in receive_blob(
-                    layer,
-                    partial,
-                    source.read_blob,
-                    verb=verb,
-                    stats=stats,
-                    on_chunk=upload.send if upload is not None else None,
-                ):
-                    yield line
-            except BaseException:
-                if upload is not None:
-                    await upload.abort()
-                raise
-            # Installed while still holding the lock, so no other fetch starts on a partial being moved.
-            if upload is not None and await upload.complete():
-                partial.unlink(missing_ok=True)
-            else:
-                await sink.put(layer, partial, manifest, name)
+            growing = GrowingBlob(layer.digest, layer.size, partial)
+            with arrivals.growing(growing) if arrivals is not None else contextlib.nullcontext():
+                try:
+                    async for line in receive_blob(
+                        layer,
+                        partial,
+                        source.read_blob,
+                        verb=verb,
+                        stats=stats,
+                        on_chunk=upload.send if upload is not None else None,
+                        growing=growing,
+                    ):
+                        yield line
+                except BaseException:
+                    if upload is not None:
+                        await upload.abort()
+                    raise
+                # Installed while still holding the lock, so no other fetch starts on a partial being moved.
+                if upload is not None and await upload.complete():
+                    partial.unlink(missing_ok=True)
+                else:
+                    await sink.put(layer, partial, manifest, name)
     yield {"status": "verifying sha256 digest"}
     yield {"status": "writing manifest"}
-    where = await sink.finish(manifest, name)
-    log.info("copied %s (%d bytes) into %s", manifest.name, manifest.total_size, where)
-    yield {"status": "success"}
+    await sink.finish(manifest, name)

@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from olol.errors import BadRequest
+from olol.errors import BadRequest, OlolError
 from olol.transfer._pb import pb
 
 __all__ = [
@@ -26,6 +27,8 @@ __all__ = [
     "blob_file_name",
     "digest_hex",
     "gguf_file_name",
+    "ollama_manifest",
+    "text_digests",
 ]
 
 JSON = dict[str, Any]
@@ -40,6 +43,7 @@ LICENSE = "application/vnd.ollama.image.license"
 MESSAGES = "application/vnd.ollama.image.messages"
 #: Layers that are files worth copying; everything else is a few bytes of text.
 WEIGHTS = (MODEL, PROJECTOR, ADAPTER)
+_TEXT_LAYERS = {TEMPLATE: "template", SYSTEM: "system", LICENSE: "license"}
 
 _HEX = re.compile(r"[0-9a-f]{64}")
 
@@ -158,3 +162,40 @@ class ModelManifest:
         if self.messages:
             body["messages"] = self.messages
         return body
+
+
+def text_digests(doc: JSON) -> list[str]:
+    """The digests of an Ollama manifest's small layers (template, system, parameters, ...), read inline."""
+    return [
+        str(e.get("digest", ""))
+        for e in doc.get("layers") or []
+        if str(e.get("mediaType", "")) in _TEXT_LAYERS or e.get("mediaType") in (PARAMS, MESSAGES)
+    ]
+
+
+def ollama_manifest(doc: JSON, name: str, digest: str, text_of: Callable[[str], str]) -> ModelManifest:
+    """A model from an Ollama manifest document (a models directory's or a registry's).
+
+    `text_of(digest)` gives a small layer's text ("" if unreadable); weight
+    layers stay references to be copied.
+    """
+    out = ModelManifest(name=name, format="ollama", layers=[], digest=digest)
+    for entry in doc.get("layers") or []:
+        media, layer_digest = str(entry.get("mediaType", "")), str(entry.get("digest", ""))
+        if media in WEIGHTS:
+            digest_hex(layer_digest)  # it will name a file
+            out.layers.append(Layer(layer_digest, int(entry.get("size") or 0), media))
+        elif media in _TEXT_LAYERS:
+            setattr(out, _TEXT_LAYERS[media], text_of(layer_digest))
+        elif media in (PARAMS, MESSAGES):
+            try:
+                value = json.loads(text_of(layer_digest) or "null")
+            except ValueError:
+                value = None
+            if media == PARAMS and isinstance(value, dict):
+                out.parameters = value
+            elif media == MESSAGES and isinstance(value, list):
+                out.messages = value
+    if not any(la.media_type == MODEL for la in out.layers):
+        raise OlolError(f"manifest of {name} lists no model weights", status=422)
+    return out

@@ -25,25 +25,12 @@ from typing import Any
 
 from olol.cluster import normalize
 from olol.errors import ModelNotFound, OlolError
-from olol.transfer.manifest import (
-    LICENSE,
-    MESSAGES,
-    MODEL,
-    PARAMS,
-    SYSTEM,
-    TEMPLATE,
-    WEIGHTS,
-    Layer,
-    ModelManifest,
-    blob_file_name,
-    digest_hex,
-)
+from olol.transfer.manifest import MODEL, Layer, ModelManifest, blob_file_name, digest_hex, ollama_manifest
 from olol.transfer.paths import default_ollama_models
 
 __all__ = ["BlobNotFound", "GgufDir", "InventoryItem", "ModelStore", "OllamaModelsDir", "default_ollama_models"]
 
 _DEFAULT_REGISTRY = "registry.ollama.ai"
-_TEXT_LAYERS = {TEMPLATE: "template", SYSTEM: "system", LICENSE: "license"}
 
 
 class BlobNotFound(OlolError):
@@ -137,27 +124,8 @@ class OllamaModelsDir(ModelStore):
             doc: dict[str, Any] = json.loads(raw)
         except ValueError as exc:
             raise OlolError(f"unreadable manifest {path}: {exc}") from exc
-        out = ModelManifest(
-            name=normalize(model), format=self.kind, layers=[], digest="sha256:" + hashlib.sha256(raw).hexdigest()
-        )
-        for entry in doc.get("layers") or []:
-            media, digest = str(entry.get("mediaType", "")), str(entry.get("digest", ""))
-            if media in WEIGHTS:
-                out.layers.append(Layer(digest, int(entry.get("size") or 0), media))
-            elif media in _TEXT_LAYERS:
-                setattr(out, _TEXT_LAYERS[media], self._text(digest))
-            elif media in (PARAMS, MESSAGES):
-                try:
-                    value = json.loads(self._text(digest) or "null")
-                except ValueError:
-                    value = None
-                if media == PARAMS and isinstance(value, dict):
-                    out.parameters = value
-                elif media == MESSAGES and isinstance(value, list):
-                    out.messages = value
-        if not any(la.media_type == MODEL for la in out.layers):
-            raise OlolError(f"manifest of {model} lists no model weights", status=422)
-        return out
+        digest = "sha256:" + hashlib.sha256(raw).hexdigest()
+        return ollama_manifest(doc, normalize(model), digest, self._text)
 
     def blob_path(self, digest: str) -> Path:
         path = self.root / "blobs" / blob_file_name(digest)
