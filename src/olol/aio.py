@@ -3,15 +3,19 @@ which cannot exist: `async` is a Python keyword).
 
 It talks to an agent over gRPC (`"host:50051"`) or to a proxy / any Ollama over
 HTTP (`"http://host:8000"`), and yields typed objects (`.response`, `.done`,
-`.total_duration`, ...).
+`.total_duration`, ...). A secured cluster takes `api_key=` (the proxy's HTTP
+API), `token=` (an agent's gRPC API) and `ca=` (plus `cert=`/`key=` for mutual
+TLS); see `olol.client.credentials`.
 """
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 from olol.backends.base import Backend
+from olol.client.credentials import ClientCredentials
 from olol.client.models import (
     ChatResponse,
     EmbedResponse,
@@ -26,20 +30,34 @@ from olol.client.sessions import AsyncChatSession
 __all__ = ["AsyncOllamaClient"]
 
 
-def backend_for(target: str) -> Backend:
+def backend_for(target: str, credentials: ClientCredentials | None = None) -> Backend:
+    creds = credentials or ClientCredentials()
     if target.startswith(("http://", "https://")):
         from olol.backends.ollama import OllamaBackend
 
-        return OllamaBackend(target)
+        return OllamaBackend(target, headers=creds.http_headers(), ssl=creds.ssl_context() or True)
     from olol.client.agent_backend import AgentBackend
 
-    return AgentBackend(target)
+    return AgentBackend(target, token=creds.token, tls=creds.tls())
 
 
 class AsyncOllamaClient:
-    def __init__(self, host: str = "localhost", port: int = 50051, *, url: str | None = None) -> None:
+    def __init__(
+        self,
+        host: str = "localhost",
+        port: int = 50051,
+        *,
+        url: str | None = None,
+        api_key: str | None = None,
+        token: str | None = None,
+        ca: str | Path | None = None,
+        cert: str | Path | None = None,
+        key: str | Path | None = None,
+        verify: bool = True,
+    ) -> None:
         self.target = url or f"{host}:{port}"
-        self._backend = backend_for(self.target)
+        self.credentials = ClientCredentials(api_key=api_key, token=token, ca=ca, cert=cert, key=key, verify=verify)
+        self._backend = backend_for(self.target, self.credentials)
         self._sessions: SessionTransport | None = None  # opened by the first `session()`
 
     async def __aenter__(self) -> AsyncOllamaClient:
@@ -79,5 +97,5 @@ class AsyncOllamaClient:
         options, messages (history to start from), keep_alive, or session_id to resume one.
         """
         if self._sessions is None:
-            self._sessions = session_transport(self.target)
+            self._sessions = session_transport(self.target, self.credentials)
         return AsyncChatSession(self._sessions, model, **opts)

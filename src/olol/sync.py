@@ -7,6 +7,7 @@ plain script (and from inside a program that has its own loop elsewhere).
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 from olol.agent.bridge import LoopThread
@@ -18,10 +19,28 @@ __all__ = ["OllamaClient"]
 
 
 class OllamaClient:
-    def __init__(self, host: str = "localhost", port: int = 50051, *, url: str | None = None) -> None:
+    def __init__(
+        self,
+        host: str = "localhost",
+        port: int = 50051,
+        *,
+        url: str | None = None,
+        api_key: str | None = None,
+        token: str | None = None,
+        ca: str | Path | None = None,
+        cert: str | Path | None = None,
+        key: str | Path | None = None,
+        verify: bool = True,
+    ) -> None:
+        """As `AsyncOllamaClient`: `api_key`, `token`, `ca`/`cert`/`key`, `verify` for a secured cluster."""
         self._loop = LoopThread("olol-client-loop")
-        # Created on the loop: gRPC's asyncio channel binds to the loop it is made on.
-        self._client: AsyncOllamaClient = self._loop.call(_make(host, port, url))
+        secured = {"api_key": api_key, "token": token, "ca": ca, "cert": cert, "key": key, "verify": verify}
+        try:
+            # Created on the loop: gRPC's asyncio channel binds to the loop it is made on.
+            self._client: AsyncOllamaClient = self._loop.call(_make(host, port, url, secured))
+        except BaseException:  # bad arguments (a missing CA file) must not leave the loop thread running
+            self._loop.stop()
+            raise
 
     def __enter__(self) -> OllamaClient:
         return self
@@ -58,5 +77,5 @@ class OllamaClient:
         return ChatSession(self._loop, self._loop.call(self._client.session(model, **opts).start()))
 
 
-async def _make(host: str, port: int, url: str | None) -> AsyncOllamaClient:
-    return AsyncOllamaClient(host, port, url=url)
+async def _make(host: str, port: int, url: str | None, secured: dict[str, Any]) -> AsyncOllamaClient:
+    return AsyncOllamaClient(host, port, url=url, **secured)

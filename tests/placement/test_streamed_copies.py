@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -13,9 +14,10 @@ import pytest
 
 from olol.errors import OlolError
 from olol.transfer._pb import pb
+from olol.transfer.blobs import Chunk, receive_blob
 from olol.transfer.client import TransferClient
 from olol.transfer.growing import GrowingBlob, follow_chunks
-from olol.transfer.manifest import blob_file_name
+from olol.transfer.manifest import Layer, blob_file_name
 from olol.transfer.registry import RegistrySource, registry_path
 from tests.placement.models_dir import gguf_bytes, write_ollama_model
 from tests.placement.registry import RegistryStandIn
@@ -72,6 +74,57 @@ async def test_a_follower_gets_the_error_when_the_download_fails(tmp_path: Path)
     blob.finish("sha256 mismatch")
     with pytest.raises(OlolError, match="sha256 mismatch"):
         await anext(chunks)
+
+
+async def test_followers_get_the_crc_the_writer_checked_not_one_of_their_own_read(tmp_path: Path) -> None:
+    content = gguf_bytes(3000, seed=3)
+
+    async def peer(digest: str, offset: int) -> Any:
+        for pos in range(offset, len(content), 1024):
+            yield pb.BlobData(offset=pos, data=content[pos : pos + 1024], crc32=zlib.crc32(content[pos : pos + 1024]))
+
+    layer = Layer("sha256:" + hashlib.sha256(content).hexdigest(), len(content))
+    path = tmp_path / "blob.partial"
+    blob = GrowingBlob(layer.digest, layer.size, path)
+    _ = [line async for line in receive_blob(layer, path, peer, growing=blob)]
+    assert blob.crcs == {
+        0: (1024, zlib.crc32(content[:1024])),
+        1024: (2048, zlib.crc32(content[1024:2048])),
+        2048: (3000, zlib.crc32(content[2048:])),
+    }
+    with path.open("r+b") as f:  # damaged on this host's disk after it was checked and written
+        f.seek(1500)
+        f.write(b"\xff")
+    served = [c async for c in follow_chunks(blob, 0, 1024)]
+    assert [zlib.crc32(c.data) == c.crc32 for c in served] == [True, False, True]  # the next host re-reads it
+    assert [c.offset for c in served] == [0, 1024, 2048]
+    followed = [c async for c in follow_chunks(blob, 512, 4096)]  # not on the writer's chunks: crc'd as read
+    assert [(c.offset, zlib.crc32(c.data) == c.crc32) for c in followed] == [(512, True)]
+
+
+async def test_registry_chunks_are_cut_where_peers_cut_them_and_checked_by_sha256_alone(tmp_path: Path) -> None:
+    laid = write_ollama_model(tmp_path / "reg", MODEL, gguf_bytes(3 * MiB + 5, seed=6))
+    registry = await RegistryStandIn(tmp_path / "reg").start()
+    try:
+        async with RegistrySource(registry.url) as source:
+            await source.manifest(MODEL)
+            chunks = [c async for c in source.read_blob(laid.weights_digest, 0, MiB)]
+    finally:
+        await registry.stop()
+    assert [(c.offset, len(c.data), c.crc32) for c in chunks] == [
+        (0, MiB, None),
+        (MiB, MiB, None),
+        (2 * MiB, MiB, None),
+        (3 * MiB, 5, None),
+    ]
+    layer = Layer(laid.weights_digest, len(laid.weights))
+
+    async def spoiled(digest: str, offset: int) -> Any:
+        for c in chunks:
+            yield Chunk(c.offset, b"\x00" * len(c.data)) if c.offset == MiB else c
+
+    with pytest.raises(OlolError, match="sha256 mismatch"):
+        _ = [line async for line in receive_blob(layer, tmp_path / "p", spoiled)]
 
 
 def test_registry_names_resolve_as_ollama_resolves_them() -> None:

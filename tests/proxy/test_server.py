@@ -11,8 +11,10 @@ from pathlib import Path
 
 import aiohttp
 import ollama
+import pytest
 
 from olol.proxy import ProxyConfig, start_proxy
+from olol.proxy.server import event_loop_factory
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -67,3 +69,11 @@ async def test_serve_finishes_in_flight_requests_on_sigterm(ollama_sim) -> None:
         if proc.returncode is None:
             proc.kill()
             await proc.wait()
+
+
+def test_the_cli_proxy_runs_on_uvloop_when_installed_unless_told_otherwise(monkeypatch: pytest.MonkeyPatch) -> None:
+    uvloop = pytest.importorskip("uvloop")
+    monkeypatch.delenv("OLOL_EVENT_LOOP", raising=False)
+    assert event_loop_factory() is uvloop.new_event_loop
+    monkeypatch.setenv("OLOL_EVENT_LOOP", "asyncio")
+    assert event_loop_factory() is None

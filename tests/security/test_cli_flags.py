@@ -16,6 +16,7 @@ def captured(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
     seen: dict[str, Any] = {}
     monkeypatch.setattr("olol.agent.server.run_agent", lambda cfg: seen.setdefault("agent", cfg))
     monkeypatch.setattr("olol.proxy.server.serve", lambda cfg: seen.setdefault("proxy", cfg))
+    monkeypatch.setattr("olol.rpc.server.run_rpc_server", lambda cfg: seen.setdefault("rpc", cfg))
     for var in ("OLOL_TOKEN", "OLOL_TOKEN_FILE", "OLOL_API_KEYS", "OLOL_DISCOVERY", "OLOL_PROXY"):
         monkeypatch.delenv(var, raising=False)
     return seen
@@ -74,6 +75,23 @@ def test_proxy_flags_and_env(captured: dict[str, Any], monkeypatch: pytest.Monke
     assert cfg.security.limits.max_body == 1024 and cfg.security.limits.rate == 5.0
     assert not cfg.security.limits.reject_unknown_fields
     assert cfg.discovery.enabled and not cfg.discovery.mdns
+
+
+def test_rpc_server_discovery_flags(captured: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OLOL_PROXY", "10.0.0.1:8000")  # an agent's setting: rpc-servers do not register
+    result = CliRunner().invoke(
+        app,
+        ["rpc-server", "--token", "rpc-token-0123456789", "--discovery", "--interface", "lo", "--cluster", "lab",
+         "--advertise-host", "10.0.0.7"],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    cfg = captured["rpc"]
+    assert cfg.token == "rpc-token-0123456789"
+    assert cfg.discovery.enabled and cfg.discovery.interface == "lo" and cfg.discovery.cluster == "lab"
+    assert cfg.discovery.advertise_host == "10.0.0.7" and cfg.discovery.proxies == []
+    captured.clear()
+    assert CliRunner().invoke(app, ["rpc-server"]).exit_code == 0
+    assert not captured["rpc"].discovery.enabled  # off by default, like agents
 
 
 def test_bad_security_flags_fail_clearly(captured: dict[str, Any], tmp_path: Path) -> None:

@@ -21,6 +21,7 @@ from olol.agent.bridge import LoopThread
 from olol.agent.config import AgentConfig
 from olol.backends.base import Backend
 from olol.errors import BadRequest, ModelNotFound, Unsupported
+from olol.transfer._memory import keep_freed_buffers
 from olol.transfer._pb import pb, rpc
 from olol.transfer.blobs import RateLimiter, read_chunks
 from olol.transfer.client import TransferClient
@@ -241,6 +242,7 @@ def build_transfer_service(config: AgentConfig, backend: Backend) -> TransferSer
     from olol.wire.status import protocol_metadata
 
     metadata = (*protocol_metadata(), *token_metadata(config.security.token))
+    keep_freed_buffers()  # a copy's 1 MiB buffers, reused rather than faulted in afresh for every chunk
     credentials = config.security.tls.channel_credentials() if config.security.tls.enabled else None
     service = TransferService(
         backend,

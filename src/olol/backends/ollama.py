@@ -8,10 +8,12 @@ when the caller stops iterating, which makes Ollama stop generating.
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
+import ssl
+from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 import aiohttp
+from yarl import URL
 
 from olol.backends.base import JSON, Backend, BackendInfo
 from olol.errors import BackendUnavailable, BadRequest, Busy, ModelNotFound, OlolError
@@ -20,11 +22,19 @@ __all__ = ["OllamaBackend", "error_from_response"]
 
 # Generation can legitimately take minutes; connecting must not.
 _TIMEOUT = aiohttp.ClientTimeout(total=None, connect=5, sock_connect=5)
+_JSON_HEADERS = {"Content-Type": "application/json"}
 
 
-def _new_session() -> aiohttp.ClientSession:
+def _new_session(headers: Mapping[str, str] | None = None, tls: ssl.SSLContext | bool = True) -> aiohttp.ClientSession:
     # No connection cap: a proxy in front of a big host may hold hundreds of streams at once.
-    return aiohttp.ClientSession(timeout=_TIMEOUT, connector=aiohttp.TCPConnector(limit=0))
+    return aiohttp.ClientSession(timeout=_TIMEOUT, connector=aiohttp.TCPConnector(limit=0, ssl=tls), headers=headers)
+
+
+def _chunk(line: bytes) -> JSON:
+    chunk: JSON = json.loads(line)
+    if "error" in chunk:
+        raise OlolError(str(chunk["error"]))
+    return chunk
 
 
 def error_from_response(status: int, body: bytes, model: str = "") -> OlolError:
@@ -49,16 +59,28 @@ def error_from_response(status: int, body: bytes, model: str = "") -> OlolError:
 class OllamaBackend(Backend):
     kind = "ollama"
 
-    def __init__(self, url: str = "http://localhost:11434", *, parallel: int = 1) -> None:
+    def __init__(
+        self,
+        url: str = "http://localhost:11434",
+        *,
+        parallel: int = 1,
+        headers: Mapping[str, str] | None = None,
+        ssl: ssl.SSLContext | bool = True,
+    ) -> None:
+        """`headers` go on every request (a client's API key for a secured proxy); `ssl` is aiohttp's
+        (a context trusting the proxy's CA, or False to skip verification)."""
         self.url = url.rstrip("/")
         if "://" not in self.url:
             self.url = "http://" + self.url
         self._parallel = parallel
+        self._headers = dict(headers or {})
+        self._ssl = ssl
         self._session: aiohttp.ClientSession | None = None
+        self._urls: dict[str, URL] = {}
 
     async def start(self) -> None:
         if self._session is None or self._session.closed:
-            self._session = _new_session()
+            self._session = _new_session(self._headers, self._ssl)
 
     async def close(self) -> None:
         if self._session is not None:
@@ -69,7 +91,7 @@ class OllamaBackend(Backend):
     def session(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
             # Lazily, so a backend used without start() (e.g. in a one-shot CLI call) still works.
-            self._session = _new_session()
+            self._session = _new_session(self._headers, self._ssl)
         return self._session
 
     # ------------------------------------------------------------------ plumbing
@@ -83,21 +105,37 @@ class OllamaBackend(Backend):
         except aiohttp.ClientConnectionError as exc:
             raise BackendUnavailable(f"cannot reach Ollama at {self.url}: {exc}") from exc
 
-    async def _stream(self, path: str, body: JSON) -> AsyncIterator[JSON]:
-        """POST and yield NDJSON objects; an `{"error"}` line mid-stream raises."""
+    def _url(self, path: str) -> URL:
+        # Parsed once per path: aiohttp would otherwise parse the URL string on every request.
+        url = self._urls.get(path)
+        if url is None:
+            url = self._urls[path] = URL(self.url + path)
+        return url
+
+    async def _stream(self, path: str, body: JSON, *, whole: bool = False) -> AsyncIterator[JSON]:
+        """POST and yield NDJSON objects; an `{"error"}` line mid-stream raises.
+
+        `whole` sends the body's `stream` flag as it is, so `stream: false` gets Ollama's one-object
+        reply (yielded as the only chunk); otherwise the call is always streamed.
+        """
         model = str(body.get("model", ""))
-        body = {**body, "stream": True}
+        if not (whole and body.get("stream") is False):
+            body = {**body, "stream": True}
+            whole = False
+        data = json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
         try:
-            async with self.session.post(self.url + path, json=body) as resp:
+            async with self.session.post(self._url(path), data=data, headers=_JSON_HEADERS) as resp:
                 if resp.status >= 400:
                     raise error_from_response(resp.status, await resp.read(), model)
-                async for line in resp.content:
-                    if not line.strip():
-                        continue
-                    chunk = json.loads(line)
-                    if "error" in chunk:
-                        raise OlolError(str(chunk["error"]))
-                    yield chunk
+                if whole:
+                    # One object, read in one go (split anyway, in case a host streams regardless).
+                    for line in (await resp.read()).splitlines():
+                        if line.strip():
+                            yield _chunk(line)
+                else:
+                    async for line in resp.content:
+                        if line.strip():
+                            yield _chunk(line)
         except aiohttp.ClientPayloadError as exc:
             raise BackendUnavailable(f"Ollama at {self.url} closed the stream: {exc}") from exc
         except aiohttp.ClientConnectionError as exc:
@@ -116,11 +154,13 @@ class OllamaBackend(Backend):
         return True
 
     # ------------------------------------------------------------------ inference
+    # `stream: false` is passed on: Ollama then sends one object instead of a line per token, which
+    # costs both it and the caller far less than streaming a reply only to fold it back together.
     def generate(self, request: JSON) -> AsyncIterator[JSON]:
-        return self._stream("/api/generate", request)
+        return self._stream("/api/generate", request, whole=True)
 
     def chat(self, request: JSON) -> AsyncIterator[JSON]:
-        return self._stream("/api/chat", request)
+        return self._stream("/api/chat", request, whole=True)
 
     async def embed(self, request: JSON) -> JSON:
         result: JSON = await self._request("POST", "/api/embed", request, str(request.get("model", "")))

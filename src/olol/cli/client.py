@@ -1,21 +1,36 @@
-"""`olol client`: send one prompt to an agent (gRPC) and stream the answer."""
+"""`olol client`: send one prompt to an agent (gRPC) or a proxy (`--url`) and stream the answer."""
 
 from __future__ import annotations
 
 import asyncio
 import sys
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import typer
 
+from olol.cli import security_options as sec
+from olol.cli.common import fail
+from olol.config import ConfigError
+
+if TYPE_CHECKING:
+    from olol.client.credentials import ClientCredentials
+
 
 async def _run(
-    target: str, model: str, prompt: str, chat: bool, system: str | None, options: dict[str, Any], stream: bool
+    target: str,
+    model: str,
+    prompt: str,
+    chat: bool,
+    system: str | None,
+    options: dict[str, Any],
+    stream: bool,
+    credentials: ClientCredentials,
 ) -> int:
-    from olol.client.agent_backend import AgentBackend
+    from olol.aio import backend_for
     from olol.errors import OlolError
 
-    backend = AgentBackend(target)
+    backend = backend_for(target, credentials)
     try:
         final: dict[str, Any] = {}
         if chat:
@@ -60,6 +75,9 @@ def register(app: typer.Typer) -> None:
     def client(
         host: str = typer.Option("localhost", "--host", help="Agent host."),
         port: int = typer.Option(50051, "--port", "-p", help="Agent gRPC port."),
+        url: str = typer.Option(
+            None, "--url", "-u", help="A proxy's (or Ollama's) HTTP URL instead of an agent: http(s)://host:port."
+        ),
         model: str = typer.Option(..., "--model", "-m", help="Model name, e.g. llama3.2 or tiny."),
         prompt: str = typer.Option(..., "--prompt", help="The prompt (or user message with --chat)."),
         chat: bool = typer.Option(False, "--chat", help="Use the chat endpoint instead of generate."),
@@ -71,15 +89,31 @@ def register(app: typer.Typer) -> None:
         use_async: bool = typer.Option(
             False, "--async", help="Accepted for compatibility; the client is always asyncio-based."
         ),
+        token: str = typer.Option(None, "--token", help="Cluster token, for an agent [env: OLOL_TOKEN]."),
+        token_file: Path = sec.TOKEN_FILE,
+        api_key: str = sec.CLIENT_API_KEY,
+        ca: Path = sec.CLIENT_CA,
+        cert: Path = sec.CLIENT_CERT,
+        client_key: Path = sec.CLIENT_KEY,
     ) -> None:
-        """Send one prompt to an OLOL agent and print the answer.
+        """Send one prompt to an OLOL agent (or with --url, a proxy) and print the answer.
 
-        Example: olol client --host localhost --port 50051 --model tiny --prompt "Hello"
+        Examples:
+          olol client --host localhost --port 50051 --model tiny --prompt "Hello"
+          olol client --host gpu1 --token-file ~/.olol/token --ca ca.crt --model tiny --prompt "Hello"
+          olol client --url https://olol.lan:11434 --api-key KEY --ca ca.crt --model tiny --prompt "Hello"
         """
         options = {
             k: v
             for k, v in (("temperature", temperature), ("seed", seed), ("num_predict", num_predict))
             if v is not None
         }
-        code = asyncio.run(_run(f"{host}:{port}", model, prompt, chat, system, options, stream))
+        try:
+            credentials = sec.client_credentials(
+                api_key=api_key, token=token, token_file=token_file, ca=ca, cert=cert, key=client_key
+            )
+        except ConfigError as exc:
+            fail(str(exc))
+        target = url if url else f"{host}:{port}"
+        code = asyncio.run(_run(target, model, prompt, chat, system, options, stream, credentials))
         raise typer.Exit(code=code)

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import typer
 
+from olol.cli import security_options as sec
 from olol.cli.common import CONFIG_OPTION, LOG_LEVEL_OPTION, fail, settings, setup_logging
 from olol.cli.rpc import TOKEN_FILE_OPTION, TOKEN_OPTION, as_path, as_str, no_grpc_fork_handlers
 from olol.config import ConfigError
@@ -79,6 +80,17 @@ def register(app: typer.Typer) -> None:
         tls_ca: Path = typer.Option(None, "--tls-ca", help="PEM CA: reach rpc-servers over TLS, verified by it."),
         tls_cert: Path = typer.Option(None, "--tls-cert", help="PEM client certificate (mutual TLS)."),
         tls_key: Path = typer.Option(None, "--tls-key", help="PEM key of --tls-cert."),
+        discovery: bool = typer.Option(
+            None,
+            "--discovery/--no-discovery",
+            show_default=False,
+            help="Without --servers: find rpc-servers that advertise over mDNS (`olol rpc-server --discovery`).",
+        ),
+        discovery_wait: float = typer.Option(
+            None, "--discovery-wait", help="Seconds to look for rpc-servers. [default: 3]", show_default=False
+        ),
+        interface: str = sec.INTERFACE,
+        cluster: str = sec.CLUSTER,
         config: Path = CONFIG_OPTION,
         log_level: str = LOG_LEVEL_OPTION,
     ) -> None:
@@ -88,6 +100,7 @@ def register(app: typer.Typer) -> None:
           olol dist --servers gpu1:50052,gpu2:50052,cpu1:50052 --model llama3:70b --plan-only
           olol dist --servers gpu1:50052,gpu2:50052 --model ./model.gguf --prompt "Why is the sky blue?"
           olol dist --servers gpu1:50052,gpu2:50052 --model ./model.gguf --port 8080 --agent-port 50051
+          olol dist --discovery --interface eth0 --token-file ~/.olol/token --model llama3:70b
         """
         no_grpc_fork_handlers()
         from olol.dist.coordinator import DistConfig
@@ -105,12 +118,24 @@ def register(app: typer.Typer) -> None:
                 fail("--model is required")
             path = resolve_model(name, s.get("models_dir", as_str(models_dir), None, env="OLLAMA_MODELS"))
             stem = name if not Path(name).expanduser().is_file() else None
+            cluster_token = load_token(s.get("token", token, None), s.get("token_file", as_str(token_file), None))
+            listed = s.get("servers", servers, "", env="OLOL_RPC_SERVERS")
+            finding = sec.discovery_settings(s, discovery=discovery, interface=interface, cluster=cluster)
+            if not listed and finding.enabled:
+                import asyncio
+
+                from olol.discovery.rpc_finder import find_rpc_servers
+
+                wait = s.get("discovery_wait", discovery_wait, 3.0)
+                listed = ",".join(asyncio.run(find_rpc_servers(finding, cluster_token, wait=wait)))
+                if not listed:
+                    fail(f"no rpc-server of cluster {finding.cluster!r} advertised within {wait:g}s")
             cfg = DistConfig(
-                servers=parse_servers(s.get("servers", servers, "", env="OLOL_RPC_SERVERS")),
+                servers=parse_servers(listed),
                 model=path,
                 alias=s.get("alias", alias, stem),
                 transport=s.get("transport", transport, "tunnel"),
-                token=load_token(s.get("token", token, None), s.get("token_file", as_str(token_file), None)),
+                token=cluster_token,
                 tls=TlsFiles(
                     s.get("tls_cert", as_str(tls_cert), None),
                     s.get("tls_key", as_str(tls_key), None),

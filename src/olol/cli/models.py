@@ -8,14 +8,20 @@ a table of where the model went and how.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import urllib.error
-import urllib.request
 from collections.abc import Iterator
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import typer
+
+from olol.cli import security_options as sec
+from olol.cli.common import fail, open_proxy, proxy_error, read_proxy_json
+from olol.config import ConfigError
+
+if TYPE_CHECKING:
+    from olol.client.credentials import ClientCredentials
 
 __all__ = ["PullView", "register", "render_models"]
 
@@ -26,31 +32,24 @@ URL_OPTION = typer.Option(
 )
 
 
-def _stream(url: str, body: JSON) -> Iterator[JSON]:
-    # urllib, not aiohttp: a CLI reading one stream does not need an event loop.
-    request = urllib.request.Request(
-        url.rstrip("/") + "/api/pull",
-        data=json.dumps(body).encode(),
-        headers={"Content-Type": "application/json"},
-        method="POST",
-    )
+def _stream(url: str, body: JSON, credentials: ClientCredentials) -> Iterator[JSON]:
     try:
-        resp = urllib.request.urlopen(request, timeout=None)
+        resp = open_proxy(url, "/api/pull", credentials, body=body, timeout=None)
     except urllib.error.HTTPError as exc:
-        detail = exc.read().decode(errors="replace")
-        with contextlib.suppress(ValueError):
-            detail = json.loads(detail).get("error", detail)
-        raise RuntimeError(detail) from None
+        raise RuntimeError(proxy_error(exc).partition(": ")[2]) from None
     with resp:
         for raw in resp:
             if raw.strip():
                 yield json.loads(raw)
 
 
-def _get(url: str, path: str) -> JSON:
-    with urllib.request.urlopen(url.rstrip("/") + path, timeout=10) as resp:
-        data: JSON = json.load(resp)
-    return data
+def _credentials(api_key: str | None, ca: Path | None, cert: Path | None, key: Path | None) -> ClientCredentials:
+    try:
+        credentials: ClientCredentials = sec.client_credentials(api_key=api_key, ca=ca, cert=cert, key=key)
+    except ConfigError as exc:
+        fail(str(exc))
+        raise  # unreachable; keeps type checkers content
+    return credentials
 
 
 class PullView:
@@ -171,6 +170,10 @@ def register(app: typer.Typer) -> None:
         hosts: list[str] = typer.Option(None, "--host", help="Place exactly on this host (repeatable)."),
         url: str = URL_OPTION,
         as_json: bool = typer.Option(False, "--json", help="Print the proxy's NDJSON feed as it comes."),
+        api_key: str = sec.CLIENT_API_KEY,
+        ca: Path = sec.CLIENT_CA,
+        cert: Path = sec.CLIENT_CERT,
+        client_key: Path = sec.CLIENT_KEY,
     ) -> None:
         """Place a model on the cluster: replicas, LAN copies between hosts, the best quantization per host.
 
@@ -189,19 +192,23 @@ def register(app: typer.Typer) -> None:
         ):
             if value is not None:
                 body[key] = value
+        credentials = _credentials(api_key, ca, cert, client_key)
         console = Console()
         view = PullView(console)
         try:
             with view:
-                for line in _stream(url, body):
+                for line in _stream(url, body, credentials):
                     if as_json:
                         typer.echo(json.dumps(line))
                     else:
                         view.feed(line)
                     if "error" in line or line.get("status") == "success":
                         view.final = line
-        except (RuntimeError, urllib.error.URLError, OSError) as exc:
+        except RuntimeError as exc:
             typer.echo(f"error: {exc}", err=True)
+            raise typer.Exit(code=1) from None
+        except (urllib.error.URLError, OSError) as exc:
+            typer.echo(f"error: {proxy_error(exc)}", err=True)
             raise typer.Exit(code=1) from None
         if "error" in view.final or not view.final:
             typer.echo(f"error: {view.final.get('error', 'the proxy ended the feed without a result')}", err=True)
@@ -213,12 +220,18 @@ def register(app: typer.Typer) -> None:
     def models(
         url: str = URL_OPTION,
         as_json: bool = typer.Option(False, "--json", help="Print the raw /api/tags and placement JSON."),
+        api_key: str = sec.CLIENT_API_KEY,
+        ca: Path = sec.CLIENT_CA,
+        cert: Path = sec.CLIENT_CERT,
+        client_key: Path = sec.CLIENT_KEY,
     ) -> None:
         """Show which model is on which host, replicas against --min-replicas, and placements in progress."""
+        credentials = _credentials(api_key, ca, cert, client_key)
         try:
-            tags, status = _get(url, "/api/tags"), _get(url, "/api/status")
+            tags = read_proxy_json(url, "/api/tags", credentials)
+            status = read_proxy_json(url, "/api/status", credentials)
         except (urllib.error.URLError, OSError, ValueError) as exc:
-            typer.echo(f"error: cannot read {url}: {exc}", err=True)
+            typer.echo(f"error: cannot read {url}: {proxy_error(exc)}", err=True)
             raise typer.Exit(code=1) from None
         if as_json:
             typer.echo(json.dumps({"models": tags.get("models", []), "placements": status.get("placements")}, indent=2))

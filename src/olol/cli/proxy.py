@@ -9,6 +9,7 @@ import typer
 
 from olol.cli import security_options as sec
 from olol.cli.common import CONFIG_OPTION, LOG_LEVEL_OPTION, fail, settings, setup_logging
+from olol.cli.rpc import as_str, no_grpc_fork_handlers
 from olol.config import ConfigError
 
 
@@ -158,6 +159,40 @@ def register(app: typer.Typer) -> None:
             show_default=False,
             help="Also serve chat sessions over gRPC (olol.sessions.v1) on this port; 0 = a free one. [default: off]",
         ),
+        distributed: bool = typer.Option(
+            None, "--distributed/--no-distributed", show_default=False,
+            help="Serve models split across --rpc-servers (llama.cpp RPC) as hosts of their own [env: "
+            "OLOL_DISTRIBUTED]. [default: on when rpc-servers are given]",
+        ),
+        rpc_servers: list[str] = typer.Option(
+            None, "--rpc-servers", show_default=False,
+            help="`olol rpc-server` hosts a split model runs on, in split order: h1:50052,h2:50052 "
+            "[env: OLOL_RPC_SERVERS].",
+        ),
+        dist_model: list[str] = typer.Option(
+            None, "--dist-model", show_default=False,
+            help="A model to split: an Ollama NAME, or NAME=PATH to a GGUF (repeatable); the first is split at "
+            "start-up.",
+        ),
+        dist_auto: bool = typer.Option(
+            None, "--dist-auto/--no-dist-auto", show_default=False,
+            help="Split a requested model when no host that has it has the memory for it (GGUF size + KV "
+            "cache vs free memory); options.distributed=true always splits. [default: on]",
+        ),
+        dist_transport: str = typer.Option(
+            None, "--dist-transport", show_default=False,
+            help="tunnel (gRPC, cluster token, optional TLS) or direct (trusted networks). [default: tunnel]",
+        ),
+        dist_ctx_size: int = typer.Option(
+            None, "--dist-ctx-size", help="Context tokens of a split model (default: the workers' advice, else 2048)."
+        ),
+        dist_parallel: int = typer.Option(None, "--dist-parallel", help="Requests a split model serves at once."),
+        models_dir: Path = typer.Option(
+            None, "--models-dir", help="Ollama models directory split models are read from [env: OLLAMA_MODELS]."
+        ),
+        llama_server_bin: str = typer.Option(
+            None, "--llama-server-bin", help="llama-server for split models [env: OLOL_LLAMA_SERVER]."
+        ),
         token: str = sec.TOKEN,
         token_file: Path = sec.TOKEN_FILE,
         tls_cert: Path = sec.TLS_CERT,
@@ -186,13 +221,32 @@ def register(app: typer.Typer) -> None:
         Examples:
           olol proxy --servers 10.0.0.2:50051,10.0.0.3:50051
           olol proxy --port 11434 --servers http://gpu1:11434 --servers gpu2:50051
+          olol proxy --servers gpu1:50051 --distributed --rpc-servers gpu1:50052,gpu2:50052,cpu1:50052
         """
-        from olol.proxy import ProxyConfig
-        from olol.sessions import default_state_dir
+        from olol.dist.settings import DistributedSettings
 
         s = settings("proxy", config)
         setup_logging(s, log_level)
         try:
+            rpc = s.get("rpc_servers", _servers(rpc_servers), [], env="OLOL_RPC_SERVERS")
+            dist = DistributedSettings(
+                enabled=s.get("distributed", distributed, bool(rpc), env="OLOL_DISTRIBUTED"),
+                rpc_servers=rpc,
+                models=s.get("dist_models", dist_model or None, []),
+                auto=s.get("dist_auto", dist_auto, True),
+                transport=s.get("dist_transport", dist_transport, "tunnel"),
+                models_dir=s.get("models_dir", as_str(models_dir), None, env="OLLAMA_MODELS"),
+                ctx_size=s.get("dist_ctx_size", dist_ctx_size, None),
+                parallel=s.get("dist_parallel", dist_parallel, None),
+                threads=s.get("dist_threads", None, None),
+                margin=s.get("dist_margin", None, 0.1),
+                llama_server_bin=s.get("llama_server_bin", llama_server_bin, None, env="OLOL_LLAMA_SERVER"),
+            )
+            if dist.enabled:
+                no_grpc_fork_handlers()  # before grpc loads (olol.proxy loads it): this proxy spawns llama-server
+            from olol.proxy import ProxyConfig
+            from olol.sessions import default_state_dir
+
             cfg = ProxyConfig(
                 host=s.get("host", host, "0.0.0.0"),
                 port=s.get("port", port, 8000, env="OLOL_PORT"),
@@ -230,10 +284,13 @@ def register(app: typer.Typer) -> None:
                     s, discovery=discovery, mdns=mdns, interface=interface, cluster=cluster, scan_subnet=scan_subnet,
                     scan_rate=scan_rate,
                 ),
+                distributed=dist,
             )
-        except ConfigError as exc:
+        except (ConfigError, ValueError) as exc:
             fail(str(exc))
-        if not cfg.servers and not (cfg.discovery.enabled or cfg.discovery.scan_subnet):
+        if cfg.distributed.enabled and not (cfg.distributed.rpc_servers or cfg.discovery.enabled):
+            fail("--distributed needs rpc-servers: --rpc-servers h1:50052,h2:50052 (or --discovery to find them)")
+        if not cfg.servers and not (cfg.discovery.enabled or cfg.discovery.scan_subnet or cfg.distributed.enabled):
             fail("no hosts: give --servers (or $OLLAMA_SERVERS, or `servers = [...]` in the config file)")
         from olol.proxy.server import serve
 

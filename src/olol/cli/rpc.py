@@ -7,6 +7,7 @@ from pathlib import Path
 
 import typer
 
+from olol.cli import security_options as sec
 from olol.cli.common import CONFIG_OPTION, LOG_LEVEL_OPTION, fail, settings, setup_logging
 from olol.config import ConfigError
 
@@ -94,6 +95,10 @@ def register(app: typer.Typer) -> None:
         flash_attention: bool = typer.Option(None, "--flash-attention", help="Advisory: ask for -fa on."),
         context_window: int = typer.Option(None, "--context-window", help="Advisory: largest context to plan for."),
         quantize: str = typer.Option(None, "--quantize", help="Advisory: KV cache type (f16, q8_0, q4_0)."),
+        discovery: bool = sec.DISCOVERY_AGENT,
+        interface: str = sec.INTERFACE,
+        cluster: str = sec.CLUSTER,
+        advertise_host: str = sec.ADVERTISE_HOST,
         config: Path = CONFIG_OPTION,
         log_level: str = LOG_LEVEL_OPTION,
     ) -> None:
@@ -102,8 +107,12 @@ def register(app: typer.Typer) -> None:
         --flash-attention, --context-window and --quantize are advisory: the worker reports them and
         the coordinator's llama-server applies them (-fa on, a cap on -c, the KV cache type).
 
+        With --discovery it advertises itself over mDNS (role "rpc", signed with the cluster
+        token): `olol dist --discovery` finds it, and proxies keep it apart from inference hosts.
+
         Examples:
           olol rpc-server --token-file ~/.olol/token
+          olol rpc-server --token-file ~/.olol/token --discovery --interface eth0
           olol rpc-server --device cuda --preseed ~/models/llama-3-70b.Q4_K_M.gguf
         """
         no_grpc_fork_handlers()
@@ -148,6 +157,9 @@ def register(app: typer.Typer) -> None:
                     flash_attention=s.get("flash_attention", flash_attention, False),
                     context_window=s.get("context_window", context_window, 0),
                     quantize=s.get("quantize", quantize, ""),
+                ),
+                discovery=sec.discovery_settings(
+                    s, discovery=discovery, interface=interface, cluster=cluster, advertise_host=advertise_host
                 ),
             )
         except (ConfigError, ValueError, OSError) as exc:

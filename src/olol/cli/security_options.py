@@ -1,4 +1,5 @@
-"""Security and discovery flags shared by `olol server` and `olol proxy`, and the settings they build.
+"""Security and discovery flags shared by `olol server`, `olol proxy` and `olol rpc-server`, and the
+settings they build; and the client side's (`olol client`, `status`, `pull`, `models`).
 
 Each flag resolves flag > env > config file > default, like every other flag
 (`olol.config.Settings`); the token also comes from `--token-file` or
@@ -19,6 +20,10 @@ __all__ = [
     "API_KEY",
     "API_KEYS_FILE",
     "BODY_TIMEOUT",
+    "CLIENT_API_KEY",
+    "CLIENT_CA",
+    "CLIENT_CERT",
+    "CLIENT_KEY",
     "CLUSTER",
     "DISCOVERY_AGENT",
     "DISCOVERY_PROXY",
@@ -38,6 +43,7 @@ __all__ = [
     "TLS_KEY",
     "TOKEN",
     "TOKEN_FILE",
+    "client_credentials",
     "discovery_settings",
     "security_settings",
 ]
@@ -92,6 +98,16 @@ SCAN_SUBNET = typer.Option(
     None, "--scan-subnet", help="Probe the interface's private /24 for agents (rate-limited). [default: off]"
 )
 SCAN_RATE = typer.Option(None, "--scan-rate", help="Connection attempts per second of --scan-subnet. [default: 20]")
+
+# Clients of a secured cluster.
+CLIENT_API_KEY = typer.Option(
+    None, "--api-key", envvar="OLOL_API_KEY", help="The proxy's API key (Authorization: Bearer) [env: OLOL_API_KEY]."
+)
+CLIENT_CA = typer.Option(
+    None, "--ca", envvar="OLOL_CA", help="PEM CA that signed the server's certificate (HTTPS, gRPC TLS) [env: OLOL_CA]."
+)
+CLIENT_CERT = typer.Option(None, "--cert", help="PEM client certificate, for servers that require one (mutual TLS).")
+CLIENT_KEY = typer.Option(None, "--key", help="PEM private key of --cert.")
 
 
 def _str(value: Path | str | None) -> str | None:
@@ -153,7 +169,8 @@ def discovery_settings(
     mdns: bool | None = None,
     **extra: Any,
 ) -> Any:
-    """`DiscoverySettings`: agents add `proxy`/`advertise_host`, the proxy `scan_subnet`/`scan_rate`."""
+    """`DiscoverySettings`: agents add `proxy`/`advertise_host` (rpc-servers `advertise_host` only: they
+    do not register), the proxy `scan_subnet`/`scan_rate`."""
     from olol.discovery.settings import DEFAULT_CLUSTER, DiscoverySettings
 
     out = DiscoverySettings(
@@ -164,8 +181,34 @@ def discovery_settings(
     )
     if "proxy" in extra:
         out.proxies = s.get("proxy", extra["proxy"] or None, [], env="OLOL_PROXY")
-        out.advertise_host = s.get("advertise_host", extra.get("advertise_host"), None)
+    if "advertise_host" in extra:
+        out.advertise_host = s.get("advertise_host", extra["advertise_host"], None)
     if "scan_subnet" in extra:
         out.scan_subnet = s.get("scan_subnet", extra["scan_subnet"], False)
         out.scan_rate = s.get("scan_rate", extra.get("scan_rate"), 20.0)
     return out
+
+
+def client_credentials(
+    *,
+    api_key: str | None = None,
+    token: str | None = None,
+    token_file: Path | None = None,
+    ca: Path | None = None,
+    cert: Path | None = None,
+    key: Path | None = None,
+) -> Any:
+    """`ClientCredentials` from a client command's flags; the token also from $OLOL_TOKEN / $OLOL_TOKEN_FILE."""
+    from olol.client.credentials import ClientCredentials
+    from olol.security.tokens import load_token
+
+    try:
+        return ClientCredentials(
+            api_key=api_key or None,
+            token=load_token(token, _str(token_file)),
+            ca=ca,
+            cert=cert,
+            key=key,
+        )
+    except (OSError, ValueError) as exc:
+        raise ConfigError(str(exc)) from None

@@ -4,19 +4,26 @@ from __future__ import annotations
 
 import json
 import urllib.error
-import urllib.request
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import typer
+
+from olol.cli import security_options as sec
+from olol.cli.common import fail, proxy_error, read_proxy_json
+from olol.config import ConfigError
+
+if TYPE_CHECKING:
+    from olol.client.credentials import ClientCredentials
 
 __all__ = ["fetch_status", "register", "render_status"]
 
 
-def fetch_status(url: str, timeout: float = 5.0) -> dict[str, Any]:
-    # urllib, not aiohttp: a one-shot GET should not pay for an event loop's imports.
-    with urllib.request.urlopen(url.rstrip("/") + "/api/status", timeout=timeout) as resp:
-        data: dict[str, Any] = json.load(resp)
-    return data
+def fetch_status(url: str, timeout: float = 5.0, credentials: ClientCredentials | None = None) -> dict[str, Any]:
+    """The proxy's /api/status (a read-only API key is enough)."""
+    from olol.client.credentials import ClientCredentials
+
+    return read_proxy_json(url, "/api/status", credentials or ClientCredentials(), timeout)
 
 
 def render_status(status: dict[str, Any]) -> Any:
@@ -67,12 +74,20 @@ def register(app: typer.Typer) -> None:
             help="The proxy's URL [env: OLOL_PROXY_URL].",
         ),
         as_json: bool = typer.Option(False, "--json", help="Print the raw /api/status JSON."),
+        api_key: str = sec.CLIENT_API_KEY,
+        ca: Path = sec.CLIENT_CA,
+        cert: Path = sec.CLIENT_CERT,
+        client_key: Path = sec.CLIENT_KEY,
     ) -> None:
         """Show the cluster: hosts, health, load, models, latency (from a running proxy)."""
         try:
-            data = fetch_status(url)
+            credentials = sec.client_credentials(api_key=api_key, ca=ca, cert=cert, key=client_key)
+        except ConfigError as exc:
+            fail(str(exc))
+        try:
+            data = fetch_status(url, credentials=credentials)
         except (urllib.error.URLError, OSError, ValueError) as exc:
-            typer.echo(f"error: cannot read {url}/api/status: {exc}", err=True)
+            typer.echo(f"error: cannot read {url}/api/status: {proxy_error(exc)}", err=True)
             raise typer.Exit(code=1) from None
         if as_json:
             typer.echo(json.dumps(data, indent=2))

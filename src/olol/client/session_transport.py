@@ -14,6 +14,7 @@ import grpc
 
 from olol.backends.base import JSON
 from olol.backends.ollama import OllamaBackend
+from olol.client.credentials import ClientCredentials
 from olol.errors import OlolError
 from olol.sessions import wire
 from olol.sessions._pb import pb, rpc
@@ -48,8 +49,9 @@ def _typed(exc: OlolError, session_id: str) -> OlolError:
 class HttpSessionTransport:
     """`/api/sessions` of a proxy, through `OllamaBackend`'s HTTP plumbing (its error mapping, NDJSON reader)."""
 
-    def __init__(self, url: str) -> None:
-        self._http = OllamaBackend(url)
+    def __init__(self, url: str, credentials: ClientCredentials | None = None) -> None:
+        creds = credentials or ClientCredentials()
+        self._http = OllamaBackend(url, headers=creds.http_headers(), ssl=creds.ssl_context() or True)
 
     async def create(self, body: JSON) -> JSON:
         reply: JSON = await self._http._request("POST", "/api/sessions", body, str(body.get("model", "")))
@@ -85,24 +87,34 @@ class HttpSessionTransport:
 
 
 class GrpcSessionTransport:
-    """The proxy's `olol.sessions.v1.Sessions` service (`olol proxy --grpc-port`)."""
+    """The proxy's `olol.sessions.v1.Sessions` service (`olol proxy --grpc-port`).
 
-    def __init__(self, target: str) -> None:
+    It takes the proxy's API key or the cluster token, and TLS when the proxy serves HTTPS.
+    """
+
+    def __init__(self, target: str, credentials: ClientCredentials | None = None) -> None:
+        creds = credentials or ClientCredentials()
         self.target = target.removeprefix("grpc://")
+        self.tls = creds.tls()
+        self.metadata = (*protocol_metadata(), *creds.grpc_metadata())
         self._channel: grpc.aio.Channel | None = None
         self._stub: Any = None
 
     @property
     def stub(self) -> Any:
         if self._stub is None:
-            self._channel = grpc.aio.insecure_channel(self.target)
+            credentials = self.tls.channel_credentials() if self.tls is not None else None
+            if credentials is not None:
+                self._channel = grpc.aio.secure_channel(self.target, credentials)
+            else:
+                self._channel = grpc.aio.insecure_channel(self.target)
             generated: Any = rpc  # generated code is untyped
             self._stub = generated.SessionsStub(self._channel)
         return self._stub
 
     async def _unary(self, method: str, request: Any, session_id: str = "") -> Any:
         try:
-            return await getattr(self.stub, method)(request, metadata=protocol_metadata())
+            return await getattr(self.stub, method)(request, metadata=self.metadata)
         except grpc.RpcError as exc:
             raise _typed(error_from_rpc(exc, self.target), session_id) from None
 
@@ -111,9 +123,7 @@ class GrpcSessionTransport:
 
     async def chat(self, session_id: str, message: JSON, **fields: Any) -> AsyncIterator[JSON]:
         fields.pop("stream", None)  # gRPC always streams
-        call = self.stub.ChatMessage(
-            wire.chat_request_to_pb(session_id, message, **fields), metadata=protocol_metadata()
-        )
+        call = self.stub.ChatMessage(wire.chat_request_to_pb(session_id, message, **fields), metadata=self.metadata)
         try:
             async for chunk in call:
                 yield wire.chunk_from_pb(chunk)
@@ -138,8 +148,8 @@ class GrpcSessionTransport:
         self._channel, self._stub = None, None
 
 
-def session_transport(target: str) -> SessionTransport:
+def session_transport(target: str, credentials: ClientCredentials | None = None) -> SessionTransport:
     """HTTP for `http(s)://` targets, else gRPC (`host:port` of the proxy's sessions service)."""
     if target.startswith(("http://", "https://")):
-        return HttpSessionTransport(target)
-    return GrpcSessionTransport(target)
+        return HttpSessionTransport(target, credentials)
+    return GrpcSessionTransport(target, credentials)

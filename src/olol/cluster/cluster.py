@@ -35,11 +35,15 @@ class Lease:
         self.first_byte_at: float | None = None
         self._released = False
 
-    def first_byte(self) -> float:
-        """Mark the first byte from the host; returns the time to first token in seconds."""
+    def first_byte(self, generation_s: float = 0.0) -> float:
+        """Mark the first byte from the host; returns the time to first token in seconds.
+
+        `generation_s`: how much of the wait the host spent generating, for a reply that arrived whole
+        (not streamed); its first token is dated that much earlier.
+        """
         now = time.monotonic()
-        self.first_byte_at = now
-        ttft = now - self.started_at
+        self.first_byte_at = max(self.started_at, now - max(0.0, generation_s))
+        ttft = self.first_byte_at - self.started_at
         self._cluster.stats.record_ttft(self.host.id, self.model, ttft)
         self.host.mark_loaded(self.model)
         return ttft

@@ -7,11 +7,16 @@ for any spelling finds every host that has it.
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 __all__ = ["normalize", "same_model"]
 
 _DEFAULT_PREFIXES = ("registry.ollama.ai/library/", "library/")
 
 
+# Routing asks about a dozen times per request for the same few names (eligibility, leases, stats,
+# metrics); the set of distinct spellings a proxy sees is small, so a bounded cache is nearly all hits.
+@lru_cache(maxsize=4096)
 def normalize(name: str) -> str:
     """The canonical spelling: default registry and namespace dropped, tag defaulted to `latest`.
 

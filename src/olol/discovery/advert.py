@@ -79,6 +79,12 @@ class Advert:
     def targets(self) -> list[str]:
         return [format_target(a, self.port) for a in self.addresses]
 
+    def dial_target(self, resolved: list[str]) -> str | None:
+        """The `host:port` to dial: a signed address, preferring one the advert also arrived from
+        (known to be reachable from here); None when it names no address."""
+        reachable = [a for a in self.addresses if a in resolved] or list(self.addresses)
+        return format_target(reachable[0], self.port) if reachable else None
+
     @classmethod
     def parse(
         cls,

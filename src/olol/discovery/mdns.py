@@ -23,6 +23,7 @@ __all__ = ["MdnsAdvertiser", "MdnsBrowser"]
 log = logging.getLogger("olol.discovery")
 
 _RESOLVE_TIMEOUT_MS = 3000
+_GOODBYE_TIMEOUT = 2.0  # seconds; zeroconf sends its goodbyes within about one
 _STRANGER_LOG_EVERY = 300.0  # seconds: a stranger advertising forever is logged now and then, not per packet
 
 Found = Callable[[str, Advert, list[str]], Awaitable[None]]  # (service name, advert, resolved addresses)
@@ -81,7 +82,11 @@ class MdnsAdvertiser:
         if self._zc is None:
             return
         with contextlib.suppress(Exception):  # a closed network must not block shutdown
-            await self._zc.async_unregister_service(self._info)
+            # The call only schedules the goodbyes; closing before they are out would cancel them,
+            # and browsers would keep this host until its records expire (minutes) instead of at once.
+            goodbyes = await self._zc.async_unregister_service(self._info)
+            async with asyncio.timeout(_GOODBYE_TIMEOUT):
+                await goodbyes
         await self._zc.async_close()
         self._zc = None
 

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
-from olol.discovery.advert import Advert, format_target
+from olol.discovery.advert import Advert
 from olol.discovery.membership import Membership
 from olol.discovery.register import REGISTER_PATH, registration_handler
 
@@ -36,7 +36,10 @@ class ProxyDiscovery:
         self.membership = Membership(ctx)
         self.browser: MdnsBrowser | None = None
         self.scanner: SubnetScanner | None = None
-        self.rpc_servers: dict[str, Advert] = {}  # mDNS name -> advert, for coordinators of split models
+        # rpc-servers (`olol rpc-server --discovery`) are no inference hosts: kept apart, never routed to,
+        # for coordinators of split models (`rpc_targets`).
+        self.rpc_servers: dict[str, Advert] = {}  # mDNS name -> advert
+        self._rpc_targets: dict[str, str] = {}  # mDNS name -> host:port to dial
         self._by_name: dict[str, str] = {}  # mDNS name -> host id it added
         self._expiry: asyncio.Task[None] | None = None
 
@@ -91,15 +94,19 @@ class ProxyDiscovery:
             await asyncio.sleep(max(1.0, self.settings.register_interval))
             await self.membership.expire()
 
+    def rpc_targets(self) -> list[str]:
+        """The rpc-servers of this cluster seen on mDNS now, as `host:port`, sorted."""
+        return sorted(set(self._rpc_targets.values()))
+
     async def _found(self, name: str, advert: Advert, resolved: list[str]) -> None:
+        target = advert.dial_target(resolved)
         if advert.role != "agent":
             self.rpc_servers[name] = advert
+            if target is not None:
+                self._rpc_targets[name] = target
             return
-        # Dial a signed address; one the advert also arrived from is known to be reachable from here.
-        reachable = [a for a in advert.addresses if a in resolved] or list(advert.addresses)
-        if not reachable:
+        if target is None:
             return
-        target = format_target(reachable[0], advert.port)
         previous = self._by_name.get(name)
         self._by_name[name] = target
         if previous is not None and previous != target and previous not in self._by_name.values():
@@ -108,6 +115,7 @@ class ProxyDiscovery:
 
     async def _lost(self, name: str) -> None:
         self.rpc_servers.pop(name, None)
+        self._rpc_targets.pop(name, None)
         target = self._by_name.pop(name, None)
         # Another live advert for the same address (the host restarted under a new name) keeps it.
         if target is not None and target not in self._by_name.values():

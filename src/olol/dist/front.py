@@ -4,8 +4,9 @@ llama-server moves (a new process, a new port) every time the coordinator
 re-plans, so clients, and agents registering it as a llama.cpp backend, talk
 to this front instead. It forwards any request to the llama-server of the
 moment, streaming the response back. A request that fails before any byte of
-its response was sent (llama-server died with a worker, or is being replaced)
-waits for the next generation and is sent again, which is how a worker failure
+its response was sent (llama-server died with a worker, or is being replaced;
+its headers do not count, as llama-server sends them before computing) waits
+for the next generation and is sent again, which is how a worker failure
 costs a client a delay rather than an error. `GET /olol/status` reports the
 plan and the tunnels.
 """
@@ -68,7 +69,8 @@ class DistFront:
         app = web.Application(client_max_size=1 << 30)
         app.router.add_get("/olol/status", self._status)
         app.router.add_route("*", "/{tail:.*}", self._forward)
-        self._runner = web.AppRunner(app, access_log=None)
+        # A client that goes away cancels its handler, and so its request to llama-server (which frees the slot).
+        self._runner = web.AppRunner(app, access_log=None, handler_cancellation=True)
         await self._runner.setup()
         try:
             await web.TCPSite(self._runner, self.host, self.port).start()
@@ -101,27 +103,43 @@ class DistFront:
                     await coordinator.wait_ready(self.retry_timeout)
                     generation = coordinator.generation
                 url = coordinator.url + request.path_qs
-                async with self._session.request(request.method, url, data=body, headers=headers) as upstream:
-                    response = web.StreamResponse(status=upstream.status, reason=upstream.reason)
-                    for key, value in upstream.headers.items():
-                        if key.lower() not in _HOP_BY_HOP:
-                            response.headers.add(key, value)
-                    await response.prepare(request)
-                    # From here on the client has bytes: a failure can only cut the stream short.
-                    try:
-                        async for chunk in upstream.content.iter_any():
-                            await response.write(chunk)
-                        await response.write_eof()
-                    except (aiohttp.ClientError, ConnectionError) as exc:
-                        log.warning("response of %s %s cut short: %s", request.method, request.path, exc)
-                    return response
-            except (aiohttp.ClientConnectionError, BackendUnavailable) as exc:
+                upstream = await self._session.request(request.method, url, data=body, headers=headers)
+                try:
+                    # llama-server sends a stream's headers at once and its first bytes only after the
+                    # prompt is processed, which is when a dead worker shows: so the client gets nothing
+                    # until the first bytes came, and a failure before them is retried.
+                    first = await upstream.content.readany()
+                except BaseException:
+                    upstream.release()
+                    raise
+            except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError, BackendUnavailable) as exc:
                 log.warning("request %s %s failed on generation %d (%s); retrying", request.method,
                             request.path, generation, exc)  # fmt: skip
                 if attempt == 2:
                     break
                 await self._next_generation(generation)
+                continue
+            async with upstream:
+                return await self._relay(request, upstream, first)
         return web.json_response({"error": "the distributed model is unavailable (workers failed)"}, status=503)
+
+    async def _relay(self, request: web.Request, upstream: aiohttp.ClientResponse, first: bytes) -> web.StreamResponse:
+        """Send the client the response whose first bytes came. Failures here are never the generation's
+        to pay for: the client may have gone (a health probe that timed out), or the stream was cut."""
+        response = web.StreamResponse(status=upstream.status, reason=upstream.reason)
+        for key, value in upstream.headers.items():
+            if key.lower() not in _HOP_BY_HOP:
+                response.headers.add(key, value)
+        try:
+            await response.prepare(request)
+            if first:
+                await response.write(first)
+            async for chunk in upstream.content.iter_any():
+                await response.write(chunk)
+            await response.write_eof()
+        except (aiohttp.ClientError, ConnectionError) as exc:
+            log.warning("response of %s %s cut short: %s", request.method, request.path, exc)
+        return response
 
     async def _next_generation(self, failed: int) -> None:
         """Wait until a generation after `failed` serves (the coordinator notices deaths within a moment)."""

@@ -13,7 +13,7 @@ import json
 import os
 from pathlib import Path
 
-__all__ = ["ModelSourceError", "ollama_models_dirs", "resolve_model"]
+__all__ = ["ModelSourceError", "ollama_models_dirs", "resolve_model", "resolve_ollama_name"]
 
 MODEL_MEDIA_TYPE = "application/vnd.ollama.image.model"
 DEFAULT_REGISTRY = "registry.ollama.ai"
@@ -49,6 +49,13 @@ def resolve_model(model: str, models_dir: str | os.PathLike[str] | None = None) 
         return path
     if path.suffix == ".gguf" or model.startswith((".", "/", "~")):
         raise ModelSourceError(f"model file not found: {model}")
+    return resolve_ollama_name(model, models_dir)
+
+
+def resolve_ollama_name(model: str, models_dir: str | os.PathLike[str] | None = None) -> Path:
+    """The GGUF of the Ollama model `model`, never a path: what a name from a network request may reach."""
+    if not model or model.startswith(("/", "~", "\\")) or ".." in model.replace(":", "/").split("/"):
+        raise ModelSourceError(f"{model!r} is not an Ollama model name")
     searched = []
     for models in ollama_models_dirs(models_dir):
         manifest = _manifest_path(models, model)

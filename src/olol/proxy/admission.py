@@ -67,13 +67,15 @@ class AdmissionQueue:
 
         `front` puts a request back at the head, for a retry that already waited its turn once.
         """
-        queue = self._queues.setdefault(model, deque())
+        queue = self._queues.get(model)
         tried = False
         if not queue:
+            # The common case, nobody waiting: no queue is made unless this request has to wait.
             result = attempt()
             if result is not None:
                 return result, 0.0
             tried = True
+            queue = self._queues.setdefault(model, deque())
         if len(queue) >= self.max_depth:
             raise QueueFull(self.retry_after)
         loop = asyncio.get_running_loop()

@@ -52,6 +52,10 @@ def build_app(ctx: ProxyContext) -> web.Application:
     app = web.Application(middlewares=[_errors], client_max_size=0)
     install_guards(app, ctx.config.security)  # API keys, rate and body limits, Ollama-shaped 4xx
     install_discovery(app, ctx)  # mDNS, registrations, subnet scan: only when enabled
+    if ctx.config.distributed.enabled:  # models split across rpc-servers; grpc loads only then
+        from olol.proxy.distributed import install_distributed
+
+        install_distributed(app, ctx)
     app[CONTEXT] = ctx
     r = app.router
     r.add_get("/", views.root)  # aiohttp adds HEAD for every GET route

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field, fields
 from typing import Any
 
 from olol.discovery.settings import DiscoverySettings
+from olol.dist.settings import DistributedSettings
 from olol.proxy.policies import DEFAULT_POLICY
 from olol.security.settings import SecuritySettings
 
@@ -79,10 +80,13 @@ class ProxyConfig:
     pull_on_demand: bool = False
     #: Where the proxy stages copies it relays into plain Ollama hosts; None = ~/.cache/olol/transfer.
     transfer_dir: str | None = None
+    #: Models split across `olol rpc-server` hosts, served as hosts of their own (olol.proxy.distributed).
+    distributed: DistributedSettings = field(default_factory=DistributedSettings)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> ProxyConfig:
-        """Defaults, then `OLOL_PORT` / `OLOL_HOST` / `OLLAMA_SERVERS` (comma separated), then overrides."""
+        """Defaults, then `OLOL_PORT` / `OLOL_HOST` / `OLLAMA_SERVERS` (comma separated) / `OLOL_RPC_SERVERS`
+        (which turns `distributed` on), then overrides."""
         env = os.environ if environ is None else environ
         values: dict[str, Any] = {}
         if env.get("OLOL_PORT"):
@@ -91,6 +95,9 @@ class ProxyConfig:
             values["host"] = env["OLOL_HOST"]
         if env.get("OLLAMA_SERVERS"):
             values["servers"] = [s.strip() for s in env["OLLAMA_SERVERS"].split(",") if s.strip()]
+        if env.get("OLOL_RPC_SERVERS"):
+            rpc_servers = [s.strip() for s in env["OLOL_RPC_SERVERS"].split(",") if s.strip()]
+            values["distributed"] = DistributedSettings(enabled=True, rpc_servers=rpc_servers)
         unknown = set(overrides) - {f.name for f in fields(cls)}
         if unknown:
             raise TypeError(f"unknown proxy settings: {', '.join(sorted(unknown))}")

@@ -89,7 +89,7 @@ class ProxyContext:
         await asyncio.gather(*(h.backend.start() for h in self.cluster.hosts.values()), return_exceptions=True)
         for monitor in self.monitors.values():
             monitor.start()
-        await asyncio.gather(*(m.first_probe(3 * self.config.probe_interval) for m in self.monitors.values()))
+        await asyncio.gather(*(m.first_probe(3 * m.timeout) for m in self.monitors.values()))
         if self.placement is not None:
             await self.placement.start()
         if self.sessions is not None:

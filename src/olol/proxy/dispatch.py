@@ -29,6 +29,10 @@ StreamCall = Callable[[Backend, JSON], AsyncIterator[JSON]]
 UnaryCall = Callable[[Backend, JSON], Awaitable[Any]]
 R = TypeVar("R")
 
+# How far inside the first-byte timeout a host's expected service time must be for a `stream: false`
+# reply to be asked for whole (see `Dispatcher._stream_body`).
+_WHOLE_REPLY_MARGIN = 4.0
+
 # Statuses that say "this host, not this request": worth another host.
 _RETRY_STATUSES = frozenset({404, 408, 429, 500, 501, 502, 503, 504})
 
@@ -136,7 +140,7 @@ class Dispatcher:
         deadline = self._deadline()
 
         async def start(route: Route) -> tuple[AsyncIterator[JSON], JSON]:
-            iterator = call(route.candidate.host.backend, self.upstream_body(body, route))
+            iterator = call(route.candidate.host.backend, self._stream_body(body, route))
             try:
                 async with asyncio.timeout_at(self._first_byte_deadline(deadline)):
                     first = await anext(iterator)
@@ -148,7 +152,10 @@ class Dispatcher:
             return iterator, first
 
         route, (rest, first), retries = await self._failover(endpoint, request, start)
-        self.metrics.ttft.labels(route.host_id, route.lease.model).observe(route.lease.first_byte())
+        # A reply that came whole waited for its generation too: the host's own eval time is not TTFT.
+        generation = first.get("eval_duration") if first.get("done") else None
+        ttft = route.lease.first_byte(generation / 1e9 if isinstance(generation, (int, float)) else 0.0)
+        self.metrics.ttft.labels(route.host_id, route.lease.model).observe(ttft)
         return Upstream(self, endpoint, route, first, rest, retries, deadline)
 
     async def unary(self, endpoint: str, request: RouteRequest, body: JSON, call: UnaryCall) -> tuple[Route, Any, int]:
@@ -172,6 +179,28 @@ class Dispatcher:
         if route.candidate.exact and normalize(str(body.get("model") or route.model)) == normalize(route.model):
             return body
         return {**body, "model": route.model}
+
+    def _stream_body(self, body: JSON, route: Route) -> JSON:
+        """The generate/chat body for this host: `stream: false` stays so only when the reply can come whole.
+
+        A host asked for the whole reply sends nothing until it is done, so the first-byte timeout
+        then has to cover the generation too. That is safe when the model is loaded there and the
+        host's measured service time is well inside the timeout; otherwise (a cold load, an unmeasured
+        host, a long generation) the call is streamed, the timeout covers only the first token, and
+        the chunks are folded here, as always.
+        """
+        upstream = self.upstream_body(body, route)
+        if body.get("stream") is not False or self._whole_reply_in_time(route):
+            return upstream
+        return {**upstream, "stream": True}
+
+    def _whole_reply_in_time(self, route: Route) -> bool:
+        if self.first_byte_timeout is None:
+            return True
+        if not route.candidate.loaded:
+            return False
+        expected = self.cluster.stats.service_time(route.host_id, route.lease.model)
+        return expected is not None and expected * _WHOLE_REPLY_MARGIN <= self.first_byte_timeout
 
     # ------------------------------------------------------------------ failover
     async def _failover(self, endpoint: str, request: RouteRequest,

@@ -9,6 +9,7 @@ a collector, so they can never drift from the state they describe.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Generic, TypeVar
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -18,10 +19,32 @@ from olol.cluster import Cluster
 from olol.proxy.admission import AdmissionQueue
 from olol.proxy.affinity import SessionAffinity
 
-__all__ = ["ProxyMetrics"]
+__all__ = ["Labelled", "ProxyMetrics"]
+
+M = TypeVar("M", Counter, Histogram)
 
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
 _RATE_BUCKETS = (1, 2, 5, 10, 20, 30, 50, 75, 100, 150, 200, 300, 500, 1000, 2000)
+
+
+class Labelled(Generic[M]):
+    """A labelled metric whose children are looked up once per label values.
+
+    prometheus-client's own `.labels()` validates the values and takes a lock on every call, which
+    showed up in the proxy's per-request profile; label values here are few (hosts, models, endpoints).
+    """
+
+    __slots__ = ("_children", "metric")
+
+    def __init__(self, metric: M) -> None:
+        self.metric: M = metric
+        self._children: dict[tuple[str, ...], M] = {}
+
+    def labels(self, *values: str) -> M:
+        child = self._children.get(values)
+        if child is None:
+            child = self._children[values] = self.metric.labels(*values)
+        return child
 
 
 class _ClusterCollector(Collector):
@@ -57,20 +80,24 @@ class ProxyMetrics:
     def __init__(self, cluster: Cluster, admission: AdmissionQueue, affinity: SessionAffinity | None) -> None:
         self.registry = CollectorRegistry()
         r = self.registry
-        self.requests = Counter("olol_requests", "Requests answered, by endpoint, model, host and HTTP status",
-                                ["endpoint", "model", "host", "status"], registry=r)
-        self.errors = Counter("olol_errors", "Requests that ended in an error, by endpoint and stage",
-                              ["endpoint", "stage"], registry=r)
-        self.retries = Counter("olol_retries", "Requests moved to another host before the first byte",
-                               ["host", "reason"], registry=r)
-        self.ttft = Histogram("olol_ttft_seconds", "Time to first token through the proxy",
-                              ["host", "model"], buckets=_LATENCY_BUCKETS, registry=r)
-        self.tokens_per_s = Histogram("olol_tokens_per_second", "Generation speed reported per request",
-                                      ["host", "model"], buckets=_RATE_BUCKETS, registry=r)
-        self.queue_wait = Histogram("olol_queue_wait_seconds", "Time spent waiting for a free host",
-                                    ["model"], buckets=_LATENCY_BUCKETS, registry=r)
-        self.queue_timeouts = Counter("olol_queue_timeouts", "Requests refused with 503 after waiting",
-                                      ["model"], registry=r)
+        self.requests = Labelled(Counter(
+            "olol_requests", "Requests answered, by endpoint, model, host and HTTP status",
+            ["endpoint", "model", "host", "status"], registry=r))
+        self.errors = Labelled(Counter(
+            "olol_errors", "Requests that ended in an error, by endpoint and stage", ["endpoint", "stage"], registry=r))
+        self.retries = Labelled(Counter(
+            "olol_retries", "Requests moved to another host before the first byte", ["host", "reason"], registry=r))
+        self.ttft = Labelled(Histogram(
+            "olol_ttft_seconds", "Time to first token through the proxy",
+            ["host", "model"], buckets=_LATENCY_BUCKETS, registry=r))
+        self.tokens_per_s = Labelled(Histogram(
+            "olol_tokens_per_second", "Generation speed reported per request",
+            ["host", "model"], buckets=_RATE_BUCKETS, registry=r))
+        self.queue_wait = Labelled(Histogram(
+            "olol_queue_wait_seconds", "Time spent waiting for a free host", ["model"], buckets=_LATENCY_BUCKETS,
+            registry=r))
+        self.queue_timeouts = Labelled(Counter(
+            "olol_queue_timeouts", "Requests refused with 503 after waiting", ["model"], registry=r))
         r.register(_ClusterCollector(cluster, admission, affinity))
 
     def render(self) -> bytes:

@@ -31,6 +31,10 @@ log = logging.getLogger(__name__)
 
 # Failures a probe may see: typed backend errors, timeouts, and whatever a transport leaks.
 _PROBE_ERRORS = (OlolError, TimeoutError, OSError, ValueError)
+# The least a probe is given to answer, whatever the interval: a short interval is for noticing a
+# refused or dropped connection fast, and must not turn a host that is merely busy for a moment
+# (a loaded CPU, a GC pause) into a dead one. A dead host is still out within interval + this.
+MIN_PROBE_TIMEOUT = 1.0
 
 
 def _int(value: Any) -> int | None:
@@ -67,6 +71,7 @@ class HostMonitor:
         self.host = host
         self.cluster = cluster
         self.interval = interval
+        self.timeout = max(interval, MIN_PROBE_TIMEOUT)
         self._task: asyncio.Task[None] | None = None
         self._first = asyncio.Event()  # set once the first probe settled, healthy or not
         self._info_known = False
@@ -149,7 +154,7 @@ class HostMonitor:
 
     async def _probe(self) -> bool:
         try:
-            async with asyncio.timeout(self.interval):
+            async with asyncio.timeout(self.timeout):
                 return await self.host.backend.healthy()
         except _PROBE_ERRORS:
             return False
@@ -158,7 +163,7 @@ class HostMonitor:
         if not await self._probe():
             raise OlolError("health probe failed")
         await self._learn_info()
-        async with asyncio.timeout(self.interval * 2):
+        async with asyncio.timeout(self.timeout * 2):
             models, running = await asyncio.gather(self.host.backend.list_models(), self.host.backend.running())
         before = set(self.host.models)
         self.host.set_models(models)
@@ -169,7 +174,7 @@ class HostMonitor:
     async def _learn_info(self) -> None:
         if self._info_known:
             return
-        async with asyncio.timeout(self.interval * 2):
+        async with asyncio.timeout(self.timeout * 2):
             info = await self.host.backend.info()
         self.host.kind = info.kind
         self.host.version = info.version

@@ -2,8 +2,10 @@
 
 Startup order matters because the worker serves one client at a time: start
 the worker and probe it, seed its tensor cache from local GGUF files, and only
-then accept tunnels. The gRPC service runs on grpc.aio, one event loop with
-the worker's supervisor and every tunnel's socket.
+then accept tunnels, and only then advertise (`--discovery`: an mDNS advert
+with role "rpc", signed with the cluster token like an agent's). The gRPC
+service runs on grpc.aio, one event loop with the worker's supervisor and
+every tunnel's socket.
 """
 
 from __future__ import annotations
@@ -17,11 +19,14 @@ from typing import Any
 
 import grpc
 
+from olol.discovery.agent_side import Announcer, start_announcer
+from olol.discovery.settings import DiscoverySettings
 from olol.rpc._pb import rpc
 from olol.rpc.options import SERVER_OPTIONS
 from olol.rpc.preseed import preseed
 from olol.rpc.service import RpcWorkerService, WorkerAdvice
 from olol.rpc.worker import GgmlWorker, WorkerConfig
+from olol.security.settings import SecuritySettings
 from olol.security.tls import TlsFiles
 from olol.security.tokens import warn_if_open
 
@@ -45,6 +50,7 @@ class RpcServerConfig:
     memory_limit: int | None = None  # bytes per device offered to coordinators (None: all that is free)
     advice: WorkerAdvice = field(default_factory=WorkerAdvice)
     grace: float = 5.0
+    discovery: DiscoverySettings = field(default_factory=DiscoverySettings)  # off unless --discovery
 
 
 @dataclass
@@ -56,6 +62,7 @@ class RpcServer:
     service: RpcWorkerService
     server: grpc.aio.Server
     port: int
+    announcer: Announcer | None = None
 
     @property
     def target(self) -> str:
@@ -98,14 +105,24 @@ class RpcServer:
             if port == 0:
                 raise OSError(f"cannot bind {address}")
             await server.start()
+            announcer = await start_announcer(
+                port=port,
+                bind_host=config.host,
+                settings=config.discovery,
+                security=SecuritySettings(token=config.token, tls=config.tls),
+                role="rpc",
+            )
         except BaseException:
             if server is not None:
                 await server.stop(0)
             await worker.close()
             raise
-        return cls(config, worker, service, server, port)
+        return cls(config, worker, service, server, port, announcer)
 
     async def stop(self) -> None:
+        if self.announcer is not None:  # goodbye first: nobody should pick a worker that is going away
+            await self.announcer.stop()
+            self.announcer = None
         await self.server.stop(self.config.grace)
         await self.worker.close()
 

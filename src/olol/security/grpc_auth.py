@@ -1,4 +1,4 @@
-"""The agent's gate for every gRPC call, and the proof a subnet scan asks for.
+"""The gate in front of every gRPC call an OLOL server takes, and the proof a subnet scan asks for.
 
 `CallGuard` refuses a call without the cluster token (UNAUTHENTICATED), as a
 server interceptor, so every service a server hosts is covered, including ones
@@ -9,6 +9,10 @@ does before it sends the token anywhere), the refusal carries
 host is a member, a stranger learns nothing about the token, and a stranger who
 relays the proof from a real agent is caught because the proof names the real
 agent's addresses, not the relay's.
+
+`ClientGuard` is the gate of a gRPC port that clients use rather than cluster
+members (the proxy's sessions service): it takes the proxy's API keys, as its
+HTTP API does, and the cluster token.
 """
 
 from __future__ import annotations
@@ -20,11 +24,13 @@ from typing import Any
 
 import grpc
 
+from olol.errors import OlolError
+from olol.security.apikeys import FULL, ApiKeys
 from olol.security.signing import sign_fields, verify_fields
-from olol.security.tokens import Unauthorized, check_token
-from olol.wire.status import STATUS_KEY
+from olol.security.tokens import TOKEN_KEY, Unauthorized, check_token, token_matches
+from olol.wire.status import STATUS_KEY, code_for
 
-__all__ = ["ADDRS_KEY", "CHALLENGE_KEY", "PROOF_KEY", "CallGuard", "verify_proof"]
+__all__ = ["ADDRS_KEY", "CHALLENGE_KEY", "PROOF_KEY", "CallGuard", "ClientGuard", "verify_proof"]
 
 log = logging.getLogger("olol.security")
 
@@ -47,14 +53,43 @@ def _proof_fields(challenge: str, addresses: str) -> dict[str, str]:
     return {"challenge": challenge, "addrs": addresses}
 
 
-class CallGuard:
-    """Checks the token of each call; `interceptors()` puts it in front of every service of a server."""
+class _Guard:
+    """Decides per call whether it may proceed; `interceptors()` puts it in front of every service of a server."""
 
-    def __init__(self, token: str | None, addresses: Callable[[], Sequence[str]] | None = None) -> None:
-        self.token = token
-        self._addresses = addresses or (lambda: ())
+    def __init__(self) -> None:
         self._logged: dict[str, float] = {}
         self.refused = 0
+
+    @property
+    def enabled(self) -> bool:
+        raise NotImplementedError
+
+    def refusal(self, metadata: Iterable[Any] | None) -> OlolError | None:
+        """None when the call may proceed; else the error to answer it with."""
+        raise NotImplementedError
+
+    def log_refusal(self, peer: str, method: str, exc: OlolError) -> None:
+        now = time.monotonic()
+        if now - self._logged.get(peer, -_LOG_EVERY) >= _LOG_EVERY:
+            if len(self._logged) > 1024:  # bounded: a scan from many addresses must not grow this forever
+                self._logged.clear()
+            self._logged[peer] = now
+            log.warning("refused gRPC call %s from %s: %s", method, peer, exc.message)
+
+    def interceptors(self, *, aio: bool) -> list[Any]:
+        """Server interceptors: every service on the server (agent, transfer, ...) is behind the guard."""
+        if not self.enabled:
+            return []
+        return [_AioInterceptor(self)] if aio else [_SyncInterceptor(self)]
+
+
+class CallGuard(_Guard):
+    """Cluster members only: every call must carry the cluster token."""
+
+    def __init__(self, token: str | None, addresses: Callable[[], Sequence[str]] | None = None) -> None:
+        super().__init__()
+        self.token = token
+        self._addresses = addresses or (lambda: ())
 
     @property
     def enabled(self) -> bool:
@@ -76,28 +111,51 @@ class CallGuard:
             return exc
         return None
 
-    def log_refusal(self, peer: str, method: str, exc: Unauthorized) -> None:
-        now = time.monotonic()
-        if now - self._logged.get(peer, -_LOG_EVERY) >= _LOG_EVERY:
-            if len(self._logged) > 1024:  # bounded: a scan from many addresses must not grow this forever
-                self._logged.clear()
-            self._logged[peer] = now
-            log.warning("refused gRPC call %s from %s: %s", method, peer, exc.message)
 
-    def interceptors(self, *, aio: bool) -> list[Any]:
-        """Server interceptors: every service on the server (agent, transfer, ...) is behind the token."""
-        if not self.token:
-            return []
-        return [_AioInterceptor(self)] if aio else [_SyncInterceptor(self)]
+class ClientGuard(_Guard):
+    """A port for clients: a full API key (as on the HTTP API) or the cluster token; open when neither is set.
+
+    Both come as `authorization: Bearer ...`. A read-only key is refused with
+    PERMISSION_DENIED (403): it is for status and metrics, which this port has none of.
+    """
+
+    def __init__(self, token: str | None, keys: ApiKeys | None = None) -> None:
+        super().__init__()
+        self.token = token
+        self.keys = keys if keys is not None else ApiKeys()
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.token) or self.keys.enabled
+
+    def refusal(self, metadata: Iterable[Any] | None) -> OlolError | None:
+        if not self.enabled:
+            return None
+        presented = _value(metadata, TOKEN_KEY)
+        if self.token and presented and token_matches(presented, self.token):
+            return None
+        error: OlolError
+        if self.keys.enabled:
+            key = self.keys.from_header(presented)
+            if key is not None and key.scope == FULL:
+                return None
+            if key is not None:
+                error = OlolError("forbidden: this API key is read-only (status and metrics)", status=403)
+            else:
+                error = Unauthorized("unauthorized: a valid API key is required (authorization: Bearer KEY)")
+        else:
+            error = Unauthorized("invalid cluster token" if presented else "missing cluster token")
+        self.refused += 1
+        return error
 
 
-def _trailing(exc: Unauthorized) -> tuple[tuple[str, str], ...]:
-    return ((STATUS_KEY, str(exc.status)), *exc.metadata)
+def _trailing(exc: OlolError) -> tuple[tuple[str, str], ...]:
+    return ((STATUS_KEY, str(exc.status)), *getattr(exc, "metadata", ()))
 
 
-def _deny_handler(guard: CallGuard, handler: Any, method: str, exc: Unauthorized, *, aio: bool) -> Any:
-    """A handler of the same shape as `handler` that refuses the call (UNAUTHENTICATED)."""
-    code = grpc.StatusCode.UNAUTHENTICATED
+def _deny_handler(guard: _Guard, handler: Any, method: str, exc: OlolError, *, aio: bool) -> Any:
+    """A handler of the same shape as `handler` that refuses the call (UNAUTHENTICATED, or PERMISSION_DENIED)."""
+    code = code_for(exc)
     if aio:
 
         async def deny_aio(_request: Any, context: Any) -> None:
@@ -126,7 +184,7 @@ def _deny_handler(guard: CallGuard, handler: Any, method: str, exc: Unauthorized
 
 
 class _SyncInterceptor(grpc.ServerInterceptor):  # type: ignore[type-arg]
-    def __init__(self, guard: CallGuard) -> None:
+    def __init__(self, guard: _Guard) -> None:
         self.guard = guard
 
     def intercept_service(self, continuation: Callable[[Any], Any], details: Any) -> Any:
@@ -138,7 +196,7 @@ class _SyncInterceptor(grpc.ServerInterceptor):  # type: ignore[type-arg]
 
 
 class _AioInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
-    def __init__(self, guard: CallGuard) -> None:
+    def __init__(self, guard: _Guard) -> None:
         self.guard = guard
 
     async def intercept_service(self, continuation: Callable[[Any], Any], details: Any) -> Any:

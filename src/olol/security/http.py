@@ -16,6 +16,7 @@ import logging
 import math
 import ssl
 from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
 
 from aiohttp import web
 from aiohttp.typedefs import Middleware
@@ -25,7 +26,16 @@ from olol.security.limits import RateLimiter
 from olol.security.schema import BODY_SPECS, InvalidBody, parse_body
 from olol.security.settings import SecuritySettings
 
-__all__ = ["OPEN_PATHS", "READ_PATHS", "error_response", "https_context", "install_guards", "route_pattern", "scheme"]
+__all__ = [
+    "OPEN_PATHS",
+    "PARSED_BODY",
+    "READ_PATHS",
+    "error_response",
+    "https_context",
+    "install_guards",
+    "route_pattern",
+    "scheme",
+]
 
 log = logging.getLogger("olol.security")
 
@@ -35,6 +45,16 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 OPEN_PATHS = frozenset({"/", "/olol/register"})
 #: What a read-only key may see: liveness, version, status and metrics.
 READ_PATHS = frozenset({"/", "/api/version", "/api/status", "/metrics", "/olol/openapi.json"})
+
+
+def _request_key(name: str) -> Any:
+    # Typed request keys are recent (aiohttp 3.13); older versions take the plain name, without a warning.
+    key_type = getattr(web, "RequestKey", None)
+    return key_type(name, object) if key_type is not None else name
+
+
+#: Key of the request's decoded JSON body, set by the guard once it checked it (absent for an empty body).
+PARSED_BODY: Any = _request_key("olol_parsed_body")
 #: Streamed straight to hosts, never buffered: no JSON size limit, no body timeout.
 _UNBUFFERED = frozenset({"/api/blobs/{digest}"})
 
@@ -104,20 +124,29 @@ def _make_guard(settings: SecuritySettings) -> Middleware:
         spec = BODY_SPECS.get((request.method, pattern))
         if spec is None and request.method in ("GET", "HEAD", "OPTIONS"):
             return request
-        if request.content_length is not None and request.content_length > limits.max_body:
+        length = request.content_length
+        if length is not None and length > limits.max_body:
             raise _refusal(request, 413, f"request body too large (limit {limits.max_body} bytes)")
-        limited = request.clone(client_max_size=limits.max_body)
+        # The parser never reads past a Content-Length it has accepted, so the size limit only needs a
+        # clone (aiohttp's per-request `client_max_size`) for chunked bodies and the exact-limit edge.
+        limited = request if length is not None and length < limits.max_body else (
+            request.clone(client_max_size=limits.max_body))
         try:
-            async with asyncio.timeout(limits.body_timeout):
-                raw = await limited.read()  # cached: the handler's own read() returns these bytes
+            if limited.content.is_eof():
+                raw = await limited.read()  # already buffered (the usual small JSON body): no timer needed
+            else:
+                async with asyncio.timeout(limits.body_timeout):
+                    raw = await limited.read()  # cached: the handler's own read() returns these bytes
         except TimeoutError:
             raise _refusal(request, 408, f"request body not received within {limits.body_timeout:g}s") from None
         except web.HTTPRequestEntityTooLarge:
             raise _refusal(request, 413, f"request body too large (limit {limits.max_body} bytes)") from None
         try:
-            parse_body(raw, spec, reject_unknown=limits.reject_unknown_fields)
+            body = parse_body(raw, spec, reject_unknown=limits.reject_unknown_fields)
         except InvalidBody as exc:
             raise _refusal(request, 400, str(exc)) from None
+        if body is not None:
+            limited[PARSED_BODY] = body  # handlers take it from here instead of decoding the JSON again
         return limited
 
     @web.middleware

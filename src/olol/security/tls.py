@@ -56,8 +56,13 @@ class TlsFiles:
                 raise ValueError(f"TLS file not found: {path}")
 
     # ------------------------------------------------------------------ gRPC
-    def server_credentials(self) -> grpc.ServerCredentials | None:
-        """None: serve plaintext. With a CA, clients must present a certificate it signed."""
+    def server_credentials(self, *, require_client_cert: bool | None = None) -> grpc.ServerCredentials | None:
+        """None: serve plaintext. With a CA, clients must present a certificate it signed.
+
+        `require_client_cert=False` serves TLS without asking clients for certificates (a
+        port for clients rather than cluster members, like the proxy's HTTPS without
+        `--https-client-auth`); True requires them, which needs the CA.
+        """
         if not self.enabled:
             return None
         if not self.has_identity:
@@ -66,7 +71,12 @@ class TlsFiles:
 
         key, cert, ca = _read(self.key), _read(self.cert), _read(self.ca)
         assert key is not None and cert is not None
-        return grpc.ssl_server_credentials([(key, cert)], root_certificates=ca, require_client_auth=ca is not None)
+        mutual = ca is not None if require_client_cert is None else require_client_cert
+        if mutual and ca is None:
+            raise ValueError("requiring client certificates needs --tls-ca")
+        return grpc.ssl_server_credentials(
+            [(key, cert)], root_certificates=ca if mutual else None, require_client_auth=mutual
+        )
 
     def channel_credentials(self) -> grpc.ChannelCredentials | None:
         """None: dial plaintext."""

@@ -26,6 +26,7 @@ __all__ = [
     "check_token",
     "is_loopback",
     "load_token",
+    "token_matches",
     "token_metadata",
     "warn_if_open",
 ]
@@ -70,9 +71,14 @@ def check_token(metadata: Iterable[Any] | None, expected: str | None) -> None:
             presented = value.decode() if isinstance(value, bytes) else str(value)
     if not presented:
         raise Unauthorized("missing cluster token")
-    # Digests have one length, so not even the token's length shows in the timing.
-    if not hmac.compare_digest(_digest(presented), _digest(f"Bearer {expected}")):
+    if not token_matches(presented, expected):
         raise Unauthorized("invalid cluster token")
+
+
+def token_matches(presented: str, expected: str) -> bool:
+    """Whether an `authorization` value is `Bearer <expected>`, in constant time."""
+    # Digests have one length, so not even the token's length shows in the timing.
+    return hmac.compare_digest(_digest(presented), _digest(f"Bearer {expected}"))
 
 
 def _digest(text: str) -> bytes:

@@ -4,13 +4,18 @@ It lives in the proxy's process and event loop (grpc.aio), over the same
 `SessionManager` as `/api/sessions`, so both APIs see the same sessions.
 Errors travel as the agent's do (`olol.wire.status`): a gRPC code plus
 Ollama's HTTP status in trailing metadata, so clients rebuild the same error.
+
+It is guarded like the HTTP API, never a side door around it: the proxy's API
+keys or the cluster token on every call (an interceptor, so a service added
+here later is covered too), TLS with the proxy's certificate when it serves
+HTTPS (`olol.security.serving`).
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import grpc
 
@@ -20,12 +25,14 @@ from olol.sessions._pb import pb, rpc
 from olol.sessions.manager import SessionManager
 from olol.wire.status import STATUS_KEY, check_protocol, code_for
 
-__all__ = ["Admit", "SessionsGrpcServer", "SessionsServicer"]
+if TYPE_CHECKING:
+    from olol.security.settings import SecuritySettings
+
+__all__ = ["SessionsGrpcServer", "SessionsServicer"]
 
 log = logging.getLogger(__name__)
 
 Context = grpc.aio.ServicerContext[Any, Any]
-Admit = Callable[[Any], None]  # given a call's metadata, raises an OlolError to refuse it
 T = TypeVar("T")
 
 _OPTIONS = [("grpc.max_receive_message_length", 64 * 1024 * 1024), ("grpc.max_send_message_length", 64 * 1024 * 1024)]
@@ -39,15 +46,11 @@ async def _abort(context: Context, exc: Exception) -> None:
 
 
 class SessionsServicer(rpc.SessionsServicer):
-    def __init__(self, manager: SessionManager, admit: Admit | None = None) -> None:
+    def __init__(self, manager: SessionManager) -> None:
         self.manager = manager
-        self._admit = admit
 
     def _check(self, context: Context) -> None:
-        metadata = context.invocation_metadata()
-        check_protocol(metadata)
-        if self._admit is not None:
-            self._admit(metadata)
+        check_protocol(context.invocation_metadata())
 
     async def _unary(self, context: Context, work: Callable[[], Awaitable[T]]) -> T:
         try:
@@ -107,29 +110,25 @@ class SessionsGrpcServer:
         port: int,
         *,
         grace: float = 5.0,
-        credentials: grpc.ServerCredentials | None = None,
-        admit: Admit | None = None,
+        security: SecuritySettings | None = None,
     ) -> None:
+        from olol.security.settings import SecuritySettings
+
         self.manager = manager
         self.host = host
         self.requested_port = port
         self.grace = grace
-        self.credentials = credentials  # TLS, the proxy's own certificate
-        self.admit = admit  # who may call: the proxy's API keys
+        self.security = security if security is not None else SecuritySettings()  # the proxy's: keys, token, TLS
         self.port = 0
         self._server: grpc.aio.Server | None = None
 
     async def start(self) -> int:
-        server = grpc.aio.server(options=_OPTIONS)
+        from olol.security.serving import bind_grpc, client_grpc_interceptors
+
+        server = grpc.aio.server(options=_OPTIONS, interceptors=client_grpc_interceptors(self.security, aio=True))
         generated: Any = rpc  # generated code is untyped
-        generated.add_SessionsServicer_to_server(SessionsServicer(self.manager, self.admit), server)
-        address = f"[{self.host}]:{self.requested_port}" if ":" in self.host else f"{self.host}:{self.requested_port}"
-        if self.credentials is not None:
-            port = server.add_secure_port(address, self.credentials)
-        else:
-            port = server.add_insecure_port(address)
-        if port == 0:
-            raise OSError(f"cannot bind the sessions gRPC service to {address}")
+        generated.add_SessionsServicer_to_server(SessionsServicer(self.manager), server)
+        port = bind_grpc(server, self.host, self.requested_port, self.security, "sessions gRPC service", clients=True)
         await server.start()
         self._server, self.port = server, port
         log.info("olol sessions gRPC service on %s:%d", self.host, port)

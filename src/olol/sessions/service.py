@@ -8,19 +8,17 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from olol.errors import OlolError
-from olol.sessions.grpc import Admit, SessionsGrpcServer
+from olol.sessions.grpc import SessionsGrpcServer
 from olol.sessions.manager import SessionManager
 from olol.sessions.ports import ChatGateway
 from olol.sessions.sqlite import DB_NAME, SqliteSessionStore
 
 if TYPE_CHECKING:
-    from olol.security.apikeys import ApiKeys
     from olol.security.settings import SecuritySettings
 
-__all__ = ["SessionService", "api_key_check", "default_state_dir"]
+__all__ = ["SessionService", "default_state_dir"]
 
 
 def default_state_dir() -> Path:
@@ -28,36 +26,6 @@ def default_state_dir() -> Path:
     xdg = os.environ.get("XDG_STATE_HOME")
     base = Path(xdg).expanduser() if xdg and Path(xdg).is_absolute() else Path.home() / ".local" / "state"
     return base / "olol"
-
-
-def api_key_check(keys: ApiKeys) -> Admit:
-    """The HTTP API's rule on gRPC: `authorization: Bearer KEY` metadata with a full (not read-only) key."""
-
-    def admit(metadata: Any) -> None:
-        raw = next((v for k, v in metadata or () if k == "authorization"), None)
-        key = keys.from_header(raw.decode() if isinstance(raw, bytes) else raw)
-        if key is None:
-            raise OlolError("unauthorized: a valid API key is required (authorization: Bearer KEY)", status=401)
-        if key.scope != "full":
-            raise OlolError("forbidden: this API key is read-only (status and metrics)", status=403)
-
-    return admit
-
-
-def _grpc_server(
-    manager: SessionManager, host: str, port: int, security: SecuritySettings | None
-) -> SessionsGrpcServer:
-    # The gRPC port must not be a side door: it is guarded as the HTTP API is.
-    if security is None:
-        return SessionsGrpcServer(manager, host, port)
-    tls = security.https and security.tls.has_identity
-    return SessionsGrpcServer(
-        manager,
-        host,
-        port,
-        credentials=security.tls.server_credentials() if tls else None,
-        admit=api_key_check(security.api_keys) if security.api_keys.enabled else None,
-    )
 
 
 class SessionService:
@@ -79,11 +47,11 @@ class SessionService:
         """`state_dir=None` keeps sessions in memory (embedding, tests); the CLI always gives one.
 
         With `security`, the gRPC service uses the proxy's TLS certificate (when it
-        serves HTTPS) and requires its API keys (when it has any).
+        serves HTTPS) and requires one of its API keys or the cluster token (when set).
         """
         store = SqliteSessionStore(Path(state_dir).expanduser() / DB_NAME if state_dir is not None else None)
         manager = SessionManager(store, gateway, ttl=ttl)
-        server = _grpc_server(manager, grpc_host, grpc_port, security) if grpc_port is not None else None
+        server = SessionsGrpcServer(manager, grpc_host, grpc_port, security=security) if grpc_port is not None else None
         return cls(manager, server)
 
     @property

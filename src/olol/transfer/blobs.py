@@ -1,9 +1,11 @@
 """Moving one blob: served in checked chunks from any offset, received resumably and verified.
 
-Integrity is checked twice, for two different failures: every chunk carries a
-crc32, so a chunk damaged on the way is re-read from its offset instead of
-failing a multi-GB copy at the end; the whole blob must hash to its sha256
-digest, end to end, before anything installs it. A partial file survives an
+Integrity is checked twice, for two different failures: every chunk from a
+peer carries a crc32, so a chunk damaged on the way is re-read from its offset
+instead of failing a multi-GB copy at the end; the whole blob must hash to its
+sha256 digest, end to end, before anything installs it. Each byte is crc'd once
+per host: the receiver's check yields the crc that it hands on with the chunk
+when peers copy the blob from it while it arrives (`olol.transfer.growing`). A partial file survives an
 interrupted copy (agent killed, source gone, network down): the next fetch
 re-hashes what is there and asks the source only for the rest.
 """
@@ -17,6 +19,7 @@ import logging
 import os
 import time
 import zlib
+from dataclasses import dataclass
 
 try:
     import fcntl
@@ -24,7 +27,7 @@ except ImportError:  # pragma: no cover - Windows: one process per staging direc
     fcntl = None  # type: ignore[assignment]
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO, Protocol
 
 from olol.errors import BadRequest, OlolError
 from olol.transfer._pb import pb
@@ -33,7 +36,16 @@ from olol.transfer.manifest import Layer, digest_hex
 if TYPE_CHECKING:
     from olol.transfer.growing import GrowingBlob
 
-__all__ = ["DEFAULT_CHUNK", "ChunkSource", "CorruptChunk", "RateLimiter", "read_chunks", "receive_blob"]
+__all__ = [
+    "DEFAULT_CHUNK",
+    "BlobChunk",
+    "Chunk",
+    "ChunkSource",
+    "CorruptChunk",
+    "RateLimiter",
+    "read_chunks",
+    "receive_blob",
+]
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +59,35 @@ _MAX_BAD_CHUNKS = 5
 _LOCK_POLL = 0.2
 
 JSON = dict[str, Any]
-ChunkSource = Callable[[str, int], AsyncGenerator[pb.BlobData, None]]  # (digest, offset) -> chunks
+
+
+class BlobChunk(Protocol):
+    """What `receive_blob` reads from a source: a peer's `pb.BlobData`, or a `Chunk`."""
+
+    @property
+    def offset(self) -> int: ...
+
+    @property
+    def data(self) -> bytes: ...
+
+    @property
+    def crc32(self) -> int | None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Chunk:
+    """A chunk read straight off a connection that checks itself (HTTP from a registry).
+
+    `crc32` is None: a crc computed from the bytes just received would only be
+    compared with itself; the blob's sha256 covers them end to end.
+    """
+
+    offset: int
+    data: bytes
+    crc32: int | None = None
+
+
+ChunkSource = Callable[[str, int], AsyncGenerator[BlobChunk, None]]  # (digest, offset) -> chunks
 
 
 class CorruptChunk(OlolError):
@@ -115,15 +155,17 @@ def _hash_prefix(path: Path, length: int) -> Any:
     return sha
 
 
-def _check_and_write(out: BinaryIO, sha: Any, data: bytes, crc: int) -> bool:
+def _check_and_write(out: BinaryIO, sha: Any, data: bytes, crc: int | None) -> int | None:
     # One hop to a worker thread for all three: zlib and hashlib release the GIL on big buffers,
     # so the event loop keeps serving the network while a chunk is checked, written and hashed.
-    if zlib.crc32(data) != crc:
-        return False
+    # The crc is computed even when there is none to check: peers following this file get it.
+    actual = zlib.crc32(data)
+    if crc is not None and actual != crc:
+        return None
     out.write(data)
     out.flush()  # peers may be reading this file as it grows (olol.transfer.growing)
     sha.update(data)
-    return True
+    return actual
 
 
 def _progress(layer: Layer, verb: str, completed: int, resumed: int) -> JSON:
@@ -165,12 +207,12 @@ class _Sink:
     def __init__(self, out: BinaryIO, sha: Any, have: int) -> None:
         self.out, self.sha, self.have = out, sha, have
 
-    async def write(self, chunk: pb.BlobData) -> bool:
-        """Append a chunk that passes its crc32; False (nothing written) if it does not."""
-        if not await asyncio.to_thread(_check_and_write, self.out, self.sha, chunk.data, chunk.crc32):
-            return False
-        self.have += len(chunk.data)
-        return True
+    async def write(self, data: bytes, crc: int | None) -> int | None:
+        """Append a chunk that passes its crc32 (if it has one); its crc32, or None if it failed (nothing written)."""
+        actual = await asyncio.to_thread(_check_and_write, self.out, self.sha, data, crc)
+        if actual is not None:
+            self.have += len(data)
+        return actual
 
 
 async def receive_blob(
@@ -214,16 +256,18 @@ async def receive_blob(
             try:
                 async with contextlib.aclosing(source(layer.digest, sink.have)) as chunks:
                     async for chunk in chunks:
-                        if not chunk.data:
+                        data = chunk.data  # once: each read of a protobuf bytes field is a copy
+                        if not data:
                             break
-                        if chunk.offset != sink.have or not await sink.write(chunk):
+                        crc = await sink.write(data, chunk.crc32) if chunk.offset == sink.have else None
+                        if crc is None:
                             raise CorruptChunk(f"chunk at {chunk.offset} of {layer.digest} failed its check")
                         if growing is not None:
-                            growing.grew(sink.have)
+                            growing.grew(sink.have, crc)
                         if on_chunk is not None:
-                            await on_chunk(chunk.data)
+                            await on_chunk(data)
                         if stats is not None:
-                            stats["bytes_received"] = stats.get("bytes_received", 0) + len(chunk.data)
+                            stats["bytes_received"] = stats.get("bytes_received", 0) + len(data)
                         now = time.monotonic()
                         if now - last >= _PROGRESS_EVERY or sink.have >= layer.size:
                             last = now

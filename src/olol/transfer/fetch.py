@@ -13,8 +13,7 @@ import logging
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from typing import Any, Protocol
 
-from olol.transfer._pb import pb
-from olol.transfer.blobs import receive_blob
+from olol.transfer.blobs import BlobChunk, receive_blob
 from olol.transfer.growing import Arrivals, GrowingBlob
 from olol.transfer.install import ModelSink
 from olol.transfer.manifest import Layer, ModelManifest, digest_hex
@@ -31,7 +30,7 @@ class ManifestSource(Protocol):
 
     async def manifest(self, model: str) -> ModelManifest: ...
 
-    def read_blob(self, digest: str, offset: int = 0, chunk_size: int = 0) -> AsyncGenerator[pb.BlobData, None]: ...
+    def read_blob(self, digest: str, offset: int = 0, chunk_size: int = 0) -> AsyncGenerator[BlobChunk, None]: ...
 
 
 class BlobLocks:

@@ -8,6 +8,9 @@ has hashed to its sha256 digest here. So placing a model on N hosts costs about
 one download, not one download and then N-1 copies: the copies run behind it.
 The receiving side still hashes everything itself; following a source that
 later fails its own check ends the copy with that error.
+
+Each chunk is served with the crc32 the writer computed when it checked and
+wrote it, so a blob copied to N peers is crc'd once here, not once per peer.
 """
 
 from __future__ import annotations
@@ -43,13 +46,17 @@ class GrowingBlob:
         self.opened = False  # the writer has the file open: readers may open it too
         self.verified = False
         self.error: str | None = None
+        self.crcs: dict[int, tuple[int, int]] = {}  # chunk start -> (end, crc32), as written
         self._changed = asyncio.Event()
 
     @property
     def finished(self) -> bool:
         return self.verified or self.error is not None
 
-    def grew(self, have: int) -> None:
+    def grew(self, have: int, crc: int | None = None) -> None:
+        """`have` bytes are written now; `crc` is the crc32 of those since the last call, if known."""
+        if crc is not None and have > self.have:
+            self.crcs[self.have] = (have, crc)
         self.have, self.opened = have, True
         self._wake()
 
@@ -116,9 +123,9 @@ class Arrivals:
                 del self.blobs[key]
 
 
-def _read_at(fd: int, size: int, offset: int) -> tuple[bytes, int]:
+def _read_at(fd: int, size: int, offset: int, crc: int | None) -> tuple[bytes, int]:
     data = os.pread(fd, size, offset)
-    return data, zlib.crc32(data)
+    return data, crc if crc is not None and len(data) == size else zlib.crc32(data)
 
 
 async def follow_chunks(
@@ -144,7 +151,11 @@ async def follow_chunks(
                 raise OlolError(f"source could not complete {blob.digest}: {blob.error}", status=502)
             end = blob.servable()
             while pos < end:
-                data, crc = await asyncio.to_thread(_read_at, fd, min(size, end - pos), pos)
+                # The writer's own chunk where one starts here and fits: its crc is known already.
+                stop, crc = blob.crcs.get(pos, (0, None))
+                if crc is None or stop > end or stop - pos > size:
+                    stop, crc = min(pos + size, end), None
+                data, crc = await asyncio.to_thread(_read_at, fd, stop - pos, pos, crc)
                 if not data:
                     raise OlolError(f"{blob.path} is shorter than the {end} bytes written to it", status=502)
                 if rate is not None:

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import zlib
 from collections.abc import AsyncGenerator
 from typing import Any
 
@@ -22,8 +21,7 @@ import aiohttp
 
 from olol.cluster import normalize
 from olol.errors import OlolError
-from olol.transfer._pb import pb
-from olol.transfer.blobs import DEFAULT_CHUNK
+from olol.transfer.blobs import DEFAULT_CHUNK, Chunk
 from olol.transfer.manifest import ModelManifest, digest_hex, ollama_manifest, text_digests
 
 __all__ = ["DEFAULT_REGISTRY", "RegistrySource", "registry_path"]
@@ -111,8 +109,12 @@ class RegistrySource:
             self._repos[digest_hex(layer.digest)] = prefix
         return manifest
 
-    async def read_blob(self, digest: str, offset: int = 0, chunk_size: int = 0) -> AsyncGenerator[pb.BlobData, None]:
-        """The blob from `offset` on, in chunks of about `chunk_size` (each with its crc32, as a peer sends them)."""
+    async def read_blob(self, digest: str, offset: int = 0, chunk_size: int = 0) -> AsyncGenerator[Chunk, None]:
+        """The blob from `offset` on, in chunks of `chunk_size` (the last one shorter), as a peer cuts them.
+
+        Cut where a peer would cut them, so peers copying from this host while it
+        downloads get the chunks it wrote, with their crc32s, whole.
+        """
         prefix = self._repos.get(digest_hex(digest))
         if prefix is None:
             raise OlolError(f"blob {digest} is not in a manifest read from this registry", status=400)
@@ -120,19 +122,22 @@ class RegistrySource:
         headers = {"Range": f"bytes={offset}-"} if offset else {}
         resp = await self._get(f"{prefix}/blobs/{digest}", f"download {digest}", headers=headers)
         async with resp:
-            partial = resp.status == 206
-            skip = 0 if partial else offset  # a server that ignores Range sends it all
+            skip = 0 if resp.status == 206 else offset  # a server that ignores Range sends it all
             pos = offset
-            total = (resp.content_length or 0) + (offset if partial else 0)
-            buffer = bytearray()
+            pieces: list[bytes] = []
+            held = 0
             async for data in resp.content.iter_chunked(size):
                 if skip:
                     cut = min(skip, len(data))
                     data, skip = data[cut:], skip - cut
-                buffer += data
-                if len(buffer) >= size:
-                    yield pb.BlobData(offset=pos, data=bytes(buffer), crc32=zlib.crc32(buffer), total=total)
-                    pos += len(buffer)
-                    buffer.clear()
-            if buffer:
-                yield pb.BlobData(offset=pos, data=bytes(buffer), crc32=zlib.crc32(buffer), total=total)
+                pieces.append(data)
+                held += len(data)
+                if held >= size:
+                    whole = b"".join(pieces) if len(pieces) > 1 else pieces[0]
+                    start = 0
+                    while held - start >= size:
+                        yield Chunk(pos, whole[start : start + size])
+                        pos, start = pos + size, start + size
+                    pieces, held = ([whole[start:]], held - start) if held > start else ([], 0)
+            if held:
+                yield Chunk(pos, b"".join(pieces))

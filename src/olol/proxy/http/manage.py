@@ -8,14 +8,16 @@ import hashlib
 import json
 import os
 import tempfile
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Sequence
+from collections import Counter
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from typing import Any
 
 from aiohttp import web
 
 from olol.backends.base import JSON, Backend
 from olol.cluster import Host
 from olol.errors import BadRequest, ModelNotFound, OlolError, Unsupported
-from olol.proxy.fanout import as_olol_error, fan_out
+from olol.proxy.fanout import FanOut, as_olol_error, fan_out
 from olol.proxy.http.io import ctx, json_reply, read_json, require_model, wants_stream, write_ndjson
 from olol.proxy.placement import pull_targets
 from olol.proxy.progress import ProgressMerger
@@ -28,6 +30,50 @@ _CHUNK = 1 << 20
 StreamOp = Callable[[Backend], AsyncIterator[JSON]]
 
 _DONE = object()
+
+#: On a host's failure line of a merged feed (`olol.code`): the HTTP status that host answered with.
+FAILURE_CODE = "code"
+
+
+def failure_status(statuses: Iterable[int]) -> int:
+    """The one HTTP status for a request every host concerned failed, from each host's own status.
+
+    A host's 4xx is its verdict on the request itself (an invalid name, a bad digest): the
+    client must fix the request, so it wins over hosts that broke (5xx), which say nothing
+    about it. Hosts that agree are passed through; 4xx that disagree give the most common
+    (the lowest on a tie, for a stable answer); 5xx that disagree are a 502 (the hosts failed).
+    """
+    codes = [s for s in statuses if 400 <= s < 600]
+    client = Counter(s for s in codes if s < 500)
+    if client:
+        return min(client, key=lambda s: (-client[s], s))
+    if not codes:
+        return 500
+    return codes[0] if len(set(codes)) == 1 else 502
+
+
+def _raise_if_none_succeeded(result: FanOut[Any]) -> None:
+    """`FanOut.raise_if_none_succeeded`, with the status all the failures point to (not the first host's)."""
+    try:
+        result.raise_if_none_succeeded()
+    except OlolError as exc:
+        exc.status = failure_status(e.status for e in result.failed.values())
+        raise
+
+
+def host_failed(merger: ProgressMerger, host_id: str, exc: BaseException) -> list[JSON]:
+    """The feed lines for a host's failure; its line carries the host's status (`olol.code`),
+    which is what a `stream: false` reply is answered with when every host fails."""
+    error = as_olol_error(exc)
+    lines = merger.fail(host_id, error.message)
+    lines[0]["olol"][FAILURE_CODE] = error.status
+    return lines
+
+
+def _failure_codes(line: JSON, codes: dict[str, int]) -> None:
+    olol = line.get("olol")
+    if isinstance(olol, dict) and "error" in olol and isinstance(olol.get(FAILURE_CODE), int):
+        codes[str(olol.get("host"))] = olol[FAILURE_CODE]
 
 
 async def _merged_feed(hosts: Sequence[Host], op: StreamOp) -> AsyncGenerator[JSON, None]:
@@ -58,7 +104,7 @@ async def _merged_feed(hosts: Sequence[Host], op: StreamOp) -> AsyncGenerator[JS
                 for line in merger.skip(host_id, item.message):
                     yield line
             elif isinstance(item, BaseException):
-                for line in merger.fail(host_id, as_olol_error(item).message):
+                for line in host_failed(merger, host_id, item):
                     yield line
             elif isinstance(item, dict):
                 for line in merger.feed(host_id, item):
@@ -72,21 +118,30 @@ async def _merged_feed(hosts: Sequence[Host], op: StreamOp) -> AsyncGenerator[JS
 
 async def _reply_feed(request: web.Request, body: JSON, feed: AsyncGenerator[JSON, None],
                       headers: dict[str, str]) -> web.StreamResponse:
-    """Stream the merged feed, or with `stream: false` answer its final line (an error as status 500)."""
+    """Stream the merged feed, or with `stream: false` answer its final line.
+
+    An error then gets the status the hosts' failure lines point to (`failure_status`):
+    a 400 from every host stays a 400, as from Ollama, instead of becoming a 500.
+    """
     try:
         if wants_stream(body):
             return await write_ndjson(request, feed, headers)
         last: JSON = {}
+        codes: dict[str, int] = {}
         async for line in feed:
             last = line
+            _failure_codes(line, codes)
         if "error" not in last:
             return json_reply(last, headers=headers)
         # Ollama's error body is exactly {"error": ...}; the per-host report moves to a header.
         if "olol" in last:
             headers = {**headers, "X-OLOL-Report": json.dumps(last["olol"], separators=(",", ":"))}
         message = str(last["error"])
-        # A model no registry has is the client's mistake (404, like a missing model), not a server fault.
-        status = 404 if "file does not exist" in message and "failed on every host" in message else 500
+        status = failure_status(codes.values())
+        # A model no registry has is the client's mistake (404, like a missing model), not a server fault:
+        # Ollama reports it in-stream, so the hosts' status says 500.
+        if status >= 500 and "file does not exist" in message and "failed on every host" in message:
+            status = 404
         return json_reply({"error": message}, status=status, headers=headers)
     finally:
         await feed.aclose()
@@ -166,7 +221,7 @@ async def _on_hosts_with(request: web.Request, model: str, op: Callable[[Host], 
         raise ModelNotFound(model)
     result = await fan_out(hosts, op)
     await ctx(request).refresh(result.ok)
-    result.raise_if_none_succeeded()
+    _raise_if_none_succeeded(result)
     if not result.ok:  # every host concerned is one that cannot manage models: an error, never a silent 200
         raise Unsupported("no host could do this: " + "; ".join(f"{h}: {m}" for h, m in result.skipped.items()))
     return _status_reply(result.failed, result.report(), result.headers())
@@ -239,7 +294,7 @@ async def blob_upload(request: web.Request) -> web.Response:
     finally:
         with contextlib.suppress(OSError):
             os.unlink(path)
-    result.raise_if_none_succeeded()
+    _raise_if_none_succeeded(result)
     if not result.ok:
         raise Unsupported("no host has a blob store")
     return _status_reply(result.failed, result.report(), result.headers(), status=201)
