@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import sys
 
+import aiohttp
 import pytest
 from typer.testing import CliRunner
 
@@ -73,6 +74,9 @@ async def test_rpc_servers_are_found_apart_from_agents(lan: Lan, llama_bins: Lla
         assert set(proxy.context.cluster.hosts) == {agent}
         assert {a.role for a in discovery.rpc_servers.values()} == {"rpc"}
         assert list(browser.ignored.values()) == ["bad signature (wrong or no cluster token)"]
+        async with aiohttp.ClientSession() as http, http.get(proxy.url + "/api/status") as resp:
+            shown = await resp.json()
+        assert shown["rpc_servers"] == sorted([w1, w2]) and [h["id"] for h in shown["hosts"]] == [agent]
 
         # A coordinator finds the same two, and neither the agent nor the stranger.
         settings = DiscoverySettings(enabled=True, interface=lan.root_if)

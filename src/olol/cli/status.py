@@ -60,7 +60,13 @@ def render_status(status: dict[str, Any]) -> Any:
         f"{'-' if rate is None else f'{rate:.0%}'}  queued: {queued}  "
         f"uptime: {status.get('uptime_s', 0):.0f}s"
     )
-    return Group(table, footer)
+    lines: list[Any] = [table, footer]
+    split = (status.get("distributed") or {}).get("active")
+    workers = (status.get("distributed") or {}).get("rpc_servers") or status.get("rpc_servers") or []
+    if split or workers:
+        model = f"{split.get('model')} on {split.get('host')}" if split else "none"
+        lines.append(Text(f"split model: {model}  rpc-servers: {', '.join(workers) or '-'}"))
+    return Group(*lines)
 
 
 def register(app: typer.Typer) -> None:

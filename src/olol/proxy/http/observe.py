@@ -8,6 +8,7 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST
 
 import olol
+from olol.discovery.proxy_side import DISCOVERY
 from olol.proxy.http.io import ctx, json_reply
 
 __all__ = ["metrics", "status"]
@@ -15,6 +16,12 @@ __all__ = ["metrics", "status"]
 
 async def status(request: web.Request) -> web.Response:
     c = ctx(request)
+    discovery = request.app.get(DISCOVERY)
+    distributed = None
+    if c.config.distributed.enabled:  # its module (and grpc) is loaded only when the feature is on
+        from olol.proxy.distributed import DISTRIBUTED
+
+        distributed = request.app[DISTRIBUTED].to_json()
     return json_reply({
         "version": olol.__version__,
         "uptime_s": round(time.monotonic() - c.started_at, 3),
@@ -25,6 +32,9 @@ async def status(request: web.Request) -> web.Response:
         "queues": c.admission.depths(),
         "queue_timeouts": c.admission.timeouts,
         "placements": c.placement.to_json() if c.placement is not None else None,
+        # rpc-servers advertised on mDNS: workers for split models, never routed to as hosts.
+        "rpc_servers": discovery.rpc_targets() if discovery is not None else [],
+        "distributed": distributed,
     })
 
 
