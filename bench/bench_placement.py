@@ -238,10 +238,14 @@ async def main() -> None:
         "copies finish shortly after the download. Independent pulls are each host's Ollama stand-in pulling "
         "on its own, sharing the WAN link.\n\n"
         "A LAN copy does more than move bytes: it checks a crc32 per chunk, hashes the whole blob, and "
-        "uploads it into the receiving Ollama as it arrives (Ollama hashes it again). Every host, the proxy and "
-        f"the registry share {os.cpu_count()} cores here, so at the faster WAN rates the hashing and copying "
-        "of three hosts on one small CPU, not the links, bound the LAN placement; on a real LAN each host "
-        "does its share on its own CPU."
+        "uploads it into the receiving Ollama as it arrives (Ollama hashes it again). Each byte is crc'd once "
+        "per host: the first host serves its peers the crc32 it computed when it wrote each chunk (chunks "
+        "from the registry come over HTTP and carry none; sha256 covers them), and agents keep the 1 MiB "
+        "buffers a copy frees for the next chunk instead of faulting in fresh pages (`olol.transfer._memory`; "
+        "the Ollama stand-in shares its host's process here, so it gains from that too, which a real Ollama "
+        f"would not). Every host, the proxy and the registry share {os.cpu_count()} cores here, so at the "
+        "faster WAN rates the hashing and copying of three hosts on one small CPU, not the links, bound the "
+        "LAN placement; on a real LAN each host does its share on its own CPU."
     )
     write_section("placement", markdown)
 
