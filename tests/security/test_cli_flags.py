@@ -78,20 +78,26 @@ def test_proxy_flags_and_env(captured: dict[str, Any], monkeypatch: pytest.Monke
 
 
 def test_rpc_server_discovery_flags(captured: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("OLOL_PROXY", "10.0.0.1:8000")  # an agent's setting: rpc-servers do not register
+    monkeypatch.setenv("OLOL_PROXY", "10.0.0.1:8000")  # as for agents: the flag wins over the env
     result = CliRunner().invoke(
         app,
         ["rpc-server", "--token", "rpc-token-0123456789", "--discovery", "--interface", "lo", "--cluster", "lab",
-         "--advertise-host", "10.0.0.7"],
+         "--advertise-host", "10.0.0.7", "--proxy", "10.0.0.2:8000", "--proxy", "10.0.0.3:8000"],
     )  # fmt: skip
     assert result.exit_code == 0, result.output
     cfg = captured["rpc"]
     assert cfg.token == "rpc-token-0123456789"
     assert cfg.discovery.enabled and cfg.discovery.interface == "lo" and cfg.discovery.cluster == "lab"
-    assert cfg.discovery.advertise_host == "10.0.0.7" and cfg.discovery.proxies == []
+    assert cfg.discovery.advertise_host == "10.0.0.7"
+    assert cfg.discovery.proxies == ["10.0.0.2:8000", "10.0.0.3:8000"]
     captured.clear()
     assert CliRunner().invoke(app, ["rpc-server"]).exit_code == 0
-    assert not captured["rpc"].discovery.enabled  # off by default, like agents
+    assert not captured["rpc"].discovery.enabled  # no mDNS by default, like agents
+    assert captured["rpc"].discovery.proxies == ["10.0.0.1:8000"]  # registration from $OLOL_PROXY alone
+    monkeypatch.delenv("OLOL_PROXY")
+    captured.clear()
+    assert CliRunner().invoke(app, ["rpc-server"]).exit_code == 0
+    assert captured["rpc"].discovery.proxies == []
 
 
 def test_bad_security_flags_fail_clearly(captured: dict[str, Any], tmp_path: Path) -> None:

@@ -98,6 +98,7 @@ def register(app: typer.Typer) -> None:
         discovery: bool = sec.DISCOVERY_AGENT,
         interface: str = sec.INTERFACE,
         cluster: str = sec.CLUSTER,
+        proxy: list[str] = sec.PROXY,
         advertise_host: str = sec.ADVERTISE_HOST,
         config: Path = CONFIG_OPTION,
         log_level: str = LOG_LEVEL_OPTION,
@@ -109,10 +110,13 @@ def register(app: typer.Typer) -> None:
 
         With --discovery it advertises itself over mDNS (role "rpc", signed with the cluster
         token): `olol dist --discovery` finds it, and proxies keep it apart from inference hosts.
+        With --proxy it registers with that proxy (signed, renewed, withdrawn on stop), which works
+        across subnets: the proxy lists it with its rpc-servers for --distributed.
 
         Examples:
           olol rpc-server --token-file ~/.olol/token
           olol rpc-server --token-file ~/.olol/token --discovery --interface eth0
+          olol rpc-server --token-file ~/.olol/token --proxy proxy.lan:8000
           olol rpc-server --device cuda --preseed ~/models/llama-3-70b.Q4_K_M.gguf
         """
         no_grpc_fork_handlers()
@@ -159,7 +163,12 @@ def register(app: typer.Typer) -> None:
                     quantize=s.get("quantize", quantize, ""),
                 ),
                 discovery=sec.discovery_settings(
-                    s, discovery=discovery, interface=interface, cluster=cluster, advertise_host=advertise_host
+                    s,
+                    discovery=discovery,
+                    interface=interface,
+                    cluster=cluster,
+                    proxy=proxy,
+                    advertise_host=advertise_host,
                 ),
             )
         except (ConfigError, ValueError, OSError) as exc:

@@ -169,8 +169,8 @@ def discovery_settings(
     mdns: bool | None = None,
     **extra: Any,
 ) -> Any:
-    """`DiscoverySettings`: agents add `proxy`/`advertise_host` (rpc-servers `advertise_host` only: they
-    do not register), the proxy `scan_subnet`/`scan_rate`."""
+    """`DiscoverySettings`: agents and rpc-servers add `proxy`/`advertise_host`, the proxy
+    `scan_subnet`/`scan_rate`."""
     from olol.discovery.settings import DEFAULT_CLUSTER, DiscoverySettings
 
     out = DiscoverySettings(

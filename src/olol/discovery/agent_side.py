@@ -117,8 +117,8 @@ async def start_announcer(
 ) -> Announcer | None:
     """An announcer, started; None when it neither advertises nor registers.
 
-    `role="rpc"` is for `olol rpc-server`: its adverts carry the role, and proxies
-    keep them apart from inference hosts (`ProxyDiscovery.rpc_servers`).
+    `role="rpc"` is for `olol rpc-server`: its adverts and registrations carry the
+    role, and proxies keep them apart from inference hosts (`ProxyDiscovery.rpc`).
     """
     if not (settings.enabled or settings.proxies):
         return None

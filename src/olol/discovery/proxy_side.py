@@ -1,5 +1,8 @@
 """Discovery in the proxy: mDNS browsing, the registration endpoint, the subnet scan, lease expiry.
 
+Agents become inference hosts (`Membership`); rpc-servers, advertised or
+registered, go to `RpcRoster` instead, apart from the hosts and never routed to.
+
 `install_discovery(app, ctx)` wires it into the aiohttp app's start-up and
 clean-up, so it runs exactly while the proxy serves (after the configured
 hosts had their first probe, before the context closes the backends).
@@ -17,6 +20,7 @@ from aiohttp import web
 from olol.discovery.advert import Advert
 from olol.discovery.membership import Membership
 from olol.discovery.register import REGISTER_PATH, registration_handler
+from olol.discovery.rpc_roster import RpcRoster
 
 if TYPE_CHECKING:
     from olol.discovery.mdns import MdnsBrowser
@@ -36,15 +40,19 @@ class ProxyDiscovery:
         self.membership = Membership(ctx)
         self.browser: MdnsBrowser | None = None
         self.scanner: SubnetScanner | None = None
-        # rpc-servers (`olol rpc-server --discovery`) are no inference hosts: kept apart, never routed to,
-        # for coordinators of split models (`rpc_targets`).
-        self.rpc_servers: dict[str, Advert] = {}  # mDNS name -> advert
-        self._rpc_targets: dict[str, str] = {}  # mDNS name -> host:port to dial
+        # rpc-servers (`olol rpc-server --discovery` or `--proxy`) are no inference hosts: kept apart,
+        # never routed to, for coordinators of split models (`rpc_targets`).
+        self.rpc = RpcRoster()
         self._by_name: dict[str, str] = {}  # mDNS name -> host id it added
         self._expiry: asyncio.Task[None] | None = None
 
     def register_handler(self) -> Any:
-        return registration_handler(self.membership, token=self.token, cluster=self.settings.cluster)
+        return registration_handler(self.membership, rpc=self.rpc, token=self.token, cluster=self.settings.cluster)
+
+    @property
+    def rpc_servers(self) -> dict[str, Advert]:
+        """What each known rpc-server said, by mDNS name (or `register:host:port` when it registered)."""
+        return self.rpc.adverts
 
     async def start(self) -> None:
         if not self.token:
@@ -88,22 +96,22 @@ class ProxyDiscovery:
         if self.browser is not None:
             await self.browser.stop()
         await self.membership.close()
+        self.rpc.clear()
 
     async def _expire_loop(self) -> None:
         while True:
             await asyncio.sleep(max(1.0, self.settings.register_interval))
             await self.membership.expire()
+            self.rpc.expire()
 
     def rpc_targets(self) -> list[str]:
-        """The rpc-servers of this cluster seen on mDNS now, as `host:port`, sorted."""
-        return sorted(set(self._rpc_targets.values()))
+        """The rpc-servers of this cluster known now (on mDNS or registered), as `host:port`, sorted."""
+        return self.rpc.targets()
 
     async def _found(self, name: str, advert: Advert, resolved: list[str]) -> None:
         target = advert.dial_target(resolved)
         if advert.role != "agent":
-            self.rpc_servers[name] = advert
-            if target is not None:
-                self._rpc_targets[name] = target
+            self.rpc.seen(name, advert, target, "mdns")
             return
         if target is None:
             return
@@ -114,8 +122,7 @@ class ProxyDiscovery:
         await self.membership.join(target, "mdns")
 
     async def _lost(self, name: str) -> None:
-        self.rpc_servers.pop(name, None)
-        self._rpc_targets.pop(name, None)
+        self.rpc.forget(name, "mDNS goodbye")
         target = self._by_name.pop(name, None)
         # Another live advert for the same address (the host restarted under a new name) keeps it.
         if target is not None and target not in self._by_name.values():

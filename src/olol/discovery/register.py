@@ -1,11 +1,13 @@
-"""Agents registering with a proxy they were pointed at (`--proxy host:port`), across subnets.
+"""Agents and rpc-servers registering with a proxy they were pointed at (`--proxy host:port`), across subnets.
 
-The agent POSTs a signed advert to `/olol/register` every `register_interval`
+The host POSTs a signed advert to `/olol/register` every `register_interval`
 seconds (a lease: the proxy forgets a registration that lapses while the host
 is down) and a signed `leave` when it stops. Each registration carries a
 timestamp and a nonce under the signature, so a captured one cannot be
 replayed later or twice. A refused or failed registration is retried with
-backoff and logged, never fatal: the agent keeps serving.
+backoff and logged, never fatal: the host keeps serving. The proxy makes an
+agent ("agent" role) an inference host and lists an rpc-server ("rpc") apart,
+for split models only.
 """
 
 from __future__ import annotations
@@ -22,11 +24,12 @@ from typing import TYPE_CHECKING
 import aiohttp
 from aiohttp import web
 
-from olol.discovery.advert import REGISTRATION, Advert, StrangerAdvert
+from olol.discovery.advert import REGISTRATION, Advert, StrangerAdvert, format_target
 from olol.security.signing import ReplayGuard, new_nonce
 
 if TYPE_CHECKING:
     from olol.discovery.membership import Membership
+    from olol.discovery.rpc_roster import RpcRoster
     from olol.security.tls import TlsFiles
 
 __all__ = ["REGISTER_PATH", "Registrar", "registration_handler"]
@@ -45,7 +48,7 @@ def proxy_url(proxy: str, tls: TlsFiles | None) -> str:
 
 
 class Registrar:
-    """One agent's registration with one proxy, renewed until `stop()`."""
+    """One agent's (or rpc-server's) registration with one proxy, renewed until `stop()`."""
 
     def __init__(
         self,
@@ -119,9 +122,15 @@ class Registrar:
 
 
 def registration_handler(
-    membership: Membership, *, token: str | None, cluster: str, replay: ReplayGuard | None = None
+    membership: Membership,
+    *,
+    token: str | None,
+    cluster: str,
+    rpc: RpcRoster | None = None,
+    replay: ReplayGuard | None = None,
 ) -> Callable[[web.Request], object]:
-    """The proxy's `POST /olol/register`: signed joins and leaves from agents."""
+    """The proxy's `POST /olol/register`: signed joins and leaves from agents, and from rpc-servers
+    when `rpc` is given (without it, role "rpc" is refused)."""
     guard = replay or ReplayGuard()
 
     def refuse(status: int, message: str) -> web.Response:
@@ -150,14 +159,22 @@ def registration_handler(
         if token and not guard.accept(ts, advert.extra.get("nonce", "")):
             log.warning("refused replayed or stale registration from %s", request.remote)
             return refuse(401, "registration refused: stale or replayed")
-        if advert.role != "agent":
-            return refuse(400, f"registration refused: role {advert.role!r} does not serve inference")
-        targets = advert.targets() or [f"{request.remote}:{advert.port}"]
-        target = targets[0]
-        if advert.extra.get("op") == "leave":
+        if advert.role != "agent" and (advert.role != "rpc" or rpc is None):
+            return refuse(400, f"registration refused: role {advert.role!r} is not taken here")
+        target = (advert.targets() or [format_target(request.remote or "", advert.port)])[0]
+        leaving, lease = advert.extra.get("op") == "leave", max(1.0, min(ttl, 3600.0))
+        added = False
+        if advert.role == "rpc" and rpc is not None:  # a worker for split models: listed, never routed to
+            key = rpc.registered_key(target)
+            if leaving:
+                rpc.forget(key, "rpc-server left")
+            else:
+                added = rpc.seen(key, advert, target, "register", lease=lease)
+        elif leaving:
             await membership.leave(target, "agent left")
-            return web.json_response({"status": "left", "host": target})
-        added = await membership.join(target, "register", lease=max(1.0, min(ttl, 3600.0)))
-        return web.json_response({"status": "joined" if added else "renewed", "host": target})
+        else:
+            added = await membership.join(target, "register", lease=lease)
+        outcome = "left" if leaving else "joined" if added else "renewed"
+        return web.json_response({"status": outcome, "host": target, "role": advert.role})
 
     return handle

@@ -37,7 +37,7 @@ class DistributedSettings:
     #: llama-server executable; None: $OLOL_LLAMA_SERVER, PATH, then the cached build.
     llama_server_bin: str | None = None
 
-    #: Also use the rpc-servers of this cluster that the proxy's discovery finds on mDNS.
+    #: Also use the rpc-servers of this cluster that the proxy's discovery finds (mDNS adverts and registrations).
     discovered: bool = True
 
     def __post_init__(self) -> None:

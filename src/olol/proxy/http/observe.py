@@ -32,7 +32,7 @@ async def status(request: web.Request) -> web.Response:
         "queues": c.admission.depths(),
         "queue_timeouts": c.admission.timeouts,
         "placements": c.placement.to_json() if c.placement is not None else None,
-        # rpc-servers advertised on mDNS: workers for split models, never routed to as hosts.
+        # rpc-servers advertised on mDNS or registered: workers for split models, never routed to as hosts.
         "rpc_servers": discovery.rpc_targets() if discovery is not None else [],
         "distributed": distributed,
     })
