@@ -3,6 +3,10 @@
 So this is mostly a careful pass-through: stream NDJSON lines back as they come,
 turn Ollama's error bodies into typed `OlolError`s, and close the HTTP response
 when the caller stops iterating, which makes Ollama stop generating.
+
+Inference (generate, chat, embed) goes over a lean keep-alive HTTP/1.1 client
+(`_http1`): it is the proxy's hot path, where aiohttp's client cost more CPU
+than the rest of the proxy's routing. Everything else uses aiohttp.
 """
 
 from __future__ import annotations
@@ -15,8 +19,10 @@ from typing import Any
 import aiohttp
 from yarl import URL
 
+from olol.backends._http1 import HttpPool, HttpResponse
 from olol.backends.base import JSON, Backend, BackendInfo
 from olol.errors import BackendUnavailable, BadRequest, Busy, ModelNotFound, OlolError
+from olol.wire.raw import RawChunk, raw_bytes
 
 __all__ = ["OllamaBackend", "error_from_response"]
 
@@ -31,7 +37,8 @@ def _new_session(headers: Mapping[str, str] | None = None, tls: ssl.SSLContext |
 
 
 def _chunk(line: bytes) -> JSON:
-    chunk: JSON = json.loads(line)
+    # Kept with its bytes: a proxy relays the line as it came instead of encoding it again.
+    chunk = RawChunk.parse(line)
     if "error" in chunk:
         raise OlolError(str(chunk["error"]))
     return chunk
@@ -76,6 +83,7 @@ class OllamaBackend(Backend):
         self._headers = dict(headers or {})
         self._ssl = ssl
         self._session: aiohttp.ClientSession | None = None
+        self._pool: HttpPool | None = None
         self._urls: dict[str, URL] = {}
 
     async def start(self) -> None:
@@ -83,6 +91,9 @@ class OllamaBackend(Backend):
             self._session = _new_session(self._headers, self._ssl)
 
     async def close(self) -> None:
+        if self._pool is not None:
+            self._pool.close()
+            self._pool = None
         if self._session is not None:
             await self._session.close()
             self._session = None
@@ -93,6 +104,12 @@ class OllamaBackend(Backend):
             # Lazily, so a backend used without start() (e.g. in a one-shot CLI call) still works.
             self._session = _new_session(self._headers, self._ssl)
         return self._session
+
+    @property
+    def pool(self) -> HttpPool:
+        if self._pool is None:
+            self._pool = HttpPool(self.url, headers=self._headers, ssl=self._ssl)
+        return self._pool
 
     # ------------------------------------------------------------------ plumbing
     async def _request(self, method: str, path: str, body: JSON | None = None, model: str = "") -> Any:
@@ -112,30 +129,55 @@ class OllamaBackend(Backend):
             url = self._urls[path] = URL(self.url + path)
         return url
 
-    async def _stream(self, path: str, body: JSON, *, whole: bool = False) -> AsyncIterator[JSON]:
-        """POST and yield NDJSON objects; an `{"error"}` line mid-stream raises.
+    async def _post(self, path: str, body: JSON, model: str) -> HttpResponse:
+        """POST over the lean client; an error status raises Ollama's error (the connection is kept)."""
+        data = raw_bytes(body)  # a client's body nothing changed on its way: sent as it came
+        if data is None:
+            data = json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
+        try:
+            resp = await self.pool.post(path, data)
+        except OSError as exc:
+            raise BackendUnavailable(f"cannot reach Ollama at {self.url}: {exc}") from exc
+        if resp.status >= 400:
+            try:
+                raise error_from_response(resp.status, await resp.read(), model)
+            except OSError as exc:
+                raise BackendUnavailable(f"Ollama at {self.url} closed the connection: {exc}") from exc
+            finally:
+                resp.close()
+        return resp
 
-        `whole` sends the body's `stream` flag as it is, so `stream: false` gets Ollama's one-object
-        reply (yielded as the only chunk); otherwise the call is always streamed.
+    async def _infer(self, path: str, body: JSON) -> AsyncIterator[JSON]:
+        """POST a generate/chat call and yield its NDJSON objects; an `{"error"}` line mid-stream raises.
+
+        The body's `stream: false` is sent as it is, so Ollama answers with one object (yielded as
+        the only chunk); otherwise the call is always streamed (no `stream` is Ollama's own default
+        for that). Closing the iterator early closes the connection, which makes Ollama stop generating.
         """
-        model = str(body.get("model", ""))
-        if not (whole and body.get("stream") is False):
+        stream = body.get("stream", True)
+        if stream is not True and stream is not False:
             body = {**body, "stream": True}
-            whole = False
-        data = json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
+        resp = await self._post(path, body, str(body.get("model", "")))
+        try:
+            while line := await resp.readline():
+                if line.strip():
+                    yield _chunk(line)
+        except OSError as exc:
+            raise BackendUnavailable(f"Ollama at {self.url} closed the stream: {exc}") from exc
+        finally:
+            resp.close()
+
+    async def _stream(self, path: str, body: JSON) -> AsyncIterator[JSON]:
+        """POST over aiohttp and yield NDJSON objects (pull, push, create); an `{"error"}` line raises."""
+        model = str(body.get("model", ""))
+        data = json.dumps({**body, "stream": True}, ensure_ascii=False, separators=(",", ":")).encode()
         try:
             async with self.session.post(self._url(path), data=data, headers=_JSON_HEADERS) as resp:
                 if resp.status >= 400:
                     raise error_from_response(resp.status, await resp.read(), model)
-                if whole:
-                    # One object, read in one go (split anyway, in case a host streams regardless).
-                    for line in (await resp.read()).splitlines():
-                        if line.strip():
-                            yield _chunk(line)
-                else:
-                    async for line in resp.content:
-                        if line.strip():
-                            yield _chunk(line)
+                async for line in resp.content:
+                    if line.strip():
+                        yield _chunk(line)
         except aiohttp.ClientPayloadError as exc:
             raise BackendUnavailable(f"Ollama at {self.url} closed the stream: {exc}") from exc
         except aiohttp.ClientConnectionError as exc:
@@ -157,13 +199,20 @@ class OllamaBackend(Backend):
     # `stream: false` is passed on: Ollama then sends one object instead of a line per token, which
     # costs both it and the caller far less than streaming a reply only to fold it back together.
     def generate(self, request: JSON) -> AsyncIterator[JSON]:
-        return self._stream("/api/generate", request, whole=True)
+        return self._infer("/api/generate", request)
 
     def chat(self, request: JSON) -> AsyncIterator[JSON]:
-        return self._stream("/api/chat", request, whole=True)
+        return self._infer("/api/chat", request)
 
     async def embed(self, request: JSON) -> JSON:
-        result: JSON = await self._request("POST", "/api/embed", request, str(request.get("model", "")))
+        resp = await self._post("/api/embed", request, str(request.get("model", "")))
+        try:
+            data = await resp.read()
+        except OSError as exc:
+            raise BackendUnavailable(f"Ollama at {self.url} closed the connection: {exc}") from exc
+        finally:
+            resp.close()
+        result: JSON = json.loads(data) if data.strip() else {}
         return result
 
     # ------------------------------------------------------------------ models

@@ -91,6 +91,11 @@ class SplitModelsLast:
             return ranked
         return sorted(ranked, key=lambda c: c.host.id in split)  # stable: the policy's order otherwise
 
+    def best(self, candidates: Sequence[Candidate]) -> Candidate | None:
+        if _PINNED.get() is None and not self._split_hosts():
+            return self.inner.best(candidates)
+        return next((c for c in self.rank(candidates) if not c.host.saturated), None)
+
 
 @dataclass
 class SplitModel:

@@ -78,14 +78,16 @@ class Router:
 
     def pick(self, request: RouteRequest, eligible: list[Candidate]) -> tuple[Candidate, str] | None:
         """The best candidate with a free slot and why, or None when all are saturated."""
+        if request.session is None or self.affinity is None:
+            best = self.policy.best(eligible)  # the common case: one pass, no full ranking
+            return None if best is None else (best, self.policy.name)
         ranked = self.policy.rank(eligible)
         if all(c.host.saturated for c in ranked):
             return None
-        if request.session is not None and self.affinity is not None:
-            hosts = list({c.host.id: c.host for c in ranked}.values())
-            home, outcome = self.affinity.route(request.session, hosts)
-            if home is not None:
-                return next(c for c in ranked if c.host is home), f"affinity:{outcome}"
+        hosts = list({c.host.id: c.host for c in ranked}.values())
+        home, outcome = self.affinity.route(request.session, hosts)
+        if home is not None:
+            return next(c for c in ranked if c.host is home), f"affinity:{outcome}"
         choice = next(c for c in ranked if not c.host.saturated)
         return choice, self.policy.name
 

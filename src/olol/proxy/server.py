@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import os
 import signal
@@ -67,6 +68,9 @@ async def start_proxy(config: ProxyConfig, *, backend_factory: BackendFactory | 
 
 async def _serve(config: ProxyConfig) -> None:
     proxy = await start_proxy(config)
+    # Everything built so far lives as long as the process: moved out of the collector's sight, a full
+    # collection no longer walks it (a pause of tens of ms at load, and ~3% of the CPU per request).
+    gc.freeze()
     # A plain line on stdout that scripts and tests wait for instead of sleeping.
     print(f"READY {config.host}:{proxy.port}", flush=True)
     stop = asyncio.Event()

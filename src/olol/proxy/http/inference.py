@@ -70,7 +70,7 @@ async def _unload_everywhere(request: web.Request, body: JSON, call: StreamCall,
 
 async def _serve_stream(request: web.Request, endpoint: str, call: StreamCall, collect: Collector,
                         text_key: str) -> web.StreamResponse:
-    body = await read_json(request)
+    body = await read_json(request, keep_bytes=True)
     if _is_unload(body, text_key):
         return await _unload_everywhere(request, body, call, collect)
     upstream = await open_inference(request, endpoint, body, call)
@@ -92,7 +92,7 @@ async def chat(request: web.Request) -> web.StreamResponse:
 
 
 async def embed(request: web.Request) -> web.Response:
-    body = await read_json(request)
+    body = await read_json(request, keep_bytes=True)
     model = require_model(body)
     route, result, retries = await ctx(request).dispatcher.unary(
         "embed", _route_request(request, body, model), body, embed_call)

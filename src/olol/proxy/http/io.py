@@ -18,6 +18,7 @@ from olol.errors import BadRequest, OlolError
 from olol.proxy.context import CONTEXT, ProxyContext
 from olol.proxy.router import Route
 from olol.security.http import PARSED_BODY
+from olol.wire.raw import RawChunk, raw_bytes
 
 __all__ = [
     "NDJSON",
@@ -42,10 +43,18 @@ def dumps(obj: Any) -> bytes:
     return json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode()
 
 
-async def read_json(request: web.Request) -> JSON:
+async def read_json(request: web.Request, *, keep_bytes: bool = False) -> JSON:
+    """The request's JSON object; with `keep_bytes`, as a `RawChunk` holding the bytes it came as.
+
+    Those bytes go upstream as they are when nothing changes the object on its way (see
+    `olol.wire.raw`); only handlers that pass the body on without changing it in place ask for them.
+    """
     body = request.get(PARSED_BODY)  # the HTTP guard decoded (and checked) it already
+    raw = None
+    if body is None or keep_bytes:
+        raw = await request.read()  # aiohttp keeps the body: a second read returns the same bytes
     if body is None:
-        raw = await request.read()
+        assert raw is not None
         if not raw.strip():
             raise BadRequest("missing request body")
         try:
@@ -54,7 +63,7 @@ async def read_json(request: web.Request) -> JSON:
             raise BadRequest(f"invalid JSON: {exc}") from None
     if not isinstance(body, dict):
         raise BadRequest("request body must be a JSON object")
-    return body
+    return RawChunk.of(body, raw) if keep_bytes and raw is not None else body
 
 
 def require_model(body: JSON, key: str = "model") -> str:
@@ -81,7 +90,8 @@ def route_headers(route: Route, retries: int = 0) -> dict[str, str]:
 
 
 def json_reply(obj: Any, status: int = 200, headers: Mapping[str, str] | None = None) -> web.Response:
-    return web.Response(body=dumps(obj), status=status, headers=headers,
+    raw = raw_bytes(obj)  # a host's whole reply, unchanged: sent as it came
+    return web.Response(body=dumps(obj) if raw is None else raw, status=status, headers=headers,
                         content_type="application/json", charset="utf-8")
 
 
@@ -98,7 +108,8 @@ async def write_ndjson(request: web.Request, chunks: AsyncIterable[JSON],
         async for chunk in chunks:
             if ended:
                 continue  # nothing follows the final line; the source still runs to its end
-            line = dumps(chunk) + b"\n"
+            raw = raw_bytes(chunk)  # a host's line that nothing changed: relayed as it came
+            line = (dumps(chunk) if raw is None else raw) + b"\n"
             if chunk.get("done"):
                 # The final line and the end of the body in one write: a send (and a client wake-up) less.
                 await response.write_eof(line)

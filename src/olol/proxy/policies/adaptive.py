@@ -59,13 +59,34 @@ class Adaptive:
             cost += self._fallback * service
         return cost / max(host.weight, 1e-6)
 
+    def _key(self, candidate: Candidate, turn: int) -> tuple[int, float, int]:
+        return candidate.host.tier, self.cost(candidate), turn
+
     def rank(self, candidates: Sequence[Candidate]) -> list[Candidate]:
         n = max(1, len(candidates))
         offset = next(self._counter)
         # The rotating index only breaks exact ties, e.g. identical idle hosts before any measurement.
         keyed = [
-            ((c.host.saturated, c.host.tier, self.cost(c), (i - offset) % n), c)
-            for i, c in enumerate(sorted(candidates, key=lambda c: c.host.id))
+            ((c.host.saturated, *self._key(c, (i - offset) % n)), c)
+            for i, c in enumerate(sorted(candidates, key=_host_id))
         ]
         keyed.sort(key=lambda kc: kc[0])
         return [c for _, c in keyed]
+
+    def best(self, candidates: Sequence[Candidate]) -> Candidate | None:
+        n = max(1, len(candidates))
+        offset = next(self._counter)
+        choice: Candidate | None = None
+        best_key: tuple[int, float, int] | None = None
+        # Sorted as in `rank` so ties rotate the same way; costed only when a host has a free slot.
+        for i, c in enumerate(sorted(candidates, key=_host_id) if n > 1 else candidates):
+            if c.host.saturated:
+                continue
+            key = self._key(c, (i - offset) % n)
+            if best_key is None or key < best_key:
+                choice, best_key = c, key
+        return choice
+
+
+def _host_id(candidate: Candidate) -> str:
+    return candidate.host.id

@@ -34,3 +34,11 @@ class Policy(Protocol):
     def rank(self, candidates: Sequence[Candidate]) -> list[Candidate]:
         """The candidates, best first. Must return every candidate it was given."""
         ...
+
+    def best(self, candidates: Sequence[Candidate]) -> Candidate | None:
+        """The first candidate `rank` would give whose host is not saturated (None if all are).
+
+        What the router asks on every request without an affinity key: one pass, no sort of the
+        whole field. A call advances the policy's turn exactly as `rank` does.
+        """
+        ...

@@ -25,3 +25,10 @@ class LeastConnections:
             ((c.host.load, (i - offset) % n) for i, c in enumerate(ordered)),
         )
         return [ordered[(turn + offset) % n] for _, turn in keyed]
+
+    def best(self, candidates: Sequence[Candidate]) -> Candidate | None:
+        ordered = sorted(candidates, key=lambda c: c.host.id)
+        n = max(1, len(ordered))
+        offset = next(self._counter)
+        free = [(c.host.load, (i - offset) % n, c) for i, c in enumerate(ordered) if not c.host.saturated]
+        return min(free, key=lambda lc: lc[:2])[2] if free else None

@@ -23,3 +23,6 @@ class RoundRobin:
         ordered = sorted(candidates, key=lambda c: c.host.id)
         start = next(self._counter) % len(ordered)
         return ordered[start:] + ordered[:start]
+
+    def best(self, candidates: Sequence[Candidate]) -> Candidate | None:
+        return next((c for c in self.rank(candidates) if not c.host.saturated), None)
