@@ -29,6 +29,7 @@ from typing import Any
 import aiohttp
 
 from bench._report import median, table, write_section
+from olol import eventloop
 from olol.backends import llama_process
 from olol.backends.llama_process import LlamaServerConfig, LlamaServerProcess
 from olol.dist.coordinator import Coordinator, DistConfig
@@ -190,6 +191,7 @@ async def tokens_epoch(model: Path, sets: list[list[Worker]], n: int, rounds: in
 
 async def bench_tokens(rounds: int = 8) -> str:
     rows = []
+    ms_per_token: list[float] = []  # plain llama.cpp, per model
     for label, params in MODELS.items():
         model = ensure_tiny_model(**params)
         n = 64 if params["layers"] == 4 else 32
@@ -208,6 +210,7 @@ async def bench_tokens(rounds: int = 8) -> str:
         speed = {m: median(v) for m, v in samples.items()}
         ratio = {m: median(v) for m, v in ratios.items()}
         print(label, speed, ratio, flush=True)
+        ms_per_token.append(1e3 / speed["plain"])
         rows.append(
             [
                 label,
@@ -228,7 +231,8 @@ async def bench_tokens(rounds: int = 8) -> str:
         + "\n\nTargets: direct >= 0.97x, tunnelled >= 0.9x. `olol dist --transport direct` starts exactly the "
         "llama-server command line of the plain column, so its distance from 1.00x is this shared box's noise. "
         "The tunnel costs a fixed amount per token and worker (see the round-trip section below); how much "
-        "that weighs depends on the compute per token, so the tiny model (~3 ms per token) is the worst "
+        "that weighs depends on the compute per token, so the tiny model "
+        f"({ms_per_token[0]:.1f} ms per token here, two round trips: one GET_TENSOR per worker) is the worst "
         "case and bigger models approach 1.0x.\n"
     )
 
@@ -321,4 +325,4 @@ async def main(parts: list[str]) -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main(sys.argv[1:] or ["tokens", "hetero"]))
+    eventloop.run(main(sys.argv[1:] or ["tokens", "hetero"]))  # the loop `olol dist` runs on

@@ -7,6 +7,11 @@ import os
 # gRPC's fork handlers crash children spawned with a preexec_fn while gRPC threads run
 # (llama-server / ggml-rpc-server launches); must be set before anything imports grpc.
 os.environ.setdefault("GRPC_ENABLE_FORK_SUPPORT", "0")
+# gRPC's EventEngine endpoints (its default since 1.6x) hand every read and write to a thread pool of their
+# own, one more thread hop per message than the poller they replaced (still built in): that hop costs
+# 30-40% of gRPC's latency and CPU per message in the tunnel's ping-pong (bench_dist_tunnel rtt).
+# Read once, when grpc is first imported; an explicit GRPC_EXPERIMENTS wins.
+os.environ.setdefault("GRPC_EXPERIMENTS", "-event_engine_client,-event_engine_listener")
 
 __all__ = ["PROTOCOL_VERSION", "__version__"]
 

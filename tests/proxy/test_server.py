@@ -13,8 +13,8 @@ import aiohttp
 import ollama
 import pytest
 
+from olol.eventloop import event_loop_factory
 from olol.proxy import ProxyConfig, start_proxy
-from olol.proxy.server import event_loop_factory
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -12,6 +12,7 @@ from typing import Any
 import aiohttp
 from rich.console import Console
 
+from olol import eventloop
 from olol.dist.coordinator import Coordinator, DistConfig
 from olol.dist.front import DistFront
 from olol.dist.report import plan_table
@@ -34,7 +35,8 @@ class DistRun:
 
 
 def run_dist(config: DistConfig, run: DistRun) -> int:
-    return asyncio.run(_main(config, run))
+    # uvloop where installed: every tunnelled ggml round trip crosses this loop twice.
+    return eventloop.run(_main(config, run))
 
 
 async def _main(config: DistConfig, run: DistRun) -> int:

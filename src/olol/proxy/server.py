@@ -6,20 +6,19 @@ import asyncio
 import contextlib
 import gc
 import logging
-import os
 import signal
-from collections.abc import Callable
 from dataclasses import dataclass
 
 from aiohttp import web
 
+from olol import eventloop
 from olol.proxy.app import build_app
 from olol.proxy.config import ProxyConfig
 from olol.proxy.context import BackendFactory, ProxyContext
 from olol.proxy.quant import QuantMatcher
 from olol.security.http import https_context, scheme
 
-__all__ = ["RunningProxy", "event_loop_factory", "serve", "start_proxy"]
+__all__ = ["RunningProxy", "serve", "start_proxy"]
 
 log = logging.getLogger(__name__)
 
@@ -87,21 +86,4 @@ async def _serve(config: ProxyConfig) -> None:
 
 def serve(config: ProxyConfig) -> None:
     """Serve until SIGTERM or SIGINT, then shut down gracefully. Blocks."""
-    with asyncio.Runner(loop_factory=event_loop_factory()) as runner:
-        runner.run(_serve(config))
-
-
-def event_loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
-    """uvloop's loop when it is installed, else None (asyncio's own).
-
-    The proxy is event-loop bound: uvloop's C loop and transports cut its CPU per request by about
-    a tenth (bench_proxy_throughput). It is a dependency where it builds (not on Windows); anywhere
-    it is missing the proxy runs the same on asyncio's loop. `OLOL_EVENT_LOOP=asyncio` opts out.
-    """
-    if os.environ.get("OLOL_EVENT_LOOP", "").strip().lower() == "asyncio":
-        return None
-    try:
-        import uvloop
-    except ImportError:
-        return None
-    return uvloop.new_event_loop
+    eventloop.run(_serve(config))  # on uvloop where it is installed

@@ -3,7 +3,8 @@
 Startup order matters because the worker serves one client at a time: start
 the worker and probe it, seed its tensor cache from local GGUF files, and only
 then accept tunnels, and only then advertise (`--discovery`: an mDNS advert
-with role "rpc", signed with the cluster token like an agent's). The gRPC
+with role "rpc", signed with the cluster token like an agent's; `--proxy`: a
+signed registration with each proxy, renewed as a lease). The gRPC
 service runs on grpc.aio, one event loop with the worker's supervisor and
 every tunnel's socket.
 """
@@ -19,6 +20,7 @@ from typing import Any
 
 import grpc
 
+from olol import eventloop
 from olol.discovery.agent_side import Announcer, start_announcer
 from olol.discovery.settings import DiscoverySettings
 from olol.rpc._pb import rpc
@@ -50,7 +52,7 @@ class RpcServerConfig:
     memory_limit: int | None = None  # bytes per device offered to coordinators (None: all that is free)
     advice: WorkerAdvice = field(default_factory=WorkerAdvice)
     grace: float = 5.0
-    discovery: DiscoverySettings = field(default_factory=DiscoverySettings)  # off unless --discovery
+    discovery: DiscoverySettings = field(default_factory=DiscoverySettings)  # off unless --discovery / --proxy
 
 
 @dataclass
@@ -137,8 +139,8 @@ def _direct_endpoint(worker: GgmlWorker) -> str:
 
 
 def run_rpc_server(config: RpcServerConfig) -> None:
-    """Serve until SIGINT/SIGTERM."""
-    asyncio.run(_serve(config))
+    """Serve until SIGINT/SIGTERM (on uvloop where installed: every tunnelled round trip crosses this loop twice)."""
+    eventloop.run(_serve(config))
 
 
 async def _serve(config: RpcServerConfig) -> None:
