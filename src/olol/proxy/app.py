@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
@@ -18,8 +17,6 @@ from olol.security.http import install_guards
 
 __all__ = ["build_app"]
 
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-
 log = logging.getLogger(__name__)
 
 
@@ -33,24 +30,24 @@ def _error_reply(request: web.Request, exc: OlolError) -> web.Response:
     return json_reply(exc.to_json(), status=exc.status, headers=headers)
 
 
-@web.middleware
-async def _errors(request: web.Request, handler: Handler) -> web.StreamResponse:
-    try:
-        return await handler(request)
-    except OlolError as exc:
+def _errors(request: web.Request, exc: Exception) -> web.Response:
+    """What a handler raised, as a reply (aiohttp's own replies and a reset client never get here).
+
+    Called by the security gate's middleware from its `except` block (one middleware layer instead
+    of two: see `olol.security.http`).
+    """
+    if isinstance(exc, OlolError):
         return _error_reply(request, exc)
-    except (web.HTTPException, ConnectionResetError):
-        raise  # aiohttp's own replies (unknown route), and a client that is gone
-    except Exception as exc:
-        # A bug must still answer in Ollama's shape, or clients fail to parse the reply.
-        log.exception("unhandled error on %s %s", request.method, request.path)
-        return _error_reply(request, OlolError(f"internal proxy error: {type(exc).__name__}: {exc}"))
+    # A bug must still answer in Ollama's shape, or clients fail to parse the reply.
+    log.exception("unhandled error on %s %s", request.method, request.path)
+    return _error_reply(request, OlolError(f"internal proxy error: {type(exc).__name__}: {exc}"))
 
 
 def build_app(ctx: ProxyContext) -> web.Application:
     # No body size limit: blobs (model weights) are uploaded through the proxy.
-    app = web.Application(middlewares=[_errors], client_max_size=0)
-    install_guards(app, ctx.config.security)  # API keys, rate and body limits, Ollama-shaped 4xx
+    app = web.Application(client_max_size=0)
+    # API keys, rate and body limits, Ollama-shaped 4xx, and the errors above: one middleware.
+    install_guards(app, ctx.config.security, on_error=_errors)
     install_discovery(app, ctx)  # mDNS, registrations, subnet scan: only when enabled
     if ctx.config.distributed.enabled:  # models split across rpc-servers; grpc loads only then
         from olol.proxy.distributed import install_distributed

@@ -141,9 +141,13 @@ class Dispatcher:
 
         async def start(route: Route) -> tuple[AsyncIterator[JSON], JSON]:
             iterator = call(route.candidate.host.backend, self._stream_body(body, route))
+            first_byte = self._first_byte_deadline(deadline)
             try:
-                async with asyncio.timeout_at(self._first_byte_deadline(deadline)):
+                if first_byte is None:  # no timeout configured: a timeout context would be pure overhead
                     first = await anext(iterator)
+                else:
+                    async with asyncio.timeout_at(first_byte):
+                        first = await anext(iterator)
             except StopAsyncIteration:
                 raise BackendUnavailable(f"{route.host_id} closed the stream without a reply") from None
             except BaseException:
@@ -163,7 +167,10 @@ class Dispatcher:
         deadline = self._deadline()
 
         async def run(route: Route) -> Any:
-            async with asyncio.timeout_at(self._first_byte_deadline(deadline)):
+            first_byte = self._first_byte_deadline(deadline)
+            if first_byte is None:  # as in open_stream: no timer when no timeout is configured
+                return await call(route.candidate.host.backend, self.upstream_body(body, route))
+            async with asyncio.timeout_at(first_byte):
                 return await call(route.candidate.host.backend, self.upstream_body(body, route))
 
         route, result, retries = await self._failover(endpoint, request, run)

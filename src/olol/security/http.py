@@ -1,11 +1,13 @@
 """The proxy's HTTP gate: API keys, rate limits, body limits and body checks, as aiohttp middleware.
 
-Installed by `install_guards(app, settings)` around the proxy's own error
-middleware: the outer one gives every refusal aiohttp itself raises (unknown
-route, wrong method, oversized body) Ollama's `{"error": ...}` shape; the
-inner one runs before any handler, in the order that spends the least on a
-request that is going to be refused (who is asking, how often, then what they
-sent).
+Installed by `install_guards(app, settings, on_error=...)` as one middleware
+of three nested layers: the outer gives every refusal aiohttp itself raises
+(unknown route, wrong method, oversized body) Ollama's `{"error": ...}` shape;
+the middle one is the app's own error reply (`on_error`); the inner one runs
+before any handler, in the order that spends the least on a request that is
+going to be refused (who is asking, how often, then what they sent). One
+middleware rather than three: each aiohttp middleware layer is another
+coroutine and partial per request, a measurable share of the proxy's CPU.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ __all__ = [
     "OPEN_PATHS",
     "PARSED_BODY",
     "READ_PATHS",
+    "ErrorReply",
     "error_response",
     "https_context",
     "install_guards",
@@ -40,6 +43,8 @@ __all__ = [
 log = logging.getLogger("olol.security")
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+#: The app's reply to an exception a handler raised (anything but aiohttp's own replies and a reset client).
+ErrorReply = Callable[[web.Request, Exception], web.StreamResponse]
 
 #: Answered without a key: liveness (it only says "Ollama is running"), and registrations, which are signed instead.
 OPEN_PATHS = frozenset({"/", "/olol/register"})
@@ -88,19 +93,14 @@ def _refusal(
     return exc
 
 
-@web.middleware
-async def _shape_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
-    try:
-        return await handler(request)
-    except web.HTTPException as exc:
-        if exc.status < 400 or exc.content_type == "application/json":
-            raise
-        message = "404 page not found" if exc.status == 404 else (exc.reason or "error").lower()
-        headers = {k: v for k, v in exc.headers.items() if k.lower() in ("allow", "retry-after", "www-authenticate")}
-        return error_response(request, exc.status, message, headers)
+def _shaped(request: web.Request, exc: web.HTTPException) -> web.Response:
+    """aiohttp's own plain-text refusal (unknown route, wrong method, too large) in Ollama's shape."""
+    message = "404 page not found" if exc.status == 404 else (exc.reason or "error").lower()
+    headers = {k: v for k, v in exc.headers.items() if k.lower() in ("allow", "retry-after", "www-authenticate")}
+    return error_response(request, exc.status, message, headers)
 
 
-def _make_guard(settings: SecuritySettings) -> Middleware:
+def _make_gate(settings: SecuritySettings, on_error: ErrorReply | None) -> Middleware:
     keys = settings.api_keys
     limits = settings.limits
     limiter = RateLimiter(limits.rate, limits.burst) if limits.rate else None
@@ -149,8 +149,8 @@ def _make_guard(settings: SecuritySettings) -> Middleware:
             limited[PARSED_BODY] = body  # handlers take it from here instead of decoding the JSON again
         return limited
 
-    @web.middleware
-    async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
+    async def guard(request: web.Request) -> web.Request:
+        """The request the handler gets (a clone when the body limit needs one), or a refusal raised."""
         pattern = route_pattern(request)
         key = authenticate(request, pattern)
         if limiter is not None and pattern not in OPEN_PATHS:
@@ -164,16 +164,36 @@ def _make_guard(settings: SecuritySettings) -> Middleware:
                     {"Retry-After": str(max(1, math.ceil(wait)))},
                 )
         if pattern not in _UNBUFFERED and request.method not in ("GET", "HEAD"):
-            request = await read_body(request, pattern)
-        return await handler(request)
+            return await read_body(request, pattern)
+        return request
 
-    return guard
+    @web.middleware
+    async def gate(request: web.Request, handler: Handler) -> web.StreamResponse:
+        try:  # outer layer: aiohttp's refusals in Ollama's shape
+            try:  # middle layer: the app's error replies (they see the request as it came, not the clone)
+                return await handler(await guard(request))  # inner layer: the guard, then the handler
+            except (web.HTTPException, ConnectionResetError):
+                raise  # aiohttp's own replies (and the guard's refusals), and a client that is gone
+            except Exception as exc:
+                if on_error is None:
+                    raise
+                return on_error(request, exc)
+        except web.HTTPException as exc:
+            if exc.status < 400 or exc.content_type == "application/json":
+                raise
+            return _shaped(request, exc)
+
+    return gate
 
 
-def install_guards(app: web.Application, settings: SecuritySettings) -> None:
-    """Wrap the app's middlewares (call before the app starts, i.e. while it can still change)."""
-    app.middlewares.insert(0, _shape_errors)
-    app.middlewares.append(_make_guard(settings))
+def install_guards(app: web.Application, settings: SecuritySettings, *, on_error: ErrorReply | None = None) -> None:
+    """Put the gate first among the app's middlewares (call before the app starts, while it can still change).
+
+    `on_error` answers what a handler (or the guard) raised, inside the gate's shaping of aiohttp's
+    refusals, exactly where an error middleware of the app's own would sit; it is called from the
+    `except` block, so it may log the exception with its traceback.
+    """
+    app.middlewares.insert(0, _make_gate(settings, on_error))
     from olol.security.openapi import openapi_handler
 
     app.router.add_get("/olol/openapi.json", openapi_handler)

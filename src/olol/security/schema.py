@@ -17,7 +17,6 @@ from __future__ import annotations
 import json
 import math
 import re
-import unicodedata
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -249,9 +248,17 @@ def _refuse_constant(name: str) -> Any:
     raise InvalidBody(f"invalid character '{name[0]}' looking for beginning of value")
 
 
+# One decoder for every body: `json.loads` with any keyword builds a new decoder (and its scanner) per
+# call, which cost about 7x the decoding of a typical small body.
+_DECODER = json.JSONDecoder(parse_constant=_refuse_constant)
+# Unicode category Cc (C0, DEL, C1), what `unicodedata.category(c) == "Cc"` tests, in one regex pass.
+_CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
 def _loads(raw: bytes) -> Any:
     try:
-        body = json.loads(raw, parse_constant=_refuse_constant)
+        # Exactly `json.loads(raw, parse_constant=...)`'s steps for bytes: detect UTF-8/16/32, then decode.
+        body = _DECODER.decode(raw.decode(json.detect_encoding(raw), "surrogatepass"))
         # Lone surrogates decode in Python but cannot be re-encoded as UTF-8 for a host (or protobuf).
         if b"\\u" in raw or b"\xed" in raw:
             json.dumps(body, ensure_ascii=False).encode("utf-8")
@@ -314,7 +321,7 @@ def parse_body(raw: bytes, spec: BodySpec | None, *, reject_unknown: bool = True
         _check_options(body["options"])
     for key in _NAME_FIELDS:
         value = body.get(key)
-        if isinstance(value, str) and any(unicodedata.category(c) == "Cc" for c in value):
+        if isinstance(value, str) and _CONTROL_CHARS.search(value):
             # No model is named with control characters, and the name is echoed in response headers.
             raise InvalidBody("invalid model name")
     for rule in spec.rules:
