@@ -30,6 +30,7 @@ from typing import Any
 import aiohttp
 
 from olol.errors import BackendUnavailable
+from olol.lifecycle import stop_process
 from olol.llamacpp.bins import LlamaBinaryNotFound, find_llama_server
 from olol.llamacpp.gguf_header import read_gguf_header
 
@@ -341,16 +342,10 @@ class LlamaServerProcess:
 
     async def _terminate(self) -> None:
         proc = self._proc
-        if proc is not None and proc.returncode is None:
-            with contextlib.suppress(ProcessLookupError):
-                proc.terminate()
-            try:
-                await asyncio.wait_for(proc.wait(), self.config.stop_timeout)
-            except TimeoutError:
-                log.warning("llama-server (pid %d) ignored SIGTERM; killing it", proc.pid)
-                with contextlib.suppress(ProcessLookupError):
-                    proc.kill()
-                await proc.wait()
+        await stop_process(
+            proc, self.config.stop_timeout,
+            on_kill=lambda: log.warning("llama-server (pid %d) ignored SIGTERM; killing it", proc.pid if proc else 0),
+        )  # fmt: skip
         if self._reader is not None:
             await self._drain_log()
             self._reader.cancel()

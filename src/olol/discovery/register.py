@@ -25,6 +25,7 @@ import aiohttp
 from aiohttp import web
 
 from olol.discovery.advert import REGISTRATION, Advert, StrangerAdvert, format_target
+from olol.lifecycle import cancel_and_wait
 from olol.security.signing import ReplayGuard, new_nonce
 
 if TYPE_CHECKING:
@@ -107,11 +108,8 @@ class Registrar:
             await asyncio.sleep(self.interval)
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await cancel_and_wait(self._task)
+        self._task = None
         if self._session is not None:
             if self.registered:
                 with contextlib.suppress(Exception):  # best effort: the lease lapses anyway

@@ -18,6 +18,7 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 from olol.discovery.advert import format_target
+from olol.lifecycle import cancel_and_wait
 from olol.security.grpc_auth import CHALLENGE_KEY, verify_proof
 from olol.security.signing import new_nonce
 
@@ -63,11 +64,8 @@ class SubnetScanner:
         self._task = asyncio.create_task(self._run(), name=f"scan {self.network}")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await cancel_and_wait(self._task)
+        self._task = None
 
     async def _run(self) -> None:
         while True:

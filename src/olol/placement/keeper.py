@@ -15,6 +15,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from olol.cluster import Cluster, Host, normalize
+from olol.lifecycle import cancel_and_wait
 from olol.placement.targets import held_name
 
 if TYPE_CHECKING:
@@ -66,11 +67,8 @@ class ReplicaKeeper:
             self._task = asyncio.create_task(self._run(), name="replica keeper")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await cancel_and_wait(self._task)
+        self._task = None
 
     async def _run(self) -> None:
         while True:

@@ -24,6 +24,7 @@ from typing import Any
 from olol.backends.base import JSON
 from olol.cluster import Cluster, Host
 from olol.errors import OlolError
+from olol.lifecycle import cancel_and_wait
 
 __all__ = ["HostMonitor"]
 
@@ -82,11 +83,8 @@ class HostMonitor:
             self._task = asyncio.create_task(self._run(), name=f"monitor {self.host.id}")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await cancel_and_wait(self._task)
+        self._task = None
 
     async def first_probe(self, timeout: float) -> None:
         with contextlib.suppress(TimeoutError):

@@ -27,6 +27,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from olol.lifecycle import stop_process
 from olol.llamacpp.bins import find_rpc_server
 from olol.rpc.devices import list_devices, resolve_devices, worker_env
 from olol.rpc.ggml_client import GgmlError
@@ -307,16 +308,7 @@ class GgmlWorker:
             self._state.restarts += 1
 
     async def _terminate(self) -> None:
-        proc = self._proc
-        if proc is not None and proc.returncode is None:
-            with contextlib.suppress(ProcessLookupError):
-                proc.terminate()
-            try:
-                await asyncio.wait_for(proc.wait(), 5.0)
-            except TimeoutError:
-                with contextlib.suppress(ProcessLookupError):
-                    proc.kill()
-                await proc.wait()
+        await stop_process(self._proc, 5.0)
         for reader in self._readers:
             reader.cancel()
         self._readers = []

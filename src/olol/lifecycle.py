@@ -1,0 +1,42 @@
+"""Stopping what a service started: a background task, a child process.
+
+Shared because each stop has one right order that is easy to get subtly wrong:
+a cancelled task must be awaited (or its cleanup never runs), and a child gets
+SIGTERM and a grace period before SIGKILL (or a wedged one outlives us).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable
+from typing import Any
+
+__all__ = ["cancel_and_wait", "stop_process"]
+
+
+async def cancel_and_wait(task: asyncio.Task[Any] | None) -> None:
+    """Cancel `task` (None: nothing) and wait until it has finished unwinding."""
+    if task is None:
+        return
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
+async def stop_process(
+    proc: asyncio.subprocess.Process | None, grace: float, on_kill: Callable[[], None] | None = None
+) -> None:
+    """SIGTERM `proc`, then SIGKILL if it is still running after `grace` seconds (`on_kill` first)."""
+    if proc is None or proc.returncode is not None:
+        return
+    with contextlib.suppress(ProcessLookupError):
+        proc.terminate()
+    try:
+        await asyncio.wait_for(proc.wait(), grace)
+    except TimeoutError:
+        if on_kill is not None:
+            on_kill()
+        with contextlib.suppress(ProcessLookupError):
+            proc.kill()
+        await proc.wait()
