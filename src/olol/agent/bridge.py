@@ -8,6 +8,7 @@ cancelled, which closes the backend stream inside the loop.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from concurrent.futures import Future
@@ -62,7 +63,7 @@ class LoopThread:
                 yield item
         finally:
             aclose = getattr(stream, "aclose", None)
-            if aclose is not None and not self.loop.is_closed():
+            if aclose is not None and self.loop.is_running():
                 asyncio.run_coroutine_threadsafe(aclose(), self.loop).result(timeout=10)
 
     def aiter(self, items: Iterator[T]) -> AsyncIterator[T]:
@@ -79,8 +80,19 @@ class LoopThread:
 
     def stop(self) -> None:
         if self.loop.is_running():
+            # Steps still in flight are cancelled first: a gRPC thread waiting on one would otherwise
+            # wait forever on a loop that no longer runs (and hold up the interpreter's exit).
+            with contextlib.suppress(TimeoutError, RuntimeError):
+                asyncio.run_coroutine_threadsafe(_cancel_others(), self.loop).result(timeout=5)
             self.loop.call_soon_threadsafe(self.loop.stop)
             self._thread.join(timeout=5)
+
+
+async def _cancel_others() -> None:
+    tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
 
 
 async def _wrap(coro: Awaitable[T]) -> T:

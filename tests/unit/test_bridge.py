@@ -1,0 +1,52 @@
+"""The threaded agent's bridge to its asyncio loop (olol.agent.bridge.LoopThread)."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import AsyncIterator
+
+import pytest
+
+from olol.agent.bridge import LoopThread
+
+
+def test_stop_ends_a_stream_a_thread_is_waiting_on() -> None:
+    """A stream still in flight when the loop stops must end its waiting thread, not hang it forever."""
+    bridge = LoopThread("test-bridge")
+    started, finished = threading.Event(), threading.Event()
+    outcome: list[BaseException] = []
+
+    async def forever() -> AsyncIterator[int]:
+        yield 1
+        await asyncio.Event().wait()  # a backend that never sends its next chunk
+        yield 2
+
+    def consume() -> None:
+        try:
+            for _ in bridge.iterate(forever, lambda _cb: None):
+                started.set()
+        except BaseException as exc:  # what the gRPC thread would see
+            outcome.append(exc)
+        finally:
+            finished.set()
+
+    thread = threading.Thread(target=consume, daemon=True)
+    thread.start()
+    assert started.wait(10)
+    bridge.stop()
+    assert finished.wait(10), "the waiting thread hung after the loop stopped"
+    assert outcome and not bridge.loop.is_running()
+
+
+def test_call_after_stop_is_a_clear_error() -> None:
+    bridge = LoopThread("test-bridge")
+    bridge.stop()
+
+    async def value() -> int:
+        return 1
+
+    with pytest.raises(RuntimeError, match="stopped"):
+        bridge.call(value())
+
+
