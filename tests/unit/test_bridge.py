@@ -39,6 +39,35 @@ def test_stop_ends_a_stream_a_thread_is_waiting_on() -> None:
     assert outcome and not bridge.loop.is_running()
 
 
+def test_a_step_asked_for_after_stop_fails_instead_of_waiting() -> None:
+    """The other order: the loop stops between two items of a stream; the next one must not hang."""
+    bridge = LoopThread("test-bridge")
+    got_one, stopped, finished = threading.Event(), threading.Event(), threading.Event()
+    outcome: list[BaseException] = []
+
+    async def endless() -> AsyncIterator[int]:
+        while True:
+            yield 1
+
+    def consume() -> None:
+        try:
+            for _ in bridge.iterate(endless, lambda _cb: None):
+                got_one.set()
+                assert stopped.wait(10)  # ask for the next item only once the loop is gone
+        except BaseException as exc:  # what the gRPC thread would see
+            outcome.append(exc)
+        finally:
+            finished.set()
+
+    thread = threading.Thread(target=consume, daemon=True)
+    thread.start()
+    assert got_one.wait(10)
+    bridge.stop()
+    stopped.set()
+    assert finished.wait(10), "asking for a step after stop hung"
+    assert isinstance(outcome[0], RuntimeError) and "stopped" in str(outcome[0])
+
+
 def test_call_after_stop_is_a_clear_error() -> None:
     bridge = LoopThread("test-bridge")
     bridge.stop()

@@ -10,9 +10,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import threading
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from concurrent.futures import Future
-from typing import TypeVar
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterator
+from concurrent.futures import CancelledError, Future
+from typing import TypeVar, cast
 
 T = TypeVar("T")
 
@@ -24,6 +24,10 @@ _DONE = object()
 class LoopThread:
     def __init__(self, name: str = "olol-agent-loop") -> None:
         self.loop = asyncio.new_event_loop()
+        # Every step a thread waits on, so that stop() can end them all (see stop).
+        self._lock = threading.Lock()
+        self._waiting: set[Future[object]] = set()
+        self._stopped = False
         self._thread = threading.Thread(target=self.loop.run_forever, name=name, daemon=True)
         self._thread.start()
 
@@ -32,10 +36,28 @@ class LoopThread:
         return self._thread.is_alive()
 
     def call(self, coro: Awaitable[T]) -> T:
-        if not self.running:
+        try:
+            fut = self._submit(_wrap(coro))
+        except RuntimeError:
             getattr(coro, "close", lambda: None)()  # never awaited: close it so it doesn't warn
-            raise RuntimeError("the agent's event loop is stopped")
-        return asyncio.run_coroutine_threadsafe(_wrap(coro), self.loop).result()
+            raise
+        return fut.result()
+
+    def _submit(self, coro: Coroutine[object, object, T]) -> Future[T]:
+        """Run `coro` on the loop; its future is ended by stop() if the loop stops first."""
+        with self._lock:
+            if self._stopped or not self.running:
+                coro.close()  # never awaited: close it so it doesn't warn
+                raise RuntimeError("the agent's event loop is stopped")
+            fut = asyncio.run_coroutine_threadsafe(coro, self.loop)
+            waiting = cast("Future[object]", fut)
+            self._waiting.add(waiting)
+        fut.add_done_callback(lambda _f: self._forget(waiting))
+        return fut
+
+    def _forget(self, fut: Future[object]) -> None:
+        with self._lock:
+            self._waiting.discard(fut)
 
     def iterate(
         self, make: Callable[[], AsyncIterator[T]], on_done: Callable[[Callable[[], None]], object]
@@ -55,7 +77,7 @@ class LoopThread:
         on_done(cancel)
         try:
             while True:
-                fut = asyncio.run_coroutine_threadsafe(_next(stream), self.loop)
+                fut = self._submit(_next(stream))
                 pending[:] = [fut]
                 item = fut.result()
                 if item is _DONE:
@@ -63,8 +85,9 @@ class LoopThread:
                 yield item
         finally:
             aclose = getattr(stream, "aclose", None)
-            if aclose is not None and self.loop.is_running():
-                asyncio.run_coroutine_threadsafe(aclose(), self.loop).result(timeout=10)
+            if aclose is not None:
+                with contextlib.suppress(RuntimeError, CancelledError, TimeoutError):
+                    self._submit(aclose()).result(timeout=10)
 
     def aiter(self, items: Iterator[T]) -> AsyncIterator[T]:
         """A blocking iterator (a client-streaming request) as an async one on the loop."""
@@ -79,13 +102,20 @@ class LoopThread:
         return gen()
 
     def stop(self) -> None:
+        """Stop the loop. Steps still in flight are cancelled first, and any a thread still waits on
+        afterwards are ended: a gRPC thread waiting on one would otherwise wait forever on a loop that
+        no longer runs (and hold up the interpreter's exit)."""
+        with self._lock:
+            self._stopped = True
         if self.loop.is_running():
-            # Steps still in flight are cancelled first: a gRPC thread waiting on one would otherwise
-            # wait forever on a loop that no longer runs (and hold up the interpreter's exit).
-            with contextlib.suppress(TimeoutError, RuntimeError):
+            with contextlib.suppress(TimeoutError, RuntimeError, CancelledError):
                 asyncio.run_coroutine_threadsafe(_cancel_others(), self.loop).result(timeout=5)
             self.loop.call_soon_threadsafe(self.loop.stop)
             self._thread.join(timeout=5)
+        with self._lock:
+            left = list(self._waiting)
+        for fut in left:
+            fut.cancel()
 
 
 async def _cancel_others() -> None:
