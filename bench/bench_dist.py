@@ -5,8 +5,9 @@
 
 * tokens: decode tokens/s of `olol dist` (direct and tunnelled) against plain `llama-server --rpc`
   with the same split; the modes loaded at once on their own workers, requests alternating, medians;
-* hetero: the planner's split (from measured worker speeds) against llama.cpp's default
-  (memory-proportional) on workers with different thread counts, both direct.
+* hetero: the planner's split (from measured worker speeds, by the coordinator's default objective,
+  latency) against llama.cpp's default (memory-proportional) on workers with different thread counts and
+  a CPU cap, both direct.
 
 Workers are real `olol rpc-server` processes (each with its ggml-rpc-server) on loopback; models are
 generated (`olol.models.tiny`), sized so compute per token is realistic on this CPU.
@@ -33,6 +34,7 @@ from olol import eventloop
 from olol.backends import llama_process
 from olol.backends.llama_process import LlamaServerConfig, LlamaServerProcess
 from olol.dist.coordinator import Coordinator, DistConfig
+from olol.dist.planner import DistPlan
 from olol.dist.workers import RemoteWorker
 from olol.models.tiny import ensure_tiny_model
 
@@ -112,7 +114,9 @@ async def decode_speed(url: str, n_predict: int) -> float:
         return float(timings["predicted_per_second"])
 
 
-def dist_config(model: Path, ws: list[Worker], transport: str, **extra: Any) -> DistConfig:
+def dist_config(model: Path, ws: list[Worker], transport: str, objective: str = "balanced", **extra: Any) -> DistConfig:
+    """The benches' coordinator. "balanced" by default: the transport benches measure a split over
+    equal workers, which the latency objective (the coordinator's default) would not make."""
     return DistConfig(
         servers=[w.target for w in ws],
         model=model,
@@ -121,6 +125,7 @@ def dist_config(model: Path, ws: list[Worker], transport: str, **extra: Any) -> 
         ctx_size=512,
         threads=1,
         parallel=1,
+        objective=objective,
         **extra,
     )
 
@@ -168,41 +173,55 @@ async def interleaved(urls: dict[str, str], n: int, rounds: int) -> tuple[Sample
     return samples, ratios
 
 
+# Coordinated modes, by the transport each runs: plain llama.cpp comes first, then these.
+DIST_MODES = {"direct": "direct", "tunnel": "tunnel", "grpc": "grpc"}
+MODE_TITLES = {
+    "direct": "olol dist direct",
+    "tunnel": "olol dist tunnel (data port)",
+    "grpc": "olol dist tunnel (gRPC messages)",
+}
+
+
 async def tokens_epoch(model: Path, sets: list[list[Worker]], n: int, rounds: int) -> tuple[Samples, Samples, str]:
-    """The three modes loaded at once, each on its own pair of workers (plain, direct, tunnel: sets[0..2])."""
-    direct = Coordinator(dist_config(model, sets[1], "direct"))
-    tunnel = Coordinator(dist_config(model, sets[2], "tunnel"))
+    """Every mode loaded at once, each on its own pair of workers (plain on sets[0], then DIST_MODES)."""
+    coordinators = {
+        mode: Coordinator(dist_config(model, ws, transport))
+        for (mode, transport), ws in zip(DIST_MODES.items(), sets[1:], strict=True)
+    }
     plain: LlamaServerProcess | None = None
     try:
-        await direct.start()
-        await tunnel.start()
-        assert direct.plan is not None and tunnel.plan is not None
-        split = direct.plan.tensor_split
-        assert tunnel.plan.tensor_split == split  # equal workers (no speed test): the same plan
+        for coordinator in coordinators.values():
+            await coordinator.start()
+        plans = [c.plan for c in coordinators.values()]
+        assert all(p is not None for p in plans)
+        split = plans[0].tensor_split  # type: ignore[union-attr]
+        assert all(p.tensor_split == split for p in plans)  # type: ignore[union-attr]  # equal workers: one plan
         plain = await plain_server(model, sets[0], split)
-        samples, ratios = await interleaved({"plain": plain.url, "direct": direct.url, "tunnel": tunnel.url}, n, rounds)
+        urls = {"plain": plain.url} | {mode: c.url for mode, c in coordinators.items()}
+        samples, ratios = await interleaved(urls, n, rounds)
         return samples, ratios, ",".join(map(str, split))
     finally:
         if plain is not None:
             await plain.close()
-        await direct.close()
-        await tunnel.close()
+        for coordinator in coordinators.values():
+            await coordinator.close()
 
 
 async def bench_tokens(rounds: int = 8) -> str:
     rows = []
     ms_per_token: list[float] = []  # plain llama.cpp, per model
+    modes = ["plain", *DIST_MODES]
     for label, params in MODELS.items():
         model = ensure_tiny_model(**params)
         n = 64 if params["layers"] == 4 else 32
         per_epoch = rounds if params["layers"] > 4 else 2 * rounds
-        samples: Samples = {"plain": [], "direct": [], "tunnel": []}
-        ratios: Samples = {"plain": [], "direct": [], "tunnel": []}
-        async with workers(1, 1, 1, 1, 1, 1, extra=("--no-speed-test",)) as ws:
-            pairs = [ws[0:2], ws[2:4], ws[4:6]]
+        samples: Samples = {mode: [] for mode in modes}
+        ratios: Samples = {mode: [] for mode in modes}
+        async with workers(*([1] * (2 * len(modes))), extra=("--no-speed-test",)) as ws:
+            pairs = [ws[i : i + 2] for i in range(0, len(ws), 2)]
             # Worker pairs differ in speed on this box (measured: up to 1.4x between pairs started one after
-            # the other), so every mode runs on every pair once: a Latin square of three epochs.
-            for epoch in range(3):
+            # the other), so every mode runs on every pair once: a Latin square of one epoch per mode.
+            for epoch in range(len(modes)):
                 got, paired, split = await tokens_epoch(model, pairs[epoch:] + pairs[:epoch], n, per_epoch)
                 for mode in samples:
                     samples[mode] += got[mode]
@@ -211,33 +230,36 @@ async def bench_tokens(rounds: int = 8) -> str:
         ratio = {m: median(v) for m, v in ratios.items()}
         print(label, speed, ratio, flush=True)
         ms_per_token.append(1e3 / speed["plain"])
-        rows.append(
-            [
-                label,
-                split,
-                f"{speed['plain']:.1f}",
-                f"{speed['direct']:.1f} ({ratio['direct']:.2f}x)",
-                f"{speed['tunnel']:.1f} ({ratio['tunnel']:.2f}x)",
-            ]
-        )
+        rows.append([label, split, f"{speed['plain']:.1f}"] + [f"{speed[m]:.1f} ({ratio[m]:.2f}x)" for m in DIST_MODES])
+    per_mode = len(modes) * rounds
     return (
         "### Decode tokens/s: olol dist vs plain `llama-server --rpc`, same split, two workers\n\n"
-        f"Medians of {3 * rounds} (8x1024) and {6 * rounds} (tiny) greedy requests per mode. The three modes "
-        "are loaded at once, each on its own pair of workers, and requests alternate between them; every "
-        "mode runs on every worker pair for a third of the requests. Ratios are medians of the per-round "
+        f"Medians of {per_mode} (8x1024) and {2 * per_mode} (tiny) greedy requests per mode. The {len(modes)} "
+        "modes are loaded at once, each on its own pair of workers, and requests alternate between them; every "
+        "mode runs on every worker pair for an equal share of the requests. Ratios are medians of the per-round "
         "ratios to plain llama.cpp. Every process on one shared 2-core box (llama-server -t 1, each worker "
         "-t 1), loopback.\n\n"
-        + table(["model", "split", "plain llama.cpp", "olol dist direct", "olol dist tunnel"], rows)
+        + table(["model", "split", "plain llama.cpp", *(MODE_TITLES[m] for m in DIST_MODES)], rows)
         + "\n\nTargets: direct >= 0.97x, tunnelled >= 0.9x. `olol dist --transport direct` starts exactly the "
         "llama-server command line of the plain column, so its distance from 1.00x is this shared box's noise. "
-        "The tunnel costs a fixed amount per token and worker (see the round-trip section below); how much "
-        "that weighs depends on the compute per token, so the tiny model "
-        f"({ms_per_token[0]:.1f} ms per token here, two round trips: one GET_TENSOR per worker) is the worst "
-        "case and bigger models approach 1.0x.\n"
+        "The tunnel (the default, `--transport tunnel`) carries the ggml bytes on each rpc-server's data port, "
+        "admitted by a ticket from its authenticated gRPC service; `--transport grpc` carries them in gRPC "
+        "messages, for networks where only the gRPC port is open. Each costs a fixed amount per token and "
+        "worker (see the round-trip section below); how much that weighs depends on the compute per token, so "
+        f"the tiny model ({ms_per_token[0]:.1f} ms per token here, two round trips: one GET_TENSOR per worker) "
+        "is the worst case and bigger models approach 1.0x.\n"
     )
 
 
 SLOW_SHARE = 0.15  # of one CPU, for the slow worker
+OBJECTIVE = DistConfig.objective  # hetero measures what the coordinator does by default
+
+
+def _split(plan: DistPlan, ws: list[Worker]) -> str:
+    """The plan's layer counts per worker, in the order the workers were listed (a worker left out: 0),
+    so that a reordered plan reads like the default split it is compared with."""
+    counts = {d.address: a.layers for d, a in zip(plan.devices, plan.plan.assignments, strict=True)}
+    return ",".join(str(counts.get(w.target, 0)) for w in ws)
 
 
 async def _hetero_pair(ws: list[Worker], blocks: int, reqs: int) -> tuple[dict[str, float], float, str, list[str]]:
@@ -252,10 +274,10 @@ async def _hetero_pair(ws: list[Worker], blocks: int, reqs: int) -> tuple[dict[s
         for mode in ("default", "planner") if block % 2 == 0 else ("planner", "default"):
             stop: Callable[[], Awaitable[None]]
             if mode == "planner":
-                coordinator = Coordinator(dist_config(model, ws, "direct"))
+                coordinator = Coordinator(dist_config(model, ws, "direct", objective=OBJECTIVE))
                 await coordinator.start()
                 assert coordinator.plan is not None
-                split = ",".join(map(str, coordinator.plan.tensor_split))
+                split = _split(coordinator.plan, ws)
                 url, stop = coordinator.url, coordinator.close
             else:
                 server = await plain_server(model, ws, None)
@@ -298,16 +320,21 @@ async def bench_hetero(blocks: int = 4, reqs: int = 4) -> str:
             [
                 "workers",
                 "measured speed (GB/s)",
-                "planner split: tokens/s (split)",
+                f"planner split ({OBJECTIVE}): tokens/s (layers per worker)",
                 "llama.cpp default (by memory): tokens/s",
                 "planner / default",
             ],
             rows,
         )
-        + "\n\nllama.cpp's default splits by free memory, which is equal here, and ignores speed; the "
-        "planner balances the speeds the workers measured (a matrix-vector product each, at start). With "
-        "the stages of a token running in turn, the fastest split puts on each worker only what its speed "
-        "and memory justify.\n"
+        + "\n\nllama.cpp's default splits by free memory, which is equal here, and ignores speed. The planner "
+        "uses the speeds the workers measured (a matrix-vector product each, at start) and, by default "
+        f"(`--objective {OBJECTIVE}`), minimises the time per token of one request: llama.cpp runs a token's "
+        "stages one after the other, so that time is the sum of the stage times plus a network round trip "
+        "per worker used, not the slowest stage. A slower worker gets layers only when the faster ones lack "
+        "the memory, and a worker is used at all only when its share saves more than its round trip; the "
+        "split column lists layers per worker in the order above (0: left out). `--objective balanced` "
+        "(stages made even, the least slowest stage) is for serving where stages overlap; for one request "
+        "it can give a slow worker a share that costs more time than it saves.\n"
     )
 
 

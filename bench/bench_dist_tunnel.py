@@ -72,43 +72,56 @@ def _cpu(pid: int) -> float:
 
 
 async def bench_rtt(n: int = 3000, rounds: int = 5) -> str:
-    """What the tunnel adds to one round trip, the unit of its cost per token and worker."""
+    """What the tunnel adds to one round trip, the unit of its cost per token and worker, both data paths."""
+    paths = ("stream", "grpc")
     async with workers(1, extra=("--no-speed-test",)) as ws:
-        tunnel = LocalTunnel(RemoteWorker(ws[0].target, token=TOKEN))
-        await tunnel.start()
-        direct_s, tunnel_s, server_cpu, coordinator_cpu = [], [], [], []
+        tunnels = {path: LocalTunnel(RemoteWorker(ws[0].target, token=TOKEN), data_path=path) for path in paths}
+        for tunnel in tunnels.values():
+            await tunnel.start()
+        assert tunnels["stream"].data_path == "stream", "the rpc-server offered no data port"
+        direct_s: list[float] = []
+        tunnel_s: dict[str, list[float]] = {p: [] for p in paths}
+        server_cpu: dict[str, list[float]] = {p: [] for p in paths}
+        coordinator_cpu: dict[str, list[float]] = {p: [] for p in paths}
         try:
             for _ in range(rounds):
                 direct_s.append(await _client_process(ws[0].ggml, n))
-                cpu0, cpu1 = _cpu(ws[0].proc.pid), _cpu(os.getpid())
-                tunnel_s.append(await _client_process(tunnel.endpoint, n))
-                server_cpu.append((_cpu(ws[0].proc.pid) - cpu0) / (n + WARM_UP))
-                coordinator_cpu.append((_cpu(os.getpid()) - cpu1) / (n + WARM_UP))
+                for path, tunnel in tunnels.items():
+                    cpu0, cpu1 = _cpu(ws[0].proc.pid), _cpu(os.getpid())
+                    tunnel_s[path].append(await _client_process(tunnel.endpoint, n))
+                    server_cpu[path].append((_cpu(ws[0].proc.pid) - cpu0) / (n + WARM_UP))
+                    coordinator_cpu[path].append((_cpu(os.getpid()) - cpu1) / (n + WARM_UP))
         finally:
-            await tunnel.close()
+            for tunnel in tunnels.values():
+                await tunnel.close()
     us = 1e6
-    rows = [
-        ["direct (llama.cpp's own TCP)", f"{median(direct_s) * us:.0f} us", "-", "-"],
-        [
-            "tunnel (gRPC through both ends)",
-            f"{median(tunnel_s) * us:.0f} us",
-            f"{median(server_cpu) * us:.0f} us",
-            f"{median(coordinator_cpu) * us:.0f} us",
-        ],
-    ]
-    added = (median(tunnel_s) - median(direct_s)) * 1e3
+    names = {"stream": "tunnel, data port (the default)", "grpc": "tunnel, gRPC messages (--transport grpc)"}
+    rows = [["direct (llama.cpp's own TCP)", f"{median(direct_s) * us:.0f} us", "-", "-", "-"]]
+    for path in paths:
+        rows.append(
+            [
+                names[path],
+                f"{median(tunnel_s[path]) * us:.0f} us",
+                f"+{(median(tunnel_s[path]) - median(direct_s)) * us:.0f} us",
+                f"{median(server_cpu[path]) * us:.0f} us",
+                f"{median(coordinator_cpu[path]) * us:.0f} us",
+            ]
+        )
+    added = (median(tunnel_s["stream"]) - median(direct_s)) * 1e3
     return (
         "### The tunnel's cost per round trip\n\n"
         f"One ggml request and its reply (GET_ALIGNMENT), {n} in a row on one connection, median of {rounds} "
-        "runs. The client is a process of its own, as llama-server is (a client thread in the process of the "
-        "tunnel would compete with it for the GIL); CPU is what the rpc-server process and the coordinator's "
-        "tunnel (the benchmark process, which runs nothing else meanwhile) spend per round trip.\n\n"
-        + table(["path", "round trip", "rpc-server CPU", "coordinator CPU"], rows)
-        + f"\n\nDecoding makes one round trip per token and worker, so the tunnel adds about {added:.2f} ms "
-        "per token and worker here: a model split over W workers that takes T ms per token runs at about "
-        f"T / (T + {added:.2f} W) of plain llama.cpp's speed, before CPU contention on this shared box. Both ends "
-        "run on uvloop and on gRPC's poll-based endpoints rather than its EventEngine thread pool (set in "
-        "`olol/__init__.py`), which cut gRPC's latency and CPU per message by about a third here."
+        "runs, the three paths in turn. The client is a process of its own, as llama-server is (a client thread "
+        "in the process of the tunnel would compete with it for the GIL); CPU is what the rpc-server process and "
+        "the coordinator's tunnel (the benchmark process, which runs nothing else meanwhile) spend per round "
+        "trip.\n\n"
+        + table(["path", "round trip", "added", "rpc-server CPU", "coordinator CPU"], rows)
+        + f"\n\nDecoding makes one round trip per token and worker, so the default tunnel adds about {added:.2f} "
+        "ms per token and worker here: a model split over W workers that takes T ms per token runs at about "
+        f"T / (T + {added:.2f} W) of plain llama.cpp's speed, before CPU contention on this shared box. The data "
+        "port carries the same validated byte stream as the gRPC `Tunnel` call, admitted by a single-use ticket "
+        "from the authenticated gRPC service; it relays each read straight into the other socket "
+        "(asyncio Protocols on uvloop), where a gRPC message costs about 0.1 ms of CPU at each end."
     )
 
 

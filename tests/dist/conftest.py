@@ -79,12 +79,15 @@ async def rpc_server(llama_bins: LlamaBinaries, tmp_path: Path) -> AsyncIterator
 
 @pytest.fixture
 async def dist(llama_bins: LlamaBinaries, tiny_model: Path) -> AsyncIterator[DistFactory]:
-    """`await dist(servers, **DistConfig fields)`: a started coordinator on the tiny model."""
+    """`await dist(servers, **DistConfig fields)`: a started coordinator on the tiny model.
+
+    It plans "balanced" unless told otherwise: these tests are about running a split, and on equally fast
+    workers the latency objective would put the tiny model on one of them."""
     started: list[Coordinator] = []
 
     async def start(servers: list[RpcServer], **config: Any) -> Coordinator:
         settings = {"model": tiny_model, "token": TOKEN, "ctx_size": CTX, "threads": 1, "parallel": 1,
-                    "llama_server_bin": llama_bins.llama_server, **config}  # fmt: skip
+                    "llama_server_bin": llama_bins.llama_server, "objective": "balanced", **config}  # fmt: skip
         coordinator = Coordinator(DistConfig(servers=[s.target for s in servers], **settings))
         started.append(coordinator)
         await coordinator.start()

@@ -43,11 +43,17 @@ async def test_plan_only_and_one_prompt(rpc_server: RpcFactory, tiny_model: Path
     servers = [await rpc_server(), await rpc_server()]
     common = ["--servers", ",".join(s.target for s in servers), "--model", str(tiny_model), "--ctx-size", "512"]
 
+    # Equal workers that each hold the whole model: by latency (the default), one of them is enough.
     plan = await olol_dist(*common, "--plan-only")
     assert plan.exit_code == 0, plan.output
     assert "tiny.gguf: 4 layers + output" in plan.output
+    assert f"--tensor-split 5 over {servers[0].target};" in plan.output
+    assert "objective latency: time per token unknown" in plan.output  # these workers skip the speed test
+    plan = await olol_dist(*common, "--plan-only", "--objective", "balanced")
+    assert plan.exit_code == 0, plan.output
     assert f"--tensor-split 4,1 over {servers[0].target}, {servers[1].target}" in plan.output
     assert "0-3" in plan.output and "4-3 + output" not in plan.output and "- + output" in plan.output
+    assert "objective balanced: " in plan.output
 
     run = await olol_dist(*common, "--prompt", PROMPT, "-n", str(N_PREDICT), "--temperature", "0", "-t", "1")
     assert run.exit_code == 0, run.output

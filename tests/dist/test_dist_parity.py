@@ -1,4 +1,4 @@
-"""Greedy output of a model split over 2 and 3 real workers equals one llama-server's, both transports."""
+"""Greedy output of a model split over 2 and 3 real workers equals one llama-server's, every transport."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from tests.dist.conftest import DistFactory, RpcFactory, complete
 pytestmark = pytest.mark.slow
 
 
-@pytest.mark.parametrize("transport", ["tunnel", "direct"])
+@pytest.mark.parametrize("transport", ["tunnel", "grpc", "direct"])
 @pytest.mark.parametrize("n_workers", [2, 3])
 async def test_split_output_equals_single_host(
     rpc_server: RpcFactory, dist: DistFactory, baseline_text: str, transport: str, n_workers: int
@@ -22,9 +22,10 @@ async def test_split_output_equals_single_host(
 
     assert await complete(coordinator.url) == baseline_text
 
-    if transport == "tunnel":
+    if transport in ("tunnel", "grpc"):
         for tunnel in coordinator.tunnels.values():
             assert tunnel.counters.bytes_up > 0 and tunnel.counters.failures == 0
+            assert tunnel.data_path == ("stream" if transport == "tunnel" else "grpc")
         # The model's traffic went through the rpc-servers, which counted it by command.
         for server in servers:
             stats = server.service.stats.snapshot()

@@ -6,6 +6,7 @@ import re
 
 import pytest
 
+from olol.dist.coordinator import Coordinator
 from tests.dist.conftest import DistFactory, RpcFactory
 
 pytestmark = pytest.mark.slow
@@ -22,8 +23,27 @@ async def test_layers_land_where_planned(rpc_server: RpcFactory, dist: DistFacto
     servers = [await rpc_server(memory_limit=int(2.5 * MIB)) for _ in range(2)] + [await rpc_server()]
     coordinator = await dist(servers, transport=transport, verbosity=5, log_lines=5000)
     plan = coordinator.plan
-    assert plan is not None and coordinator.process is not None
+    assert plan is not None
     assert plan.tensor_split == (2, 2, 1)
+    assert_placed_as_planned(coordinator, [0, 0, 1, 1, 2])
+
+
+async def test_reordered_plan_lands_where_planned(rpc_server: RpcFactory, dist: DistFactory) -> None:
+    # The first worker holds the output layer (15.6 MiB) and two blocks, not all four; the second only two
+    # blocks, not the output layer. In the order given no plan fits; by latency the first worker goes last.
+    big, small = await rpc_server(memory_limit=20 * MIB), await rpc_server(memory_limit=int(2.5 * MIB))
+    coordinator = await dist([big, small], objective="latency", verbosity=5, log_lines=5000)
+    plan = coordinator.plan
+    assert plan is not None
+    assert plan.used_addresses == (small.target, big.target) and plan.tensor_split == (2, 3)
+    assert plan.assignment(plan.devices[1]).output
+    assert_placed_as_planned(coordinator, [0, 0, 1, 1, 1])
+
+
+def assert_placed_as_planned(coordinator: Coordinator, layer_devices: list[int]) -> None:
+    """llama-server's own log: each layer on the device planned, each worker's buffers what it was given."""
+    plan = coordinator.plan
+    assert plan is not None and coordinator.process is not None
     log = coordinator.process.log_tail(5000).splitlines()
 
     # llama-server loads twice at start (a memory dry run, then for real); the last report is the one used.
@@ -31,7 +51,7 @@ async def test_layers_land_where_planned(rpc_server: RpcFactory, dist: DistFacto
     for line in log:
         if m := _ASSIGNED.search(line):
             assigned[int(m[1])] = int(m[2])
-    assert [assigned[i] for i in range(len(assigned))] == plan.layer_devices() == [0, 0, 1, 1, 2]
+    assert [assigned[i] for i in range(len(assigned))] == plan.layer_devices() == layer_devices
 
     # Each worker's buffers hold what the plan gave it: weights, and KV for its blocks only.
     by_endpoint = {coordinator.endpoints[d.address]: plan.assignment(d) for d in plan.devices}

@@ -55,6 +55,7 @@ async def split(
         enabled=True, rpc_servers=[s.target for s in servers],
         models_dir=str(ollama_models_dir(tmp_path / "m", tiny_model)),
         ctx_size=CTX, parallel=1, threads=1, llama_server_bin=str(llama_bins.llama_server),
+        objective="balanced",  # two equal workers: "latency" would not split the tiny model at all
     )  # fmt: skip
     config = ProxyConfig(host="127.0.0.1", port=0, servers=["single"], probe_interval=0.5, affinity=False,
                          security=SecuritySettings(token=TOKEN), distributed=dist)  # fmt: skip

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from olol._fast.framing import RpcCommand, encode_reply, encode_request, expects_reply
 from olol.dist.tunnel import FLUSH_BYTES, LocalTunnel
-from olol.rpc.service import _clear_reply_caps
+from olol.rpc.handshake import clear_hello_caps
 
 # What llama-server sends per token, and once in a while a weight upload.
 FRAMES = [
@@ -83,4 +83,4 @@ def test_hello_reply_caps_are_cleared_however_the_reply_is_cut() -> None:
     expected = hello[:12] + bytes(24) + stream[36:]
     for cut in range(1, len(stream)):
         first, second = stream[:cut], stream[cut:]
-        assert _clear_reply_caps(first, 0) + _clear_reply_caps(second, cut) == expected
+        assert clear_hello_caps(first, 0) + clear_hello_caps(second, cut) == expected

@@ -79,15 +79,17 @@ async def test_olol_dist_across_namespaces_equals_one_host(
         coordinator, sys.executable, "-m", "olol", "dist", "--servers", servers_arg(hosts),
         "--model", str(tiny_model), "--host", "0.0.0.0", "--port", str(HTTP_PORT), "--ctx-size", "512",
         "--threads", "1", "--parallel", "1", "--llama-server-bin", str(llama_bins.llama_server), "--token", TOKEN,
-        timeout=120,
+        "--objective", "balanced", timeout=120,  # equal workers: "latency" would put the tiny model on one
     )  # fmt: skip
     front = f"http://{coordinator.address}:{HTTP_PORT}"
     assert await complete(front) == baseline
     async with aiohttp.ClientSession() as http, http.get(front + "/olol/status") as r:
         status = await r.json()
     assert status["transport"] == "tunnel" and status["plan"]["tensor_split"] == [4, 1]
+    assert status["plan"]["objective"] == "balanced"
     assert status["plan"]["rpc_servers"] == [f"{h.address}:{RPC_PORT}" for h in hosts]
     assert all(t["bytes_up"] > 0 and t["failures"] == 0 for t in status["tunnels"].values())
+    assert all(t["data_path"] == "stream" for t in status["tunnels"].values())  # the data ports were reachable
 
 
 async def test_proxy_distributed_across_namespaces_equals_one_host(
@@ -98,7 +100,7 @@ async def test_proxy_distributed_across_namespaces_equals_one_host(
         coordinator, sys.executable, "-m", "olol", "proxy", "--host", "0.0.0.0", "--port", str(HTTP_PORT),
         "--distributed", "--rpc-servers", servers_arg(hosts), "--dist-model", f"tiny={tiny_model}",
         "--dist-ctx-size", "512", "--dist-parallel", "1", "--llama-server-bin", str(llama_bins.llama_server),
-        "--token", TOKEN, timeout=120,
+        "--dist-objective", "balanced", "--token", TOKEN, timeout=120,  # as above: a split, not one worker
     )  # fmt: skip
     proxy = f"http://{coordinator.address}:{HTTP_PORT}"
     body = {"model": "tiny", "prompt": PROMPT, "raw": True, "stream": False,
@@ -113,3 +115,4 @@ async def test_proxy_distributed_across_namespaces_equals_one_host(
         async with http.get(proxy + "/api/distributed") as r:
             active = (await r.json())["active"]
     assert active["transport"] == "tunnel" and active["plan"]["tensor_split"] == [4, 1]
+    assert active["plan"]["objective"] == "balanced"

@@ -1,23 +1,63 @@
 """Inputs, results and errors of the layer planner, shared by both binpack implementations.
 
-Only the search (`_solve`) is twinned; checking inputs, building the plan and
-explaining an infeasible one run once per plan and live here.
+Only the searches (`_solve`, `_solve_latency`) are twinned; checking inputs,
+building the plan and explaining an infeasible one run once per plan and live
+here (the latency search's host orders and integer costs in `_plan_latency`).
 
 The model is the `block_count` transformer blocks plus the output layer
 (output norm and `output.weight`), placed as one more item after the last
 block: llama.cpp's `--tensor-split`, given whole layer counts summing to
 `block_count + 1`, puts the output layer on the last device that gets layers,
 which is exactly where a contiguous split of these items puts it.
+
+Two objectives (`OBJECTIVES`):
+
+* "latency": the least time per token of one request. llama.cpp runs a token's
+  stages one after the other, so that is the sum of the stage times plus a
+  network round trip (`hop_cost`) per host used; hosts may be reordered so
+  that the output layer lands where it costs least (see `_plan_latency`).
+* "balanced": the least time of the slowest stage (min-max), in the host order
+  given. It is what matters when stages overlap (pipelined serving of several
+  requests at once), which llama.cpp's RPC split does not do for one request.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
 from typing import NamedTuple
 
-__all__ = ["Assignment", "Host", "Plan", "PlanError", "Problem", "build_plan", "infeasible", "prepare"]
+from olol._fast._plan_latency import Candidate, candidates, group_runs, latency_costs
+
+__all__ = [
+    "OBJECTIVES",
+    "Assignment",
+    "Host",
+    "Plan",
+    "PlanError",
+    "Problem",
+    "build_plan",
+    "check_objective",
+    "infeasible",
+    "prepare",
+    "solve",
+]
+
+OBJECTIVES = ("latency", "balanced")
+
+
+def check_objective(objective: str) -> None:
+    if objective not in OBJECTIVES:
+        raise ValueError(f"objective must be one of {', '.join(OBJECTIVES)}, not {objective!r}")
+
+
+# The twinned searches: (mem, work, caps, speeds) -> (items per host, bottleneck), and
+# (mem, work, caps, cost per byte, hop, candidates) -> (index of the candidate, items per host in its order).
+BalancedSearch = Callable[[list[int], list[int], list[int], list[float]], tuple[list[int], float] | None]
+LatencySearch = Callable[
+    [list[int], list[int], list[int], list[int], int, list[Candidate]], tuple[int, list[int]] | None
+]
 
 
 class Host(NamedTuple):
@@ -47,10 +87,14 @@ class Assignment:
 
 @dataclass(frozen=True)
 class Plan:
-    """One Assignment per host, in the order given (a host may get nothing)."""
+    """One Assignment per host (a host may get nothing), in the order the layers run: the order
+    given, unless the latency objective moved the hosts holding the output layer last (`order`)."""
 
     assignments: tuple[Assignment, ...]
-    bottleneck: float  # the slowest stage's time, which the plan minimises
+    bottleneck: float  # the slowest stage's time (what "balanced" minimises)
+    objective: str
+    latency: float  # estimated time per token of one request: stage times + hop_cost per host used
+    order: tuple[int, ...]  # for each assignment, the index of its host in the hosts given
 
     @property
     def tensor_split(self) -> tuple[int, ...]:
@@ -139,25 +183,57 @@ def prepare(
     )
 
 
-def build_plan(problem: Problem, counts: Sequence[int], bottleneck: float) -> Plan:
-    """Turn per-host item counts (from a solver) into a Plan."""
+def solve(
+    problem: Problem,
+    objective: str,
+    hop_cost: float,
+    groups: Sequence[Hashable] | None,
+    balanced: BalancedSearch,
+    latency: LatencySearch,
+) -> Plan:
+    """Run one implementation's search for `objective` and build the Plan (or raise PlanError)."""
+    check_objective(objective)
+    runs = group_runs(groups, len(problem.caps))
+    costs = latency_costs(problem, hop_cost)
+    if objective == "balanced":
+        solved = balanced(problem.mem, problem.work, problem.caps, problem.speeds)
+        if solved is None:
+            raise infeasible(problem)
+        return build_plan(problem, solved[0], tuple(range(len(problem.caps))), objective, hop_cost)
+    orders = candidates(problem, costs, runs)
+    found = latency(problem.mem, problem.work, problem.caps, costs.per_byte, costs.hop, orders)
+    if found is None:
+        raise infeasible(problem)
+    index, counts = found
+    return build_plan(problem, counts, orders[index].order, objective, hop_cost)
+
+
+def build_plan(problem: Problem, counts: Sequence[int], order: Sequence[int], objective: str, hop_cost: float) -> Plan:
+    """Turn item counts per host of `order` (from a solver) into a Plan."""
     assignments: list[Assignment] = []
     start = 0
     n = problem.n_layers
-    for name, count, speed in zip(problem.names, counts, problem.speeds, strict=True):
+    for h, count in zip(order, counts, strict=True):
         stop = start + count
         assignments.append(
             Assignment(
-                host=name,
+                host=problem.names[h],
                 start=min(start, n),
                 stop=min(stop, n),
                 output=count > 0 and stop == n + 1,
                 memory_bytes=sum(problem.mem[start:stop]),
-                stage_time=sum(problem.work[start:stop]) / speed if count else 0.0,
+                stage_time=sum(problem.work[start:stop]) / problem.speeds[h] if count else 0.0,
             )
         )
         start = stop
-    return Plan(tuple(assignments), bottleneck)
+    used = [a.stage_time for a in assignments if a.layers]
+    return Plan(
+        assignments=tuple(assignments),
+        bottleneck=max(used, default=0.0),
+        objective=objective,
+        latency=sum(used) + hop_cost * len(used),
+        order=tuple(order),
+    )
 
 
 def _size(n: int) -> str:

@@ -1,12 +1,14 @@
 """Layer planner: which contiguous blocks each host runs, for llama.cpp's `--tensor-split`.
 
 Facade over the compiled `binpack_c` or the pure-Python twin `_binpack_py`
-(picked by `olol._fast.load`); see `_binpack_py` for the algorithm and
-`_plan_types` for inputs, results and errors.
+(picked by `olol._fast.load`); see `_binpack_py` for the algorithms,
+`_plan_types` for inputs, results, errors and the two objectives, and
+`_plan_latency` for the latency search's host orders and integer costs.
 
     plan = plan_layers(32, layer_bytes, output_bytes, kv_bytes_per_layer,
-                       [Host("gpu-a", free, 2.0), Host("gpu-b", free, 1.0)], margin=0.1)
-    plan.tensor_split_arg()  # "22,11"
+                       [Host("gpu-a", free, 2.0), Host("gpu-b", free, 1.0)], margin=0.1,
+                       objective="balanced")
+    plan.tensor_split_arg()  # "22,11"; objective="latency" (the default) puts all on gpu-a if it fits
 """
 
 from __future__ import annotations
@@ -14,9 +16,18 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from olol._fast import load
-from olol._fast._plan_types import Assignment, Host, Plan, PlanError
+from olol._fast._plan_types import OBJECTIVES, Assignment, Host, Plan, PlanError, check_objective
 
-__all__ = ["IMPLEMENTATION", "Assignment", "Host", "Plan", "PlanError", "plan_layers"]
+__all__ = [
+    "IMPLEMENTATION",
+    "OBJECTIVES",
+    "Assignment",
+    "Host",
+    "Plan",
+    "PlanError",
+    "check_objective",
+    "plan_layers",
+]
 
 if TYPE_CHECKING:
     from olol._fast._binpack_py import plan_layers

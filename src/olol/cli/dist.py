@@ -19,7 +19,8 @@ def register(app: typer.Typer) -> None:
             None,
             "--servers",
             "--rpc-servers",
-            help="rpc-servers, in split order: h1:port,h2:port [env: OLOL_RPC_SERVERS].",
+            help="rpc-servers, in split order (by latency, the one holding the output layer may move last): "
+            "h1:port,h2:port [env: OLOL_RPC_SERVERS].",
         ),
         model: str = typer.Option(
             None,
@@ -37,9 +38,10 @@ def register(app: typer.Typer) -> None:
         transport: str = typer.Option(
             None,
             "--transport",
-            help="tunnel (gRPC, token, optional TLS) or direct "
-            "(llama-server dials the ggml workers: trusted networks only). "
-            "[default: tunnel]",
+            help="tunnel (authenticated by the cluster token, optional TLS: ggml bytes on the "
+            "rpc-servers' data ports, or in gRPC messages where there is none), grpc (the tunnel in gRPC "
+            "messages only: just the gRPC port needs to be open; slower per token) or direct "
+            "(llama-server dials the ggml workers: trusted networks only). [default: tunnel]",
             show_default=False,
         ),
         host: str = typer.Option(
@@ -71,6 +73,14 @@ def register(app: typer.Typer) -> None:
         parallel: int = typer.Option(None, "--parallel", help="Requests llama-server serves at once."),
         margin: float = typer.Option(
             None, "--margin", help="Share of each worker's free memory kept spare. [default: 0.1]", show_default=False
+        ),
+        objective: str = typer.Option(
+            None,
+            "--objective",
+            help="What the layer plan minimises: latency (time per token of a request: llama.cpp runs the "
+            "stages one after another, plus a round trip each) or balanced (the slowest stage, for when "
+            "stages overlap). [default: latency]",
+            show_default=False,
         ),
         llama_server_bin: str = typer.Option(
             None, "--llama-server-bin", help="llama-server executable [env: OLOL_LLAMA_SERVER]."
@@ -147,6 +157,7 @@ def register(app: typer.Typer) -> None:
                 threads=s.get("threads", threads, None),
                 parallel=s.get("parallel", parallel, None),
                 margin=s.get("margin", margin, 0.1),
+                objective=s.get("objective", objective, "latency"),
                 llama_server_bin=as_path(s.get("llama_server_bin", llama_server_bin, None, env="OLOL_LLAMA_SERVER")),
             )
             run = DistRun(

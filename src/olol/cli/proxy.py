@@ -166,8 +166,8 @@ def register(app: typer.Typer) -> None:
         ),
         rpc_servers: list[str] = typer.Option(
             None, "--rpc-servers", show_default=False,
-            help="`olol rpc-server` hosts a split model runs on, in split order: h1:50052,h2:50052 "
-            "[env: OLOL_RPC_SERVERS].",
+            help="`olol rpc-server` hosts a split model runs on, in split order (by latency, the one holding the "
+            "output layer may move last): h1:50052,h2:50052 [env: OLOL_RPC_SERVERS].",
         ),
         dist_model: list[str] = typer.Option(
             None, "--dist-model", show_default=False,
@@ -181,12 +181,18 @@ def register(app: typer.Typer) -> None:
         ),
         dist_transport: str = typer.Option(
             None, "--dist-transport", show_default=False,
-            help="tunnel (gRPC, cluster token, optional TLS) or direct (trusted networks). [default: tunnel]",
+            help="tunnel (cluster token, optional TLS; the rpc-servers' data ports, else gRPC messages), "
+            "grpc (the tunnel in gRPC messages only) or direct (trusted networks). [default: tunnel]",
         ),
         dist_ctx_size: int = typer.Option(
             None, "--dist-ctx-size", help="Context tokens of a split model (default: the workers' advice, else 2048)."
         ),
         dist_parallel: int = typer.Option(None, "--dist-parallel", help="Requests a split model serves at once."),
+        dist_objective: str = typer.Option(
+            None, "--dist-objective", show_default=False,
+            help="What the layer plan minimises: latency (time per token of a request; llama.cpp runs the "
+            "stages one after another) or balanced (the slowest stage). [default: latency]",
+        ),
         models_dir: Path = typer.Option(
             None, "--models-dir", help="Ollama models directory split models are read from [env: OLLAMA_MODELS]."
         ),
@@ -240,6 +246,7 @@ def register(app: typer.Typer) -> None:
                 parallel=s.get("dist_parallel", dist_parallel, None),
                 threads=s.get("dist_threads", None, None),
                 margin=s.get("dist_margin", None, 0.1),
+                objective=s.get("dist_objective", dist_objective, "latency"),
                 llama_server_bin=s.get("llama_server_bin", llama_server_bin, None, env="OLOL_LLAMA_SERVER"),
             )
             if dist.enabled:

@@ -40,6 +40,16 @@ def register(app: typer.Typer) -> None:
         port: int = typer.Option(
             None, "--port", "-p", help="gRPC port [env: OLOL_RPC_PORT].  [default: 50052]", show_default=False
         ),
+        data_port: int = typer.Option(
+            None,
+            "--data-port",
+            help="Port of the tunnel's data path (ggml bytes on TCP/TLS, admitted by tickets from the "
+            "gRPC service; 0: any free).  [default: --port + 1]",
+            show_default=False,
+        ),
+        no_data_port: bool = typer.Option(
+            None, "--no-data-port", help="No data port: coordinators tunnel through gRPC messages (slower)."
+        ),
         rpc_bin: str = typer.Option(None, "--rpc-bin", help="ggml-rpc-server executable [env: OLOL_RPC_SERVER]."),
         device: str = typer.Option(
             None,
@@ -108,6 +118,10 @@ def register(app: typer.Typer) -> None:
         --flash-attention, --context-window and --quantize are advisory: the worker reports them and
         the coordinator's llama-server applies them (-fa on, a cap on -c, the KV cache type).
 
+        Coordinators reach the worker through OLOL's tunnel: tickets from the gRPC service (cluster
+        token, optional TLS) admit them to the data port (--data-port, default --port + 1), which
+        validates every ggml frame before the worker sees it.
+
         With --discovery it advertises itself over mDNS (role "rpc", signed with the cluster
         token): `olol dist --discovery` finds it, and proxies keep it apart from inference hosts.
         With --proxy it registers with that proxy (signed, renewed, withdrawn on stop), which works
@@ -120,7 +134,7 @@ def register(app: typer.Typer) -> None:
           olol rpc-server --device cuda --preseed ~/models/llama-3-70b.Q4_K_M.gguf
         """
         no_grpc_fork_handlers()
-        from olol.rpc.server import DEFAULT_MAX_FRAME, RpcServerConfig, run_rpc_server
+        from olol.rpc.server import DATA_PORT_AUTO, DEFAULT_MAX_FRAME, RpcServerConfig, run_rpc_server
         from olol.rpc.service import WorkerAdvice
         from olol.rpc.worker import WorkerConfig
         from olol.security.tls import TlsFiles
@@ -139,6 +153,9 @@ def register(app: typer.Typer) -> None:
             cfg = RpcServerConfig(
                 host=s.get("host", host, "0.0.0.0"),
                 port=s.get("port", port, 50052, env="OLOL_RPC_PORT"),
+                data_port=None
+                if s.get("no_data_port", no_data_port, False)
+                else s.get("data_port", data_port, DATA_PORT_AUTO),
                 token=load_token(s.get("token", token, None), s.get("token_file", as_str(token_file), None)),
                 tls=TlsFiles(
                     s.get("tls_cert", as_str(tls_cert), None),

@@ -21,7 +21,7 @@ from pathlib import Path
 import grpc
 
 from olol.backends.llama_process import LlamaServerConfig, LlamaServerProcess
-from olol.dist.planner import DistPlan, LayerPlanner, PlanError
+from olol.dist.planner import DistPlan, LayerPlanner, PlanError, check_objective
 from olol.dist.profile import ModelProfile
 from olol.dist.tunnel import LocalTunnel
 from olol.dist.workers import RemoteWorker, WorkerInfo, gather_infos
@@ -32,7 +32,9 @@ __all__ = ["Coordinator", "DistConfig"]
 
 log = logging.getLogger(__name__)
 
-TRANSPORTS = ("tunnel", "direct")
+# tunnel: the rpc-server's data port when it has one (else gRPC); grpc: the tunnel in gRPC messages only;
+# direct: llama-server dials the ggml workers (trusted networks).
+TRANSPORTS = ("tunnel", "grpc", "direct")
 
 
 @dataclass
@@ -49,6 +51,9 @@ class DistConfig:
     threads: int | None = None
     parallel: int | None = None
     margin: float = 0.1
+    # "latency": least time per token of one request (llama.cpp runs the stages in turn); "balanced": least
+    # slowest stage, for when stages overlap. See olol.dist.planner.
+    objective: str = "latency"
     embeddings: bool = False
     llama_server_bin: Path | None = None
     extra_args: tuple[str, ...] = ()
@@ -63,12 +68,13 @@ class DistConfig:
     def __post_init__(self) -> None:
         if self.transport not in TRANSPORTS:
             raise ValueError(f"transport must be one of {', '.join(TRANSPORTS)}, not {self.transport!r}")
+        check_objective(self.objective)
 
 
 class Coordinator:
     def __init__(self, config: DistConfig, planner: LayerPlanner | None = None) -> None:
         self.config = config
-        self.planner = planner or LayerPlanner(config.margin)
+        self.planner = planner or LayerPlanner(config.margin, objective=config.objective)
         self.workers = [RemoteWorker(a, token=config.token, tls=config.tls) for a in config.servers]
         self.tunnels: dict[str, LocalTunnel] = {}
         self.plan: DistPlan | None = None
@@ -208,7 +214,8 @@ class Coordinator:
         by_address = {w.address: w for w in self.workers}
         for address in plan.used_addresses:
             if address not in self.tunnels:
-                tunnel = LocalTunnel(by_address[address], on_broken=self._tunnel_broken)
+                data_path = "grpc" if self.config.transport == "grpc" else "stream"
+                tunnel = LocalTunnel(by_address[address], on_broken=self._tunnel_broken, data_path=data_path)
                 await tunnel.start()
                 self.tunnels[address] = tunnel
         return {address: tunnel.endpoint for address, tunnel in self.tunnels.items()}

@@ -42,12 +42,16 @@ def status(coordinator: Coordinator) -> dict[str, Any]:
         else {
             "rpc_servers": list(plan.used_addresses),
             "tensor_split": list(plan.tensor_split),
+            "objective": plan.plan.objective,
+            "estimated_ms_per_token": None if plan.seconds_per_token is None else plan.seconds_per_token * 1e3,
             "assignments": [
                 {"host": a.host, "start": a.start, "stop": a.stop, "output": a.output, "memory_bytes": a.memory_bytes}
                 for a in plan.plan.assignments
             ],
         },
-        "tunnels": {address: vars(t.counters) for address, t in coordinator.tunnels.items()},
+        "tunnels": {
+            address: {"data_path": t.data_path, **vars(t.counters)} for address, t in coordinator.tunnels.items()
+        },
     }
 
 

@@ -2,9 +2,19 @@
 
 Inputs: the model's profile (bytes per block, output layer, KV cache per
 block) and each worker device's free memory and measured speed. The search
-itself is `olol._fast.binpack.plan_layers` (contiguous ranges minimising the
-slowest stage, within memory after a safety margin); this module turns workers
-into planner hosts and the result into llama-server arguments.
+itself is `olol._fast.binpack.plan_layers` (contiguous ranges within memory
+after a safety margin); this module turns workers into planner hosts and the
+result into llama-server arguments.
+
+The objective is per-token latency by default: llama.cpp's RPC split runs a
+token's stages one after the other (one device computes while the others
+wait), so a request waits for the sum of the stage times plus a network round
+trip per device used: a slower worker gets layers only when the faster ones
+lack the memory, and a worker is used at all only when its share saves more
+than its round trip. "balanced" (least slowest stage) is kept for serving
+where stages overlap. Under "latency" the planner may list the rpc-servers in
+another order than given (the one holding the output layer last); `DistPlan`
+follows that order everywhere, so `--rpc` and `--tensor-split` stay aligned.
 
 llama-server gets one `--rpc` endpoint per worker that holds anything (a
 worker given no layers is left out, so it costs no connection and no round
@@ -19,21 +29,31 @@ import statistics
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from olol._fast.binpack import Assignment, Host, Plan, PlanError, plan_layers
+from olol._fast.binpack import OBJECTIVES, Assignment, Host, Plan, PlanError, check_objective, plan_layers
 from olol.dist.profile import ModelProfile
 from olol.dist.workers import WorkerInfo
 
-__all__ = ["DistPlan", "LayerPlanner", "PlanError"]
+__all__ = ["DEFAULT_HOP_COST", "OBJECTIVES", "DistPlan", "LayerPlanner", "PlanError", "check_objective"]
+
+# Seconds one stage's network round trip adds to a token: a ggml RPC exchange on a LAN or loopback.
+DEFAULT_HOP_COST = 1e-4
 
 
 @dataclass(frozen=True)
 class DistPlan:
     profile: ModelProfile
-    devices: tuple[WorkerInfo, ...]  # every device offered, in planning order
+    devices: tuple[WorkerInfo, ...]  # every device offered, in the plan's (and so `--rpc`) order
     plan: Plan
 
     def assignment(self, device: WorkerInfo) -> Assignment:
         return self.plan.assignments[self.devices.index(device)]
+
+    @property
+    def seconds_per_token(self) -> float | None:
+        """The plan's estimate for one request (stages in turn, a round trip each); None when a worker
+        that holds layers measured no speed (its stage time is then in no unit)."""
+        used = [d for d, a in zip(self.devices, self.plan.assignments, strict=True) if a.layers]
+        return self.plan.latency if all(d.speed > 0 for d in used) else None
 
     @property
     def used_addresses(self) -> tuple[str, ...]:
@@ -71,11 +91,25 @@ Solver = Callable[..., Plan]  # olol._fast.binpack.plan_layers, or either of its
 
 class LayerPlanner:
     """Plan a model over worker devices; `margin` keeps that share of each device's free memory spare.
-    `solver` is the search (the compiled or pure-Python `plan_layers`; default: the facade's)."""
 
-    def __init__(self, margin: float = 0.1, solver: Solver = plan_layers) -> None:
+    `objective` is "latency" (least time per token of one request: llama.cpp runs the stages in
+    turn) or "balanced" (least slowest stage); `hop_cost` is the seconds a stage's round trip adds
+    (speeds are bytes per second, so stage times are seconds). `solver` is the search (the compiled
+    or pure-Python `plan_layers`; default: the facade's)."""
+
+    def __init__(
+        self,
+        margin: float = 0.1,
+        solver: Solver = plan_layers,
+        *,
+        objective: str = "latency",
+        hop_cost: float = DEFAULT_HOP_COST,
+    ) -> None:
+        check_objective(objective)  # now, not at the first plan
         self.margin = margin
         self.solver = solver
+        self.objective = objective
+        self.hop_cost = hop_cost
 
     def plan(self, profile: ModelProfile, devices: Sequence[WorkerInfo]) -> DistPlan:
         if not devices:
@@ -88,8 +122,11 @@ class LayerPlanner:
             list(profile.kv_bytes_per_layer),
             hosts,
             self.margin,
+            objective=self.objective,
+            hop_cost=self.hop_cost,
+            groups=[d.address for d in devices],  # an rpc-server's devices stay together, as in --rpc
         )
-        return DistPlan(profile, tuple(devices), plan)
+        return DistPlan(profile, tuple(devices[k] for k in plan.order), plan)
 
 
 def _speeds(devices: Sequence[WorkerInfo]) -> list[float]:

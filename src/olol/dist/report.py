@@ -6,7 +6,7 @@ from rich.table import Table
 
 from olol.dist.planner import DistPlan
 
-__all__ = ["plan_table", "size"]
+__all__ = ["estimate", "plan_table", "size"]
 
 
 def size(n: float) -> str:
@@ -16,13 +16,24 @@ def size(n: float) -> str:
     return f"{n:.0f} B"
 
 
+def estimate(dist: DistPlan) -> str:
+    """The plan's objective and estimated time per token, for people."""
+    plan, seconds = dist.plan, dist.seconds_per_token
+    if seconds is not None:
+        per_token = f"~{seconds * 1e3:.2f} ms per token (stages in turn, a round trip each)"
+    else:
+        per_token = "time per token unknown (a worker measured no speed)"
+    reordered = "; rpc-servers reordered (output layer last)" if list(plan.order) != sorted(plan.order) else ""
+    return f"objective {plan.objective}: {per_token}{reordered}"
+
+
 def plan_table(dist: DistPlan, margin: float) -> Table:
     p = dist.profile
     table = Table(
         title=f"{p.path.name}: {p.n_layers} layers + output, {size(p.weight_bytes)} of weights, "
         f"KV {size(p.kv_bytes)} ({p.n_ctx} tokens, {p.kv_type})",
         caption=f"--tensor-split {','.join(map(str, dist.tensor_split))} over {', '.join(dist.used_addresses)}; "
-        f"{margin:.0%} of free memory kept spare",
+        f"{margin:.0%} of free memory kept spare\n{estimate(dist)}",
     )
     for column in ("rpc-server", "device", "layers", "blocks", "needs", "free", "speed", "time/token"):
         table.add_column(column, justify="left" if column in ("rpc-server", "device", "blocks") else "right")

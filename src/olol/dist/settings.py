@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from olol._fast._plan_types import check_objective  # stdlib only: not the compiled planner
+
 __all__ = ["DistributedSettings", "parse_model_specs"]
 
 
@@ -15,14 +17,16 @@ __all__ = ["DistributedSettings", "parse_model_specs"]
 class DistributedSettings:
     #: Serve models split across `rpc_servers` as cluster hosts of their own.
     enabled: bool = False
-    #: `olol rpc-server` addresses (host:port, gRPC), in split order.
+    #: `olol rpc-server` addresses (host:port, gRPC), in split order (by latency, the one holding the output
+    #: layer may move last).
     rpc_servers: list[str] = field(default_factory=list)
     #: Models to split, as NAME (an Ollama model) or NAME=PATH (a GGUF served as NAME); the first is split at
     #: start-up, the others when asked for (the workers hold one split at a time).
     models: list[str] = field(default_factory=list)
     #: Split a model when no host that has it has the memory for it (GGUF size + KV cache vs free memory).
     auto: bool = True
-    #: "tunnel" (gRPC, cluster token, optional TLS) or "direct" (llama-server dials ggml workers: trusted LANs).
+    #: "tunnel" (cluster token, optional TLS: the rpc-servers' data ports, else gRPC messages), "grpc" (the
+    #: tunnel in gRPC messages only) or "direct" (llama-server dials ggml workers: trusted LANs).
     transport: str = "tunnel"
     #: Ollama models directory the GGUFs of requested models are found in; None: $OLLAMA_MODELS, ~/.ollama/models.
     models_dir: str | None = None
@@ -34,6 +38,9 @@ class DistributedSettings:
     threads: int | None = None
     #: Share of each worker's free memory kept spare by the planner.
     margin: float = 0.1
+    #: What the planner minimises: "latency" (time per token of one request; llama.cpp runs the stages of a
+    #: split one after the other) or "balanced" (the slowest stage, for when stages overlap).
+    objective: str = "latency"
     #: llama-server executable; None: $OLOL_LLAMA_SERVER, PATH, then the cached build.
     llama_server_bin: str | None = None
 
@@ -42,6 +49,7 @@ class DistributedSettings:
 
     def __post_init__(self) -> None:
         parse_model_specs(self.models)  # fail at start-up, not at the first request
+        check_objective(self.objective)
 
 
 def parse_model_specs(specs: list[str]) -> dict[str, str | None]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import ssl
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
@@ -60,8 +61,9 @@ class RemoteWorker:
 
     def __init__(self, address: str, *, token: str | None = None, tls: TlsFiles | None = None) -> None:
         self.address = address
+        self.tls = tls or TlsFiles()
         self.metadata = token_metadata(token)
-        credentials = (tls or TlsFiles()).channel_credentials()
+        credentials = self.tls.channel_credentials()
         if credentials is None:
             self.channel = grpc.aio.insecure_channel(address, options=CHANNEL_OPTIONS)
         else:
@@ -97,6 +99,22 @@ class RemoteWorker:
         """One Tunnel call, fed from `requests` (consumed by gRPC in a task of its own)."""
         call: grpc.aio.StreamStreamCall[pb.Chunk, pb.Chunk] = self.stub.Tunnel(requests, metadata=self.metadata)
         return call
+
+    async def open_stream(self, *, timeout: float = 10.0) -> pb.StreamTicket:
+        """A ticket for the rpc-server's data port (see `olol.rpc.data_port`)."""
+        ticket: pb.StreamTicket = await self.stub.OpenStream(
+            pb.OpenStreamRequest(), metadata=self.metadata, timeout=timeout
+        )
+        return ticket
+
+    @property
+    def host(self) -> str:
+        """The rpc-server's host, as dialled (its data port is on the same host)."""
+        return self.address.rpartition(":")[0].strip("[]")
+
+    def data_ssl_context(self) -> ssl.SSLContext:
+        """TLS for the data port, with the files the gRPC channel uses (same CA, same client certificate)."""
+        return self.tls.client_ssl_context()
 
     async def close(self) -> None:
         await self.channel.close(grace=None)

@@ -242,7 +242,7 @@ class DistributedModels:
         coordinator = Coordinator(DistConfig(
             servers=servers, model=path, alias=name, transport=s.transport,
             token=config.security.token, tls=config.security.tls, ctx_size=s.ctx_size, threads=s.threads,
-            parallel=s.parallel, margin=s.margin,
+            parallel=s.parallel, margin=s.margin, objective=s.objective,
             llama_server_bin=Path(s.llama_server_bin) if s.llama_server_bin else None,
         ))  # fmt: skip
         started = time.monotonic()

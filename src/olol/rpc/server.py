@@ -24,9 +24,11 @@ from olol import eventloop
 from olol.discovery.agent_side import Announcer, start_announcer
 from olol.discovery.settings import DiscoverySettings
 from olol.rpc._pb import rpc
+from olol.rpc.data_port import DataPort
 from olol.rpc.options import SERVER_OPTIONS
 from olol.rpc.preseed import preseed
 from olol.rpc.service import RpcWorkerService, WorkerAdvice
+from olol.rpc.stats import TunnelStats
 from olol.rpc.worker import GgmlWorker, WorkerConfig
 from olol.security.settings import SecuritySettings
 from olol.security.tls import TlsFiles
@@ -37,6 +39,7 @@ __all__ = ["RpcServer", "RpcServerConfig", "ready_until_signal", "run_rpc_server
 log = logging.getLogger(__name__)
 
 DEFAULT_PORT = 50052
+DATA_PORT_AUTO = -1  # the gRPC port + 1 when that is fixed (firewall rules), else any free port
 DEFAULT_MAX_FRAME = 4 << 30  # the largest single tensor upload accepted (an f16 output layer of a 128k vocab is ~1 GiB)
 
 
@@ -44,6 +47,9 @@ DEFAULT_MAX_FRAME = 4 << 30  # the largest single tensor upload accepted (an f16
 class RpcServerConfig:
     host: str = "0.0.0.0"
     port: int = DEFAULT_PORT
+    #: The tunnel's data port (`olol.rpc.data_port`): DATA_PORT_AUTO, a port (0: any free one), or None for
+    #: none (coordinators then tunnel through gRPC messages).
+    data_port: int | None = DATA_PORT_AUTO
     token: str | None = None
     tls: TlsFiles = field(default_factory=TlsFiles)
     worker: WorkerConfig = field(default_factory=WorkerConfig)
@@ -64,6 +70,7 @@ class RpcServer:
     service: RpcWorkerService
     server: grpc.aio.Server
     port: int
+    data_port: DataPort | None = None
     announcer: Announcer | None = None
 
     @property
@@ -77,6 +84,7 @@ class RpcServer:
         worker = GgmlWorker(config.worker)
         await worker.start()
         server: grpc.aio.Server | None = None
+        data_port: DataPort | None = None
         try:
             seeded: list[str] = []
             for path in config.preseed:
@@ -88,6 +96,15 @@ class RpcServer:
                 log.info("pre-seeded %s (%s)", path, state)
             if worker.config.measure_speed:
                 await worker.refresh(measure=True)  # measure after seeding: seeding disturbs the caches
+            stats = TunnelStats()
+            if config.data_port is not None:
+                data_port = DataPort(
+                    worker,
+                    stats,
+                    max_frame=config.max_frame,
+                    ssl_context=config.tls.server_ssl_context(require_client_cert=bool(config.tls.ca)),
+                )
+                await _bind_data_port(data_port, config)
             service = RpcWorkerService(
                 worker,
                 token=config.token,
@@ -97,6 +114,8 @@ class RpcServer:
                 advice=config.advice,
                 preseeded=seeded,
                 memory_limit=config.memory_limit,
+                stats=stats,
+                data_port=data_port,
             )
             server = grpc.aio.server(options=SERVER_OPTIONS)
             adders: Any = rpc  # generated code is untyped
@@ -117,16 +136,36 @@ class RpcServer:
         except BaseException:
             if server is not None:
                 await server.stop(0)
+            if data_port is not None:
+                await data_port.close()
             await worker.close()
             raise
-        return cls(config, worker, service, server, port, announcer)
+        return cls(config, worker, service, server, port, data_port, announcer)
 
     async def stop(self) -> None:
         if self.announcer is not None:  # goodbye first: nobody should pick a worker that is going away
             await self.announcer.stop()
             self.announcer = None
         await self.server.stop(self.config.grace)
+        if self.data_port is not None:
+            await self.data_port.close()
         await self.worker.close()
+
+
+async def _bind_data_port(data_port: DataPort, config: RpcServerConfig) -> None:
+    """Bind the data port; the automatic choice falls back to any free port (coordinators learn it from
+    their ticket, so only a firewall cares which it is)."""
+    wanted = config.data_port
+    if wanted == DATA_PORT_AUTO:
+        wanted = config.port + 1 if config.port else 0
+    assert wanted is not None
+    try:
+        await data_port.start(config.host, wanted)
+    except OSError as exc:
+        if config.data_port != DATA_PORT_AUTO or wanted == 0:
+            raise OSError(f"cannot bind the data port {config.host}:{wanted}: {exc}") from exc
+        log.warning("data port %d is taken (%s); using a free port instead", wanted, exc)
+        await data_port.start(config.host, 0)
 
 
 def _direct_endpoint(worker: GgmlWorker) -> str:
@@ -147,9 +186,10 @@ async def _serve(config: RpcServerConfig) -> None:
     server = await RpcServer.start(config)
     probe = server.worker.probe
     log.info(
-        "olol rpc-server on %s:%d, ggml worker %s (%s)%s",
+        "olol rpc-server on %s:%d (data port %s), ggml worker %s (%s)%s",
         config.host,
         server.port,
+        server.data_port.port if server.data_port is not None else "off",
         server.worker.endpoint,
         ", ".join(server.worker.device_names),
         f", {probe.speed / 1e9:.2f} GB/s" if probe and probe.speed else "",

@@ -1,5 +1,10 @@
 """The `RpcWorker` gRPC service: capabilities of the local ggml worker, and the tunnel into it.
 
+The tunnel comes two ways: `Tunnel`, the ggml byte stream as gRPC messages,
+and `OpenStream`, a ticket for the same stream on the data port
+(`olol.rpc.data_port`), which costs a fraction of the CPU per token. Both are
+validated the same way, described here for `Tunnel`.
+
 Each `Tunnel` call is one ggml RPC client connection. The request bytes are
 parsed frame by frame (`olol._fast.framing.FrameParser`, HELLO first, known
 commands, sizes within bounds) and only whole, valid frames are written to the
@@ -26,9 +31,10 @@ from collections.abc import AsyncIterator
 import grpc
 import psutil
 
-from olol._fast.framing import FrameParser, FramingError, RpcCommand, encode_request
+from olol._fast.framing import FrameParser, FramingError
 from olol.rpc._pb import pb, rpc
-from olol.rpc.ggml_client import CONN_CAPS_SIZE
+from olol.rpc.data_port import DataPort
+from olol.rpc.handshake import CLEAN_HELLO, HELLO_REPLY_END, clear_hello_caps
 from olol.rpc.stats import TunnelStats
 from olol.rpc.worker import GgmlWorker
 from olol.security.tokens import Unauthorized, check_token
@@ -40,9 +46,6 @@ log = logging.getLogger(__name__)
 READ_SIZE = 4 << 20  # one gRPC message per worker read, at most
 RESTART_WAIT = 5.0  # seconds Capabilities waits for a crashed worker to be restarted
 HOLD_BYTES = 1 << 20  # a reply cut by a read is held up to this much before its first part goes
-# HELLO reply: size u64, then major, minor, patch, pad, conn_caps[24].
-_HELLO_REPLY_CAPS = slice(12, 12 + CONN_CAPS_SIZE)
-_CLEAN_HELLO = encode_request(RpcCommand.HELLO, bytes(CONN_CAPS_SIZE))
 
 
 class WorkerAdvice:
@@ -66,6 +69,8 @@ class RpcWorkerService(rpc.RpcWorkerServicer):
         advice: WorkerAdvice | None = None,
         preseeded: list[str] | None = None,
         memory_limit: int | None = None,
+        stats: TunnelStats | None = None,
+        data_port: DataPort | None = None,
     ) -> None:
         self.worker = worker
         self.token = token
@@ -75,7 +80,8 @@ class RpcWorkerService(rpc.RpcWorkerServicer):
         self.advice = advice or WorkerAdvice()
         self.preseeded = preseeded if preseeded is not None else []
         self.memory_limit = memory_limit
-        self.stats = TunnelStats()
+        self.stats = stats or TunnelStats()
+        self.data_port = data_port  # shares `stats` when there is one
 
     async def _authorize(self, context: grpc.aio.ServicerContext[object, object]) -> None:
         try:
@@ -110,6 +116,7 @@ class RpcWorkerService(rpc.RpcWorkerServicer):
             flash_attention=self.advice.flash_attention,
             context_window=self.advice.context_window,
             quantize=self.advice.quantize,
+            data_port=self.data_port.port if self.data_port is not None else 0,
             stats=pb.TunnelStats(
                 tunnels_total=snap.tunnels_total,
                 tunnels_active=snap.tunnels_active,
@@ -157,6 +164,18 @@ class RpcWorkerService(rpc.RpcWorkerServicer):
         finally:
             self.stats.closed(parser)
 
+    # -- OpenStream ------------------------------------------------------------
+
+    async def OpenStream(
+        self, request: pb.OpenStreamRequest, context: grpc.aio.ServicerContext[object, object]
+    ) -> pb.StreamTicket:
+        await self._authorize(context)
+        port = self.data_port
+        if port is None:
+            await context.abort(grpc.StatusCode.FAILED_PRECONDITION, "this rpc-server has no data port: use Tunnel")
+            raise AssertionError("unreachable")  # abort raises; this tells mypy
+        return pb.StreamTicket(ticket=port.tickets.issue(), port=port.port, tls=port.tls, valid_for=port.tickets.ttl)
+
 
 class _Session:
     """One tunnelled connection: validated client frames in, worker bytes out."""
@@ -185,8 +204,8 @@ class _Session:
             held_bytes = offset = 0
             # A failing pump closes the worker connection, which ends this loop too.
             while data := await self.reader.read(READ_SIZE):
-                if offset < _HELLO_REPLY_CAPS.stop:
-                    data = _clear_reply_caps(data, offset)
+                if offset < HELLO_REPLY_END:
+                    data = clear_hello_caps(data, offset)
                 offset += len(data)
                 stats.bytes_from_worker += len(data)
                 replies.feed(data)
@@ -223,7 +242,7 @@ class _Session:
                 if writer is None:
                     writer = await self._connect()
                     # Only a plain TCP session can be tunnelled: advertise no transport upgrade.
-                    writer.write(_CLEAN_HELLO)
+                    writer.write(CLEAN_HELLO)
                     for frame in frames[1:]:
                         writer.write(frame.raw)
                     sent = sum(len(f.raw) for f in frames)
@@ -254,12 +273,3 @@ class _Session:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.connected.set()
         return self.writer
-
-
-def _clear_reply_caps(data: bytes, offset: int) -> bytes:
-    """Zero the conn_caps of the HELLO reply (the stream's first bytes): no transport upgrade."""
-    start = max(_HELLO_REPLY_CAPS.start - offset, 0)
-    stop = min(_HELLO_REPLY_CAPS.stop - offset, len(data))
-    if start >= stop:
-        return data
-    return data[:start] + bytes(stop - start) + data[stop:]
