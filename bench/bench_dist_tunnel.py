@@ -71,6 +71,27 @@ def _cpu(pid: int) -> float:
     return float(times.user + times.system)
 
 
+NATIVE_RELAY = Path(__file__).with_name("native_relay.c")
+
+
+async def _native_relays(target: int, hops: int) -> tuple[list[asyncio.subprocess.Process], int]:
+    """A chain of `hops` C relays in front of port `target` (compiled once with the system's cc);
+    returns the processes and the port to dial."""
+    binary = Path.home() / ".cache" / "olol" / "bench" / "native_relay"
+    if not binary.exists() or binary.stat().st_mtime < NATIVE_RELAY.stat().st_mtime:
+        binary.parent.mkdir(parents=True, exist_ok=True)
+        cc = await asyncio.create_subprocess_exec("cc", "-O2", "-o", str(binary), str(NATIVE_RELAY))
+        if await cc.wait() != 0:
+            raise RuntimeError("cannot compile bench/native_relay.c")
+    procs = []
+    for _ in range(hops):
+        proc = await asyncio.create_subprocess_exec(str(binary), str(target), stdout=asyncio.subprocess.PIPE)
+        assert proc.stdout is not None
+        target = int(await proc.stdout.readline())
+        procs.append(proc)
+    return procs, target
+
+
 async def bench_rtt(n: int = 3000, rounds: int = 5) -> str:
     """What the tunnel adds to one round trip, the unit of its cost per token and worker, both data paths."""
     paths = ("stream", "grpc")
@@ -79,6 +100,8 @@ async def bench_rtt(n: int = 3000, rounds: int = 5) -> str:
         for tunnel in tunnels.values():
             await tunnel.start()
         assert tunnels["stream"].data_path == "stream", "the rpc-server offered no data port"
+        relays, relay_port = await _native_relays(int(ws[0].ggml.rsplit(":", 1)[1]), 2)
+        native_s: list[float] = []
         direct_s: list[float] = []
         tunnel_s: dict[str, list[float]] = {p: [] for p in paths}
         server_cpu: dict[str, list[float]] = {p: [] for p in paths}
@@ -86,6 +109,7 @@ async def bench_rtt(n: int = 3000, rounds: int = 5) -> str:
         try:
             for _ in range(rounds):
                 direct_s.append(await _client_process(ws[0].ggml, n))
+                native_s.append(await _client_process(f"127.0.0.1:{relay_port}", n))
                 for path, tunnel in tunnels.items():
                     cpu0, cpu1 = _cpu(ws[0].proc.pid), _cpu(os.getpid())
                     tunnel_s[path].append(await _client_process(tunnel.endpoint, n))
@@ -94,9 +118,21 @@ async def bench_rtt(n: int = 3000, rounds: int = 5) -> str:
         finally:
             for tunnel in tunnels.values():
                 await tunnel.close()
+            for relay in relays:
+                relay.kill()
+                await relay.wait()
     us = 1e6
     names = {"stream": "tunnel, data port (the default)", "grpc": "tunnel, gRPC messages (--transport grpc)"}
-    rows = [["direct (llama.cpp's own TCP)", f"{median(direct_s) * us:.0f} us", "-", "-", "-"]]
+    rows = [
+        ["direct (llama.cpp's own TCP)", f"{median(direct_s) * us:.0f} us", "-", "-", "-"],
+        [
+            "two minimal C relays (no checks; the floor of two hops)",
+            f"{median(native_s) * us:.0f} us",
+            f"+{(median(native_s) - median(direct_s)) * us:.0f} us",
+            "-",
+            "-",
+        ],
+    ]
     for path in paths:
         rows.append(
             [
@@ -108,6 +144,7 @@ async def bench_rtt(n: int = 3000, rounds: int = 5) -> str:
             ]
         )
     added = (median(tunnel_s["stream"]) - median(direct_s)) * 1e3
+    floor = median(native_s) - median(direct_s)
     return (
         "### The tunnel's cost per round trip\n\n"
         f"One ggml request and its reply (GET_ALIGNMENT), {n} in a row on one connection, median of {rounds} "
@@ -121,7 +158,10 @@ async def bench_rtt(n: int = 3000, rounds: int = 5) -> str:
         f"T / (T + {added:.2f} W) of plain llama.cpp's speed, before CPU contention on this shared box. The data "
         "port carries the same validated byte stream as the gRPC `Tunnel` call, admitted by a single-use ticket "
         "from the authenticated gRPC service; it relays each read straight into the other socket "
-        "(asyncio Protocols on uvloop), where a gRPC message costs about 0.1 ms of CPU at each end."
+        "(asyncio Protocols on uvloop), where a gRPC message costs about 0.1 ms of CPU at each end. The C row "
+        "(`bench/native_relay.c`: poll, read, write) is what two hops cost on this box with no interpreter "
+        f"and no checks: {floor * us:.0f} us of the {added * 1e3:.0f} us the data port adds, so a native relay "
+        f"could save at most about {(added * 1e-3 - floor) * us:.0f} us per round trip; the rest is the hops."
     )
 
 

@@ -223,6 +223,12 @@ class _LocalSide(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.remote: _RemoteSide | None = None
         self.pending: list[bytes] = []  # what llama-server wrote before the data port connection was up
+        # Fire-and-forget frames wait for the frame that expects a reply, as in the gRPC path (see the
+        # module docstring): llama-server writes a token's frames one by one, and one write instead of
+        # seven spares the rpc-server six wake-ups and the worker six reads per token.
+        self.parser: FrameParser | None = FrameParser("request", 1 << 62)
+        self.held: list[bytes] = []
+        self.held_bytes = 0
         self.hung_up = False  # llama-server closed its side (then the remote closing is no failure)
         self.done = False
 
@@ -267,14 +273,36 @@ class _LocalSide(asyncio.Protocol):
         self.pending = []
 
     def data_received(self, data: bytes) -> None:
-        counters = self.tunnel.counters
-        counters.bytes_up += len(data)
-        counters.messages_up += 1
+        self.tunnel.counters.bytes_up += len(data)
+        parser = self.parser
+        if parser is not None:
+            try:
+                frames = parser.feed(data)
+            except FramingError:
+                self.parser = None  # not ggml RPC after all: forward as it comes; the rpc-server refuses it
+            else:
+                self.held.append(data)
+                self.held_bytes += len(data)
+                if self.held_bytes < FLUSH_BYTES and not any(expects_reply(f.cmd) for f in frames):
+                    return
+                data = data if len(self.held) == 1 else b"".join(self.held)
+                self.held.clear()
+                self.held_bytes = 0
+        self._send(data)
+
+    def _send(self, data: bytes) -> None:
+        self.tunnel.counters.messages_up += 1
         remote = self.remote
         if remote is None or remote.transport is None:
             self.pending.append(data)
         else:
             remote.transport.write(data)
+
+    def eof_received(self) -> bool | None:
+        if self.held:  # llama-server is done: what it wrote last goes too
+            self._send(b"".join(self.held))
+            self.held.clear()
+        return None
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.hung_up = True

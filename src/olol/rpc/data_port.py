@@ -51,6 +51,7 @@ TICKET_TTL = 30.0  # seconds between OpenStream and the connection that presents
 ADMIT_TIMEOUT = 5.0  # seconds a connection may take to present its ticket
 MAX_TICKETS = 1024  # outstanding; an authenticated client asking for more just gets the oldest expired first
 HIGH_WATER = 4 << 20  # bytes queued towards one side before the other side stops being read
+HOLD_BYTES = 1 << 20  # a reply cut by a read is held up to this much before its first part goes
 
 
 class TicketBook:
@@ -292,6 +293,11 @@ class _WorkerSide(asyncio.Protocol):
         self.client = client
         self.transport: asyncio.Transport | None = None
         self.offset = 0
+        # The worker writes a reply's size and its payload separately; sent on as one write, a reply costs
+        # the coordinator and llama-server one wake-up each instead of two (as Tunnel's one message).
+        self.replies = FrameParser("reply", 1 << 62)
+        self.held: list[bytes] = []
+        self.held_bytes = 0
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)  # uvloop's are not asyncio.Transport subclasses
@@ -304,11 +310,21 @@ class _WorkerSide(asyncio.Protocol):
             data = clear_hello_caps(data, self.offset)
         self.offset += len(data)
         self.client.port.stats.bytes_from_worker += len(data)
+        self.replies.feed(data)
+        self.held.append(data)
+        self.held_bytes += len(data)
+        if self.replies.buffered and self.held_bytes < HOLD_BYTES:
+            return  # the rest of this reply is on its way
+        data = data if len(self.held) == 1 else b"".join(self.held)
+        self.held.clear()
+        self.held_bytes = 0
         client = self.client.transport
         if client is not None and not self.client.closed:
             client.write(data)
 
     def connection_lost(self, exc: Exception | None) -> None:
+        if self.held and self.client.transport is not None and not self.client.closed:
+            self.client.transport.write(b"".join(self.held))
         # The worker went away (it died, or dropped a bad session): the coordinator must see it.
         if not self.client.closed and self.client.transport is not None:
             self.client.transport.close()
