@@ -222,3 +222,27 @@ async def test_without_a_data_port_the_tunnel_uses_grpc(rpc_server: RpcFactory) 
     finally:
         await tunnel.close()
         await worker.close()
+
+
+@pytest.mark.slow
+async def test_an_unreachable_data_port_falls_back_to_grpc(rpc_server: RpcFactory) -> None:
+    """A firewall may let only the gRPC port through: the tunnel then still works, through gRPC messages."""
+    server = await rpc_server()
+    assert server.data_port is not None
+    await server.data_port.close()  # still advertised in the capabilities, but nothing listens there
+    worker = RemoteWorker(server.target, token=TOKEN)
+    assert (await worker.capabilities()).data_port == server.data_port.port
+    tunnel = LocalTunnel(worker)
+    await tunnel.start()
+    try:
+        assert tunnel.data_path == "grpc"
+
+        def talk() -> int:
+            with GgmlClient("127.0.0.1", tunnel.port, timeout=10) as client:
+                client.hello()
+                return client.device_count()
+
+        assert await asyncio.to_thread(talk) == 1
+    finally:
+        await tunnel.close()
+        await worker.close()
