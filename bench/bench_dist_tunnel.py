@@ -18,6 +18,7 @@ from typing import Any
 
 import psutil
 
+from bench._relay_floor import native_relays
 from bench._report import median, table
 from bench.bench_dist import TOKEN, decode_speed, dist_config, publish, workers
 from olol import eventloop
@@ -71,27 +72,6 @@ def _cpu(pid: int) -> float:
     return float(times.user + times.system)
 
 
-NATIVE_RELAY = Path(__file__).with_name("native_relay.c")
-
-
-async def _native_relays(target: int, hops: int) -> tuple[list[asyncio.subprocess.Process], int]:
-    """A chain of `hops` C relays in front of port `target` (compiled once with the system's cc);
-    returns the processes and the port to dial."""
-    binary = Path.home() / ".cache" / "olol" / "bench" / "native_relay"
-    if not binary.exists() or binary.stat().st_mtime < NATIVE_RELAY.stat().st_mtime:
-        binary.parent.mkdir(parents=True, exist_ok=True)
-        cc = await asyncio.create_subprocess_exec("cc", "-O2", "-o", str(binary), str(NATIVE_RELAY))
-        if await cc.wait() != 0:
-            raise RuntimeError("cannot compile bench/native_relay.c")
-    procs = []
-    for _ in range(hops):
-        proc = await asyncio.create_subprocess_exec(str(binary), str(target), stdout=asyncio.subprocess.PIPE)
-        assert proc.stdout is not None
-        target = int(await proc.stdout.readline())
-        procs.append(proc)
-    return procs, target
-
-
 async def bench_rtt(n: int = 3000, rounds: int = 5) -> str:
     """What the tunnel adds to one round trip, the unit of its cost per token and worker, both data paths."""
     paths = ("stream", "grpc")
@@ -100,7 +80,7 @@ async def bench_rtt(n: int = 3000, rounds: int = 5) -> str:
         for tunnel in tunnels.values():
             await tunnel.start()
         assert tunnels["stream"].data_path == "stream", "the rpc-server offered no data port"
-        relays, relay_port = await _native_relays(int(ws[0].ggml.rsplit(":", 1)[1]), 2)
+        relays, relay_port = await native_relays(int(ws[0].ggml.rsplit(":", 1)[1]), 2)
         native_s: list[float] = []
         direct_s: list[float] = []
         tunnel_s: dict[str, list[float]] = {p: [] for p in paths}
