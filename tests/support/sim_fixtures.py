@@ -1,4 +1,4 @@
-"""Fixtures that start Ollama simulators (tests/support/ollama_sim.py).
+"""Fixtures that start Ollama simulators (tests/support/ollama_sim/).
 
 * `ollama_sim`: one in-process sim with `default_models()`:
   llama3.2:latest (Q4_0), llama3.2:1b-q8_0, nomic-embed-text:latest (embedding),
