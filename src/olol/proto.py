@@ -1,22 +1,16 @@
 """The generated protobuf/gRPC modules, as `pb` (messages) and `rpc` (stubs, servicers).
 
-Builds generate them from protos/ (see setup.py). Running straight from a source
-checkout without a build, they are generated on first import instead.
+Builds generate them from protos/ (setup.py); a source checkout (re)generates them on first
+import when they are missing or older than the .proto (`olol._proto_fresh`).
 """
 
 from __future__ import annotations
 
-from pathlib import Path
+from olol._proto_fresh import ensure_current
 
-try:
-    from olol._proto import olol_pb2 as pb
-    from olol._proto import olol_pb2_grpc as rpc
-except ImportError:  # pragma: no cover - only in an unbuilt checkout
-    from olol._proto_build import generate
+ensure_current()
 
-    _here = Path(__file__).resolve().parent
-    generate(_here.parents[1] / "protos", _here / "_proto")
-    from olol._proto import olol_pb2 as pb
-    from olol._proto import olol_pb2_grpc as rpc
+from olol._proto import olol_pb2 as pb  # noqa: E402  (generated just above when needed)
+from olol._proto import olol_pb2_grpc as rpc  # noqa: E402
 
 __all__ = ["pb", "rpc"]

@@ -1,22 +1,16 @@
 """The generated modules of protos/olol_sessions.proto, as `pb` (messages) and `rpc` (stubs, servicers).
 
-Builds generate them from protos/; an unbuilt checkout (or one built before
-olol_sessions.proto existed) generates them on first import instead.
+Builds generate them from protos/ (setup.py); a source checkout (re)generates them on first
+import when they are missing or older than the .proto (`olol._proto_fresh`).
 """
 
 from __future__ import annotations
 
-from pathlib import Path
+from olol._proto_fresh import ensure_current
 
-try:
-    from olol._proto import olol_sessions_pb2 as pb
-    from olol._proto import olol_sessions_pb2_grpc as rpc
-except ImportError:  # pragma: no cover - only in an unbuilt or stale checkout
-    from olol._proto_build import generate
+ensure_current()
 
-    _here = Path(__file__).resolve().parents[1]
-    generate(_here.parents[1] / "protos", _here / "_proto")
-    from olol._proto import olol_sessions_pb2 as pb
-    from olol._proto import olol_sessions_pb2_grpc as rpc
+from olol._proto import olol_sessions_pb2 as pb  # noqa: E402  (generated just above when needed)
+from olol._proto import olol_sessions_pb2_grpc as rpc  # noqa: E402
 
 __all__ = ["pb", "rpc"]
