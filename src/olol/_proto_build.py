@@ -30,4 +30,3 @@ def generate(proto_dir: Path, out_dir: Path) -> None:
         if fixed != text:
             generated.write_text(fixed)
     (out_dir / "__init__.py").write_text('"""Generated from protos/olol.proto; do not edit."""\n')
-
