@@ -128,10 +128,10 @@ class SimHost:
         victim = self.agent if self.via == "agents" else self.sim
         assert victim is not None
         victim.kill()
+        self.restarts += 1  # counted at the kill: a run may end while the host is still down
         await victim.wait()
         await asyncio.sleep(down_for)
         await (self._start_agent() if self.via == "agents" else self._start_sim())
-        self.restarts += 1
 
     async def stop(self) -> None:
         for proc in (self.agent, self.sim):
@@ -260,7 +260,9 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
 
         async def chaos() -> None:
             while time.monotonic() < stop_at - 5:
-                await asyncio.sleep(random.expovariate(1 / args.restart_every))
+                # Exponential gaps (restarts at random), capped at twice the mean so that even a short run
+                # (the suite's 20 s) always sees one.
+                await asyncio.sleep(min(random.expovariate(1 / args.restart_every), 2 * args.restart_every))
                 await random.choice(hosts).restart(random.uniform(1.0, 4.0))
 
         async def sample() -> None:
