@@ -57,14 +57,27 @@ def test_outstanding_tickets_are_bounded(monkeypatch: pytest.MonkeyPatch) -> Non
 # -- the port, with a real ggml worker --------------------------------------------------------------------
 
 
+async def fresh_ticket(server: RpcServer) -> bytes:
+    worker = RemoteWorker(server.target, token=TOKEN)
+    try:
+        return (await worker.open_stream()).ticket
+    finally:
+        await worker.close()
+
+
+def device_count_through(port: int) -> int:
+    """HELLO and DEVICE_COUNT from a ggml client on `port` (llama-server's side of a local tunnel)."""
+    with GgmlClient("127.0.0.1", port, timeout=10) as client:
+        client.hello()
+        return client.device_count()
+
+
 async def stream(server: RpcServer, data: bytes, *, ticket: bytes | None = None) -> bytes:
     """Write a ticket (a fresh one unless given) and `data` on the data port; return all the worker's bytes
     until the port closes the connection."""
     assert server.data_port is not None
     if ticket is None:
-        worker = RemoteWorker(server.target, token=TOKEN)
-        ticket = (await worker.open_stream()).ticket
-        await worker.close()
+        ticket = await fresh_ticket(server)
     reader, writer = await asyncio.open_connection("127.0.0.1", server.data_port.port)
     writer.write(ticket + data)
     await writer.drain()
@@ -89,9 +102,7 @@ def replies_expected(data: bytes) -> int:
 async def closed_without_reply(server: RpcServer, data: bytes, ticket: bytes | None = None) -> bool:
     assert server.data_port is not None
     if ticket is None:
-        worker = RemoteWorker(server.target, token=TOKEN)
-        ticket = (await worker.open_stream()).ticket
-        await worker.close()
+        ticket = await fresh_ticket(server)
     reader, writer = await asyncio.open_connection("127.0.0.1", server.data_port.port)
     writer.write(ticket + data)
     try:
@@ -134,9 +145,7 @@ async def test_tickets_need_the_token(server: RpcServer, token: str | None) -> N
 async def test_without_a_valid_ticket_nothing_reaches_the_worker(
     server: RpcServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    worker = RemoteWorker(server.target, token=TOKEN)
-    used = (await worker.open_stream()).ticket
-    await worker.close()
+    used = await fresh_ticket(server)
     assert len(replies(await stream(server, HELLO, ticket=used))) == 1
     made_up = bytes(range(TICKET_SIZE))
     assert await closed_without_reply(server, HELLO + DEVICE_COUNT, ticket=made_up)
@@ -213,12 +222,7 @@ async def test_without_a_data_port_the_tunnel_uses_grpc(rpc_server: RpcFactory) 
     try:
         assert tunnel.data_path == "grpc"
 
-        def talk() -> int:
-            with GgmlClient("127.0.0.1", tunnel.port, timeout=10) as client:
-                client.hello()
-                return client.device_count()
-
-        assert await asyncio.to_thread(talk) == 1
+        assert await asyncio.to_thread(device_count_through, tunnel.port) == 1
     finally:
         await tunnel.close()
         await worker.close()
@@ -237,12 +241,7 @@ async def test_an_unreachable_data_port_falls_back_to_grpc(rpc_server: RpcFactor
     try:
         assert tunnel.data_path == "grpc"
 
-        def talk() -> int:
-            with GgmlClient("127.0.0.1", tunnel.port, timeout=10) as client:
-                client.hello()
-                return client.device_count()
-
-        assert await asyncio.to_thread(talk) == 1
+        assert await asyncio.to_thread(device_count_through, tunnel.port) == 1
     finally:
         await tunnel.close()
         await worker.close()
