@@ -166,7 +166,8 @@ async def bench_preseed(tmp: Path) -> str:
         "### Weight bytes crossing the tunnel at cold load\n\n"
         f"Model: 2 x 2048 f32 ({weights / MIB:.0f} MiB of weights on the worker; every matrix is over "
         "llama.cpp's 10 MiB hashing threshold, as in real models). Bytes counted by the rpc-server as it "
-        "forwards them to its worker, from the first connection until llama-server is ready.\n\n"
+        "forwards them to its worker, from the first connection until llama-server is ready, through the default "
+        "tunnel (the data port).\n\n"
         + table(["worker cache", "bytes to worker", "of the weights", "load time (loopback)"], rows)
         + "\n\nTarget: <= 1% with pre-seeding. What still crosses: tensors under 10 MiB (norms), the hash "
         "requests, and the graph/KV set-up."
