@@ -12,20 +12,20 @@ one that protects the worker). Two ways, `data_path`:
   no task switch per message. A token's round trip costs a few socket writes.
 * "grpc": the connection becomes one `Tunnel` call, a stream of gRPC messages
   each way, for rpc-servers without a data port or networks where only the
-  gRPC port is open. It costs about 0.3 ms of CPU per round trip, which a
-  small model feels on every token; the rest of this docstring is about it.
+  gRPC port is open. It costs about 0.2 ms of CPU at each end per round trip,
+  which a small model feels on every token.
 
-In the gRPC path, every token makes a round trip through here, and a gRPC message costs far more
-CPU than its bytes do, so requests are coalesced: per token llama-server writes
-a burst of fire-and-forget frames (SET_TENSOR of the inputs, GRAPH_RECOMPUTE)
-ending in one that expects a reply (GET_TENSOR of the result). Fire-and-forget
-frames are held until a frame that expects a reply arrives (or 1 MiB is held,
-for weight uploads, or the connection ends), and the burst goes as one message.
-That is safe because llama.cpp's client cannot observe the effect of a frame
-without a reply except through a later reply on the same connection, and it
-costs nothing because the reply-expecting frame follows within microseconds
-(llama.cpp copies between RPC servers with a synchronous GET_TENSOR). Replies
-are forwarded as they arrive.
+Both paths coalesce requests: per token llama-server writes a burst of
+fire-and-forget frames (SET_TENSOR of the inputs, GRAPH_RECOMPUTE) ending in
+one that expects a reply (GET_TENSOR of the result). Fire-and-forget frames
+are held until a frame that expects a reply arrives (or 1 MiB is held, for
+weight uploads, or the connection ends), and the burst goes as one gRPC
+message or one socket write: one wake-up of the rpc-server and one read of the
+worker instead of seven. That is safe because llama.cpp's client cannot
+observe the effect of a frame without a reply except through a later reply on
+the same connection, and it costs nothing because the reply-expecting frame
+follows within microseconds (llama.cpp copies between RPC servers with a
+synchronous GET_TENSOR). Replies are forwarded as they arrive.
 
 When the remote end goes away, the local connection is closed: llama-server
 then fails the way it does when a worker dies, and the coordinator re-plans.
