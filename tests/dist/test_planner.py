@@ -188,3 +188,17 @@ def test_settings_refuse_an_unknown_objective() -> None:
         DistConfig(servers=["a:1"], model=Path("m.gguf"), objective="fastest")
     with pytest.raises(ValueError, match="objective"):
         DistributedSettings(objective="fastest")
+
+
+@pytest.mark.parametrize("transport", ["direct", "tunnel", "grpc"])
+async def test_coordinator_plans_with_its_transports_hop_cost(transport: str) -> None:
+    """A tunnel's relays make each worker's round trip dearer, so the coordinator's latency plans count that."""
+    from olol.dist.coordinator import HOP_COSTS, Coordinator, DistConfig
+
+    coordinator = Coordinator(DistConfig(servers=["w1:50052"], model=Path("m.gguf"), transport=transport))
+    try:
+        assert coordinator.planner.hop_cost == HOP_COSTS[transport]
+    finally:
+        for w in coordinator.workers:
+            await w.close()
+    assert HOP_COSTS["direct"] == DEFAULT_HOP_COST < HOP_COSTS["tunnel"] < HOP_COSTS["grpc"]

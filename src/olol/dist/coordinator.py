@@ -21,7 +21,7 @@ from pathlib import Path
 import grpc
 
 from olol.backends.llama_process import LlamaServerConfig, LlamaServerProcess
-from olol.dist.planner import DistPlan, LayerPlanner, PlanError, check_objective
+from olol.dist.planner import DEFAULT_HOP_COST, DistPlan, LayerPlanner, PlanError, check_objective
 from olol.dist.profile import ModelProfile
 from olol.dist.tunnel import LocalTunnel
 from olol.dist.workers import RemoteWorker, WorkerInfo, gather_infos
@@ -35,6 +35,10 @@ log = logging.getLogger(__name__)
 # tunnel: the rpc-server's data port when it has one (else gRPC); grpc: the tunnel in gRPC messages only;
 # direct: llama-server dials the ggml workers (trusted networks).
 TRANSPORTS = ("tunnel", "grpc", "direct")
+# Seconds a worker's round trip adds to each token, by transport, for the latency objective: a LAN
+# exchange, plus what each tunnel measured per token and worker (BENCHMARKS.md, "Decode tokens/s").
+# They only tip the balance for a worker whose share would save about that much.
+HOP_COSTS = {"direct": DEFAULT_HOP_COST, "tunnel": DEFAULT_HOP_COST + 2e-4, "grpc": DEFAULT_HOP_COST + 5e-4}
 
 
 @dataclass
@@ -74,7 +78,9 @@ class DistConfig:
 class Coordinator:
     def __init__(self, config: DistConfig, planner: LayerPlanner | None = None) -> None:
         self.config = config
-        self.planner = planner or LayerPlanner(config.margin, objective=config.objective)
+        self.planner = planner or LayerPlanner(
+            config.margin, objective=config.objective, hop_cost=HOP_COSTS[config.transport]
+        )
         self.workers = [RemoteWorker(a, token=config.token, tls=config.tls) for a in config.servers]
         self.tunnels: dict[str, LocalTunnel] = {}
         self.plan: DistPlan | None = None
