@@ -210,37 +210,25 @@ async def test_local_tunnel_uses_the_data_port(server: RpcServer) -> None:
 
 
 @pytest.mark.slow
-async def test_without_a_data_port_the_tunnel_uses_grpc(rpc_server: RpcFactory) -> None:
-    server = await rpc_server(data_port=None)
+@pytest.mark.parametrize("offered", [False, True], ids=["no data port", "data port unreachable"])
+async def test_without_a_usable_data_port_the_tunnel_uses_grpc(rpc_server: RpcFactory, offered: bool) -> None:
+    """An rpc-server run with --no-data-port, or one whose data port a firewall blocks (only the gRPC port
+    gets through): the tunnel still works, through gRPC messages."""
+    server = await rpc_server(data_port=0 if offered else None)
     worker = RemoteWorker(server.target, token=TOKEN)
-    assert (await worker.capabilities()).data_port == 0
-    with pytest.raises(grpc.aio.AioRpcError) as caught:
-        await worker.open_stream()
-    assert caught.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    if offered:
+        assert server.data_port is not None
+        await server.data_port.close()  # still advertised in the capabilities, but nothing listens there
+        assert (await worker.capabilities()).data_port == server.data_port.port
+    else:
+        assert (await worker.capabilities()).data_port == 0
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await worker.open_stream()
+        assert caught.value.code() == grpc.StatusCode.FAILED_PRECONDITION
     tunnel = LocalTunnel(worker)
     await tunnel.start()
     try:
         assert tunnel.data_path == "grpc"
-
-        assert await asyncio.to_thread(device_count_through, tunnel.port) == 1
-    finally:
-        await tunnel.close()
-        await worker.close()
-
-
-@pytest.mark.slow
-async def test_an_unreachable_data_port_falls_back_to_grpc(rpc_server: RpcFactory) -> None:
-    """A firewall may let only the gRPC port through: the tunnel then still works, through gRPC messages."""
-    server = await rpc_server()
-    assert server.data_port is not None
-    await server.data_port.close()  # still advertised in the capabilities, but nothing listens there
-    worker = RemoteWorker(server.target, token=TOKEN)
-    assert (await worker.capabilities()).data_port == server.data_port.port
-    tunnel = LocalTunnel(worker)
-    await tunnel.start()
-    try:
-        assert tunnel.data_path == "grpc"
-
         assert await asyncio.to_thread(device_count_through, tunnel.port) == 1
     finally:
         await tunnel.close()

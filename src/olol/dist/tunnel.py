@@ -36,17 +36,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import socket
 import ssl
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
-from typing import cast
 
 import grpc
 
 from olol._fast.framing import FrameParser, FramingError, expects_reply
 from olol.dist.workers import RemoteWorker
 from olol.rpc._pb import pb
+from olol.rpc.relay import RelaySide, adopt
 
 __all__ = ["DATA_PATHS", "LocalTunnel", "TunnelCounters"]
 
@@ -215,7 +214,7 @@ class LocalTunnel:
         hung_up.set()  # the end of this iterator half-closes the call: the remote end frees the worker
 
 
-class _LocalSide(asyncio.Protocol):
+class _LocalSide(RelaySide):
     """llama-server's connection in the stream data path: bytes go to the data port as they come."""
 
     def __init__(self, tunnel: LocalTunnel) -> None:
@@ -233,10 +232,7 @@ class _LocalSide(asyncio.Protocol):
         self.done = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = cast(asyncio.Transport, transport)  # uvloop's are not asyncio.Transport subclasses
-        transport = self.transport
-        _no_delay(transport)
-        transport.set_write_buffer_limits(high=READ_SIZE)
+        self.transport = adopt(transport, READ_SIZE)
         counters = self.tunnel.counters
         counters.connections += 1
         counters.active += 1
@@ -308,13 +304,8 @@ class _LocalSide(asyncio.Protocol):
         self.hung_up = True
         self.close()
 
-    def pause_writing(self) -> None:  # llama-server reads slower than the worker replies
-        if self.remote is not None and self.remote.transport is not None:
-            self.remote.transport.pause_reading()
-
-    def resume_writing(self) -> None:
-        if self.remote is not None and self.remote.transport is not None:
-            self.remote.transport.resume_reading()
+    def feeder(self) -> asyncio.Transport | None:  # llama-server reads slower than the worker replies
+        return self.remote.transport if self.remote is not None else None
 
     def _fail(self, why: str) -> None:
         if not self.hung_up and not self.done:
@@ -333,7 +324,7 @@ class _LocalSide(asyncio.Protocol):
             self.transport.close()
 
 
-class _RemoteSide(asyncio.Protocol):
+class _RemoteSide(RelaySide):
     """The data port connection: the worker's replies go to llama-server unchanged."""
 
     def __init__(self, local: _LocalSide) -> None:
@@ -341,10 +332,7 @@ class _RemoteSide(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = cast(asyncio.Transport, transport)  # uvloop's are not asyncio.Transport subclasses
-        transport = self.transport
-        _no_delay(transport)
-        transport.set_write_buffer_limits(high=READ_SIZE)
+        self.transport = adopt(transport, READ_SIZE)
 
     def data_received(self, data: bytes) -> None:
         counters = self.local.tunnel.counters
@@ -360,20 +348,9 @@ class _RemoteSide(asyncio.Protocol):
             why = f"the rpc-server closed the connection ({exc})" if exc else "the rpc-server closed the connection"
             self.local._fail(why)
 
-    def pause_writing(self) -> None:  # the data port reads slower than llama-server writes (weights)
-        if self.local.transport is not None:
-            self.local.transport.pause_reading()
-
-    def resume_writing(self) -> None:
-        if self.local.transport is not None and not self.local.done:
-            self.local.transport.resume_reading()
+    def feeder(self) -> asyncio.Transport | None:  # the data port reads slower than llama-server writes (weights)
+        return self.local.transport
 
     def close(self) -> None:
         if self.transport is not None:
             self.transport.close()
-
-
-def _no_delay(transport: asyncio.BaseTransport) -> None:
-    sock = transport.get_extra_info("socket")
-    if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)

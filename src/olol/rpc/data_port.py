@@ -31,14 +31,13 @@ import contextlib
 import hashlib
 import logging
 import secrets
-import socket
 import ssl
 import time
 from collections.abc import Callable
-from typing import Any, cast
 
 from olol._fast.framing import FrameParser, FramingError
 from olol.rpc.handshake import CLEAN_HELLO, HELLO_REPLY_END, clear_hello_caps
+from olol.rpc.relay import RelaySide, adopt
 from olol.rpc.stats import TunnelStats
 from olol.rpc.worker import GgmlWorker
 
@@ -129,7 +128,7 @@ class DataPort:
             log.warning("data port refused %s: %s (%d refused so far)", peer, why, n)
 
 
-class _ClientSide(asyncio.Protocol):
+class _ClientSide(RelaySide):
     """A coordinator's connection: the ticket, then validated frames for the worker."""
 
     def __init__(self, port: DataPort) -> None:
@@ -149,11 +148,8 @@ class _ClientSide(asyncio.Protocol):
     # -- asyncio.Protocol ------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = cast(asyncio.Transport, transport)  # uvloop's are not asyncio.Transport subclasses
-        transport = self.transport
+        self.transport = transport = adopt(transport, HIGH_WATER)
         self.peer = transport.get_extra_info("peername")
-        _no_delay(transport)
-        transport.set_write_buffer_limits(high=HIGH_WATER)
         self.port._sessions.add(self)
         self.timer = asyncio.get_running_loop().call_later(ADMIT_TIMEOUT, self._too_slow)
 
@@ -195,13 +191,8 @@ class _ClientSide(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self._finish()
 
-    def pause_writing(self) -> None:  # the coordinator reads slower than the worker replies
-        if self.worker_side is not None and self.worker_side.transport is not None:
-            self.worker_side.transport.pause_reading()
-
-    def resume_writing(self) -> None:
-        if self.worker_side is not None and self.worker_side.transport is not None:
-            self.worker_side.transport.resume_reading()
+    def feeder(self) -> asyncio.Transport | None:  # the coordinator reads slower than the worker replies
+        return self.worker_side.transport if self.worker_side is not None else None
 
     # -- steps -----------------------------------------------------------------------
 
@@ -285,7 +276,7 @@ class _ClientSide(asyncio.Protocol):
         self.port._sessions.discard(self)
 
 
-class _WorkerSide(asyncio.Protocol):
+class _WorkerSide(RelaySide):
     """The connection to the ggml worker: its replies go back unchanged (it is trusted), except for
     the HELLO reply's caps."""
 
@@ -300,10 +291,7 @@ class _WorkerSide(asyncio.Protocol):
         self.held_bytes = 0
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = cast(asyncio.Transport, transport)  # uvloop's are not asyncio.Transport subclasses
-        transport = self.transport
-        _no_delay(transport)
-        transport.set_write_buffer_limits(high=HIGH_WATER)
+        self.transport = adopt(transport, HIGH_WATER)
 
     def data_received(self, data: bytes) -> None:
         if self.offset < HELLO_REPLY_END:
@@ -322,23 +310,12 @@ class _WorkerSide(asyncio.Protocol):
         if client is not None and not self.client.closed:
             client.write(data)
 
+    def feeder(self) -> asyncio.Transport | None:  # the worker reads slower than the coordinator sends (weights)
+        return self.client.transport
+
     def connection_lost(self, exc: Exception | None) -> None:
         if self.held and self.client.transport is not None and not self.client.closed:
             self.client.transport.write(b"".join(self.held))
         # The worker went away (it died, or dropped a bad session): the coordinator must see it.
         if not self.client.closed and self.client.transport is not None:
             self.client.transport.close()
-
-    def pause_writing(self) -> None:  # the worker reads slower than the coordinator sends (weights)
-        if self.client.transport is not None:
-            self.client.transport.pause_reading()
-
-    def resume_writing(self) -> None:
-        if self.client.transport is not None and not self.client.closed:
-            self.client.transport.resume_reading()
-
-
-def _no_delay(transport: asyncio.BaseTransport) -> None:
-    sock: Any = transport.get_extra_info("socket")
-    if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
