@@ -24,21 +24,6 @@ from tests.support.ollama_sim._wire import JSON, _json
 class _GenerationRoutes(_Scheduler):
     """The two text endpoints; they differ in body shape, not in how an answer is served."""
 
-    def _plan(
-        self,
-        spec: ModelSpec,
-        prompt_key: str,
-        options: JSON,
-        *,
-        think: bool,
-        fmt: Any,
-        tool_calls: list[JSON] | None,
-    ) -> _Plan:
-        return _make_plan(
-            spec, prompt_key, options, think=think, fmt=fmt, tool_calls=tool_calls,
-            thinking_tokens=self.thinking_tokens, response_tokens=self.response_tokens,
-        )  # fmt: skip
-
     async def _serve_generation(
         self,
         request: web.Request,
@@ -148,7 +133,8 @@ class _GenerationRoutes(_Scheduler):
             self._done_with(spec, keep_alive)
             return self._load_or_unload("generate", model, spec, body, keep_alive)
         options = {**spec.parameters, **options}  # the Modelfile's PARAMETERs are defaults
-        plan = self._plan(spec, f"{system}\x00{prompt}", options, think=think, fmt=fmt, tool_calls=None)
+        plan = _make_plan(spec, f"{system}\x00{prompt}", options, think=think, fmt=fmt, tool_calls=None,
+                          thinking_tokens=self.thinking_tokens, response_tokens=self.response_tokens)  # fmt: skip
         prompt_tokens = [int(t) for t in context if isinstance(t, int)]
         prompt_tokens += [_token_id(word) for word in f"{system} {prompt}".split()]
         return await self._serve_generation(
@@ -185,7 +171,8 @@ class _GenerationRoutes(_Scheduler):
         options = {**spec.parameters, **options}
         transcript = "\n".join(f"{m.get('role', '')}: {m.get('content') or ''}" for m in messages)
         calls = _tool_calls(messages, tools, _rng("tools", spec.name, transcript))
-        plan = self._plan(spec, transcript, options, think=think, fmt=fmt, tool_calls=calls)
+        plan = _make_plan(spec, transcript, options, think=think, fmt=fmt, tool_calls=calls,
+                          thinking_tokens=self.thinking_tokens, response_tokens=self.response_tokens)  # fmt: skip
         prompt_tokens = [_token_id(word) for m in messages for word in str(m.get("content") or "").split()]
         return await self._serve_generation(
             request, kind="chat", model=model, spec=spec, plan=plan, stream=stream,
