@@ -4,35 +4,45 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 import pytest
 
 from olol.agent.bridge import LoopThread
 
 
+def consume_in_thread(
+    bridge: LoopThread, stream: Callable[[], AsyncIterator[int]], on_item: Callable[[], None]
+) -> tuple[threading.Event, list[BaseException]]:
+    """Iterate `stream` through the bridge from a thread of its own, as a gRPC thread does; returns the
+    event set when that thread is done, and the exception it saw, if any."""
+    finished = threading.Event()
+    outcome: list[BaseException] = []
+
+    def consume() -> None:
+        try:
+            for _ in bridge.iterate(stream, lambda _cb: None):
+                on_item()
+        except BaseException as exc:  # what the gRPC thread would see
+            outcome.append(exc)
+        finally:
+            finished.set()
+
+    threading.Thread(target=consume, daemon=True).start()
+    return finished, outcome
+
+
 def test_stop_ends_a_stream_a_thread_is_waiting_on() -> None:
     """A stream still in flight when the loop stops must end its waiting thread, not hang it forever."""
     bridge = LoopThread("test-bridge")
-    started, finished = threading.Event(), threading.Event()
-    outcome: list[BaseException] = []
+    started = threading.Event()
 
     async def forever() -> AsyncIterator[int]:
         yield 1
         await asyncio.Event().wait()  # a backend that never sends its next chunk
         yield 2
 
-    def consume() -> None:
-        try:
-            for _ in bridge.iterate(forever, lambda _cb: None):
-                started.set()
-        except BaseException as exc:  # what the gRPC thread would see
-            outcome.append(exc)
-        finally:
-            finished.set()
-
-    thread = threading.Thread(target=consume, daemon=True)
-    thread.start()
+    finished, outcome = consume_in_thread(bridge, forever, started.set)
     assert started.wait(10)
     bridge.stop()
     assert finished.wait(10), "the waiting thread hung after the loop stopped"
@@ -42,25 +52,17 @@ def test_stop_ends_a_stream_a_thread_is_waiting_on() -> None:
 def test_a_step_asked_for_after_stop_fails_instead_of_waiting() -> None:
     """The other order: the loop stops between two items of a stream; the next one must not hang."""
     bridge = LoopThread("test-bridge")
-    got_one, stopped, finished = threading.Event(), threading.Event(), threading.Event()
-    outcome: list[BaseException] = []
+    got_one, stopped = threading.Event(), threading.Event()
 
     async def endless() -> AsyncIterator[int]:
         while True:
             yield 1
 
-    def consume() -> None:
-        try:
-            for _ in bridge.iterate(endless, lambda _cb: None):
-                got_one.set()
-                assert stopped.wait(10)  # ask for the next item only once the loop is gone
-        except BaseException as exc:  # what the gRPC thread would see
-            outcome.append(exc)
-        finally:
-            finished.set()
+    def next_only_after_stop() -> None:
+        got_one.set()
+        assert stopped.wait(10)  # ask for the next item only once the loop is gone
 
-    thread = threading.Thread(target=consume, daemon=True)
-    thread.start()
+    finished, outcome = consume_in_thread(bridge, endless, next_only_after_stop)
     assert got_one.wait(10)
     bridge.stop()
     stopped.set()
@@ -77,5 +79,3 @@ def test_call_after_stop_is_a_clear_error() -> None:
 
     with pytest.raises(RuntimeError, match="stopped"):
         bridge.call(value())
-
-
