@@ -35,13 +35,13 @@ from bench._report import median, table, write_section
 from olol import eventloop
 from olol.backends import llama_process
 from olol.backends.llama_process import LlamaServerConfig, LlamaServerProcess
-from olol.dist.coordinator import Coordinator, DistConfig
-from olol.dist.planner import DistPlan
-from olol.dist.workers import RemoteWorker
 from olol.models.tiny import ensure_tiny_model
+from olol.split.coordinator import Coordinator, DistConfig
+from olol.split.planner import DistPlan
+from olol.split.workers import RemoteWorker
 
 # gRPC runs in this process while it spawns llama-server, whose preexec_fn forces fork(): gRPC's fork
-# handlers then crash a share of the children (tests/dist/conftest.py says more). Spawn without it.
+# handlers then crash a share of the children (tests/split/conftest.py says more). Spawn without it.
 llama_process._PRCTL = None
 
 TOKEN = "bench-token"

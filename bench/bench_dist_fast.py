@@ -18,9 +18,9 @@ from types import ModuleType
 from bench._report import median, table, write_section
 from olol._fast import compiled, pure
 from olol._fast._rpc_proto import RpcCommand, encode_request
-from olol.dist.planner import LayerPlanner
-from olol.dist.profile import ModelProfile
-from olol.dist.workers import WorkerInfo
+from olol.split.planner import LayerPlanner
+from olol.split.profile import ModelProfile
+from olol.split.workers import WorkerInfo
 
 KIB, MIB, GIB = 1 << 10, 1 << 20, 1 << 30
 

@@ -22,11 +22,11 @@ from bench._relay_floor import native_relays
 from bench._report import median, table
 from bench.bench_dist import TOKEN, decode_speed, dist_config, publish, workers
 from olol import eventloop
-from olol.dist.coordinator import Coordinator
-from olol.dist.tunnel import LocalTunnel
-from olol.dist.workers import RemoteWorker
 from olol.models.tiny import ensure_tiny_model
 from olol.rpc.ggml_client import GgmlClient
+from olol.split.coordinator import Coordinator
+from olol.split.tunnel import LocalTunnel
+from olol.split.workers import RemoteWorker
 
 MIB = 1 << 20
 # Preseeding needs tensors over llama.cpp's 10 MiB hashing threshold, as real models have.

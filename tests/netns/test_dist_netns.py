@@ -18,9 +18,9 @@ import aiohttp
 import pytest
 
 from olol.llamacpp.bins import LlamaBinaries
-from tests.dist.conftest import N_PREDICT, PROMPT, complete
 from tests.netns.conftest import TOKEN
 from tests.netns.lan import Lan, NetHost, netns_unavailable
+from tests.split.conftest import N_PREDICT, PROMPT, complete
 
 _why = netns_unavailable()
 # Skipped up front, so a machine without namespaces does not build llama.cpp first for nothing.

@@ -18,10 +18,10 @@ from olol.discovery.advert import REGISTRATION, Advert
 from olol.discovery.proxy_side import DISCOVERY
 from olol.discovery.rpc_roster import RpcRoster
 from olol.discovery.settings import DiscoverySettings
-from olol.dist.settings import DistributedSettings
 from olol.llamacpp.bins import LlamaBinaries
 from olol.security.settings import SecuritySettings
 from olol.security.signing import new_nonce
+from olol.split.settings import DistributedSettings
 from tests.proxy.helpers import proxy_over
 from tests.security.conftest import TOKEN, WRONG_TOKEN
 

@@ -113,12 +113,12 @@ def register(app: typer.Typer) -> None:
           olol dist --discovery --interface eth0 --token-file ~/.olol/token --model llama3:70b
         """
         no_grpc_fork_handlers()
-        from olol.dist.coordinator import DistConfig
-        from olol.dist.model_source import ModelSourceError, resolve_model
-        from olol.dist.run import DistRun, run_dist
-        from olol.dist.workers import parse_servers
         from olol.security.tls import TlsFiles
         from olol.security.tokens import load_token
+        from olol.split.coordinator import DistConfig
+        from olol.split.model_source import ModelSourceError, resolve_model
+        from olol.split.run import DistRun, run_dist
+        from olol.split.workers import parse_servers
 
         s = settings("dist", config)
         setup_logging(s, log_level)
@@ -171,8 +171,8 @@ def register(app: typer.Typer) -> None:
             )
         except (ConfigError, ModelSourceError, ValueError, OSError) as exc:
             fail(str(exc))
-        from olol.dist.planner import PlanError
         from olol.errors import OlolError
+        from olol.split.planner import PlanError
 
         try:
             code = run_dist(cfg, run)

@@ -229,7 +229,7 @@ def register(app: typer.Typer) -> None:
           olol proxy --port 11434 --servers http://gpu1:11434 --servers gpu2:50051
           olol proxy --servers gpu1:50051 --distributed --rpc-servers gpu1:50052,gpu2:50052,cpu1:50052
         """
-        from olol.dist.settings import DistributedSettings
+        from olol.split.settings import DistributedSettings
 
         s = settings("proxy", config)
         setup_logging(s, log_level)

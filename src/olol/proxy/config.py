@@ -8,9 +8,9 @@ from dataclasses import dataclass, field, fields
 from typing import Any
 
 from olol.discovery.settings import DiscoverySettings
-from olol.dist.settings import DistributedSettings
 from olol.proxy.policies import DEFAULT_POLICY
 from olol.security.settings import SecuritySettings
+from olol.split.settings import DistributedSettings
 
 __all__ = ["DEFAULT_PORT", "ProxyConfig"]
 

@@ -11,7 +11,7 @@ Which requests: a middleware reads the body of inference requests. With
 `options.distributed: true` (or an `X-OLOL-Distributed: true` header, for
 OpenAI clients) the request must be served split; with `false` it must not; by
 default it is split when no host that has the model has the memory for it
-(`olol.dist.fit`, from the GGUF's size and KV cache, not the name). Such a
+(`olol.split.fit`, from the GGUF's size and KV cache, not the name). Such a
 request is pinned, for routing, to the split host through a context variable
 that `SplitModelsLast`, wrapped around the configured policy, reads; every
 other request sees split hosts last, so they only take overflow.
@@ -38,17 +38,17 @@ from aiohttp import web
 from olol.backends.llamacpp import LlamaCppBackend
 from olol.cluster import Host, normalize
 from olol.discovery.proxy_side import DISCOVERY
-from olol.dist.coordinator import Coordinator, DistConfig
-from olol.dist.fit import ModelNeed, can_hold, free_memory
-from olol.dist.front import DistFront, status
-from olol.dist.model_source import ModelSourceError, resolve_model, resolve_ollama_name
-from olol.dist.planner import PlanError
-from olol.dist.settings import parse_model_specs
-from olol.dist.workers import parse_servers
 from olol.errors import BackendUnavailable, Busy, OlolError
 from olol.proxy.monitor import HostMonitor
 from olol.proxy.policies import Candidate, Policy
 from olol.security.http import PARSED_BODY
+from olol.split.coordinator import Coordinator, DistConfig
+from olol.split.fit import ModelNeed, can_hold, free_memory
+from olol.split.front import DistFront, status
+from olol.split.model_source import ModelSourceError, resolve_model, resolve_ollama_name
+from olol.split.planner import PlanError
+from olol.split.settings import parse_model_specs
+from olol.split.workers import parse_servers
 
 if TYPE_CHECKING:
     from olol.proxy.context import ProxyContext

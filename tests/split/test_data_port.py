@@ -9,14 +9,14 @@ import struct
 import grpc
 import pytest
 
-from olol.dist.tunnel import LocalTunnel
-from olol.dist.workers import RemoteWorker
 from olol.rpc import data_port
 from olol.rpc.data_port import TICKET_SIZE, TicketBook
 from olol.rpc.ggml_client import GgmlClient
 from olol.rpc.server import RpcServer
-from tests.dist.conftest import TOKEN, RpcFactory
-from tests.dist.test_tunnel_security import DEVICE_COUNT, HELLO, MALFORMED_FIRST, MALFORMED_LATER, MAX_FRAME, replies
+from olol.split.tunnel import LocalTunnel
+from olol.split.workers import RemoteWorker
+from tests.split.conftest import TOKEN, RpcFactory
+from tests.split.test_tunnel_security import DEVICE_COUNT, HELLO, MALFORMED_FIRST, MALFORMED_LATER, MAX_FRAME, replies
 
 # -- tickets (no worker needed) --------------------------------------------------------------------------
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from rich.table import Table
 
-from olol.dist.planner import DistPlan
+from olol.split.planner import DistPlan
 
 __all__ = ["estimate", "plan_table", "size"]
 

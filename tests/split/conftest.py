@@ -16,10 +16,10 @@ import aiohttp
 import pytest
 
 from olol.backends import llama_process
-from olol.dist.coordinator import Coordinator, DistConfig
 from olol.llamacpp.bins import LlamaBinaries
 from olol.rpc.server import RpcServer, RpcServerConfig
 from olol.rpc.worker import WorkerConfig
+from olol.split.coordinator import Coordinator, DistConfig
 
 TOKEN = "test-cluster-token"
 PROMPT = "The quick brown fox"

@@ -12,10 +12,10 @@ import aiohttp
 from rich.console import Console
 
 from olol import eventloop
-from olol.dist.coordinator import Coordinator, DistConfig
-from olol.dist.front import DistFront
-from olol.dist.report import plan_table
 from olol.rpc.server import ready_until_signal
+from olol.split.coordinator import Coordinator, DistConfig
+from olol.split.front import DistFront
+from olol.split.report import plan_table
 
 __all__ = ["DistRun", "run_dist", "start_agent"]
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.dist.conftest import DistFactory, RpcFactory, complete
+from tests.split.conftest import DistFactory, RpcFactory, complete
 
 pytestmark = pytest.mark.slow
 

@@ -14,12 +14,12 @@ from typer.testing import CliRunner
 from olol.backends.llamacpp import LlamaCppBackend
 from olol.cli import proxy as proxy_cmd
 from olol.cluster import Cluster, Host
-from olol.dist.fit import ModelNeed, can_hold, free_memory, needs_split
-from olol.dist.model_source import ModelSourceError, resolve_ollama_name
-from olol.dist.settings import DistributedSettings, parse_model_specs
 from olol.proxy.config import ProxyConfig
 from olol.proxy.distributed import _PINNED, DistributedModels, SplitModelsLast
 from olol.proxy.policies import Candidate, RoundRobin
+from olol.split.fit import ModelNeed, can_hold, free_memory, needs_split
+from olol.split.model_source import ModelSourceError, resolve_ollama_name
+from olol.split.settings import DistributedSettings, parse_model_specs
 
 GIB = 1 << 30
 

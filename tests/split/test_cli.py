@@ -14,8 +14,8 @@ import typer
 from typer.testing import CliRunner, Result
 
 from olol.cli import dist as dist_cmd
-from olol.dist.workers import RemoteWorker
-from tests.dist.conftest import N_PREDICT, PROMPT, TOKEN, RpcFactory
+from olol.split.workers import RemoteWorker
+from tests.split.conftest import N_PREDICT, PROMPT, TOKEN, RpcFactory
 
 pytestmark = pytest.mark.slow
 

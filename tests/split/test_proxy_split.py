@@ -13,13 +13,13 @@ import aiohttp
 import pytest
 
 from olol.backends.llamacpp import LlamaCppBackend
-from olol.dist.settings import DistributedSettings
 from olol.llamacpp.bins import LlamaBinaries
 from olol.proxy import ProxyConfig, RunningProxy, start_proxy
 from olol.proxy.distributed import DISTRIBUTED, DistributedModels
 from olol.rpc.server import RpcServer
 from olol.security.settings import SecuritySettings
-from tests.dist.conftest import CTX, N_PREDICT, PROMPT, TOKEN, RpcFactory
+from olol.split.settings import DistributedSettings
+from tests.split.conftest import CTX, N_PREDICT, PROMPT, TOKEN, RpcFactory
 
 pytestmark = pytest.mark.slow
 

@@ -10,10 +10,10 @@ import grpc
 import pytest
 
 from olol._fast.framing import RpcCommand, encode_request
-from olol.dist.workers import RemoteWorker
 from olol.rpc._pb import pb
 from olol.rpc.server import RpcServer
-from tests.dist.conftest import TOKEN, RpcFactory
+from olol.split.workers import RemoteWorker
+from tests.split.conftest import TOKEN, RpcFactory
 
 pytestmark = pytest.mark.slow
 
@@ -123,8 +123,8 @@ async def test_idle_tunnel_outlives_keepalive_pings(rpc_server: RpcFactory, monk
     rpc-server answer GOAWAY "too_many_pings" (gRPC's default), which would break the tunnel."""
     import asyncio
 
-    import olol.dist.workers
     import olol.rpc.server
+    import olol.split.workers
     from olol.rpc import options
 
     scale = options.KEEPALIVE_MS // 150  # the production settings, 200 times faster
@@ -134,7 +134,7 @@ async def test_idle_tunnel_outlives_keepalive_pings(rpc_server: RpcFactory, monk
         return [(k, v // scale if k.endswith(timing) else v) for k, v in opts]
 
     monkeypatch.setattr(olol.rpc.server, "SERVER_OPTIONS", scaled(options.SERVER_OPTIONS))
-    monkeypatch.setattr(olol.dist.workers, "CHANNEL_OPTIONS", scaled(options.CHANNEL_OPTIONS))
+    monkeypatch.setattr(olol.split.workers, "CHANNEL_OPTIONS", scaled(options.CHANNEL_OPTIONS))
     server = await rpc_server()
     worker = RemoteWorker(server.target, token=TOKEN)
     outbox: asyncio.Queue[bytes | None] = asyncio.Queue()

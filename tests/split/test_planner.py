@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from olol.dist.planner import DEFAULT_HOP_COST, DistPlan, LayerPlanner, PlanError
-from olol.dist.profile import ModelProfile
-from olol.dist.workers import WorkerInfo
+from olol.split.planner import DEFAULT_HOP_COST, DistPlan, LayerPlanner, PlanError
+from olol.split.profile import ModelProfile
+from olol.split.workers import WorkerInfo
 
 MIB = 1 << 20
 GIB = 1 << 30
@@ -179,8 +179,8 @@ def test_unknown_objective_is_refused() -> None:
 
 
 def test_settings_refuse_an_unknown_objective() -> None:
-    from olol.dist.coordinator import DistConfig
-    from olol.dist.settings import DistributedSettings
+    from olol.split.coordinator import DistConfig
+    from olol.split.settings import DistributedSettings
 
     assert DistConfig(servers=["a:1"], model=Path("m.gguf")).objective == "latency"
     assert DistributedSettings().objective == "latency"
@@ -193,7 +193,7 @@ def test_settings_refuse_an_unknown_objective() -> None:
 @pytest.mark.parametrize("transport", ["direct", "tunnel", "grpc"])
 async def test_coordinator_plans_with_its_transports_hop_cost(transport: str) -> None:
     """A tunnel's relays make each worker's round trip dearer, so the coordinator's latency plans count that."""
-    from olol.dist.coordinator import HOP_COSTS, Coordinator, DistConfig
+    from olol.split.coordinator import HOP_COSTS, Coordinator, DistConfig
 
     coordinator = Coordinator(DistConfig(servers=["w1:50052"], model=Path("m.gguf"), transport=transport))
     try:

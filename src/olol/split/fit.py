@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from olol.cluster import Host
-from olol.dist.profile import ModelProfile
+from olol.split.profile import ModelProfile
 
 __all__ = ["ModelNeed", "can_hold", "free_memory", "needs_split"]
 

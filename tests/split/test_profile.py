@@ -10,8 +10,8 @@ import gguf
 import numpy as np
 import pytest
 
-from olol.dist.model_source import ModelSourceError, resolve_model
-from olol.dist.profile import ModelProfile
+from olol.split.model_source import ModelSourceError, resolve_model
+from olol.split.profile import ModelProfile
 
 
 def write_model(

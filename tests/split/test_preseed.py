@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from olol.rpc.preseed import cached_tensors, load_index
-from tests.dist.conftest import DistFactory, RpcFactory, complete
+from tests.split.conftest import DistFactory, RpcFactory, complete
 
 pytestmark = pytest.mark.slow
 

@@ -6,7 +6,7 @@ tunnel's remote end goes away while serving, or when a worker stops answering
 its health check; the coordinator then asks every configured worker for its
 capabilities again, plans over those that answer and starts the next
 generation, retrying with backoff until it can. Requests arriving meanwhile
-wait for `wait_ready` (see `olol.dist.front`).
+wait for `wait_ready` (see `olol.split.front`).
 """
 
 from __future__ import annotations
@@ -21,12 +21,12 @@ from pathlib import Path
 import grpc
 
 from olol.backends.llama_process import LlamaServerConfig, LlamaServerProcess
-from olol.dist.planner import DEFAULT_HOP_COST, DistPlan, LayerPlanner, PlanError, check_objective
-from olol.dist.profile import ModelProfile
-from olol.dist.tunnel import LocalTunnel
-from olol.dist.workers import RemoteWorker, WorkerInfo, gather_infos
 from olol.errors import BackendUnavailable
 from olol.security.tls import TlsFiles
+from olol.split.planner import DEFAULT_HOP_COST, DistPlan, LayerPlanner, PlanError, check_objective
+from olol.split.profile import ModelProfile
+from olol.split.tunnel import LocalTunnel
+from olol.split.workers import RemoteWorker, WorkerInfo, gather_infos
 
 __all__ = ["Coordinator", "DistConfig"]
 
@@ -56,7 +56,7 @@ class DistConfig:
     parallel: int | None = None
     margin: float = 0.1
     # "latency": least time per token of one request (llama.cpp runs the stages in turn); "balanced": least
-    # slowest stage, for when stages overlap. See olol.dist.planner.
+    # slowest stage, for when stages overlap. See olol.split.planner.
     objective: str = "latency"
     embeddings: bool = False
     llama_server_bin: Path | None = None

@@ -11,11 +11,11 @@ from pathlib import Path
 import grpc
 import pytest
 
-from olol.dist.workers import RemoteWorker
 from olol.security.certs import create_ca, issue_host_cert
 from olol.security.tls import TlsFiles
-from tests.dist.conftest import TOKEN, DistFactory, RpcFactory, complete
-from tests.dist.test_tunnel_security import HELLO
+from olol.split.workers import RemoteWorker
+from tests.split.conftest import TOKEN, DistFactory, RpcFactory, complete
+from tests.split.test_tunnel_security import HELLO
 
 pytestmark = pytest.mark.slow
 
@@ -48,7 +48,8 @@ async def test_split_model_over_mutual_tls(
     writer.close()
     # Nor does a TLS client without a client certificate.
     no_cert = ssl.create_default_context(cafile=str(ca.cert))
-    with pytest.raises((ssl.SSLError, ConnectionError, asyncio.IncompleteReadError)):  # TLS 1.3: closed once the server sees no cert
+    # TLS 1.3: closed once the server sees no cert.
+    with pytest.raises((ssl.SSLError, ConnectionError, asyncio.IncompleteReadError)):
         reader, writer = await asyncio.open_connection("127.0.0.1", ticket.port, ssl=no_cert)
         writer.write(ticket.ticket + HELLO)
         await asyncio.wait_for(reader.readexactly(1), 10)

@@ -6,8 +6,8 @@ import re
 
 import pytest
 
-from olol.dist.coordinator import Coordinator
-from tests.dist.conftest import DistFactory, RpcFactory
+from olol.split.coordinator import Coordinator
+from tests.split.conftest import DistFactory, RpcFactory
 
 pytestmark = pytest.mark.slow
 

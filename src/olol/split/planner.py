@@ -30,8 +30,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from olol._fast.binpack import OBJECTIVES, Assignment, Host, Plan, PlanError, check_objective, plan_layers
-from olol.dist.profile import ModelProfile
-from olol.dist.workers import WorkerInfo
+from olol.split.profile import ModelProfile
+from olol.split.workers import WorkerInfo
 
 __all__ = ["DEFAULT_HOP_COST", "OBJECTIVES", "DistPlan", "LayerPlanner", "PlanError", "check_objective"]
 

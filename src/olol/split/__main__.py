@@ -1,4 +1,4 @@
-"""`python -m olol.dist ARGS` == `olol dist ARGS` (tests and scripts spawn it this way)."""
+"""`python -m olol.split ARGS` == `olol dist ARGS` (tests and scripts spawn it this way)."""
 
 from __future__ import annotations
 

@@ -19,8 +19,8 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
-from olol.dist.coordinator import Coordinator
 from olol.errors import BackendUnavailable
+from olol.split.coordinator import Coordinator
 
 __all__ = ["DistFront", "status"]
 

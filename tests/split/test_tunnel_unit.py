@@ -9,8 +9,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from olol._fast.framing import RpcCommand, encode_reply, encode_request, expects_reply
-from olol.dist.tunnel import FLUSH_BYTES, LocalTunnel
 from olol.rpc.handshake import clear_hello_caps
+from olol.split.tunnel import FLUSH_BYTES, LocalTunnel
 
 # What llama-server sends per token, and once in a while a weight upload.
 FRAMES = [
