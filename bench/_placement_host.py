@@ -16,7 +16,7 @@ from pathlib import Path
 
 from olol.agent.config import AgentConfig
 from olol.agent.server import AioAgent
-from olol.backends.ollama import OllamaBackend
+from olol.backends.ollama.backend import OllamaBackend
 from tests.placement.disk_sim import DiskOllamaSim
 
 

@@ -10,7 +10,7 @@
   a CPU cap, both direct.
 
 Workers are real `olol rpc-server` processes (each with its ggml-rpc-server) on loopback; models are
-generated (`olol.models.tiny`), sized so compute per token is realistic on this CPU.
+generated (`olol.backends.llamacpp.tiny_model`), sized so compute per token is realistic on this CPU.
 """
 
 from __future__ import annotations
@@ -33,9 +33,9 @@ import aiohttp
 from bench._relay_floor import native_relays
 from bench._report import median, table, write_section
 from olol import eventloop
-from olol.backends import llama_process
-from olol.backends.llama_process import LlamaServerConfig, LlamaServerProcess
-from olol.models.tiny import ensure_tiny_model
+from olol.backends.llamacpp import process as llama_process
+from olol.backends.llamacpp.process import LlamaServerConfig, LlamaServerProcess
+from olol.backends.llamacpp.tiny_model import ensure_tiny_model
 from olol.split.coordinator import Coordinator, DistConfig
 from olol.split.planner import DistPlan
 from olol.split.workers import RemoteWorker

@@ -22,7 +22,7 @@ from bench._relay_floor import native_relays
 from bench._report import median, table
 from bench.bench_dist import TOKEN, decode_speed, dist_config, publish, workers
 from olol import eventloop
-from olol.models.tiny import ensure_tiny_model
+from olol.backends.llamacpp.tiny_model import ensure_tiny_model
 from olol.rpc.ggml_client import GgmlClient
 from olol.split.coordinator import Coordinator
 from olol.split.tunnel import LocalTunnel

@@ -27,9 +27,9 @@ import aiohttp
 
 from bench._report import median, table, write_section
 from bench.bench_proxy_harness import Cluster, figure, machine, save_plot
-from olol.backends.llama_process import LlamaServerConfig, LlamaServerProcess
-from olol.llamacpp.bins import ensure_built
-from olol.models.tiny import ensure_tiny_model
+from olol.backends.llamacpp.bins import ensure_built
+from olol.backends.llamacpp.process import LlamaServerConfig, LlamaServerProcess
+from olol.backends.llamacpp.tiny_model import ensure_tiny_model
 
 MODEL: dict[str, Any] = {
     "layers": 8,

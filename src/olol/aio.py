@@ -33,7 +33,7 @@ __all__ = ["AsyncOllamaClient"]
 def backend_for(target: str, credentials: ClientCredentials | None = None) -> Backend:
     creds = credentials or ClientCredentials()
     if target.startswith(("http://", "https://")):
-        from olol.backends.ollama import OllamaBackend
+        from olol.backends.ollama.backend import OllamaBackend
 
         return OllamaBackend(target, headers=creds.http_headers(), ssl=creds.ssl_context() or True)
     from olol.client.agent_backend import AgentBackend

@@ -154,8 +154,8 @@ async def _run(cfg: DemoConfig, agents: list[_Agent], model_name: str, say: Call
 
 
 def run_demo(cfg: DemoConfig, say: Callable[[str], None] = print) -> None:
-    from olol.llamacpp.bins import ensure_built
-    from olol.models.tiny import ensure_tiny_model
+    from olol.backends.llamacpp.bins import ensure_built
+    from olol.backends.llamacpp.tiny_model import ensure_tiny_model
 
     say("llama.cpp: finding or building llama-server (first build takes ~10 min on 2 cores) ...")
     bins = ensure_built()

@@ -15,7 +15,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from olol.backends.llamacpp import LlamaCppBackend
+from olol.backends.llamacpp.backend import LlamaCppBackend
 from olol.errors import BackendUnavailable, ModelNotFound
 from tests.support.agent_fixtures import AgentFactory
 from tests.support.llama_fixtures import BackgroundLlamaServer

@@ -15,7 +15,7 @@ from typing import Any
 import grpc
 import pytest
 
-from olol.backends.ollama import OllamaBackend
+from olol.backends.ollama.backend import OllamaBackend
 from olol.errors import BackendUnavailable, BadRequest, Busy, ModelNotFound, OlolError
 from olol.proto import pb, rpc
 from olol.wire.status import PROTOCOL_KEY

@@ -38,7 +38,7 @@ import ollama
 import openai
 import pytest
 
-from olol.llamacpp.bins import LlamaBinaries
+from olol.backends.llamacpp.bins import LlamaBinaries
 from tests.support.llama_fixtures import BackgroundLlamaServer
 
 pytestmark = pytest.mark.slow

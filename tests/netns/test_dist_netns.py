@@ -17,7 +17,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from olol.llamacpp.bins import LlamaBinaries
+from olol.backends.llamacpp.bins import LlamaBinaries
 from tests.netns.conftest import TOKEN
 from tests.netns.lan import Lan, NetHost, netns_unavailable
 from tests.split.conftest import N_PREDICT, PROMPT, complete

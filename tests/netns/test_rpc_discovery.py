@@ -14,11 +14,11 @@ import aiohttp
 import pytest
 from typer.testing import CliRunner
 
+from olol.backends.llamacpp.bins import LlamaBinaries
 from olol.cli import app
 from olol.discovery.proxy_side import DISCOVERY
 from olol.discovery.rpc_finder import find_rpc_servers
 from olol.discovery.settings import DiscoverySettings
-from olol.llamacpp.bins import LlamaBinaries
 from tests.netns.conftest import TOKEN, start_agent_in, wait_for
 from tests.netns.lan import Lan, NetHost
 from tests.netns.test_multihost import discovering_proxy, healthy

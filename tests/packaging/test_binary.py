@@ -23,7 +23,7 @@ from xml.etree import ElementTree
 import psutil
 import pytest
 
-from olol.llamacpp.bins import LlamaBinaries
+from olol.backends.llamacpp.bins import LlamaBinaries
 from tests.packaging._support import DIST_BINARY, NOT_BUILT, ROOT, project_version, read_buildinfo, run
 
 pytestmark = pytest.mark.packaging

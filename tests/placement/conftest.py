@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from olol.backends.ollama import OllamaBackend
+from olol.backends.ollama.backend import OllamaBackend
 from tests.placement.disk_sim import DiskOllamaSim
 from tests.placement.models_dir import gguf_bytes, write_ollama_model
 from tests.placement.registry import RegistryStandIn

@@ -9,7 +9,7 @@ import aiohttp
 import pytest
 
 from olol.agent.transfer import service_for
-from olol.backends.ollama import OllamaBackend
+from olol.backends.ollama.backend import OllamaBackend
 from olol.errors import OlolError
 from olol.transfer.client import TransferClient
 from tests.placement.models_dir import gguf_bytes, write_ollama_model

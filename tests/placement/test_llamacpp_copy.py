@@ -10,9 +10,9 @@ from typing import Any
 import aiohttp
 import pytest
 
-from olol.backends.llamacpp import LlamaCppBackend
-from olol.backends.ollama import OllamaBackend
-from olol.llamacpp.bins import LlamaBinaries
+from olol.backends.llamacpp.backend import LlamaCppBackend
+from olol.backends.llamacpp.bins import LlamaBinaries
+from olol.backends.ollama.backend import OllamaBackend
 from olol.transfer.client import TransferClient
 from tests.proxy.helpers import ndjson, proxy_over
 from tests.support.agent_fixtures import start_agent

@@ -8,7 +8,7 @@ import aiohttp
 import ollama
 import pytest
 
-from olol.backends.ollama import OllamaBackend
+from olol.backends.ollama.backend import OllamaBackend
 from tests.proxy.helpers import proxy_over
 
 

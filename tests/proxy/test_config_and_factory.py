@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from olol.backends.ollama import OllamaBackend
+from olol.backends.ollama.backend import OllamaBackend
 from olol.proxy import DEFAULT_POLICY, ProxyConfig, make_backend
 
 

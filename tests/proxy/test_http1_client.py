@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from olol.backends._http1 import ConnectionClosed, HttpPool
-from olol.backends.ollama import OllamaBackend
+from olol.backends.ollama._http1 import ConnectionClosed, HttpPool
+from olol.backends.ollama.backend import OllamaBackend
 from olol.errors import BackendUnavailable, ModelNotFound
 
 Reply = Callable[["Conn", bytes], Awaitable[bool]]  # writes the reply; False closes the connection

@@ -11,7 +11,7 @@ import threading
 from collections.abc import Coroutine
 from typing import Any, TypeVar
 
-from olol.backends.ollama import OllamaBackend
+from olol.backends.ollama.backend import OllamaBackend
 from olol.proxy import ProxyConfig, RunningProxy, start_proxy
 from olol.security.settings import SecuritySettings
 from tests.support.agent_fixtures import RunningAgent, start_agent

@@ -5,7 +5,7 @@ from __future__ import annotations
 import grpc
 import pytest
 
-from olol.backends.ollama import OllamaBackend
+from olol.backends.ollama.backend import OllamaBackend
 from olol.client.agent_backend import AgentBackend
 from olol.errors import OlolError
 from olol.proto import pb, rpc

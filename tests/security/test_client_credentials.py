@@ -17,7 +17,7 @@ import pytest
 from typer.testing import CliRunner, Result
 
 from olol.aio import AsyncOllamaClient
-from olol.backends.ollama import OllamaBackend
+from olol.backends.ollama.backend import OllamaBackend
 from olol.cli import app
 from olol.errors import OlolError
 from olol.proxy import RunningProxy

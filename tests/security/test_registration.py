@@ -7,7 +7,7 @@ import time
 
 import aiohttp
 
-from olol.backends.ollama import OllamaBackend
+from olol.backends.ollama.backend import OllamaBackend
 from olol.discovery.advert import REGISTRATION, Advert
 from olol.discovery.proxy_side import DISCOVERY
 from olol.discovery.settings import DiscoverySettings

@@ -14,11 +14,11 @@ from typing import Any
 import aiohttp
 import pytest
 
+from olol.backends.llamacpp.bins import LlamaBinaries
 from olol.discovery.advert import REGISTRATION, Advert
 from olol.discovery.proxy_side import DISCOVERY
 from olol.discovery.rpc_roster import RpcRoster
 from olol.discovery.settings import DiscoverySettings
-from olol.llamacpp.bins import LlamaBinaries
 from olol.security.settings import SecuritySettings
 from olol.security.signing import new_nonce
 from olol.split.settings import DistributedSettings

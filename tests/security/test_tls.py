@@ -12,7 +12,7 @@ import typer
 from cryptography import x509
 from typer.testing import CliRunner
 
-from olol.backends.ollama import OllamaBackend
+from olol.backends.ollama.backend import OllamaBackend
 from olol.cli import certs as certs_cmd
 from olol.client.agent_backend import AgentBackend
 from olol.errors import OlolError

@@ -17,7 +17,7 @@ import pytest
 
 from olol.aio import AsyncOllamaClient
 from olol.backends.base import JSON
-from olol.backends.llamacpp import LlamaCppBackend
+from olol.backends.llamacpp.backend import LlamaCppBackend
 from olol.sync import OllamaClient
 from tests.proxy.helpers import proxy_over
 from tests.sessions.helpers import create, get, reply_text, say, transcript

@@ -15,8 +15,8 @@ from typing import Any
 import aiohttp
 import pytest
 
-from olol.backends import llama_process
-from olol.llamacpp.bins import LlamaBinaries
+from olol.backends.llamacpp import process as llama_process
+from olol.backends.llamacpp.bins import LlamaBinaries
 from olol.rpc.server import RpcServer, RpcServerConfig
 from olol.rpc.worker import WorkerConfig
 from olol.split.coordinator import Coordinator, DistConfig

@@ -12,8 +12,8 @@ from typing import Any
 import aiohttp
 import pytest
 
-from olol.backends.llamacpp import LlamaCppBackend
-from olol.llamacpp.bins import LlamaBinaries
+from olol.backends.llamacpp.backend import LlamaCppBackend
+from olol.backends.llamacpp.bins import LlamaBinaries
 from olol.proxy import ProxyConfig, RunningProxy, start_proxy
 from olol.proxy.distributed import DISTRIBUTED, DistributedModels
 from olol.rpc.server import RpcServer

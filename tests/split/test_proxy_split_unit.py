@@ -11,7 +11,7 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from olol.backends.llamacpp import LlamaCppBackend
+from olol.backends.llamacpp.backend import LlamaCppBackend
 from olol.cli import proxy as proxy_cmd
 from olol.cluster import Cluster, Host
 from olol.proxy.config import ProxyConfig

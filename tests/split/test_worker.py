@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from olol.llamacpp.bins import LlamaBinaries
+from olol.backends.llamacpp.bins import LlamaBinaries
 from olol.rpc.probe import probe_worker
 from olol.rpc.worker import GgmlWorker, WorkerConfig
 

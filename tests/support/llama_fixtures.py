@@ -19,9 +19,9 @@ from pathlib import Path
 
 import pytest
 
-from olol.backends.llama_process import LlamaServerConfig, LlamaServerProcess
-from olol.llamacpp.bins import LlamaBinaries, ensure_built
-from olol.models.tiny import ensure_tiny_model, find_vocab
+from olol.backends.llamacpp.bins import LlamaBinaries, ensure_built
+from olol.backends.llamacpp.process import LlamaServerConfig, LlamaServerProcess
+from olol.backends.llamacpp.tiny_model import ensure_tiny_model, find_vocab
 
 __all__ = ["BackgroundLlamaServer", "llama_bins", "llama_server", "tiny_model", "tiny_vocab"]
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 
 from olol.aio import AsyncOllamaClient
-from olol.backends.ollama import OllamaBackend
+from olol.backends.ollama.backend import OllamaBackend
 from olol.sync import OllamaClient
 from tests.support.agent_fixtures import start_agent
 from tests.support.ollama_sim import OllamaSim

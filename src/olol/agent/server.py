@@ -40,11 +40,11 @@ _OPTIONS = [
 
 def build_backend(config: AgentConfig) -> Backend:
     if config.backend == "ollama":
-        from olol.backends.ollama import OllamaBackend
+        from olol.backends.ollama.backend import OllamaBackend
 
         return OllamaBackend(config.ollama_host, parallel=config.parallel or 1)
     if config.backend == "llamacpp":
-        from olol.backends.llamacpp import LlamaCppBackend
+        from olol.backends.llamacpp.backend import LlamaCppBackend
 
         if not config.llama_url and not config.model:
             raise ValueError("--backend llamacpp needs --llama-url URL or --model PATH")

@@ -190,7 +190,7 @@ def register(app: typer.Typer) -> None:
             )
         except (ConfigError, ValueError, OSError) as exc:
             fail(str(exc))
-        from olol.llamacpp.bins import LlamaBinaryNotFound
+        from olol.backends.llamacpp.bins import LlamaBinaryNotFound
         from olol.rpc.devices import DeviceError
         from olol.rpc.worker import WorkerUnavailable
 

@@ -13,7 +13,7 @@ from typing import Any, Protocol
 import grpc
 
 from olol.backends.base import JSON
-from olol.backends.ollama import OllamaBackend
+from olol.backends.ollama.backend import OllamaBackend
 from olol.client.credentials import ClientCredentials
 from olol.errors import OlolError
 from olol.sessions import wire

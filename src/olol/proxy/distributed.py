@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
-from olol.backends.llamacpp import LlamaCppBackend
+from olol.backends.llamacpp.backend import LlamaCppBackend
 from olol.cluster import Host, normalize
 from olol.discovery.proxy_side import DISCOVERY
 from olol.errors import BackendUnavailable, Busy, OlolError

@@ -11,7 +11,7 @@ import importlib
 from typing import TYPE_CHECKING
 
 from olol.backends.base import Backend
-from olol.backends.ollama import OllamaBackend
+from olol.backends.ollama.backend import OllamaBackend
 
 if TYPE_CHECKING:
     from olol.security.settings import SecuritySettings

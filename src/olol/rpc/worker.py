@@ -27,8 +27,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from olol.backends.llamacpp.bins import find_rpc_server
 from olol.lifecycle import stop_process
-from olol.llamacpp.bins import find_rpc_server
 from olol.rpc.devices import list_devices, resolve_devices, worker_env
 from olol.rpc.ggml_client import GgmlError
 from olol.rpc.probe import DEFAULT_MATRIX_BYTES, WorkerProbe, probe_worker
@@ -60,7 +60,7 @@ def free_port(host: str = "127.0.0.1") -> int:
 
 @dataclass(frozen=True)
 class WorkerConfig:
-    binary: Path | None = None  # None: olol.llamacpp.find_rpc_server()
+    binary: Path | None = None  # None: olol.backends.llamacpp.find_rpc_server()
     host: str = "127.0.0.1"  # where the ggml worker listens; loopback unless --transport direct needs more
     port: int = 0  # 0: a free port, chosen once and kept across restarts
     threads: int | None = None

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import grpc
 
-from olol.backends.llama_process import LlamaServerConfig, LlamaServerProcess
+from olol.backends.llamacpp.process import LlamaServerConfig, LlamaServerProcess
 from olol.errors import BackendUnavailable
 from olol.security.tls import TlsFiles
 from olol.split.planner import DEFAULT_HOP_COST, DistPlan, LayerPlanner, PlanError, check_objective

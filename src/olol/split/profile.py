@@ -2,7 +2,7 @@
 
 Sizes come from the tensor infos (shape x type size), never from the file name
 or the parameter count. The header is read with OLOL's own header walker
-(`olol.llamacpp.gguf_header`), which skips the vocabulary arrays that make
+(`olol.backends.llamacpp.gguf_header`), which skips the vocabulary arrays that make
 `gguf.GGUFReader` take seconds; the `gguf` package supplies the block sizes of
 every ggml type.
 
@@ -22,7 +22,7 @@ from typing import Any
 
 import gguf
 
-from olol.llamacpp.gguf_header import TensorInfo, read_gguf_header
+from olol.backends.llamacpp.gguf_header import TensorInfo, read_gguf_header
 
 __all__ = ["KV_TYPE_BYTES", "ModelProfile", "tensor_bytes"]
 

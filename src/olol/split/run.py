@@ -103,7 +103,7 @@ async def start_agent(coordinator: Coordinator, front_url: str, host: str, port:
     host certificates valid as both server and client, the ones the coordinator dials workers with)."""
     from olol.agent.config import AgentConfig
     from olol.agent.server import AioAgent
-    from olol.backends.llamacpp import LlamaCppBackend
+    from olol.backends.llamacpp.backend import LlamaCppBackend
     from olol.security.settings import SecuritySettings
     from olol.security.tls import TlsFiles
 

@@ -17,9 +17,9 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 from olol.backends.base import JSON
+from olol.backends.llamacpp import convert
+from olol.backends.llamacpp.gguf_info import ModelFile, read_model_file
 from olol.errors import ModelNotFound
-from olol.llamacpp import convert
-from olol.llamacpp.gguf_info import ModelFile, read_model_file
 
 __all__ = ["ModelDir", "ModelSwitch"]
 

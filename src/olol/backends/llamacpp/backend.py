@@ -1,7 +1,7 @@
 """The llama.cpp backend: Ollama-shaped requests served by one `llama-server`.
 
 Either attach to a running server (`url=`) or launch and supervise one
-(`model_path=`, see `olol.backends.llama_process`). One server serves one model;
+(`model_path=`, see `olol.backends.llamacpp.process`). One server serves one model;
 its Ollama name is `model_name`, else the alias, else the file's stem
 (`tiny.gguf` -> `tiny:latest`).
 
@@ -39,12 +39,12 @@ from typing import Any
 import numpy as np
 
 from olol.backends.base import JSON, Backend, BackendInfo
-from olol.backends.llama_models import ModelDir, ModelSwitch
-from olol.backends.llama_process import LlamaServerConfig, LlamaServerProcess
+from olol.backends.llamacpp import convert
+from olol.backends.llamacpp.client import LlamaServerClient
+from olol.backends.llamacpp.gguf_info import ModelFile, human_parameters, read_model_file, sha256_file
+from olol.backends.llamacpp.models import ModelDir, ModelSwitch
+from olol.backends.llamacpp.process import LlamaServerConfig, LlamaServerProcess
 from olol.errors import BadRequest, ModelNotFound, OlolError
-from olol.llamacpp import convert
-from olol.llamacpp.client import LlamaServerClient
-from olol.llamacpp.gguf_info import ModelFile, human_parameters, read_model_file, sha256_file
 
 __all__ = ["LlamaCppBackend"]
 
@@ -78,14 +78,14 @@ class LlamaCppBackend(Backend):
         `model_info`); without it they come from the server. Without `url`, a
         supervised llama-server is launched on first use (or `start()`) with
         `ctx_size`, `threads`, `parallel` (None: llama-server's auto), `embeddings`,
-        `extra_args` and `server_bin` (None: `olol.llamacpp.find_llama_server()`);
+        `extra_args` and `server_bin` (None: `olol.backends.llamacpp.find_llama_server()`);
         pass `server` instead for every knob of `LlamaServerConfig`.
         `model_name` defaults to the alias, then the file stem, then `/v1/models`.
         `digest` is reported as the model's digest instead of hashing the file (which takes minutes for a
         large model; an Ollama blob's name is its digest).
         A launched llama-server also serves the other GGUFs of `models_dir`
         (default: the model's directory), restarted on one when a request names
-        it (`olol.backends.llama_models`).
+        it (`olol.backends.llamacpp.models`).
         """
         if url is None and model_path is None and server is None:
             raise ValueError("LlamaCppBackend needs url=, model_path= or server=")

@@ -25,11 +25,11 @@ import aiohttp
 import pytest
 
 from olol.backends.base import JSON
-from olol.backends.llama_process import LlamaServerConfig, LlamaServerProcess
-from olol.backends.llamacpp import LlamaCppBackend
+from olol.backends.llamacpp import convert
+from olol.backends.llamacpp.backend import LlamaCppBackend
+from olol.backends.llamacpp.bins import LlamaBinaries, LlamaBinaryNotFound, find_llama_server
+from olol.backends.llamacpp.process import LlamaServerConfig, LlamaServerProcess
 from olol.errors import BackendUnavailable, BadRequest, ModelNotFound
-from olol.llamacpp import convert
-from olol.llamacpp.bins import LlamaBinaries, LlamaBinaryNotFound, find_llama_server
 from tests.support.llama_fixtures import BackgroundLlamaServer
 
 GREEDY = {"temperature": 0, "seed": 42}

@@ -12,8 +12,8 @@ from typing import Any
 
 import gguf
 
-from olol.llamacpp.convert import rfc3339
-from olol.llamacpp.gguf_header import read_gguf_header
+from olol.backends.llamacpp.convert import rfc3339
+from olol.backends.llamacpp.gguf_header import read_gguf_header
 
 JSON = dict[str, Any]
 

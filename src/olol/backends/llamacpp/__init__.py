@@ -1,6 +1,6 @@
 """Locating (and, in a source checkout, building) the llama.cpp binaries OLOL drives."""
 
-from olol.llamacpp.bins import (
+from olol.backends.llamacpp.bins import (
     PINNED_VERSION,
     LlamaBinaryNotFound,
     build_script,

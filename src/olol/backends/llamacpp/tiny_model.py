@@ -23,8 +23,8 @@ from typing import Any, Literal
 import gguf
 import numpy as np
 
-from olol.llamacpp.bins import cached_version_dirs, llama_cache_root
-from olol.llamacpp.gguf_header import read_gguf_header
+from olol.backends.llamacpp.bins import cached_version_dirs, llama_cache_root
+from olol.backends.llamacpp.gguf_header import read_gguf_header
 
 __all__ = [
     "CHATML_TEMPLATE",

@@ -72,8 +72,8 @@ def llama_cache_root() -> Path:
 
 def build_script() -> Path | None:
     """`scripts/build-llama-cpp.sh` when running from a source checkout, else None."""
-    # src/olol/llamacpp/bins.py -> repository root is three levels above `olol/`.
-    script = Path(__file__).resolve().parents[3] / "scripts" / "build-llama-cpp.sh"
+    # src/olol/backends/llamacpp/bins.py -> the repository root is two levels above `olol/`.
+    script = Path(__file__).resolve().parents[4] / "scripts" / "build-llama-cpp.sh"
     return script if script.is_file() else None
 
 

@@ -29,10 +29,10 @@ from typing import Any
 
 import aiohttp
 
+from olol.backends.llamacpp.bins import LlamaBinaryNotFound, find_llama_server
+from olol.backends.llamacpp.gguf_header import read_gguf_header
 from olol.errors import BackendUnavailable
 from olol.lifecycle import stop_process
-from olol.llamacpp.bins import LlamaBinaryNotFound, find_llama_server
-from olol.llamacpp.gguf_header import read_gguf_header
 
 __all__ = ["LlamaServerConfig", "LlamaServerProcess", "pooling_for"]
 
@@ -54,7 +54,7 @@ class LlamaServerConfig:
     host: str = "127.0.0.1"
     port: int = 0  # 0: let the kernel pick (read back from the log)
     extra_args: tuple[str, ...] = ()
-    binary: Path | None = None  # None: `olol.llamacpp.find_llama_server()`
+    binary: Path | None = None  # None: `olol.backends.llamacpp.find_llama_server()`
     env: Mapping[str, str] = field(default_factory=dict)
     ready_timeout: float = 120.0
     max_restarts: int = 5

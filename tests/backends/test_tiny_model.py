@@ -9,8 +9,14 @@ from typing import Any
 import gguf
 import pytest
 
-from olol.llamacpp.gguf_header import read_gguf_header
-from olol.models.tiny import GENERATOR_VERSION, TinyModelParams, ensure_tiny_model, find_vocab, write_tiny_model
+from olol.backends.llamacpp.gguf_header import read_gguf_header
+from olol.backends.llamacpp.tiny_model import (
+    GENERATOR_VERSION,
+    TinyModelParams,
+    ensure_tiny_model,
+    find_vocab,
+    write_tiny_model,
+)
 
 SMALL: dict[str, Any] = {"layers": 2, "width": 64, "ff": 128, "heads": 4, "kv_heads": 2, "context": 256}
 

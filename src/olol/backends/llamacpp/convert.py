@@ -1,6 +1,6 @@
 """Translation between Ollama's JSON and llama-server's, kept apart from the HTTP code.
 
-Pure functions only: the backend (`olol.backends.llamacpp`) moves bytes, this
+Pure functions only: the backend (`olol.backends.llamacpp.backend`) moves bytes, this
 module decides what they mean, so each mapping is testable without a server.
 """
 
