@@ -14,7 +14,6 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-from olol.backends.base import Backend
 from olol.client.credentials import ClientCredentials
 from olol.client.models import (
     ChatResponse,
@@ -26,6 +25,7 @@ from olol.client.models import (
 )
 from olol.client.session_transport import SessionTransport, session_transport
 from olol.client.sessions import AsyncChatSession
+from olol.cluster.backend import Backend
 
 __all__ = ["AsyncOllamaClient"]
 

@@ -10,8 +10,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from olol.agent.bridge import LoopThread
 from olol.aio import AsyncOllamaClient
+from olol.bridge import LoopThread
 from olol.client.models import ChatResponse, EmbedResponse, GenerateResponse, ModelEntry, ProgressResponse
 from olol.client.sessions import ChatSession
 

@@ -24,11 +24,11 @@ from typing import Any
 import aiohttp
 import pytest
 
-from olol.backends.base import JSON
 from olol.backends.llamacpp import convert
 from olol.backends.llamacpp.backend import LlamaCppBackend
 from olol.backends.llamacpp.bins import LlamaBinaries, LlamaBinaryNotFound, find_llama_server
 from olol.backends.llamacpp.process import LlamaServerConfig, LlamaServerProcess
+from olol.cluster.backend import JSON
 from olol.errors import BackendUnavailable, BadRequest, ModelNotFound
 from tests.support.llama_fixtures import BackgroundLlamaServer
 

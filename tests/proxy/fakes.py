@@ -6,8 +6,8 @@ import asyncio
 from collections.abc import AsyncIterator, Iterable
 from typing import Any
 
-from olol.backends.base import JSON, Backend, BackendInfo
 from olol.cluster import Cluster, Host
+from olol.cluster.backend import JSON, Backend, BackendInfo
 from olol.errors import OlolError
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 
-from olol.backends.base import JSON
+from olol.cluster.backend import JSON
 from olol.proxy.aggregate import collect_chat, collect_generate, collect_status
 
 

@@ -6,8 +6,8 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from olol.backends.base import JSON, Backend
 from olol.cluster import Cluster
+from olol.cluster.backend import JSON, Backend
 from olol.errors import BackendUnavailable, BadRequest, Busy, ModelNotFound
 from olol.proxy.admission import AdmissionQueue
 from olol.proxy.dispatch import Dispatcher

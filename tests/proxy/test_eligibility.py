@@ -6,8 +6,8 @@ from collections.abc import Sequence
 
 import pytest
 
-from olol.proxy.eligibility import candidates
-from olol.proxy.quant import QuantMatcher
+from olol.cluster.eligibility import candidates
+from olol.cluster.quant_matcher import QuantMatcher
 from tests.proxy.fakes import host
 
 Q4 = "llama3:8b-q4_0"

@@ -6,8 +6,8 @@ import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
-from olol.backends.base import JSON
 from olol.cluster import Cluster, Host
+from olol.cluster.backend import JSON
 from olol.proxy.monitor import HostMonitor
 from tests.proxy.fakes import FakeBackend
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from olol.proxy.progress import ProgressMerger
+from olol.placement.progress import ProgressMerger
 
 LAYER = {"status": "pulling abc", "digest": "sha256:abc", "total": 100}
 

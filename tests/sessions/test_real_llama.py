@@ -16,8 +16,8 @@ import ollama
 import pytest
 
 from olol.aio import AsyncOllamaClient
-from olol.backends.base import JSON
 from olol.backends.llamacpp.backend import LlamaCppBackend
+from olol.cluster.backend import JSON
 from olol.sync import OllamaClient
 from tests.proxy.helpers import proxy_over
 from tests.sessions.helpers import create, get, reply_text, say, transcript

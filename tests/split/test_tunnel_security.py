@@ -125,7 +125,7 @@ async def test_idle_tunnel_outlives_keepalive_pings(rpc_server: RpcFactory, monk
 
     import olol.rpc.server
     import olol.split.workers
-    from olol.rpc import options
+    from olol.ggml import options
 
     scale = options.KEEPALIVE_MS // 150  # the production settings, 200 times faster
 

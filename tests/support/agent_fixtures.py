@@ -10,8 +10,8 @@ import pytest
 
 from olol.agent.config import AgentConfig
 from olol.agent.server import AioAgent, ThreadedAgent
-from olol.backends.base import Backend
 from olol.client.agent_backend import AgentBackend
+from olol.cluster.backend import Backend
 
 TRANSPORTS = ["threaded", "asyncio"]
 

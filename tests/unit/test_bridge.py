@@ -1,4 +1,4 @@
-"""The threaded agent's bridge to its asyncio loop (olol.agent.bridge.LoopThread)."""
+"""The threaded agent's bridge to its asyncio loop (olol.bridge.LoopThread)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator, Callable
 
 import pytest
 
-from olol.agent.bridge import LoopThread
+from olol.bridge import LoopThread
 
 
 def consume_in_thread(

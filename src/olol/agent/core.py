@@ -2,7 +2,7 @@
 asyncio gRPC servers) only adapt calling conventions to it.
 
 Everything here runs on one asyncio loop: backends are async adapters, and the
-threaded server hands calls to this loop (see `olol.agent.bridge`).
+threaded server hands calls to this loop (see `olol.bridge`).
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator
 from olol import PROTOCOL_VERSION, __version__
 from olol.agent.hardware import hardware_report
 from olol.agent.state import HostStateTracker
-from olol.backends.base import Backend
+from olol.cluster.backend import Backend
 from olol.errors import BadRequest
 from olol.proto import pb
 from olol.wire import convert

@@ -12,12 +12,12 @@ from typing import Any
 
 import grpc
 
-from olol.agent.bridge import LoopThread
 from olol.agent.config import AgentConfig
 from olol.agent.core import AgentCore
 from olol.agent.servicers import add_to_server, aio_servicer, sync_servicer
 from olol.agent.transfer import add_transfer_service, build_transfer_service
-from olol.backends.base import Backend
+from olol.bridge import LoopThread
+from olol.cluster.backend import Backend
 from olol.discovery.agent_side import Announcer, advertised_addresses, start_announcer
 from olol.security.serving import bind_grpc, grpc_interceptors
 

@@ -12,8 +12,8 @@ from typing import Any
 
 import grpc
 
-from olol.agent.bridge import LoopThread
 from olol.agent.core import AgentCore
+from olol.bridge import LoopThread
 from olol.errors import OlolError
 from olol.proto import rpc
 from olol.wire.status import STATUS_KEY, check_protocol, code_for

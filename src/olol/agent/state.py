@@ -9,7 +9,7 @@ from contextlib import contextmanager, suppress
 
 import psutil
 
-from olol.backends.base import Backend
+from olol.cluster.backend import Backend
 from olol.errors import OlolError
 from olol.proto import pb
 from olol.wire.values import rfc3339_to_ns

@@ -17,9 +17,9 @@ from typing import Any
 
 import psutil
 
-from olol.agent.bridge import LoopThread
 from olol.agent.config import AgentConfig
-from olol.backends.base import Backend
+from olol.bridge import LoopThread
+from olol.cluster.backend import Backend
 from olol.errors import BadRequest, ModelNotFound, Unsupported
 from olol.transfer._memory import keep_freed_buffers
 from olol.transfer._pb import pb, rpc

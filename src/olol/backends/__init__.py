@@ -1,5 +1,5 @@
 """Adapters from one inference backend (Ollama, llama.cpp) to OLOL's interface."""
 
-from olol.backends.base import Backend, BackendInfo
+from olol.cluster.backend import Backend, BackendInfo
 
 __all__ = ["Backend", "BackendInfo"]

@@ -23,7 +23,7 @@ def register(app: typer.Typer) -> None:
         Needs no Ollama: llama.cpp is built from source on first use (cached) and a
         tiny model is generated. `olol demo --once` exits after the first chat.
         """
-        from olol.demo import DemoConfig, run_demo
+        from olol.cli.demo_run import DemoConfig, run_demo
 
         try:
             run_demo(

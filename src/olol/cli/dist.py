@@ -113,11 +113,11 @@ def register(app: typer.Typer) -> None:
           olol dist --discovery --interface eth0 --token-file ~/.olol/token --model llama3:70b
         """
         no_grpc_fork_handlers()
+        from olol.cli.dist_run import DistRun, run_dist
         from olol.security.tls import TlsFiles
         from olol.security.tokens import load_token
         from olol.split.coordinator import DistConfig
         from olol.split.model_source import ModelSourceError, resolve_model
-        from olol.split.run import DistRun, run_dist
         from olol.split.workers import parse_servers
 
         s = settings("dist", config)

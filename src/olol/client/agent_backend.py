@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import grpc
 
-from olol.backends.base import JSON, Backend, BackendInfo
+from olol.cluster.backend import JSON, Backend, BackendInfo
 from olol.errors import OlolError
 from olol.proto import pb, rpc
 from olol.wire import convert

@@ -12,9 +12,9 @@ from typing import Any, Protocol
 
 import grpc
 
-from olol.backends.base import JSON
 from olol.backends.ollama.backend import OllamaBackend
 from olol.client.credentials import ClientCredentials
+from olol.cluster.backend import JSON
 from olol.errors import OlolError
 from olol.sessions import wire
 from olol.sessions._pb import pb, rpc

@@ -11,10 +11,10 @@ from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from olol.agent.bridge import LoopThread
-from olol.backends.base import JSON
+from olol.bridge import LoopThread
 from olol.client.models import ChatResponse, Message, from_json
 from olol.client.session_transport import SessionTransport
+from olol.cluster.backend import JSON
 
 __all__ = ["AsyncChatSession", "ChatSession", "SessionInfo", "SessionMessage"]
 

@@ -12,7 +12,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from olol.backends.base import JSON, Backend
+from olol.cluster.backend import JSON, Backend
 from olol.cluster.names import normalize
 
 __all__ = ["Host"]

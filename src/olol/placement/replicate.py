@@ -26,12 +26,12 @@ from pathlib import Path
 from typing import Any
 
 from olol.cluster import Host, normalize
+from olol.cluster.fanout import as_olol_error
 from olol.errors import BackendUnavailable, OlolError, Unsupported
 from olol.placement.jobs import PlacementJob
+from olol.placement.progress import ProgressMerger
 from olol.placement.quant import Substitution
 from olol.placement.targets import Room, is_agent
-from olol.proxy.fanout import as_olol_error
-from olol.proxy.progress import ProgressMerger
 
 __all__ = ["Replication", "Target"]
 

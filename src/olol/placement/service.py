@@ -20,6 +20,8 @@ from typing import Any
 
 from olol._fast import quant
 from olol.cluster import Cluster, normalize
+from olol.cluster.eligibility import candidates
+from olol.cluster.quant_matcher import QuantMatcher
 from olol.errors import BadRequest, OlolError
 from olol.placement.jobs import JobBook
 from olol.placement.keeper import ReplicaKeeper
@@ -33,8 +35,6 @@ from olol.placement.quant import (
 )
 from olol.placement.replicate import Replication, Target
 from olol.placement.targets import Room, choose_targets, survey
-from olol.proxy.eligibility import candidates
-from olol.proxy.quant import QuantMatcher
 from olol.proxy.router import RouteRequest
 
 __all__ = ["PlacementService"]

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterable
 
-from olol.backends.base import JSON
+from olol.cluster.backend import JSON
 
 __all__ = ["collect_chat", "collect_generate", "collect_status"]
 

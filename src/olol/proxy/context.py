@@ -10,8 +10,9 @@ from typing import TYPE_CHECKING
 
 from aiohttp import web
 
-from olol.backends.base import Backend
 from olol.cluster import Cluster, Host
+from olol.cluster.backend import Backend
+from olol.cluster.quant_matcher import QuantMatcher
 from olol.proxy.admission import AdmissionQueue
 from olol.proxy.affinity import SessionAffinity
 from olol.proxy.config import ProxyConfig
@@ -20,7 +21,6 @@ from olol.proxy.factory import is_ollama_url, make_backend
 from olol.proxy.metrics import ProxyMetrics
 from olol.proxy.monitor import HostMonitor
 from olol.proxy.policies import make_policy
-from olol.proxy.quant import QuantMatcher
 from olol.proxy.router import Router
 from olol.proxy.session_gateway import ProxyChatGateway
 from olol.sessions.service import SessionService

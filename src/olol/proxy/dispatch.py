@@ -15,8 +15,8 @@ import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar
 
-from olol.backends.base import JSON, Backend
 from olol.cluster import Cluster, normalize
+from olol.cluster.backend import JSON, Backend
 from olol.errors import BackendUnavailable, BadRequest, Cancelled, ModelNotFound, OlolError
 from olol.proxy.metrics import ProxyMetrics
 from olol.proxy.router import NoEligibleHost, Route, Router, RouteRequest

@@ -10,8 +10,8 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING
 
-from olol.backends.base import Backend
 from olol.backends.ollama.backend import OllamaBackend
+from olol.cluster.backend import Backend
 
 if TYPE_CHECKING:
     from olol.security.settings import SecuritySettings

@@ -21,8 +21,8 @@ import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
-from olol.backends.base import JSON
 from olol.cluster import Cluster, Host
+from olol.cluster.backend import JSON
 from olol.errors import OlolError
 from olol.lifecycle import cancel_and_wait
 

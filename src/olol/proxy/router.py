@@ -12,12 +12,12 @@ from collections.abc import Collection
 from dataclasses import dataclass
 
 from olol.cluster import Cluster, Lease, normalize
+from olol.cluster.eligibility import candidates
+from olol.cluster.quant_matcher import QuantMatcher
 from olol.errors import ModelNotFound
 from olol.proxy.admission import AdmissionQueue
 from olol.proxy.affinity import SessionAffinity
-from olol.proxy.eligibility import candidates
 from olol.proxy.policies import Candidate, Policy
-from olol.proxy.quant import QuantMatcher
 
 __all__ = ["NoEligibleHost", "Route", "RouteRequest", "Router"]
 

@@ -12,10 +12,10 @@ from dataclasses import dataclass
 from aiohttp import web
 
 from olol import eventloop
+from olol.cluster.quant_matcher import QuantMatcher
 from olol.proxy.app import build_app
 from olol.proxy.config import ProxyConfig
 from olol.proxy.context import BackendFactory, ProxyContext
-from olol.proxy.quant import QuantMatcher
 from olol.security.http import https_context, scheme
 
 __all__ = ["RunningProxy", "serve", "start_proxy"]

@@ -15,8 +15,8 @@ import time
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
-from olol.backends.base import JSON
 from olol.cluster import Cluster, Host, normalize
+from olol.cluster.backend import JSON
 from olol.errors import OlolError
 from olol.proxy.affinity import session_key
 from olol.proxy.dispatch import Dispatcher, Upstream

@@ -36,8 +36,8 @@ import time
 from collections.abc import Callable
 
 from olol._fast.framing import FrameParser, FramingError
+from olol.ggml.relay import RelaySide, adopt
 from olol.rpc.handshake import CLEAN_HELLO, HELLO_REPLY_END, clear_hello_caps
-from olol.rpc.relay import RelaySide, adopt
 from olol.rpc.stats import TunnelStats
 from olol.rpc.worker import GgmlWorker
 

@@ -23,9 +23,9 @@ import grpc
 from olol import eventloop
 from olol.discovery.agent_side import Announcer, start_announcer
 from olol.discovery.settings import DiscoverySettings
+from olol.ggml.options import SERVER_OPTIONS
 from olol.rpc._pb import rpc
 from olol.rpc.data_port import DataPort
-from olol.rpc.options import SERVER_OPTIONS
 from olol.rpc.preseed import preseed
 from olol.rpc.service import RpcWorkerService, WorkerAdvice
 from olol.rpc.stats import TunnelStats

@@ -14,8 +14,8 @@ import logging
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from olol.backends.base import JSON
 from olol.cluster import normalize
+from olol.cluster.backend import JSON
 from olol.errors import BadRequest, ModelNotFound
 from olol.sessions.model import ChatHistory, HistoryMessage, Session, SessionNotFound, new_session_id, now_ns
 from olol.sessions.ports import ChatGateway, SessionStore

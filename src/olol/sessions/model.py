@@ -13,7 +13,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from olol.backends.base import JSON
+from olol.cluster.backend import JSON
 from olol.errors import BadRequest, OlolError
 from olol.wire.values import rfc3339_from_ns
 

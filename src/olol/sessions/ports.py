@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Protocol
 
-from olol.backends.base import JSON
+from olol.cluster.backend import JSON
 from olol.sessions.model import HistoryMessage, Session
 
 __all__ = ["ChatGateway", "ChatStream", "SessionStore"]

@@ -13,7 +13,7 @@ import logging
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
-from olol.backends.base import JSON
+from olol.cluster.backend import JSON
 from olol.errors import BackendUnavailable
 from olol.sessions.model import HistoryMessage, Session, estimate_tokens, now_ns
 from olol.sessions.ports import ChatStream, SessionStore

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from olol.backends.base import JSON
+from olol.cluster.backend import JSON
 from olol.proto import pb as olol_pb
 from olol.sessions._pb import pb
 from olol.sessions.model import HistoryMessage, Session

@@ -43,8 +43,8 @@ from dataclasses import dataclass
 import grpc
 
 from olol._fast.framing import FrameParser, FramingError, expects_reply
+from olol.ggml.relay import RelaySide, adopt
 from olol.rpc._pb import pb
-from olol.rpc.relay import RelaySide, adopt
 from olol.split.workers import RemoteWorker
 
 __all__ = ["DATA_PATHS", "LocalTunnel", "TunnelCounters"]

@@ -10,8 +10,8 @@ from typing import Any
 
 import grpc
 
+from olol.ggml.options import CHANNEL_OPTIONS
 from olol.rpc._pb import pb, rpc
-from olol.rpc.options import CHANNEL_OPTIONS
 from olol.security.tls import TlsFiles
 from olol.security.tokens import token_metadata
 

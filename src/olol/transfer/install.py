@@ -16,7 +16,7 @@ from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-from olol.backends.base import Backend
+from olol.cluster.backend import Backend
 from olol.errors import OlolError
 from olol.transfer.manifest import Layer, ModelManifest, blob_file_name, gguf_file_name
 from olol.transfer.stores import GgufDir

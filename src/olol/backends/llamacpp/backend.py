@@ -38,12 +38,12 @@ from typing import Any
 
 import numpy as np
 
-from olol.backends.base import JSON, Backend, BackendInfo
 from olol.backends.llamacpp import convert
 from olol.backends.llamacpp.client import LlamaServerClient
 from olol.backends.llamacpp.gguf_info import ModelFile, human_parameters, read_model_file, sha256_file
 from olol.backends.llamacpp.models import ModelDir, ModelSwitch
 from olol.backends.llamacpp.process import LlamaServerConfig, LlamaServerProcess
+from olol.cluster.backend import JSON, Backend, BackendInfo
 from olol.errors import BadRequest, ModelNotFound, OlolError
 
 __all__ = ["LlamaCppBackend"]

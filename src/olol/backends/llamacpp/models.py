@@ -16,9 +16,9 @@ import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
-from olol.backends.base import JSON
 from olol.backends.llamacpp import convert
 from olol.backends.llamacpp.gguf_info import ModelFile, read_model_file
+from olol.cluster.backend import JSON
 from olol.errors import ModelNotFound
 
 __all__ = ["ModelDir", "ModelSwitch"]

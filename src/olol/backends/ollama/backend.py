@@ -19,8 +19,8 @@ from typing import Any
 import aiohttp
 from yarl import URL
 
-from olol.backends.base import JSON, Backend, BackendInfo
 from olol.backends.ollama._http1 import HttpPool, HttpResponse
+from olol.cluster.backend import JSON, Backend, BackendInfo
 from olol.errors import BackendUnavailable, BadRequest, Busy, ModelNotFound, OlolError
 from olol.wire.raw import RawChunk, raw_bytes
 

@@ -8,8 +8,8 @@ from typing import Any
 
 from aiohttp import web
 
-from olol.backends.base import JSON, Backend
 from olol.cluster import normalize
+from olol.cluster.backend import JSON, Backend
 from olol.errors import ModelNotFound
 from olol.proxy.affinity import SESSION_HEADER, session_key
 from olol.proxy.aggregate import collect_chat, collect_generate

@@ -13,7 +13,7 @@ from typing import Any
 
 from aiohttp import web
 
-from olol.backends.base import JSON
+from olol.cluster.backend import JSON
 from olol.errors import BadRequest, OlolError
 from olol.proxy.context import CONTEXT, ProxyContext
 from olol.proxy.router import Route

@@ -14,13 +14,13 @@ from typing import Any
 
 from aiohttp import web
 
-from olol.backends.base import JSON, Backend
 from olol.cluster import Host
+from olol.cluster.backend import JSON, Backend
+from olol.cluster.fanout import FanOut, as_olol_error, fan_out
 from olol.errors import BadRequest, ModelNotFound, OlolError, Unsupported
-from olol.proxy.fanout import FanOut, as_olol_error, fan_out
+from olol.placement.progress import ProgressMerger
 from olol.proxy.http.io import ctx, json_reply, read_json, require_model, wants_stream, write_ndjson
 from olol.proxy.placement import pull_targets
-from olol.proxy.progress import ProgressMerger
 
 __all__ = ["blob_exists", "blob_upload", "copy", "create", "delete", "pull", "push"]
 

@@ -7,8 +7,8 @@ from collections.abc import AsyncIterator, Callable
 
 from aiohttp import web
 
-from olol.backends.base import JSON
 from olol.cluster import normalize
+from olol.cluster.backend import JSON
 from olol.errors import ModelNotFound, OlolError
 from olol.proxy.aggregate import collect_chat, collect_generate
 from olol.proxy.dispatch import StreamCall, Upstream

@@ -15,7 +15,7 @@ from typing import Any
 
 from aiohttp import web
 
-from olol.backends.base import JSON
+from olol.cluster.backend import JSON
 from olol.errors import BadRequest
 from olol.proxy.http import manage
 from olol.proxy.http.io import ctx, read_json, require_model

@@ -20,7 +20,7 @@ from typing import Any
 
 from aiohttp import web
 
-from olol.backends.base import JSON
+from olol.cluster.backend import JSON
 from olol.errors import BadRequest, OlolError
 from olol.proxy.aggregate import collect_chat
 from olol.proxy.http.io import ctx, json_reply, read_json, require_model, wants_stream, write_ndjson

@@ -13,10 +13,10 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 
 import olol
-from olol.backends.base import JSON
 from olol.cluster import Host, normalize
+from olol.cluster.backend import JSON
+from olol.cluster.fanout import fan_out
 from olol.errors import ModelNotFound, OlolError
-from olol.proxy.fanout import fan_out
 from olol.proxy.http.io import ctx, json_reply, read_json, require_model
 
 __all__ = ["merged_models", "ps", "root", "show", "tags", "version"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from olol.backends.base import JSON
+from olol.cluster.backend import JSON
 from olol.errors import BadRequest
 
 __all__ = ["chat_request", "completion_request", "embed_request"]

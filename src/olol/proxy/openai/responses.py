@@ -10,7 +10,7 @@ import time
 from datetime import datetime
 from typing import Any
 
-from olol.backends.base import JSON
+from olol.cluster.backend import JSON
 
 __all__ = [
     "ChatStreamState",

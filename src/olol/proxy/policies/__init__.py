@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from olol.cluster import LatencyBook
+from olol.cluster.routing import Candidate, Policy
 from olol.proxy.policies.adaptive import Adaptive
-from olol.proxy.policies.base import Candidate, Policy
 from olol.proxy.policies.least_connections import LeastConnections
 from olol.proxy.policies.round_robin import RoundRobin
 

@@ -16,7 +16,7 @@ import itertools
 from collections.abc import Sequence
 
 from olol.cluster import LatencyBook, normalize
-from olol.proxy.policies.base import Candidate
+from olol.cluster.routing import Candidate
 
 __all__ = ["Adaptive"]
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import itertools
 from collections.abc import Sequence
 
-from olol.proxy.policies.base import Candidate
+from olol.cluster.routing import Candidate
 
 __all__ = ["LeastConnections"]
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from olol.backends.base import JSON
+from olol.cluster.backend import JSON
 
 __all__ = ["ProgressMerger"]
 

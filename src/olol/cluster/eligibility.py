@@ -11,8 +11,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from olol.cluster import Host, normalize
-from olol.proxy.policies import Candidate
-from olol.proxy.quant import QuantMatcher
+from olol.cluster.quant_matcher import QuantMatcher
+from olol.cluster.routing import Candidate
 
 __all__ = ["candidates"]
 

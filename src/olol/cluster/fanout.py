@@ -12,8 +12,8 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
-from olol.backends.base import JSON
 from olol.cluster import Host
+from olol.cluster.backend import JSON
 from olol.errors import OlolError, Unsupported
 
 __all__ = ["PARTIAL_HEADER", "FanOut", "as_olol_error", "fan_out"]
