@@ -13,7 +13,7 @@ import aiohttp
 import pytest
 
 from olol.errors import OlolError
-from olol.transfer._pb import pb
+from olol.proto import models_pb as pb
 from olol.transfer.blobs import Chunk, receive_blob
 from olol.transfer.client import TransferClient
 from olol.transfer.growing import GrowingBlob, follow_chunks

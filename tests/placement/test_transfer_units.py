@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from olol.errors import BadRequest, ModelNotFound, OlolError
-from olol.transfer._pb import pb
+from olol.proto import models_pb as pb
 from olol.transfer.blobs import RateLimiter, read_chunks, receive_blob
 from olol.transfer.manifest import Layer, ModelManifest, digest_hex, gguf_file_name
 from olol.transfer.stores import GgufDir, OllamaModelsDir

@@ -11,11 +11,12 @@ from typing import Any
 import grpc
 import pytest
 
+from olol.proto import sessions_grpc as rpc
+from olol.proto import sessions_pb as pb
 from olol.proxy import RunningProxy
 from olol.security.apikeys import ApiKeys
 from olol.security.settings import SecuritySettings
 from olol.security.tls import TlsFiles
-from olol.sessions._pb import pb, rpc
 from olol.wire.status import protocol_metadata
 from tests.proxy.helpers import proxy_over
 from tests.security.conftest import TOKEN, WRONG_TOKEN, Pki

@@ -11,9 +11,10 @@ import pytest
 
 from olol.aio import AsyncOllamaClient
 from olol.errors import BadRequest, ModelNotFound
+from olol.proto import sessions_grpc as rpc
+from olol.proto import sessions_pb as pb
 from olol.proxy import RunningProxy
 from olol.sessions import SessionNotFound
-from olol.sessions._pb import pb, rpc
 from olol.sync import OllamaClient
 from olol.wire.status import protocol_metadata
 from tests.proxy.helpers import proxy_over

@@ -10,7 +10,7 @@ import grpc
 import pytest
 
 from olol._fast.framing import RpcCommand, encode_request
-from olol.rpc._pb import pb
+from olol.proto import ggml_pb as pb
 from olol.rpc.server import RpcServer
 from olol.split.workers import RemoteWorker
 from tests.split.conftest import TOKEN, RpcFactory

@@ -21,8 +21,9 @@ from olol.agent.config import AgentConfig
 from olol.bridge import LoopThread
 from olol.cluster.backend import Backend
 from olol.errors import BadRequest, ModelNotFound, Unsupported
+from olol.proto import models_grpc as rpc
+from olol.proto import models_pb as pb
 from olol.transfer._memory import keep_freed_buffers
-from olol.transfer._pb import pb, rpc
 from olol.transfer.blobs import RateLimiter, read_chunks
 from olol.transfer.client import TransferClient
 from olol.transfer.fetch import BlobLocks, fetch_model

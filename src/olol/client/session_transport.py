@@ -16,8 +16,9 @@ from olol.backends.ollama.backend import OllamaBackend
 from olol.client.credentials import ClientCredentials
 from olol.cluster.backend import JSON
 from olol.errors import OlolError
+from olol.proto import sessions_grpc as rpc
+from olol.proto import sessions_pb as pb
 from olol.sessions import wire
-from olol.sessions._pb import pb, rpc
 from olol.sessions.model import SessionNotFound
 from olol.wire.status import error_from_rpc, protocol_metadata
 

@@ -24,7 +24,7 @@ from olol import eventloop
 from olol.discovery.agent_side import Announcer, start_announcer
 from olol.discovery.settings import DiscoverySettings
 from olol.ggml.options import SERVER_OPTIONS
-from olol.rpc._pb import rpc
+from olol.proto import ggml_grpc as rpc
 from olol.rpc.data_port import DataPort
 from olol.rpc.preseed import preseed
 from olol.rpc.service import RpcWorkerService, WorkerAdvice

@@ -32,7 +32,8 @@ import grpc
 import psutil
 
 from olol._fast.framing import FrameParser, FramingError
-from olol.rpc._pb import pb, rpc
+from olol.proto import ggml_grpc as rpc
+from olol.proto import ggml_pb as pb
 from olol.rpc.data_port import DataPort
 from olol.rpc.handshake import CLEAN_HELLO, HELLO_REPLY_END, clear_hello_caps
 from olol.rpc.stats import TunnelStats

@@ -20,8 +20,9 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import grpc
 
 from olol.errors import OlolError
+from olol.proto import sessions_grpc as rpc
+from olol.proto import sessions_pb as pb
 from olol.sessions import wire
-from olol.sessions._pb import pb, rpc
 from olol.sessions.manager import SessionManager
 from olol.wire.status import STATUS_KEY, check_protocol, code_for
 

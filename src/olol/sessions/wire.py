@@ -11,7 +11,7 @@ from typing import Any
 
 from olol.cluster.backend import JSON
 from olol.proto import pb as olol_pb
-from olol.sessions._pb import pb
+from olol.proto import sessions_pb as pb
 from olol.sessions.model import HistoryMessage, Session
 from olol.wire import convert
 from olol.wire.values import duration_to_json, rfc3339_from_ns

@@ -44,7 +44,7 @@ import grpc
 
 from olol._fast.framing import FrameParser, FramingError, expects_reply
 from olol.ggml.relay import RelaySide, adopt
-from olol.rpc._pb import pb
+from olol.proto import ggml_pb as pb
 from olol.split.workers import RemoteWorker
 
 __all__ = ["DATA_PATHS", "LocalTunnel", "TunnelCounters"]

@@ -11,7 +11,8 @@ from typing import Any
 import grpc
 
 from olol.ggml.options import CHANNEL_OPTIONS
-from olol.rpc._pb import pb, rpc
+from olol.proto import ggml_grpc as rpc
+from olol.proto import ggml_pb as pb
 from olol.security.tls import TlsFiles
 from olol.security.tokens import token_metadata
 

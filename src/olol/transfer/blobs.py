@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO, Protocol
 
 from olol.errors import BadRequest, OlolError
-from olol.transfer._pb import pb
+from olol.proto import models_pb as pb
 from olol.transfer.manifest import Layer, digest_hex
 
 if TYPE_CHECKING:

@@ -8,7 +8,8 @@ from typing import Any
 import grpc
 
 from olol.errors import OlolError
-from olol.transfer._pb import pb, rpc
+from olol.proto import models_grpc as rpc
+from olol.proto import models_pb as pb
 from olol.transfer.manifest import ModelManifest
 from olol.wire.status import error_from_rpc, protocol_metadata
 

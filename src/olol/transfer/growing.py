@@ -25,7 +25,7 @@ from pathlib import Path
 
 from olol.cluster import normalize
 from olol.errors import OlolError
-from olol.transfer._pb import pb
+from olol.proto import models_pb as pb
 from olol.transfer.blobs import DEFAULT_CHUNK, MAX_CHUNK, RateLimiter
 from olol.transfer.manifest import ModelManifest, digest_hex
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from olol.errors import BadRequest, OlolError
-from olol.transfer._pb import pb
+from olol.proto import models_pb as pb
 
 __all__ = [
     "ADAPTER",
