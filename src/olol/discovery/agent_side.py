@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 
 from olol.discovery.advert import Advert
 from olol.discovery.netif import local_ipv4s, route_source
-from olol.discovery.register import Registrar
+from olol.discovery.registrar import Registrar
 from olol.discovery.settings import DiscoverySettings
 from olol.security.settings import SecuritySettings
 

@@ -19,7 +19,7 @@ from aiohttp import web
 
 from olol.discovery.advert import Advert
 from olol.discovery.membership import Membership
-from olol.discovery.register import REGISTER_PATH, registration_handler
+from olol.discovery.registrar import REGISTER_PATH, registration_handler
 from olol.discovery.rpc_roster import RpcRoster
 
 if TYPE_CHECKING:
