@@ -8,12 +8,13 @@ import pytest
 
 from olol.cluster import Cluster
 from olol.cluster.backend import JSON, Backend
+from olol.cluster.routing import RouteRequest
 from olol.errors import BackendUnavailable, BadRequest, Busy, ModelNotFound
 from olol.proxy.admission import AdmissionQueue
 from olol.proxy.dispatch import Dispatcher
 from olol.proxy.metrics import ProxyMetrics
 from olol.proxy.policies import RoundRobin
-from olol.proxy.router import Router, RouteRequest
+from olol.proxy.router import Router
 from tests.proxy.fakes import fake, host
 
 

@@ -5,11 +5,12 @@ import asyncio
 import pytest
 
 from olol.cluster import Cluster
+from olol.cluster.routing import RouteRequest
 from olol.errors import ModelNotFound
 from olol.proxy.admission import AdmissionQueue, QueueFull
 from olol.proxy.affinity import SessionAffinity
 from olol.proxy.policies import LeastConnections
-from olol.proxy.router import NoEligibleHost, Router, RouteRequest
+from olol.proxy.router import NoEligibleHost, Router
 from tests.proxy.fakes import host
 
 

@@ -18,6 +18,7 @@ import typer
 
 from olol.cli import security_options as sec
 from olol.cli.common import fail, open_proxy, proxy_error, read_proxy_json
+from olol.cluster.backend import JSON
 from olol.config import ConfigError
 
 if TYPE_CHECKING:
@@ -25,7 +26,6 @@ if TYPE_CHECKING:
 
 __all__ = ["PullView", "register", "render_models"]
 
-JSON = dict[str, Any]
 
 URL_OPTION = typer.Option(
     "http://localhost:8000", "--url", "-u", envvar="OLOL_PROXY_URL", help="The proxy's URL [env: OLOL_PROXY_URL]."

@@ -1,4 +1,4 @@
-"""What a routing policy sees and the one thing it does: order the candidate hosts.
+"""What a routing policy sees and the one thing it does: order the candidate hosts; what a request asks for.
 
 The router has already kept only hosts that can serve the request (model-aware,
 healthy, quantization fallback); the policy ranks them best first. The router
@@ -14,7 +14,13 @@ from typing import Protocol
 
 from olol.cluster import Host
 
-__all__ = ["Candidate", "Policy"]
+__all__ = ["Candidate", "Policy", "RouteRequest"]
+
+
+@dataclass(frozen=True)
+class RouteRequest:
+    model: str
+    session: str | None = None  # affinity key, see `olol.proxy.affinity.session_key`
 
 
 @dataclass(frozen=True, eq=False)

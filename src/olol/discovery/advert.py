@@ -17,12 +17,14 @@ from olol import PROTOCOL_VERSION
 from olol.discovery.settings import DEFAULT_CLUSTER
 from olol.security.signing import SIGNATURE_FIELD, sign_fields, verify_fields
 
-__all__ = ["ADVERT", "REGISTRATION", "ROLES", "Advert", "StrangerAdvert", "format_target"]
+__all__ = ["ADVERT", "REGISTER_PATH", "REGISTRATION", "ROLES", "Advert", "StrangerAdvert", "format_target"]
 
 ROLES = ("agent", "rpc")
 #: Signature purposes: an mDNS advert can never be replayed as a registration, nor the reverse.
 ADVERT = "advert"
 REGISTRATION = "register"
+#: Where a proxy takes registrations (`olol.discovery.registrar` posts, `.registration` answers).
+REGISTER_PATH = "/olol/register"
 
 
 class StrangerAdvert(ValueError):

@@ -1,31 +1,35 @@
 """Hosts that join and leave a running proxy: found by mDNS, registered by agents, or found by a scan.
 
-A joined host is built exactly like a `--servers` host (same backend factory,
-token and TLS, same monitor), so from then on routing, health and failover
-treat it the same. Hosts given with `--servers` are never removed here.
+A joined host is built exactly like a `--servers` host: the proxy hands in its own
+`add`/`remove` (one place builds a host: backend factory, token and TLS, monitor),
+so from then on routing, health and failover treat it the same. Hosts given with
+`--servers` are never removed here.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
-from typing import TYPE_CHECKING
+from collections.abc import Awaitable, Callable
 
-from olol.cluster import Host
+from olol.cluster import Cluster
 
-if TYPE_CHECKING:
-    from olol.proxy.context import ProxyContext
-
-__all__ = ["Membership"]
+__all__ = ["AddHost", "Membership", "RemoveHost"]
 
 log = logging.getLogger("olol.discovery")
 
+#: Builds, starts and adds the host for an agent's `host:port` (and its monitor).
+AddHost = Callable[[str], Awaitable[None]]
+#: Stops the host's monitor, marks it down, drops it from the cluster and closes its backend.
+RemoveHost = Callable[[str, str], Awaitable[None]]
+
 
 class Membership:
-    def __init__(self, ctx: ProxyContext) -> None:
-        self.ctx = ctx
+    def __init__(self, cluster: Cluster, add: AddHost, remove: RemoveHost) -> None:
+        self.cluster = cluster
+        self._add = add
+        self._remove = remove
         self.origins: dict[str, str] = {}  # host id -> how it joined ("mdns", "register", "scan")
         self._leases: dict[str, float] = {}  # registered host id -> monotonic time its registration lapses
         self._lock = asyncio.Lock()
@@ -36,31 +40,13 @@ class Membership:
 
     async def join(self, target: str, origin: str, *, lease: float | None = None) -> bool:
         """Add `target` (an agent's host:port) unless it is already a member; True when it was added."""
-        # Imported here: olol.proxy imports this package while it builds its app.
-        from olol.proxy.factory import make_backend
-        from olol.proxy.monitor import HostMonitor
-
         async with self._lock:
             if lease is not None:
                 self._leases[target] = time.monotonic() + lease
-            if target in self.ctx.cluster.hosts:
+            if target in self.cluster.hosts:
                 return False
-            config = self.ctx.config
-            backend = make_backend(target, security=config.security)
-            host = Host(
-                id=target,
-                backend=backend,
-                weight=config.host_weights.get(target, 1.0),
-                tier=config.host_tiers.get(target, 0),
-                parallel=config.host_parallel.get(target, config.default_parallel),
-                kind=backend.kind,
-            )
-            monitor = HostMonitor(host, self.ctx.cluster, interval=config.probe_interval)
-            await backend.start()
-            self.ctx.cluster.add(host)
-            self.ctx.monitors[target] = monitor
+            await self._add(target)
             self.origins[target] = origin
-            monitor.start()
         log.info("host %s joined (%s)", target, origin)
         return True
 
@@ -71,15 +57,7 @@ class Membership:
                 return False
             del self.origins[target]
             self._leases.pop(target, None)
-            monitor = self.ctx.monitors.pop(target, None)
-            host = self.ctx.cluster.hosts.get(target)
-            if monitor is not None:
-                await monitor.stop()
-            if host is not None:
-                self.ctx.cluster.mark_down(host, reason)  # listeners (affinity, queues) let go of it first
-                self.ctx.cluster.hosts.pop(target, None)
-                with contextlib.suppress(Exception):
-                    await host.backend.close()
+            await self._remove(target, reason)
         log.info("host %s left: %s", target, reason)
         return True
 
@@ -87,7 +65,7 @@ class Membership:
         """Drop registered hosts whose registration lapsed and that no longer answer."""
         now = time.monotonic()
         for target, until in list(self._leases.items()):
-            host = self.ctx.cluster.hosts.get(target)
+            host = self.cluster.hosts.get(target)
             if until < now and (host is None or not host.healthy):
                 await self.leave(target, "registration expired")
 

@@ -3,9 +3,11 @@
 Agents become inference hosts (`Membership`); rpc-servers, advertised or
 registered, go to `RpcRoster` instead, apart from the hosts and never routed to.
 
-`install_discovery(app, ctx)` wires it into the aiohttp app's start-up and
+`install_discovery(app, ...)` wires it into the aiohttp app's start-up and
 clean-up, so it runs exactly while the proxy serves (after the configured
-hosts had their first probe, before the context closes the backends).
+hosts had their first probe, before the context closes the backends). The
+proxy hands in its cluster and how it adds and removes a host; this package
+never imports the proxy.
 """
 
 from __future__ import annotations
@@ -17,15 +19,17 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
-from olol.discovery.advert import Advert
-from olol.discovery.membership import Membership
-from olol.discovery.registrar import REGISTER_PATH, registration_handler
+from olol.cluster import Cluster
+from olol.discovery.advert import REGISTER_PATH, Advert
+from olol.discovery.membership import AddHost, Membership, RemoveHost
+from olol.discovery.registration import registration_handler
 from olol.discovery.rpc_roster import RpcRoster
+from olol.discovery.settings import DiscoverySettings
+from olol.security.settings import SecuritySettings
 
 if TYPE_CHECKING:
     from olol.discovery.mdns import MdnsBrowser
     from olol.discovery.scan import SubnetScanner
-    from olol.proxy.context import ProxyContext
 
 __all__ = ["DISCOVERY", "ProxyDiscovery", "install_discovery"]
 
@@ -33,11 +37,11 @@ log = logging.getLogger("olol.discovery")
 
 
 class ProxyDiscovery:
-    def __init__(self, ctx: ProxyContext) -> None:
-        self.ctx = ctx
-        self.settings = ctx.config.discovery
-        self.token = ctx.config.security.token
-        self.membership = Membership(ctx)
+    def __init__(self, settings: DiscoverySettings, security: SecuritySettings, membership: Membership) -> None:
+        self.settings = settings
+        self.token = security.token
+        self.tls = security.tls
+        self.membership = membership
         self.browser: MdnsBrowser | None = None
         self.scanner: SubnetScanner | None = None
         # rpc-servers (`olol rpc-server --discovery` or `--proxy`) are no inference hosts: kept apart,
@@ -77,7 +81,7 @@ class ProxyDiscovery:
                 self.membership,
                 network,
                 token=self.token,
-                tls=self.ctx.config.security.tls,
+                tls=self.tls,
                 ports=self.settings.scan_ports,
                 rate=self.settings.scan_rate,
                 interval=self.settings.scan_interval,
@@ -132,11 +136,18 @@ class ProxyDiscovery:
 DISCOVERY: web.AppKey[ProxyDiscovery] = web.AppKey("olol_discovery", ProxyDiscovery)
 
 
-def install_discovery(app: web.Application, ctx: ProxyContext) -> None:
-    settings = ctx.config.discovery
+def install_discovery(
+    app: web.Application,
+    settings: DiscoverySettings,
+    security: SecuritySettings,
+    cluster: Cluster,
+    add: AddHost,
+    remove: RemoveHost,
+) -> None:
+    """Discovery for this app's proxy, when enabled: hosts join through `add` and leave through `remove`."""
     if not (settings.enabled or settings.scan_subnet):
         return
-    discovery = ProxyDiscovery(ctx)
+    discovery = ProxyDiscovery(settings, security, Membership(cluster, add, remove))
     app[DISCOVERY] = discovery
     if settings.enabled:
         app.router.add_post(REGISTER_PATH, discovery.register_handler())

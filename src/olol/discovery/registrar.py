@@ -1,5 +1,7 @@
 """Agents and rpc-servers registering with a proxy they were pointed at (`--proxy host:port`), across subnets.
 
+The host's side (`Registrar`); the proxy's handler is `olol.discovery.registration`.
+
 The host POSTs a signed advert to `/olol/register` every `register_interval`
 seconds (a lease: the proxy forgets a registration that lapses while the host
 is down) and a signed `leave` when it stops. Each registration carries a
@@ -14,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import time
 from collections.abc import Callable
@@ -22,24 +23,19 @@ from dataclasses import replace
 from typing import TYPE_CHECKING
 
 import aiohttp
-from aiohttp import web
 
-from olol.discovery.advert import REGISTRATION, Advert, StrangerAdvert, format_target
+from olol.discovery.advert import REGISTER_PATH, REGISTRATION, Advert
 from olol.lifecycle import cancel_and_wait
-from olol.security.signing import ReplayGuard, new_nonce
+from olol.security.signing import new_nonce
 
 if TYPE_CHECKING:
-    from olol.discovery.membership import Membership
-    from olol.discovery.rpc_roster import RpcRoster
     from olol.security.tls import TlsFiles
 
-__all__ = ["REGISTER_PATH", "Registrar", "registration_handler"]
+__all__ = ["Registrar", "proxy_url"]
 
 log = logging.getLogger("olol.discovery")
 
-REGISTER_PATH = "/olol/register"
 _TIMEOUT = aiohttp.ClientTimeout(total=10)
-_MAX_BODY = 16 * 1024
 
 
 def proxy_url(proxy: str, tls: TlsFiles | None) -> str:
@@ -117,62 +113,3 @@ class Registrar:
                         await self._post("leave")
             await self._session.close()
             self._session = None
-
-
-def registration_handler(
-    membership: Membership,
-    *,
-    token: str | None,
-    cluster: str,
-    rpc: RpcRoster | None = None,
-    replay: ReplayGuard | None = None,
-) -> Callable[[web.Request], object]:
-    """The proxy's `POST /olol/register`: signed joins and leaves from agents, and from rpc-servers
-    when `rpc` is given (without it, role "rpc" is refused)."""
-    guard = replay or ReplayGuard()
-
-    def refuse(status: int, message: str) -> web.Response:
-        return web.json_response({"error": message}, status=status)
-
-    async def handle(request: web.Request) -> web.Response:
-        raw = await request.read()  # the HTTP guard has bounded and timed the read already
-        if len(raw) > _MAX_BODY:
-            return refuse(413, "registration too large")
-        try:
-            fields = json.loads(raw)
-            if not isinstance(fields, dict) or not all(isinstance(v, str) for v in fields.values()):
-                raise ValueError("expected an object of strings")
-        except ValueError as exc:
-            return refuse(400, f"invalid registration: {exc}")
-        try:
-            advert = Advert.parse(fields, token=token, cluster=cluster, purpose=REGISTRATION)
-        except StrangerAdvert as exc:
-            log.warning("refused registration from %s: %s", request.remote, exc)
-            status = 401 if "signature" in str(exc) or "unsigned" in str(exc) else 400
-            return refuse(status, f"registration refused: {exc}")
-        try:
-            ts, ttl = float(advert.extra.get("ts", "")), float(advert.extra.get("ttl", "30"))
-        except ValueError:
-            return refuse(400, "registration refused: bad ts/ttl")
-        if token and not guard.accept(ts, advert.extra.get("nonce", "")):
-            log.warning("refused replayed or stale registration from %s", request.remote)
-            return refuse(401, "registration refused: stale or replayed")
-        if advert.role != "agent" and (advert.role != "rpc" or rpc is None):
-            return refuse(400, f"registration refused: role {advert.role!r} is not taken here")
-        target = (advert.targets() or [format_target(request.remote or "", advert.port)])[0]
-        leaving, lease = advert.extra.get("op") == "leave", max(1.0, min(ttl, 3600.0))
-        added = False
-        if advert.role == "rpc" and rpc is not None:  # a worker for split models: listed, never routed to
-            key = rpc.registered_key(target)
-            if leaving:
-                rpc.forget(key, "rpc-server left")
-            else:
-                added = rpc.seen(key, advert, target, "register", lease=lease)
-        elif leaving:
-            await membership.leave(target, "agent left")
-        else:
-            added = await membership.join(target, "register", lease=lease)
-        outcome = "left" if leaving else "joined" if added else "renewed"
-        return web.json_response({"status": outcome, "host": target, "role": advert.role})
-
-    return handle

@@ -99,7 +99,7 @@ class SubnetScanner:
                 if address in self.skip:
                     continue
                 for port in self.ports:
-                    if format_target(address, port) in self.membership.ctx.cluster.hosts:
+                    if format_target(address, port) in self.membership.cluster.hosts:
                         continue
                     await slots.acquire()
                     self.attempts += 1

@@ -11,11 +11,11 @@ import itertools
 import time
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Any
+
+from olol.cluster.backend import JSON
 
 __all__ = ["HostProgress", "JobBook", "PlacementJob"]
 
-JSON = dict[str, Any]
 _KEEP_FINISHED = 20
 
 

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from olol.cluster import Host, normalize
+from olol.cluster.backend import JSON
 from olol.cluster.fanout import as_olol_error
 from olol.errors import BackendUnavailable, OlolError, Unsupported
 from olol.placement.jobs import PlacementJob
@@ -37,7 +38,6 @@ __all__ = ["Replication", "Target"]
 
 log = logging.getLogger(__name__)
 
-JSON = dict[str, Any]
 _DONE = object()
 _NOT_IN_REGISTRY = ("file does not exist", "not found", "manifest unknown")
 #: Level-suffixed names a host asks the registry for before it settles for the plain name:

@@ -20,8 +20,10 @@ from typing import Any
 
 from olol._fast import quant
 from olol.cluster import Cluster, normalize
+from olol.cluster.backend import JSON
 from olol.cluster.eligibility import candidates
 from olol.cluster.quant_matcher import QuantMatcher
+from olol.cluster.routing import RouteRequest
 from olol.errors import BadRequest, OlolError
 from olol.placement.jobs import JobBook
 from olol.placement.keeper import ReplicaKeeper
@@ -35,13 +37,11 @@ from olol.placement.quant import (
 )
 from olol.placement.replicate import Replication, Target
 from olol.placement.targets import Room, choose_targets, survey
-from olol.proxy.router import RouteRequest
 
 __all__ = ["PlacementService"]
 
 log = logging.getLogger(__name__)
 
-JSON = dict[str, Any]
 Refresh = Callable[[Iterable[str]], Awaitable[None]]
 #: A failed on-demand pull is not retried for this long: a typo'd model name must not hammer the registry.
 FAILED_PULL_TTL = 30.0

@@ -48,7 +48,8 @@ def build_app(ctx: ProxyContext) -> web.Application:
     app = web.Application(client_max_size=0)
     # API keys, rate and body limits, Ollama-shaped 4xx, and the errors above: one middleware.
     install_guards(app, ctx.config.security, on_error=_errors)
-    install_discovery(app, ctx)  # mDNS, registrations, subnet scan: only when enabled
+    # mDNS, registrations, subnet scan: only when enabled.
+    install_discovery(app, ctx.config.discovery, ctx.config.security, ctx.cluster, ctx.add_host, ctx.remove_host)
     if ctx.config.distributed.enabled:  # models split across rpc-servers; grpc loads only then
         from olol.proxy.distributed import install_distributed
 

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import TYPE_CHECKING
 
 from aiohttp import web
@@ -33,6 +35,23 @@ __all__ = ["CONTEXT", "BackendFactory", "ProxyContext"]
 BackendFactory = Callable[[str], Backend]
 
 
+def make_host(config: ProxyConfig, spec: str, backend: Backend) -> Host:
+    """The one place a host is built: a `--servers` entry and a discovered agent get the same settings."""
+    return Host(
+        id=spec,
+        backend=backend,
+        weight=config.host_weights.get(spec, 1.0),
+        tier=config.host_tiers.get(spec, 0),
+        parallel=config.host_parallel.get(spec, config.default_parallel),
+        kind=backend.kind,
+    )
+
+
+def _backend(config: ProxyConfig, spec: str) -> Backend:
+    parallel = config.host_parallel.get(spec, config.default_parallel)
+    return make_backend(spec, parallel=parallel if is_ollama_url(spec) else None, security=config.security)
+
+
 @dataclass
 class ProxyContext:
     config: ProxyConfig
@@ -52,20 +71,7 @@ class ProxyContext:
               quant: QuantMatcher | None = None) -> ProxyContext:
         cluster = Cluster()
         for spec in config.servers:
-            parallel = config.host_parallel.get(spec, config.default_parallel)
-            if backend_factory is not None:
-                backend = backend_factory(spec)
-            else:
-                backend = make_backend(spec, parallel=parallel if is_ollama_url(spec) else None,
-                                       security=config.security)
-            cluster.add(Host(
-                id=spec,
-                backend=backend,
-                weight=config.host_weights.get(spec, 1.0),
-                tier=config.host_tiers.get(spec, 0),
-                parallel=parallel,
-                kind=backend.kind,
-            ))
+            cluster.add(make_host(config, spec, (backend_factory or partial(_backend, config))(spec)))
         admission = AdmissionQueue(config.max_queue_wait, config.max_queue)
         affinity = SessionAffinity(config.affinity_load_factor) if config.affinity else None
         quant = (quant or QuantMatcher()) if config.quant_fallback else None
@@ -106,6 +112,27 @@ class ProxyContext:
             await self.sessions.stop()  # first: its in-flight turns still need the hosts
         await asyncio.gather(*(m.stop() for m in self.monitors.values()))
         await asyncio.gather(*(h.backend.close() for h in self.cluster.hosts.values()), return_exceptions=True)
+
+    async def add_host(self, target: str) -> None:
+        """Build, start and monitor a host that joined while serving (discovery, registration)."""
+        host = make_host(self.config, target, _backend(self.config, target))
+        monitor = HostMonitor(host, self.cluster, interval=self.config.probe_interval)
+        await host.backend.start()
+        self.cluster.add(host)
+        self.monitors[target] = monitor
+        monitor.start()
+
+    async def remove_host(self, target: str, reason: str) -> None:
+        """Stop monitoring a host, let go of it everywhere, drop it and close its backend."""
+        monitor = self.monitors.pop(target, None)
+        host = self.cluster.hosts.get(target)
+        if monitor is not None:
+            await monitor.stop()
+        if host is not None:
+            self.cluster.mark_down(host, reason)  # listeners (affinity, queues) let go of it first
+            self.cluster.hosts.pop(target, None)
+            with contextlib.suppress(Exception):
+                await host.backend.close()
 
     async def refresh(self, host_ids: Iterable[str]) -> None:
         await asyncio.gather(*(self.monitors[h].refresh() for h in host_ids if h in self.monitors))

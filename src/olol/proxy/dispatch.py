@@ -17,9 +17,10 @@ from typing import Any, TypeVar
 
 from olol.cluster import Cluster, normalize
 from olol.cluster.backend import JSON, Backend
+from olol.cluster.routing import RouteRequest
 from olol.errors import BackendUnavailable, BadRequest, Cancelled, ModelNotFound, OlolError
 from olol.proxy.metrics import ProxyMetrics
-from olol.proxy.router import NoEligibleHost, Route, Router, RouteRequest
+from olol.proxy.router import NoEligibleHost, Route, Router
 
 __all__ = ["Dispatcher", "Upstream"]
 

@@ -14,22 +14,16 @@ from dataclasses import dataclass
 from olol.cluster import Cluster, Lease, normalize
 from olol.cluster.eligibility import candidates
 from olol.cluster.quant_matcher import QuantMatcher
+from olol.cluster.routing import Candidate, Policy, RouteRequest
 from olol.errors import ModelNotFound
 from olol.proxy.admission import AdmissionQueue
 from olol.proxy.affinity import SessionAffinity
-from olol.proxy.policies import Candidate, Policy
 
-__all__ = ["NoEligibleHost", "Route", "RouteRequest", "Router"]
+__all__ = ["NoEligibleHost", "Route", "Router"]
 
 
 class NoEligibleHost(Exception):
     """Every host that could serve the request has been tried (and excluded)."""
-
-
-@dataclass(frozen=True)
-class RouteRequest:
-    model: str
-    session: str | None = None  # affinity key, see `olol.proxy.affinity.session_key`
 
 
 @dataclass

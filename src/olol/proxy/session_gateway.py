@@ -17,10 +17,11 @@ from typing import Any
 
 from olol.cluster import Cluster, Host, normalize
 from olol.cluster.backend import JSON
+from olol.cluster.routing import RouteRequest
 from olol.errors import OlolError
 from olol.proxy.affinity import session_key
 from olol.proxy.dispatch import Dispatcher, Upstream
-from olol.proxy.router import Route, Router, RouteRequest
+from olol.proxy.router import Route, Router
 from olol.sessions.trim import DEFAULT_CONTEXT
 
 __all__ = ["ProxyChatGateway"]

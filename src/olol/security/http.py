@@ -27,6 +27,7 @@ from olol.security.apikeys import READ, ApiKey
 from olol.security.limits import RateLimiter
 from olol.security.schema import BODY_SPECS, InvalidBody, parse_body
 from olol.security.settings import SecuritySettings
+from olol.wire.errors import error_body
 
 __all__ = [
     "OPEN_PATHS",
@@ -75,8 +76,6 @@ def error_response(
 ) -> web.Response:
     """An error as Ollama sends it, or as OpenAI does under /v1."""
     if request.path.startswith("/v1/"):
-        from olol.proxy.openai.responses import error_body
-
         body: object = error_body(status, message)
     else:
         body = {"error": message}

@@ -29,6 +29,7 @@ from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO, Protocol
 
+from olol.cluster.backend import JSON
 from olol.errors import BadRequest, OlolError
 from olol.proto import models_pb as pb
 from olol.transfer.manifest import Layer, digest_hex
@@ -58,7 +59,6 @@ _PROGRESS_EVERY = 0.1  # seconds between progress lines per blob
 _MAX_BAD_CHUNKS = 5
 _LOCK_POLL = 0.2
 
-JSON = dict[str, Any]
 
 
 class BlobChunk(Protocol):

@@ -11,8 +11,9 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
-from typing import Any, Protocol
+from typing import Protocol
 
+from olol.cluster.backend import JSON
 from olol.transfer.blobs import BlobChunk, receive_blob
 from olol.transfer.growing import Arrivals, GrowingBlob
 from olol.transfer.install import ModelSink
@@ -22,7 +23,6 @@ __all__ = ["BlobLocks", "ManifestSource", "fetch_model"]
 
 log = logging.getLogger(__name__)
 
-JSON = dict[str, Any]
 
 
 class ManifestSource(Protocol):

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from olol.cluster.backend import JSON
 from olol.errors import BadRequest, OlolError
 from olol.proto import models_pb as pb
 
@@ -31,7 +32,6 @@ __all__ = [
     "text_digests",
 ]
 
-JSON = dict[str, Any]
 
 MODEL = "application/vnd.ollama.image.model"
 PROJECTOR = "application/vnd.ollama.image.projector"

@@ -15,9 +15,8 @@ from typing import Any
 
 import aiohttp
 
+from olol.cluster.backend import JSON
 from olol.errors import BackendUnavailable, BadRequest, Busy, OlolError, Unsupported
-
-JSON = dict[str, Any]
 
 __all__ = ["LlamaServerClient", "http_error"]
 

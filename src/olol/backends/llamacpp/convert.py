@@ -11,9 +11,8 @@ from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from olol.cluster.backend import JSON
 from olol.errors import BadRequest
-
-JSON = dict[str, Any]
 
 __all__ = [
     "ToolCallAccumulator",

@@ -8,14 +8,12 @@ from collections import Counter
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 import gguf
 
 from olol.backends.llamacpp.convert import rfc3339
 from olol.backends.llamacpp.gguf_header import read_gguf_header
-
-JSON = dict[str, Any]
+from olol.cluster.backend import JSON
 
 __all__ = ["ModelFile", "human_parameters", "read_model_file", "sha256_file"]
 

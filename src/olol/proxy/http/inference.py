@@ -10,12 +10,12 @@ from aiohttp import web
 
 from olol.cluster import normalize
 from olol.cluster.backend import JSON, Backend
+from olol.cluster.routing import RouteRequest
 from olol.errors import ModelNotFound
 from olol.proxy.affinity import SESSION_HEADER, session_key
 from olol.proxy.aggregate import collect_chat, collect_generate
 from olol.proxy.dispatch import StreamCall, Upstream
 from olol.proxy.http.io import ctx, json_reply, read_json, require_model, route_headers, wants_stream, write_ndjson
-from olol.proxy.router import RouteRequest
 
 __all__ = ["Collector", "chat", "chat_call", "embed", "embed_call", "embeddings", "generate", "generate_call",
            "open_inference"]

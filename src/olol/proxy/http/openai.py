@@ -9,6 +9,7 @@ from aiohttp import web
 
 from olol.cluster import normalize
 from olol.cluster.backend import JSON
+from olol.cluster.routing import RouteRequest
 from olol.errors import ModelNotFound, OlolError
 from olol.proxy.aggregate import collect_chat, collect_generate
 from olol.proxy.dispatch import StreamCall, Upstream
@@ -17,7 +18,6 @@ from olol.proxy.http.io import ctx, dumps, json_reply, read_json, require_model,
 from olol.proxy.http.views import merged_models
 from olol.proxy.openai import requests as oai_in
 from olol.proxy.openai import responses as oai_out
-from olol.proxy.router import RouteRequest
 
 __all__ = ["chat_completions", "completions", "embeddings", "model", "models"]
 

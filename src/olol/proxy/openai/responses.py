@@ -11,6 +11,7 @@ from datetime import datetime
 from typing import Any
 
 from olol.cluster.backend import JSON
+from olol.wire.errors import error_body
 
 __all__ = [
     "ChatStreamState",
@@ -28,11 +29,6 @@ FINGERPRINT = "fp_ollama"
 
 def new_id(prefix: str) -> str:
     return f"{prefix}-{secrets.randbelow(1000):03d}{secrets.token_hex(4)}"
-
-
-def error_body(status: int, message: str) -> JSON:
-    kind = {400: "invalid_request_error", 404: "not_found_error"}.get(status, "api_error")
-    return {"error": {"message": message, "type": kind, "param": None, "code": None}}
 
 
 def _usage(final: JSON) -> JSON:
