@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The whole test suite, as CI runs it: bootstrap, build llama.cpp (cached), lint, type-check, pytest.
+# The whole test suite, as CI runs it: bootstrap, build llama.cpp (cached), lint, type-check, import contracts, pytest.
 #   scripts/test.sh                 # everything
 #   scripts/test.sh -m "not slow"   # the fast loop (no llama.cpp)
 set -euo pipefail
@@ -14,4 +14,5 @@ if [[ -f package.json ]]; then
 fi
 ruff check src tests bench
 mypy
+lint-imports  # the layers and contracts in pyproject.toml [tool.importlinter]
 exec python -m pytest "$@"

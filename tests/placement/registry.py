@@ -11,7 +11,7 @@ from pathlib import Path
 
 from aiohttp import web
 
-from olol.transfer.blobs import RateLimiter
+from olol.transfer.throttle import BandwidthLimiter
 from tests.placement.models_dir import manifest_path
 
 __all__ = ["RegistryStandIn"]
@@ -23,7 +23,7 @@ class RegistryStandIn:
     def __init__(self, root: Path, *, rate: float | None = None, host: str = "127.0.0.1") -> None:
         self.root = root
         self.host = host
-        self.rate = RateLimiter(rate) if rate else None
+        self.rate = BandwidthLimiter(rate) if rate else None
         self.manifest_requests = 0
         self.blob_requests = 0
         self.bytes_served = 0

@@ -11,9 +11,10 @@ import pytest
 
 from olol.errors import BadRequest, ModelNotFound, OlolError
 from olol.proto import models_pb as pb
-from olol.transfer.blobs import RateLimiter, read_chunks, receive_blob
+from olol.transfer.blobs import read_chunks, receive_blob
 from olol.transfer.manifest import Layer, ModelManifest, digest_hex, gguf_file_name
 from olol.transfer.stores import GgufDir, OllamaModelsDir
+from olol.transfer.throttle import BandwidthLimiter
 from tests.placement.models_dir import gguf_bytes, write_ollama_model
 
 
@@ -115,7 +116,7 @@ async def test_a_partial_file_is_resumed(tmp_path: Path) -> None:
 
 async def test_chunks_carry_offsets_and_crcs(tmp_path: Path) -> None:
     (tmp_path / "b").write_bytes(b"x" * 2500)
-    chunks = [c async for c in read_chunks(tmp_path / "b", 500, 1000, RateLimiter(1e9))]
+    chunks = [c async for c in read_chunks(tmp_path / "b", 500, 1000, BandwidthLimiter(1e9))]
     assert [c.offset for c in chunks] == [500, 1500]
     assert all(zlib.crc32(c.data) == c.crc32 and c.total == 2500 for c in chunks)
     with pytest.raises(BadRequest):

@@ -38,12 +38,26 @@ from __future__ import annotations
 
 import math
 from collections.abc import Hashable, Sequence
-from typing import TYPE_CHECKING, NamedTuple
-
-if TYPE_CHECKING:  # _plan_types builds plans with this module's help
-    from olol._fast._plan_types import Problem
+from typing import NamedTuple, Protocol
 
 __all__ = ["Candidate", "LatencyCosts", "candidates", "group_runs", "latency_costs"]
+
+
+class Problem(Protocol):
+    """What this search reads of `_plan_types.Problem` (a protocol: that module builds plans with this one)."""
+
+    @property
+    def mem(self) -> list[int]: ...
+
+    @property
+    def work(self) -> list[int]: ...
+
+    @property
+    def caps(self) -> list[int]: ...
+
+    @property
+    def speeds(self) -> list[float]: ...
+
 
 _BUDGET = 1 << 60  # every plan's cost stays below this (and twice it below int64's limit)
 

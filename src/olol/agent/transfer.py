@@ -24,7 +24,7 @@ from olol.errors import BadRequest, ModelNotFound, Unsupported
 from olol.proto import models_grpc as rpc
 from olol.proto import models_pb as pb
 from olol.transfer._memory import keep_freed_buffers
-from olol.transfer.blobs import RateLimiter, read_chunks
+from olol.transfer.blobs import read_chunks
 from olol.transfer.client import TransferClient
 from olol.transfer.fetch import BlobLocks, fetch_model
 from olol.transfer.growing import Arrivals, follow_chunks
@@ -33,6 +33,7 @@ from olol.transfer.manifest import digest_hex
 from olol.transfer.paths import default_ollama_models, default_transfer_dir
 from olol.transfer.registry import DEFAULT_REGISTRY, RegistrySource
 from olol.transfer.stores import BlobNotFound, GgufDir, ModelStore, OllamaModelsDir
+from olol.transfer.throttle import BandwidthLimiter
 
 __all__ = ["TRANSFER_METHODS", "TransferService", "add_transfer_service", "build_transfer_service", "service_for"]
 
@@ -68,7 +69,7 @@ class TransferService:
         self.registry = registry or DEFAULT_REGISTRY
         self.store = store
         self.staging = staging
-        self.rate = RateLimiter(rate_limit) if rate_limit else None
+        self.rate = BandwidthLimiter(rate_limit) if rate_limit else None
         self.peer_metadata = peer_metadata
         self.peer_credentials = peer_credentials
         self.locks = BlobLocks()

@@ -12,25 +12,34 @@ import asyncio
 import contextlib
 import logging
 import time
-from typing import TYPE_CHECKING, Any
+from collections.abc import AsyncIterator
+from typing import Any, Protocol
 
 from olol.cluster import Cluster, Host, normalize
+from olol.cluster.backend import JSON
 from olol.lifecycle import cancel_and_wait
+from olol.placement.jobs import JobBook
 from olol.placement.targets import held_name
 
-if TYPE_CHECKING:
-    from olol.placement.service import PlacementService
-
-__all__ = ["ReplicaKeeper"]
+__all__ = ["Placer", "ReplicaKeeper"]
 
 log = logging.getLogger(__name__)
 
 _RETRY_AFTER = 60.0  # seconds before a failed re-placement is tried again
 
 
+class Placer(Protocol):
+    """What the keeper asks of `PlacementService`, which owns the keeper (hence a protocol, not an import)."""
+
+    jobs: JobBook
+
+    def place(self, model: str, *, replicas: int | None = ..., reason: str = ...,
+              update_holders: bool = ...) -> AsyncIterator[JSON]: ...
+
+
 class ReplicaKeeper:
     def __init__(
-        self, service: PlacementService, cluster: Cluster, *, default_min: int | None, grace: float, interval: float
+        self, service: Placer, cluster: Cluster, *, default_min: int | None, grace: float, interval: float
     ) -> None:
         self.service = service
         self.cluster = cluster

@@ -8,13 +8,13 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from functools import partial
-from typing import TYPE_CHECKING
 
 from aiohttp import web
 
 from olol.cluster import Cluster, Host
 from olol.cluster.backend import Backend
 from olol.cluster.quant_matcher import QuantMatcher
+from olol.placement.service import PlacementService
 from olol.proxy.admission import AdmissionQueue
 from olol.proxy.affinity import SessionAffinity
 from olol.proxy.config import ProxyConfig
@@ -22,13 +22,11 @@ from olol.proxy.dispatch import Dispatcher
 from olol.proxy.factory import is_ollama_url, make_backend
 from olol.proxy.metrics import ProxyMetrics
 from olol.proxy.monitor import HostMonitor
+from olol.proxy.ondemand import build_placement
 from olol.proxy.policies import make_policy
 from olol.proxy.router import Router
 from olol.proxy.session_gateway import ProxyChatGateway
 from olol.sessions.service import SessionService
-
-if TYPE_CHECKING:
-    from olol.placement.service import PlacementService
 
 __all__ = ["CONTEXT", "BackendFactory", "ProxyContext"]
 
@@ -85,9 +83,7 @@ class ProxyContext:
         ctx.sessions = SessionService.build(
             ProxyChatGateway(cluster, router, dispatcher, affinity=affinity is not None), state_dir=config.state_dir,
             ttl=config.session_ttl, grpc_host=config.host, grpc_port=config.grpc_port, security=config.security)
-        from olol.proxy.ondemand import build_placement  # here, not at the top: placement imports proxy modules
-
-        ctx.placement = build_placement(ctx)
+        ctx.placement = build_placement(config, cluster, router, dispatcher, ctx.refresh)
         return ctx
 
     async def start(self) -> None:

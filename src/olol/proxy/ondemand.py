@@ -11,31 +11,32 @@ which the reply's `model` and `X-OLOL-Model` say).
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-from olol.placement.service import PlacementService
+from olol.cluster import Cluster
+from olol.placement.service import PlacementService, Refresh
+from olol.proxy.config import ProxyConfig
+from olol.proxy.dispatch import Dispatcher
+from olol.proxy.router import Router
 from olol.transfer.paths import default_transfer_dir
-
-if TYPE_CHECKING:
-    from olol.proxy.context import ProxyContext
 
 __all__ = ["build_placement"]
 
 
-def build_placement(ctx: ProxyContext) -> PlacementService:
-    config = ctx.config
+def build_placement(
+    config: ProxyConfig, cluster: Cluster, router: Router, dispatcher: Dispatcher, refresh: Refresh
+) -> PlacementService:
     staging = Path(config.transfer_dir).expanduser() if config.transfer_dir else default_transfer_dir()
     service = PlacementService(
-        ctx.cluster,
-        refresh=ctx.refresh,
+        cluster,
+        refresh=refresh,
         staging=staging,
         lan_copy=config.lan_copy,
-        quant_matcher=ctx.router.quant,
+        quant_matcher=router.quant,
         min_replicas=config.min_replicas,
         replica_grace=config.replica_grace,
         # Deaths wake the keeper at once; the periodic check only catches what events cannot (a new model).
         check_interval=max(1.0, 5 * config.probe_interval),
     )
     if config.pull_on_demand:
-        ctx.dispatcher.on_missing = service.ensure
+        dispatcher.on_missing = service.ensure
     return service

@@ -19,7 +19,7 @@ from olol.errors import ModelNotFound
 from olol.proxy.admission import AdmissionQueue
 from olol.proxy.affinity import SessionAffinity
 
-__all__ = ["NoEligibleHost", "Route", "Router"]
+__all__ = ["NoEligibleHost", "Route", "Router", "route_headers"]
 
 
 class NoEligibleHost(Exception):
@@ -40,6 +40,18 @@ class Route:
     @property
     def model(self) -> str:
         return self.candidate.model
+
+
+def route_headers(route: Route, retries: int = 0) -> dict[str, str]:
+    """Where and how a request was served: X-OLOL-Host, X-OLOL-Model, X-OLOL-Route."""
+    parts = [route.reason]
+    if not route.candidate.exact:
+        parts.append("fallback")
+    if route.queued_s:
+        parts.append(f"queued={route.queued_s:.3f}")
+    if retries:
+        parts.append(f"retries={retries}")
+    return {"X-OLOL-Host": route.host_id, "X-OLOL-Model": route.model, "X-OLOL-Route": ";".join(parts)}
 
 
 class Router:

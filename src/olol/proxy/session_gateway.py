@@ -21,7 +21,7 @@ from olol.cluster.routing import RouteRequest
 from olol.errors import OlolError
 from olol.proxy.affinity import session_key
 from olol.proxy.dispatch import Dispatcher, Upstream
-from olol.proxy.router import Route, Router
+from olol.proxy.router import Router, route_headers
 from olol.sessions.trim import DEFAULT_CONTEXT
 
 __all__ = ["ProxyChatGateway"]
@@ -34,13 +34,6 @@ _CACHE_S = 30.0  # hosts reload models with other settings rarely; re-asked afte
 
 def _chat_call(backend: Any, body: JSON) -> AsyncIterator[JSON]:
     return backend.chat(body)  # type: ignore[no-any-return]
-
-
-def _headers(route: Route, retries: int) -> dict[str, str]:
-    # Imported here: olol.proxy.http.io imports olol.proxy.context, which builds this gateway.
-    from olol.proxy.http.io import route_headers
-
-    return route_headers(route, retries)
 
 
 def _info_context(show: JSON) -> int | None:
@@ -58,7 +51,7 @@ class _Stream:
     def __init__(self, upstream: Upstream) -> None:
         self._upstream = upstream
         self.host = upstream.route.host_id
-        self.headers: Mapping[str, str] = _headers(upstream.route, upstream.retries)
+        self.headers: Mapping[str, str] = route_headers(upstream.route, upstream.retries)
 
     def __aiter__(self) -> AsyncIterator[JSON]:
         return self._upstream.__aiter__()

@@ -27,23 +27,20 @@ except ImportError:  # pragma: no cover - Windows: one process per staging direc
     fcntl = None  # type: ignore[assignment]
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, BinaryIO, Protocol
+from typing import Any, BinaryIO, Protocol
 
 from olol.cluster.backend import JSON
 from olol.errors import BadRequest, OlolError
 from olol.proto import models_pb as pb
+from olol.transfer.growing import GrowingBlob
 from olol.transfer.manifest import Layer, digest_hex
-
-if TYPE_CHECKING:
-    from olol.transfer.growing import GrowingBlob
+from olol.transfer.throttle import DEFAULT_CHUNK, MAX_CHUNK, BandwidthLimiter
 
 __all__ = [
-    "DEFAULT_CHUNK",
     "BlobChunk",
     "Chunk",
     "ChunkSource",
     "CorruptChunk",
-    "RateLimiter",
     "read_chunks",
     "receive_blob",
 ]
@@ -53,8 +50,6 @@ log = logging.getLogger(__name__)
 # 1 MiB: large enough that per-message overhead (protobuf, HTTP/2 framing, the
 # threaded server's hop into the event loop) stays small, small enough that a
 # corrupt chunk costs little to re-read.
-DEFAULT_CHUNK = 1 << 20
-MAX_CHUNK = 16 << 20
 _PROGRESS_EVERY = 0.1  # seconds between progress lines per blob
 _MAX_BAD_CHUNKS = 5
 _LOCK_POLL = 0.2
@@ -94,30 +89,13 @@ class CorruptChunk(OlolError):
     status = 502
 
 
-class RateLimiter:
-    """A byte budget per second shared by every transfer it is given to (one NIC, one limit)."""
-
-    def __init__(self, bytes_per_s: float) -> None:
-        if bytes_per_s <= 0:
-            raise ValueError("rate limit must be positive")
-        self.rate = float(bytes_per_s)
-        self._next = 0.0
-
-    async def take(self, n: int) -> None:
-        now = time.monotonic()
-        start = max(now, self._next)
-        self._next = start + n / self.rate
-        if start > now:
-            await asyncio.sleep(start - now)
-
-
 def _read_at(fd: int, size: int, offset: int) -> tuple[bytes, int]:
     data = os.pread(fd, size, offset)
     return data, zlib.crc32(data)
 
 
 async def read_chunks(
-    path: Path, offset: int, chunk_size: int = 0, rate: RateLimiter | None = None
+    path: Path, offset: int, chunk_size: int = 0, rate: BandwidthLimiter | None = None
 ) -> AsyncIterator[pb.BlobData]:
     """The blob at `path` from `offset` on, in order; one empty message for an empty blob."""
     size = min(chunk_size or DEFAULT_CHUNK, MAX_CHUNK)

@@ -26,8 +26,8 @@ from pathlib import Path
 from olol.cluster import normalize
 from olol.errors import OlolError
 from olol.proto import models_pb as pb
-from olol.transfer.blobs import DEFAULT_CHUNK, MAX_CHUNK, RateLimiter
 from olol.transfer.manifest import ModelManifest, digest_hex
+from olol.transfer.throttle import DEFAULT_CHUNK, MAX_CHUNK, BandwidthLimiter
 
 __all__ = ["Arrivals", "GrowingBlob", "follow_chunks"]
 
@@ -129,7 +129,7 @@ def _read_at(fd: int, size: int, offset: int, crc: int | None) -> tuple[bytes, i
 
 
 async def follow_chunks(
-    blob: GrowingBlob, offset: int, chunk_size: int = 0, rate: RateLimiter | None = None
+    blob: GrowingBlob, offset: int, chunk_size: int = 0, rate: BandwidthLimiter | None = None
 ) -> AsyncIterator[pb.BlobData]:
     """`blob` from `offset` on, waiting for bytes not written yet; ends at its size once it is verified.
 

@@ -21,8 +21,9 @@ import aiohttp
 
 from olol.cluster import normalize
 from olol.errors import OlolError
-from olol.transfer.blobs import DEFAULT_CHUNK, Chunk
+from olol.transfer.blobs import Chunk
 from olol.transfer.manifest import ModelManifest, digest_hex, ollama_manifest, text_digests
+from olol.transfer.throttle import DEFAULT_CHUNK
 
 __all__ = ["DEFAULT_REGISTRY", "RegistrySource", "registry_path"]
 

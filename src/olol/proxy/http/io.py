@@ -16,7 +16,7 @@ from aiohttp import web
 from olol.cluster.backend import JSON
 from olol.errors import BadRequest, OlolError
 from olol.proxy.context import CONTEXT, ProxyContext
-from olol.proxy.router import Route
+from olol.proxy.router import route_headers
 from olol.security.http import PARSED_BODY
 from olol.wire.raw import RawChunk, raw_bytes
 
@@ -75,18 +75,6 @@ def require_model(body: JSON, key: str = "model") -> str:
 
 def wants_stream(body: JSON) -> bool:
     return body.get("stream") is not False
-
-
-def route_headers(route: Route, retries: int = 0) -> dict[str, str]:
-    """Where and how a request was served: X-OLOL-Host, X-OLOL-Model, X-OLOL-Route."""
-    parts = [route.reason]
-    if not route.candidate.exact:
-        parts.append("fallback")
-    if route.queued_s:
-        parts.append(f"queued={route.queued_s:.3f}")
-    if retries:
-        parts.append(f"retries={retries}")
-    return {"X-OLOL-Host": route.host_id, "X-OLOL-Model": route.model, "X-OLOL-Route": ";".join(parts)}
 
 
 def json_reply(obj: Any, status: int = 200, headers: Mapping[str, str] | None = None) -> web.Response:
