@@ -1,18 +1,20 @@
-"""Stopping what a service started: a background task, a child process.
+"""Stopping what a service started (a background task, a child process), and being told to stop.
 
 Shared because each stop has one right order that is easy to get subtly wrong:
 a cancelled task must be awaited (or its cleanup never runs), and a child gets
-SIGTERM and a grace period before SIGKILL (or a wedged one outlives us).
+SIGTERM and a grace period before SIGKILL (or a wedged one outlives us). Every
+long-running command waits for SIGINT/SIGTERM the same way (`wait_for_signal`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import signal
 from collections.abc import Callable
 from typing import Any
 
-__all__ = ["cancel_and_wait", "stop_process"]
+__all__ = ["cancel_and_wait", "ready_until_signal", "stop_process", "wait_for_signal"]
 
 
 async def cancel_and_wait(task: asyncio.Task[Any] | None) -> None:
@@ -40,3 +42,20 @@ async def stop_process(
         with contextlib.suppress(ProcessLookupError):
             proc.kill()
         await proc.wait()
+
+
+async def wait_for_signal() -> None:
+    """Return once SIGINT or SIGTERM arrives (the handlers stay: a second Ctrl-C while draining does nothing)."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError):  # no signal handlers on Windows' loop
+            loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+
+
+async def ready_until_signal(what: str) -> None:
+    """Print `READY <what>` (the line scripts and tests wait for instead of sleeping), then wait for
+    SIGINT or SIGTERM."""
+    print(f"READY {what}", flush=True)
+    await wait_for_signal()

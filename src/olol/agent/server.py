@@ -19,6 +19,7 @@ from olol.agent.transfer import add_transfer_service, build_transfer_service
 from olol.bridge import LoopThread
 from olol.cluster.backend import Backend
 from olol.discovery.agent_side import Announcer, advertised_addresses, start_announcer
+from olol.lifecycle import wait_for_signal
 from olol.security.serving import bind_grpc, grpc_interceptors
 
 log = logging.getLogger("olol.agent")
@@ -183,10 +184,6 @@ def run_agent(config: AgentConfig) -> None:
 async def _run_aio(config: AgentConfig) -> None:
     agent = await AioAgent.start(config)
     _announce(config, agent.port, "asyncio")
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    await stop.wait()
+    await wait_for_signal()
     log.info("shutting down: draining in-flight calls (up to %.0fs)", config.grace)
     await agent.stop()

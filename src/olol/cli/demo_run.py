@@ -19,6 +19,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from olol.lifecycle import wait_for_signal
+
 __all__ = ["DemoConfig", "olol_command", "run_demo"]
 
 
@@ -144,11 +146,7 @@ async def _run(cfg: DemoConfig, agents: list[_Agent], model_name: str, say: Call
                 f'[{{"role": "user", "content": "hi"}}]}}\''
             )
             say(f"               olol status --url {proxy.url}      (Ctrl-C stops the cluster)")
-            stop = asyncio.Event()
-            loop = asyncio.get_running_loop()
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                loop.add_signal_handler(sig, stop.set)
-            await stop.wait()
+            await wait_for_signal()
     finally:
         await proxy.stop()
 

@@ -12,7 +12,7 @@ import aiohttp
 from rich.console import Console
 
 from olol import eventloop
-from olol.rpc.server import ready_until_signal
+from olol.lifecycle import ready_until_signal
 from olol.split.coordinator import Coordinator, DistConfig
 from olol.split.front import DistFront
 from olol.split.report import plan_table

@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import gc
 import logging
-import signal
 from dataclasses import dataclass
 
 from aiohttp import web
 
 from olol import eventloop
 from olol.cluster.quant_matcher import QuantMatcher
+from olol.lifecycle import wait_for_signal
 from olol.proxy.app import build_app
 from olol.proxy.config import ProxyConfig
 from olol.proxy.context import BackendFactory, ProxyContext
@@ -72,13 +70,8 @@ async def _serve(config: ProxyConfig) -> None:
     gc.freeze()
     # A plain line on stdout that scripts and tests wait for instead of sleeping.
     print(f"READY {config.host}:{proxy.port}", flush=True)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        with contextlib.suppress(NotImplementedError):  # no signal handlers on Windows' loop
-            loop.add_signal_handler(sig, stop.set)
     try:
-        await stop.wait()
+        await wait_for_signal()
         log.info("shutting down: finishing in-flight requests")
     finally:
         await proxy.stop()

@@ -11,9 +11,7 @@ every tunnel's socket.
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import signal
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,6 +22,7 @@ from olol import eventloop
 from olol.discovery.agent_side import Announcer, start_announcer
 from olol.discovery.settings import DiscoverySettings
 from olol.ggml.options import SERVER_OPTIONS
+from olol.lifecycle import ready_until_signal
 from olol.proto import ggml_grpc as rpc
 from olol.rpc.data_port import DataPort
 from olol.rpc.preseed import preseed
@@ -34,7 +33,7 @@ from olol.security.settings import SecuritySettings
 from olol.security.tls import TlsFiles
 from olol.security.tokens import warn_if_open
 
-__all__ = ["RpcServer", "RpcServerConfig", "ready_until_signal", "run_rpc_server"]
+__all__ = ["RpcServer", "RpcServerConfig", "run_rpc_server"]
 
 log = logging.getLogger(__name__)
 
@@ -198,14 +197,3 @@ async def _serve(config: RpcServerConfig) -> None:
         await ready_until_signal(f"{config.host}:{server.port} worker={server.worker.endpoint}")
     finally:
         await server.stop()
-
-
-async def ready_until_signal(what: str) -> None:
-    """Print `READY <what>` (the line scripts and tests wait for instead of sleeping), then wait for
-    SIGINT or SIGTERM."""
-    print(f"READY {what}", flush=True)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    await stop.wait()

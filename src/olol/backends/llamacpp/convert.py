@@ -13,6 +13,7 @@ from typing import Any
 
 from olol.cluster.backend import JSON
 from olol.errors import BadRequest
+from olol.wire.values import rfc3339_from_ns
 
 __all__ = [
     "ToolCallAccumulator",
@@ -50,11 +51,14 @@ _OPTION_FIELDS = {
 
 # Ollama's keep_alive=-1 is "forever": it reports now + max Go duration (~292 years).
 _FOREVER = timedelta(days=292 * 365)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
 
 
 def rfc3339(moment: datetime | None = None) -> str:
+    """`moment` (now by default) as Ollama writes times: one formatter for every API (`rfc3339_from_ns`)."""
     moment = moment or datetime.now(UTC)
-    return moment.astimezone(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+    return rfc3339_from_ns((moment - _EPOCH) // _MICROSECOND * 1000)
 
 
 def far_future() -> str:
