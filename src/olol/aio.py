@@ -36,7 +36,7 @@ def backend_for(target: str, credentials: ClientCredentials | None = None) -> Ba
         from olol.backends.ollama.backend import OllamaBackend
 
         return OllamaBackend(target, headers=creds.http_headers(), ssl=creds.ssl_context() or True)
-    from olol.client.agent_backend import AgentBackend
+    from olol.backends.agent import AgentBackend
 
     return AgentBackend(target, token=creds.token, tls=creds.tls())
 

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from olol.client.agent_backend import AgentBackend
+from olol.backends.agent import AgentBackend
 from tests.support.sim_fixtures import SimFactory
 
 

@@ -95,7 +95,7 @@ def test_build_carries_what_the_modes_need_and_no_build_tools() -> None:
         "olol.cli",
         "olol.agent.server",
         "olol.proxy.server",
-        "olol.client.agent_backend",
+        "olol.backends.agent",
         "olol._proto.olol_pb2",
         "olol._proto.olol_pb2_grpc",
         "olol._fast.quant_c",

@@ -28,6 +28,6 @@ def test_ollama_url_makes_an_ollama_backend() -> None:
 
 
 def test_agent_address_makes_an_agent_backend() -> None:
-    pytest.importorskip("olol.client.agent_backend")
+    pytest.importorskip("olol.backends.agent")
     backend = make_backend("h:50051")
     assert backend.kind != "ollama" and type(backend).__name__ == "AgentBackend"

@@ -5,8 +5,8 @@ from __future__ import annotations
 import grpc
 import pytest
 
+from olol.backends.agent import AgentBackend
 from olol.backends.ollama.backend import OllamaBackend
-from olol.client.agent_backend import AgentBackend
 from olol.errors import OlolError
 from olol.proto import pb, rpc
 from olol.security.grpc_auth import CHALLENGE_KEY, verify_proof

@@ -12,9 +12,9 @@ import typer
 from cryptography import x509
 from typer.testing import CliRunner
 
+from olol.backends.agent import AgentBackend
 from olol.backends.ollama.backend import OllamaBackend
 from olol.cli import certs as certs_cmd
-from olol.client.agent_backend import AgentBackend
 from olol.errors import OlolError
 from olol.security.settings import SecuritySettings
 from olol.security.tls import TlsFiles

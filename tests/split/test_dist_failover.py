@@ -62,8 +62,8 @@ async def test_worker_host_lost_then_worker_crash(
 
 async def test_served_as_an_agent_backend(rpc_server: RpcFactory, dist: DistFactory, baseline_text: str) -> None:
     """`olol dist --agent-port`: an agent in front of the split model, as `olol proxy` reaches hosts."""
+    from olol.backends.agent import AgentBackend
     from olol.cli.dist_run import start_agent
-    from olol.client.agent_backend import AgentBackend
 
     coordinator = await dist([await rpc_server(), await rpc_server()], alias="tiny-split")
     front = DistFront(coordinator)

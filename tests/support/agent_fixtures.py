@@ -10,7 +10,7 @@ import pytest
 
 from olol.agent.config import AgentConfig
 from olol.agent.server import AioAgent, ThreadedAgent
-from olol.client.agent_backend import AgentBackend
+from olol.backends.agent import AgentBackend
 from olol.cluster.backend import Backend
 
 TRANSPORTS = ["threaded", "asyncio"]

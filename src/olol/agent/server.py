@@ -31,7 +31,7 @@ _MAX_MESSAGE = 64 * 1024 * 1024
 _OPTIONS = [
     ("grpc.max_receive_message_length", _MAX_MESSAGE),
     ("grpc.max_send_message_length", _MAX_MESSAGE),
-    # Proxies ping every second to notice a cut link within 3 s (olol.client.agent_backend): allow it,
+    # Proxies ping every second to notice a cut link within 3 s (olol.backends.agent): allow it,
     # where grpc's default policy would answer such pings with GOAWAY "too_many_pings".
     ("grpc.keepalive_permit_without_calls", 1),
     ("grpc.http2.min_recv_ping_interval_without_data_ms", 500),

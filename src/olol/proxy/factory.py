@@ -32,7 +32,7 @@ def make_backend(spec: str, *, parallel: int | None = None, security: SecuritySe
     if is_ollama_url(target):
         return OllamaBackend(target, parallel=parallel or 1)
     # Imported by name, lazily: grpc is loaded only when agents are configured.
-    agent_backend = importlib.import_module("olol.client.agent_backend")
+    agent_backend = importlib.import_module("olol.backends.agent")
     if security is not None:
         backend: Backend = agent_backend.AgentBackend(target, token=security.token, tls=security.tls)
     else:
