@@ -8,8 +8,8 @@ Public API:
 * `POLICIES`: the names `--balancer` accepts.
 """
 
+from olol.backends.factory import make_backend
 from olol.proxy.config import DEFAULT_PORT, ProxyConfig
-from olol.proxy.factory import make_backend
 from olol.proxy.policies import DEFAULT_POLICY, POLICIES
 from olol.proxy.server import RunningProxy, serve, start_proxy
 

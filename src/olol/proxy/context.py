@@ -11,6 +11,7 @@ from functools import partial
 
 from aiohttp import web
 
+from olol.backends.factory import is_ollama_url, make_backend
 from olol.cluster import Cluster, Host
 from olol.cluster.backend import Backend
 from olol.cluster.quant_matcher import QuantMatcher
@@ -19,7 +20,6 @@ from olol.proxy.admission import AdmissionQueue
 from olol.proxy.affinity import SessionAffinity
 from olol.proxy.config import ProxyConfig
 from olol.proxy.dispatch import Dispatcher
-from olol.proxy.factory import is_ollama_url, make_backend
 from olol.proxy.metrics import ProxyMetrics
 from olol.proxy.monitor import HostMonitor
 from olol.proxy.ondemand import build_placement
