@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+from olol.backends.factory import is_ollama_url, make_backend
 from olol.client.credentials import ClientCredentials
 from olol.client.models import (
     ChatResponse,
@@ -32,13 +33,9 @@ __all__ = ["AsyncOllamaClient"]
 
 def backend_for(target: str, credentials: ClientCredentials | None = None) -> Backend:
     creds = credentials or ClientCredentials()
-    if target.startswith(("http://", "https://")):
-        from olol.backends.ollama.backend import OllamaBackend
-
-        return OllamaBackend(target, headers=creds.http_headers(), ssl=creds.ssl_context() or True)
-    from olol.backends.agent import AgentBackend
-
-    return AgentBackend(target, token=creds.token, tls=creds.tls())
+    if is_ollama_url(target):
+        return make_backend(target, headers=creds.http_headers(), ssl=creds.ssl_context() or True)
+    return make_backend(target, token=creds.token, tls=creds.tls())
 
 
 class AsyncOllamaClient:

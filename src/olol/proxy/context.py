@@ -47,7 +47,8 @@ def make_host(config: ProxyConfig, spec: str, backend: Backend) -> Host:
 
 def _backend(config: ProxyConfig, spec: str) -> Backend:
     parallel = config.host_parallel.get(spec, config.default_parallel)
-    return make_backend(spec, parallel=parallel if is_ollama_url(spec) else None, security=config.security)
+    return make_backend(spec, parallel=parallel if is_ollama_url(spec) else None, token=config.security.token,
+                        tls=config.security.tls)
 
 
 @dataclass
