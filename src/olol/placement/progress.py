@@ -13,15 +13,56 @@ total, completed}`, then "verifying sha256 digest", "writing manifest",
   clients abort the whole feed), and the others carry on;
 * the last line is "success" if any host succeeded, with an `olol` report of
   who did and who did not, or `{"error"}` if none did.
+
+`fan_in` runs the hosts' feeds at once and hands their lines over as they come, for
+both pull paths (`/api/pull` to every host, and a placement's `Replication`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import asyncio
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Sequence
 
 from olol.cluster.backend import JSON
 
-__all__ = ["ProgressMerger"]
+__all__ = ["DONE", "ProgressMerger", "fan_in"]
+
+#: What `fan_in` yields for a host once its feed has ended (after its last line, or its exception).
+DONE = object()
+
+
+#: One host's feed, started when called.
+Feed = Callable[[], AsyncIterator[object]]
+
+
+async def fan_in(feeds: Sequence[tuple[str, Feed]]) -> AsyncGenerator[tuple[str, object]]:
+    """Run every `(host id, feed)` at once; yield `(host id, item)` as items arrive, where an item is a
+    line, the exception the feed raised (reported as that host's failure, never raised here), or `DONE`.
+
+    Closing this generator (`contextlib.aclosing`) cancels the feeds still running and waits for them.
+    """
+    queue: asyncio.Queue[tuple[str, object]] = asyncio.Queue()
+
+    async def pump(host_id: str, feed: Feed) -> None:
+        try:
+            async for item in feed():
+                await queue.put((host_id, item))
+        except Exception as exc:  # reported on the feed as this host's failure
+            await queue.put((host_id, exc))
+        await queue.put((host_id, DONE))
+
+    tasks = [asyncio.create_task(pump(host_id, feed)) for host_id, feed in feeds]
+    try:
+        live = len(tasks)
+        while live:
+            host_id, item = await queue.get()
+            if item is DONE:
+                live -= 1
+            yield host_id, item
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
 
 class ProgressMerger:

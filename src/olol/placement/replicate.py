@@ -22,6 +22,7 @@ import logging
 from collections import Counter
 from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +31,7 @@ from olol.cluster.backend import JSON
 from olol.cluster.fanout import as_olol_error
 from olol.errors import BackendUnavailable, OlolError, Unsupported
 from olol.placement.jobs import PlacementJob
-from olol.placement.progress import ProgressMerger
+from olol.placement.progress import DONE, ProgressMerger, fan_in
 from olol.placement.quant import Substitution
 from olol.placement.targets import Room, is_agent
 
@@ -38,7 +39,6 @@ __all__ = ["Replication", "Target"]
 
 log = logging.getLogger(__name__)
 
-_DONE = object()
 _NOT_IN_REGISTRY = ("file does not exist", "not found", "manifest unknown")
 #: Level-suffixed names a host asks the registry for before it settles for the plain name:
 #: registries name variants differently (`8b-q4_K_M` vs `8b-instruct-q4_K_M`), so misses are cheap but not free.
@@ -86,33 +86,15 @@ class Replication:
     async def feed(self) -> AsyncGenerator[JSON, None]:
         """The merged progress feed; ends with "success" (and an `olol` report) or an `{"error"}` line."""
         merger = ProgressMerger([t.host.id for t in self.targets])
-        queue: asyncio.Queue[tuple[str, object]] = asyncio.Queue()
-
-        async def pump(target: Target) -> None:
-            try:
-                async for line in self._work(target):
-                    await queue.put((target.host.id, line))
-            except Exception as exc:  # reported on the feed as this host's failure
-                await queue.put((target.host.id, exc))
-            await queue.put((target.host.id, _DONE))
-
         # Sources first: the host that starts a download must be one the others can copy from.
         order = sorted(self.targets, key=lambda t: not t.room.source)
-        tasks = [asyncio.create_task(pump(t)) for t in order]
-        try:
-            live = len(tasks)
-            while live:
-                host_id, item = await queue.get()
-                if item is _DONE:
-                    live -= 1
-                    continue
-                for line in self._merge(merger, host_id, item):
-                    yield line
-            yield self._final(merger)
-        finally:
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+        feeds = [(t.host.id, partial(self._work, t)) for t in order]
+        async with contextlib.aclosing(fan_in(feeds)) as items:
+            async for host_id, item in items:
+                if item is not DONE:
+                    for line in self._merge(merger, host_id, item):
+                        yield line
+        yield self._final(merger)
 
     def _merge(self, merger: ProgressMerger, host_id: str, item: object) -> list[JSON]:
         progress = self.job.host(host_id)

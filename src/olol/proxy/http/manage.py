@@ -10,6 +10,7 @@ import os
 import tempfile
 from collections import Counter
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from functools import partial
 from typing import Any
 
 from aiohttp import web
@@ -18,7 +19,7 @@ from olol.cluster import Host
 from olol.cluster.backend import JSON, Backend
 from olol.cluster.fanout import FanOut, as_olol_error, fan_out
 from olol.errors import BadRequest, ModelNotFound, OlolError, Unsupported
-from olol.placement.progress import ProgressMerger
+from olol.placement.progress import DONE, ProgressMerger, fan_in
 from olol.proxy.http.io import ctx, json_reply, read_json, require_model, wants_stream, write_ndjson
 from olol.proxy.placement import pull_targets
 
@@ -29,7 +30,6 @@ _CHUNK = 1 << 20
 
 StreamOp = Callable[[Backend], AsyncIterator[JSON]]
 
-_DONE = object()
 
 #: On a host's failure line of a merged feed (`olol.code`): the HTTP status that host answered with.
 FAILURE_CODE = "code"
@@ -79,23 +79,10 @@ def _failure_codes(line: JSON, codes: dict[str, int]) -> None:
 async def _merged_feed(hosts: Sequence[Host], op: StreamOp) -> AsyncGenerator[JSON, None]:
     """Run a status stream on each host at once and yield one merged feed, ending with the final line."""
     merger = ProgressMerger([h.id for h in hosts])
-    queue: asyncio.Queue[tuple[str, object]] = asyncio.Queue()
-
-    async def pump(host: Host) -> None:
-        try:
-            async for chunk in op(host.backend):
-                await queue.put((host.id, chunk))
-        except Exception as exc:  # reported on the feed as this host's failure
-            await queue.put((host.id, exc))
-        await queue.put((host.id, _DONE))
-
-    tasks = [asyncio.create_task(pump(h)) for h in hosts]
-    try:
-        live = len(tasks)
-        while live:
-            host_id, item = await queue.get()
-            if item is _DONE:
-                live -= 1
+    feeds = [(h.id, partial(op, h.backend)) for h in hosts]
+    async with contextlib.aclosing(fan_in(feeds)) as items:
+        async for host_id, item in items:
+            if item is DONE:
                 if host_id not in merger.succeeded and host_id not in merger.failed \
                         and host_id not in merger.skipped:
                     for line in merger.fail(host_id, "stream ended before success"):
@@ -109,11 +96,7 @@ async def _merged_feed(hosts: Sequence[Host], op: StreamOp) -> AsyncGenerator[JS
             elif isinstance(item, dict):
                 for line in merger.feed(host_id, item):
                     yield line
-        yield merger.final()
-    finally:
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+    yield merger.final()
 
 
 async def _reply_feed(request: web.Request, body: JSON, feed: AsyncGenerator[JSON, None],
