@@ -8,7 +8,6 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from olol.agent.transfer import service_for
 from olol.backends.ollama.backend import OllamaBackend
 from olol.errors import OlolError
 from olol.transfer.client import TransferClient
@@ -59,7 +58,7 @@ async def test_copy_between_two_agents_with_no_registry(
     assert show["template"] == source_dir.template and show["system"] == source_dir.system
     assert "num_ctx" in show["parameters"] and "<|eot|>" in show["parameters"]
     assert not list((tmp_path / "staging").glob("*.partial"))  # staged copy handed over and removed
-    sent = service_for(src.handle.core.backend)
+    sent = src.handle.transfer
     assert sent is not None and sent.stats["bytes_sent"] == len(source_dir.weights)
 
 
@@ -72,7 +71,7 @@ async def test_a_second_copy_moves_no_bytes(agent_factory, ollama_sim_factory, s
         for _ in range(2):
             lines = [line async for line in client.fetch(src.target, MODEL)]
             assert lines[-1]["status"] == "success"
-    service = service_for(src.handle.core.backend)
+    service = src.handle.transfer
     assert service is not None and service.stats["bytes_sent"] == len(source_dir.weights)
 
 
@@ -118,7 +117,7 @@ async def test_copy_resumes_after_the_receiving_agent_is_killed(ollama_sim_facto
         assert lines[-1]["status"] == "success"
         assert next(line for line in lines if "digest" in line)["resumed_from"] == kept
         assert dst_sim.blobs[laid.weights_digest] == laid.weights  # sha256-verified by both agent and Ollama
-        service = service_for(src.handle.core.backend)
+        service = src.handle.transfer
         assert service is not None and service.stats["bytes_sent"] < size + (size - kept) + 2 * 1024 * 1024
         assert dst_sim.requests["/api/pull"] == 0
     finally:

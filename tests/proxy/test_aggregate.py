@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 
 from olol.cluster.backend import JSON
-from olol.proxy.aggregate import collect_chat, collect_generate, collect_status
+from olol.proxy.aggregate import collect_chat, collect_generate
 
 
 async def feed(*chunks: JSON) -> AsyncIterator[JSON]:
@@ -31,7 +31,3 @@ async def test_chat_concatenates_content_and_collects_tool_calls() -> None:
     ))
     assert out["message"] == {"role": "assistant", "content": "hello", "thinking": "t", "tool_calls": [call]}
     assert out["done"] is True and out["done_reason"] == "stop"
-
-
-async def test_status_is_the_last_line() -> None:
-    assert await collect_status(feed({"status": "pulling"}, {"status": "success"})) == {"status": "success"}

@@ -12,16 +12,6 @@ def test_defaults() -> None:
     assert cfg.quant_fallback and cfg.affinity and cfg.replicas is None
 
 
-def test_from_env_then_overrides() -> None:
-    env = {"OLOL_PORT": "11434", "OLLAMA_SERVERS": "http://a:11434, b:50051,"}
-    cfg = ProxyConfig.from_env(env, balancer="round_robin", replicas=None)
-    assert cfg.port == 11434 and cfg.servers == ["http://a:11434", "b:50051"]
-    assert cfg.balancer == "round_robin" and cfg.replicas is None
-    assert ProxyConfig.from_env(env, port=9000).port == 9000
-    with pytest.raises(TypeError, match="unknown proxy settings"):
-        ProxyConfig.from_env(env, prot=1)
-
-
 def test_ollama_url_makes_an_ollama_backend() -> None:
     backend = make_backend("http://h:11434", parallel=3)
     assert isinstance(backend, OllamaBackend) and backend.url == "http://h:11434"

@@ -15,7 +15,7 @@ import grpc
 from olol.agent.config import AgentConfig
 from olol.agent.core import AgentCore
 from olol.agent.servicers import add_to_server, aio_servicer, sync_servicer
-from olol.agent.transfer import add_transfer_service, build_transfer_service
+from olol.agent.transfer import TransferService, add_transfer_service, build_transfer_service
 from olol.bridge import LoopThread
 from olol.cluster.backend import Backend
 from olol.discovery.agent_side import Announcer, advertised_addresses, start_announcer
@@ -74,6 +74,7 @@ class ThreadedAgent:
     port: int
     grace: float
     announcer: Announcer | None = None  # mDNS advert / proxy registration (olol.discovery)
+    transfer: TransferService | None = None  # model copies to and from this host (olol.agent.transfer)
 
     @property
     def target(self) -> str:
@@ -90,7 +91,8 @@ class ThreadedAgent:
             server = grpc.server(futures.ThreadPoolExecutor(max_workers=config.workers), options=_OPTIONS,
                                  interceptors=_interceptors(config, aio=False))
             add_to_server(sync_servicer(core, loop), server)
-            add_transfer_service(server, build_transfer_service(config, core.backend), loop)
+            transfer = build_transfer_service(config, core.backend)
+            add_transfer_service(server, transfer, loop)
             port = bind_grpc(server, config.host, config.port, config.security)
             server.start()
         except BaseException:
@@ -100,7 +102,7 @@ class ThreadedAgent:
         announcer = loop.call(
             start_announcer(port=port, bind_host=config.host, settings=config.discovery, security=config.security)
         )
-        return cls(server, loop, core, port, config.grace, announcer)
+        return cls(server, loop, core, port, config.grace, announcer, transfer)
 
     def stop(self) -> None:
         """Idempotent: a second call (e.g. a signal after a test's own stop) returns at once."""
@@ -120,6 +122,7 @@ class AioAgent:
     port: int
     grace: float
     announcer: Announcer | None = None
+    transfer: TransferService | None = None
 
     @property
     def target(self) -> str:
@@ -134,7 +137,8 @@ class AioAgent:
         try:
             server = grpc.aio.server(options=_OPTIONS, interceptors=_interceptors(config, aio=True))
             add_to_server(aio_servicer(core), server)
-            add_transfer_service(server, build_transfer_service(config, core.backend))
+            transfer = build_transfer_service(config, core.backend)
+            add_transfer_service(server, transfer)
             port = bind_grpc(server, config.host, config.port, config.security)
             await server.start()
         except BaseException:
@@ -143,7 +147,7 @@ class AioAgent:
         announcer = await start_announcer(
             port=port, bind_host=config.host, settings=config.discovery, security=config.security
         )
-        return cls(server, core, port, config.grace, announcer)
+        return cls(server, core, port, config.grace, announcer, transfer)
 
     async def stop(self) -> None:
         if self.announcer is not None:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-import weakref
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -35,7 +34,7 @@ from olol.transfer.registry import DEFAULT_REGISTRY, RegistrySource
 from olol.transfer.stores import BlobNotFound, GgufDir, ModelStore, OllamaModelsDir
 from olol.transfer.throttle import BandwidthLimiter
 
-__all__ = ["TRANSFER_METHODS", "TransferService", "add_transfer_service", "build_transfer_service", "service_for"]
+__all__ = ["TRANSFER_METHODS", "TransferService", "add_transfer_service", "build_transfer_service"]
 
 log = logging.getLogger("olol.agent")
 
@@ -48,8 +47,6 @@ TRANSFER_METHODS: dict[str, tuple[str, str]] = {
     "GetCapacity": ("get_capacity", "unary"),
     "Download": ("download", "stream"),
 }
-# The service of each running agent by its backend: for `olol status`-like introspection and tests.
-_SERVICES: weakref.WeakKeyDictionary[Backend, TransferService] = weakref.WeakKeyDictionary()
 _VRAM_TTL = 5.0  # nvidia-smi takes tens of ms: placement asks often, GPUs change slowly
 
 
@@ -255,13 +252,7 @@ def build_transfer_service(config: AgentConfig, backend: Backend) -> TransferSer
         peer_credentials=credentials,
         registry=config.registry,
     )
-    _SERVICES[backend] = service
     return service
-
-
-def service_for(backend: Backend) -> TransferService | None:
-    """The transfer service of the agent serving `backend`, if one runs in this process."""
-    return _SERVICES.get(backend)
 
 
 def add_transfer_service(server: Any, service: TransferService, loop: LoopThread | None = None) -> None:

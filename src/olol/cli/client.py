@@ -86,9 +86,6 @@ def register(app: typer.Typer) -> None:
         seed: int = typer.Option(None, "--seed", help="Sampling seed."),
         num_predict: int = typer.Option(None, "--num-predict", "-n", help="Maximum tokens to generate."),
         stream: bool = typer.Option(True, "--stream/--no-stream", help="Print tokens as they arrive."),
-        use_async: bool = typer.Option(
-            False, "--async", help="Accepted for compatibility; the client is always asyncio-based."
-        ),
         token: str = typer.Option(None, "--token", help="Cluster token, for an agent [env: OLOL_TOKEN]."),
         token_file: Path = sec.TOKEN_FILE,
         api_key: str = sec.CLIENT_API_KEY,

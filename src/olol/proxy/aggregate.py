@@ -12,7 +12,7 @@ from collections.abc import AsyncIterable
 
 from olol.cluster.backend import JSON
 
-__all__ = ["collect_chat", "collect_generate", "collect_status"]
+__all__ = ["collect_chat", "collect_generate"]
 
 
 def _whole(first: JSON | None, last: JSON) -> bool:
@@ -66,11 +66,3 @@ async def collect_chat(chunks: AsyncIterable[JSON]) -> JSON:
     if images:
         merged["images"] = images
     return {**last, "message": merged}
-
-
-async def collect_status(chunks: AsyncIterable[JSON]) -> JSON:
-    """Pull/push/create: the reply is the last status object."""
-    last: JSON = {}
-    async for chunk in chunks:
-        last = chunk
-    return last

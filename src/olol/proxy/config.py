@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import os
-from collections.abc import Mapping
-from dataclasses import dataclass, field, fields
-from typing import Any
+from dataclasses import dataclass, field
 
 from olol.discovery.settings import DiscoverySettings
 from olol.proxy.policies import DEFAULT_POLICY
@@ -82,25 +79,3 @@ class ProxyConfig:
     transfer_dir: str | None = None
     #: Models split across `olol rpc-server` hosts, served as hosts of their own (olol.proxy.distributed).
     distributed: DistributedSettings = field(default_factory=DistributedSettings)
-
-    @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> ProxyConfig:
-        """Defaults, then `OLOL_PORT` / `OLOL_HOST` / `OLLAMA_SERVERS` (comma separated) / `OLOL_RPC_SERVERS`
-        (which turns `distributed` on), then overrides."""
-        env = os.environ if environ is None else environ
-        values: dict[str, Any] = {}
-        if env.get("OLOL_PORT"):
-            values["port"] = int(env["OLOL_PORT"])
-        if env.get("OLOL_HOST"):
-            values["host"] = env["OLOL_HOST"]
-        if env.get("OLLAMA_SERVERS"):
-            values["servers"] = [s.strip() for s in env["OLLAMA_SERVERS"].split(",") if s.strip()]
-        if env.get("OLOL_RPC_SERVERS"):
-            rpc_servers = [s.strip() for s in env["OLOL_RPC_SERVERS"].split(",") if s.strip()]
-            values["distributed"] = DistributedSettings(enabled=True, rpc_servers=rpc_servers)
-        unknown = set(overrides) - {f.name for f in fields(cls)}
-        if unknown:
-            raise TypeError(f"unknown proxy settings: {', '.join(sorted(unknown))}")
-        # None means "flag not given" to a CLI, so it keeps the default or the environment's value.
-        values.update({k: v for k, v in overrides.items() if v is not None})
-        return cls(**values)

@@ -9,14 +9,13 @@ Ollama server) cannot be judged, so it is trusted to serve what it lists.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
 from olol.cluster import Host
 from olol.split.profile import ModelProfile
 
-__all__ = ["ModelNeed", "can_hold", "free_memory", "needs_split"]
+__all__ = ["ModelNeed", "can_hold", "free_memory"]
 
 
 @dataclass(frozen=True)
@@ -52,8 +51,3 @@ def can_hold(host: Host, model: str, need: ModelNeed) -> bool:
         return True  # already in its memory
     free = free_memory(host)
     return free is None or free >= need.total
-
-
-def needs_split(model: str, hosts: Iterable[Host], need: ModelNeed) -> bool:
-    """True when no host in `hosts` that has `model` can hold it (also when none has it at all)."""
-    return not any(can_hold(h, model, need) for h in hosts if h.has_model(model))

@@ -7,7 +7,6 @@ from typing import Any
 
 import grpc
 
-from olol.errors import OlolError
 from olol.proto import models_grpc as rpc
 from olol.proto import models_pb as pb
 from olol.transfer.manifest import ModelManifest
@@ -121,8 +120,3 @@ def _line(p: pb.FetchProgress) -> dict[str, Any]:
     if p.resumed_from:
         line["resumed_from"] = p.resumed_from
     return line
-
-
-def is_unimplemented(exc: OlolError) -> bool:
-    """An agent built before ModelTransfer existed answers UNIMPLEMENTED (501)."""
-    return exc.status == 501
