@@ -3,6 +3,10 @@
 The config file is TOML (`--config FILE` or `$OLOL_CONFIG`); keys may sit at the
 top level or in a section named after the mode (`[server]`, `[proxy]`, ...), and
 the mode's section wins over the top level.
+
+A config dataclass declares each setting once, with `setting(default, "--flag", help=..., env=...)`:
+the CLI's option, its `[default: ...]` and `[env var: ...]` help, the TOML key and the resolution
+order are all made from that one declaration (`olol.cli.options`).
 """
 
 from __future__ import annotations
@@ -10,12 +14,42 @@ from __future__ import annotations
 import os
 import tomllib
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
 T = TypeVar("T")
 
-__all__ = ["ConfigError", "Settings", "load_file"]
+__all__ = ["FLAG", "ConfigError", "Flag", "Settings", "load_file", "setting"]
+
+#: The key of a dataclass field's metadata that holds its `Flag`.
+FLAG = "olol_flag"
+
+
+@dataclass(frozen=True)
+class Flag:
+    """How a setting is given from outside; its default is the dataclass field's own."""
+
+    names: tuple[str, ...]  # "--port", "-p"; "--async/--threaded" for a switch
+    help: str
+    env: str | None = None  # None: OLOL_<MODE>_<KEY>, made by the CLI
+    key: str | None = None  # TOML key; None: the field's name
+    shown: str | None = None  # the default as --help says it, where the value says it badly (None, a path)
+    type: type | None = None  # the value's type where the default (None) does not tell it
+
+
+def setting(
+    default: T,
+    *names: str,
+    help: str,
+    env: str | None = None,
+    key: str | None = None,
+    shown: str | None = None,
+    type: type | None = None,
+) -> T:
+    """A config dataclass field that is also a command-line flag (see the module's docstring)."""
+    flag = Flag(names, help, env, key, shown, type)
+    return field(default=default, metadata={FLAG: flag})
 
 
 class ConfigError(ValueError):

@@ -1,36 +1,67 @@
-"""Settings of one agent, built once from flags/env/file by the CLI."""
+"""Settings of one agent, built once from flags/env/file by the CLI.
+
+A field declared with `setting` is also `olol server`'s flag of that name: its default, environment
+variable and help are stated here only (`olol.cli.options` makes the option and resolves it).
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from olol.config import setting
 from olol.discovery.settings import DiscoverySettings
 from olol.security.settings import SecuritySettings
 
 
 @dataclass
 class AgentConfig:
-    host: str = "0.0.0.0"
-    port: int = 50051
-    backend: str = "ollama"  # "ollama" | "llamacpp"
-    ollama_host: str = "http://localhost:11434"
-    llama_url: str | None = None  # an existing llama-server
-    model: str | None = None  # a GGUF to launch llama-server on
-    model_name: str | None = None  # the Ollama name that model is served as
-    llama_server_bin: str | None = None
-    ctx_size: int = 2048
-    threads: int | None = None
-    parallel: int | None = None  # requests served at once; None: ask the backend
+    host: str = setting("0.0.0.0", "--host", help="Address to serve gRPC on.")
+    port: int = setting(50051, "--port", "-p", help="gRPC port.", env="OLOL_PORT")
+    backend: str = setting("ollama", "--backend", help="ollama or llamacpp.")
+    ollama_host: str = setting("http://localhost:11434", "--ollama-host", help="Ollama's URL.", env="OLLAMA_HOST")
+    llama_url: str | None = setting(None, "--llama-url", help="URL of a running llama-server (llamacpp backend).")
+    model: str | None = setting(
+        None, "--model", "-m", help="GGUF file: launch and supervise llama-server on it (llamacpp backend)."
+    )
+    model_name: str | None = setting(
+        None, "--model-name", help="Name the llama.cpp model is served as.", shown="the file's stem"
+    )
+    llama_server_bin: str | None = setting(
+        None, "--llama-server-bin", help="llama-server executable.", env="OLOL_LLAMA_SERVER", shown="found or built"
+    )
+    ctx_size: int = setting(2048, "--ctx-size", help="Context size for a launched llama-server.")
+    threads: int | None = setting(
+        None, "--threads", "-t", help="Threads for a launched llama-server.", type=int, shown="llama.cpp's"
+    )
+    parallel: int | None = setting(
+        None, "--parallel", help="Requests served at once.", type=int, shown="asked from the backend"
+    )
     llama_args: list[str] = field(default_factory=list)
-    use_async: bool = False  # grpc.aio server instead of the threaded one
+    use_async: bool = setting(
+        False, "--async/--threaded", help="Serve with grpc.aio instead of a thread pool.", key="async",
+        shown="threaded",
+    )
     workers: int = 32  # threads of the threaded server (each holds one call)
-    grace: float = 10.0  # seconds SIGTERM waits for in-flight streams
+    grace: float = setting(10.0, "--grace", help="Seconds SIGTERM waits for in-flight streams.")
     state_interval: float = 1.0  # seconds between host-state snapshots at most
     security: SecuritySettings = field(default_factory=SecuritySettings)  # token and TLS (docs/security.md)
     discovery: DiscoverySettings = field(default_factory=DiscoverySettings)  # mDNS advert, --proxy registration
     # Model transfer (olol.agent.transfer): where models are read from and received into.
-    ollama_models: str | None = None  # Ollama's models dir; None: $OLLAMA_MODELS or ~/.ollama/models
-    models_dir: str | None = None  # a llama.cpp host's GGUF dir; None: the directory of `model`
-    transfer_dir: str | None = None  # partial copies, kept for resuming; None: ~/.cache/olol/transfer
-    transfer_rate: float | None = None  # bytes/s this agent sends at most (all copies together); None: no limit
-    registry: str | None = None  # base URL for models this agent downloads itself; None: https://registry.ollama.ai
+    ollama_models: str | None = setting(
+        None, "--ollama-models", help="Ollama's models dir, read to copy models to peers.", env="OLLAMA_MODELS",
+        shown="~/.ollama/models",
+    )
+    models_dir: str | None = setting(
+        None, "--models-dir", help="GGUF dir of a llama.cpp host, for model copies.", shown="--model's dir"
+    )
+    transfer_dir: str | None = setting(
+        None, "--transfer-dir", help="Where partial model copies wait to be resumed.", shown="~/.cache/olol/transfer"
+    )
+    transfer_rate: float | None = setting(
+        None, "--transfer-rate", help="Bytes/s this host sends model copies at, at most.", type=float,
+        shown="no limit",
+    )
+    registry: str | None = setting(
+        None, "--registry", help="Registry base URL for models this agent downloads itself, to seed LAN copies.",
+        shown="https://registry.ollama.ai",
+    )

@@ -25,7 +25,7 @@ CONFIG_OPTION = typer.Option(
     envvar="OLOL_CONFIG",
     help="TOML config file ([MODE] section or top-level keys). Precedence: flag > env > file > default.",
 )
-LOG_LEVEL_OPTION = typer.Option(None, "--log-level", help="debug, info, warning, error [env: OLOL_LOG_LEVEL].")
+LOG_LEVEL_OPTION = typer.Option(None, "--log-level", help="debug, info, warning, error \\[env var: OLOL_LOG_LEVEL].")
 
 
 def settings(section: str, config: Path | None) -> Settings:

@@ -20,7 +20,7 @@ def register(app: typer.Typer) -> None:
             "--servers",
             "--rpc-servers",
             help="rpc-servers, in split order (by latency, the one holding the output layer may move last): "
-            "h1:port,h2:port [env: OLOL_RPC_SERVERS].",
+            "h1:port,h2:port \\[env var: OLOL_RPC_SERVERS].",
         ),
         model: str = typer.Option(
             None,
@@ -28,10 +28,11 @@ def register(app: typer.Typer) -> None:
             "-m",
             help="GGUF path, or an Ollama model name (resolved through the Ollama models directory).",
         ),
-        models_dir: Path = typer.Option(None, "--models-dir", help="Ollama models directory [env: OLLAMA_MODELS]."),
+        models_dir: Path = typer.Option(None, "--models-dir",
+            help="Ollama models directory \\[env var: OLLAMA_MODELS]."),
         prompt: str = typer.Option(None, "--prompt", help="Run this one completion, print it and exit."),
         n_predict: int = typer.Option(
-            None, "--n-predict", "-n", help="Tokens to generate for --prompt. [default: 128]", show_default=False
+            None, "--n-predict", "-n", help="Tokens to generate for --prompt. \\[default: 128]", show_default=False
         ),
         temperature: float = typer.Option(None, "--temperature", help="Sampling temperature for --prompt."),
         plan_only: bool = typer.Option(False, "--plan-only", help="Print the layer plan as a table and exit."),
@@ -41,17 +42,17 @@ def register(app: typer.Typer) -> None:
             help="tunnel (authenticated by the cluster token, optional TLS: ggml bytes on the "
             "rpc-servers' data ports, or in gRPC messages where there is none), grpc (the tunnel in gRPC "
             "messages only: just the gRPC port needs to be open; slower per token) or direct "
-            "(llama-server dials the ggml workers: trusted networks only). [default: tunnel]",
+            "(llama-server dials the ggml workers: trusted networks only). \\[default: tunnel]",
             show_default=False,
         ),
         host: str = typer.Option(
-            None, "--host", help="Address of the HTTP endpoint.  [default: 127.0.0.1]", show_default=False
+            None, "--host", help="Address of the HTTP endpoint.  \\[default: 127.0.0.1]", show_default=False
         ),
         port: int = typer.Option(
             None,
             "--port",
             "-p",
-            help="Port of the HTTP endpoint (llama-server's API). [default: 8080]",
+            help="Port of the HTTP endpoint (llama-server's API). \\[default: 8080]",
             show_default=False,
         ),
         agent_port: int = typer.Option(
@@ -72,18 +73,18 @@ def register(app: typer.Typer) -> None:
         threads: int = typer.Option(None, "--threads", "-t", help="CPU threads of llama-server."),
         parallel: int = typer.Option(None, "--parallel", help="Requests llama-server serves at once."),
         margin: float = typer.Option(
-            None, "--margin", help="Share of each worker's free memory kept spare. [default: 0.1]", show_default=False
+            None, "--margin", help="Share of each worker's free memory kept spare. \\[default: 0.1]", show_default=False
         ),
         objective: str = typer.Option(
             None,
             "--objective",
             help="What the layer plan minimises: latency (time per token of a request: llama.cpp runs the "
             "stages one after another, plus a round trip each) or balanced (the slowest stage, for when "
-            "stages overlap). [default: latency]",
+            "stages overlap). \\[default: latency]",
             show_default=False,
         ),
         llama_server_bin: str = typer.Option(
-            None, "--llama-server-bin", help="llama-server executable [env: OLOL_LLAMA_SERVER]."
+            None, "--llama-server-bin", help="llama-server executable \\[env var: OLOL_LLAMA_SERVER]."
         ),
         token: str = TOKEN_OPTION,
         token_file: Path = TOKEN_FILE_OPTION,
@@ -97,7 +98,7 @@ def register(app: typer.Typer) -> None:
             help="Without --servers: find rpc-servers that advertise over mDNS (`olol rpc-server --discovery`).",
         ),
         discovery_wait: float = typer.Option(
-            None, "--discovery-wait", help="Seconds to look for rpc-servers. [default: 3]", show_default=False
+            None, "--discovery-wait", help="Seconds to look for rpc-servers. \\[default: 3]", show_default=False
         ),
         interface: str = sec.INTERFACE,
         cluster: str = sec.CLUSTER,

@@ -28,7 +28,7 @@ __all__ = ["PullView", "register", "render_models"]
 
 
 URL_OPTION = typer.Option(
-    "http://localhost:8000", "--url", "-u", envvar="OLOL_PROXY_URL", help="The proxy's URL [env: OLOL_PROXY_URL]."
+    "http://localhost:8000", "--url", "-u", envvar="OLOL_PROXY_URL", help="The proxy's URL \\[env var: OLOL_PROXY_URL]."
 )
 
 

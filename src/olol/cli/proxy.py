@@ -38,13 +38,14 @@ def _servers(values: list[str] | None) -> list[str] | None:
 def register(app: typer.Typer) -> None:
     @app.command("proxy")
     def proxy(
-        host: str = typer.Option(None, "--host", help="Address to listen on.  [default: 0.0.0.0]", show_default=False),
+        host: str = typer.Option(None, "--host",
+            help="Address to listen on.  \\[default: 0.0.0.0]", show_default=False),
         port: int = typer.Option(
             None,
             "--port",
             "-p",
             show_default=False,
-            help="HTTP port [env: OLOL_PORT]; 11434 makes it a true drop-in for Ollama. [default: 8000]",
+            help="HTTP port \\[env var: OLOL_PORT]; 11434 makes it a true drop-in for Ollama. \\[default: 8000]",
         ),
         servers: list[str] = typer.Option(
             None,
@@ -52,13 +53,13 @@ def register(app: typer.Typer) -> None:
             "-s",
             show_default=False,
             help="Hosts, comma-separated or repeated: agents as host:50051, plain "
-            "Ollama as http://host:11434 [env: OLLAMA_SERVERS].",
+            "Ollama as http://host:11434 \\[env var: OLLAMA_SERVERS].",
         ),
         balancer: str = typer.Option(
             None,
             "--balancer",
             show_default=False,
-            help="Routing policy: adaptive, least_connections, round_robin. [default: adaptive]",
+            help="Routing policy: adaptive, least_connections, round_robin. \\[default: adaptive]",
         ),
         replicas: int = typer.Option(
             None, "--replicas", help="Hosts an /api/pull goes to (default: every healthy host)."
@@ -68,15 +69,15 @@ def register(app: typer.Typer) -> None:
         ),
         replica_grace: float = typer.Option(
             None, "--replica-grace", show_default=False,
-            help="Seconds a model may be short of replicas before it is re-placed. [default: 30]",
+            help="Seconds a model may be short of replicas before it is re-placed. \\[default: 30]",
         ),
         lan_copy: bool = typer.Option(
             None, "--lan-copy/--no-lan-copy", show_default=False,
-            help="Copy models between hosts over the LAN instead of downloading each again. [default: on]",
+            help="Copy models between hosts over the LAN instead of downloading each again. \\[default: on]",
         ),
         pull_on_demand: bool = typer.Option(
             None, "--pull-on-demand/--no-pull-on-demand", show_default=False,
-            help="Place a model no host has when a request asks for it (the request waits). [default: off]",
+            help="Place a model no host has when a request asks for it (the request waits). \\[default: off]",
         ),
         transfer_dir: str = typer.Option(
             None, "--transfer-dir", help="Where copies relayed into plain Ollama hosts are staged "
@@ -86,22 +87,22 @@ def register(app: typer.Typer) -> None:
             None,
             "--quant-fallback/--no-quant-fallback",
             show_default=False,
-            help="Serve a quantized model with a compatible higher-quality one already on a host.  [default: on]",
+            help="Serve a quantized model with a compatible higher-quality one already on a host.  \\[default: on]",
         ),
         affinity: bool = typer.Option(
             None,
             "--affinity/--no-affinity",
             show_default=False,
-            help="Keep a conversation on one host (X-OLOL-Session or prompt prefix). [default: on]",
+            help="Keep a conversation on one host (X-OLOL-Session or prompt prefix). \\[default: on]",
         ),
         max_queue_wait: float = typer.Option(
             None,
             "--max-queue-wait",
             show_default=False,
-            help="Seconds a request may wait for a free host before 503. [default: 30]",
+            help="Seconds a request may wait for a free host before 503. \\[default: 30]",
         ),
         max_queue: int = typer.Option(
-            None, "--max-queue", show_default=False, help="Requests that may wait per model.  [default: 512]"
+            None, "--max-queue", show_default=False, help="Requests that may wait per model.  \\[default: 512]"
         ),
         request_timeout: float = typer.Option(
             None, "--request-timeout", help="Seconds a whole request may take (default: unlimited)."
@@ -110,32 +111,32 @@ def register(app: typer.Typer) -> None:
             None,
             "--default-parallel",
             show_default=False,
-            help="Parallel slots assumed for plain Ollama hosts.  [default: 4]",
+            help="Parallel slots assumed for plain Ollama hosts.  \\[default: 4]",
         ),
         affinity_load_factor: float = typer.Option(
             None,
             "--affinity-load-factor",
             show_default=False,
-            help="A pinned host may hold at most this x the mean load. [default: 1.25]",
+            help="A pinned host may hold at most this x the mean load. \\[default: 1.25]",
         ),
         first_byte_timeout: float = typer.Option(
             None,
             "--first-byte-timeout",
             show_default=False,
             help="Seconds a host may take to send its first chunk (model load "
-            "included) before the next host is tried.  [default: 300]",
+            "included) before the next host is tried.  \\[default: 300]",
         ),
         max_attempts: int = typer.Option(
             None,
             "--max-attempts",
             show_default=False,
-            help="Hosts tried per request before its error is returned.  [default: 3]",
+            help="Hosts tried per request before its error is returned.  \\[default: 3]",
         ),
         probe_interval: float = typer.Option(
             None,
             "--probe-interval",
             show_default=False,
-            help="Seconds between health probes; a dead host is out within 3x. [default: 1]",
+            help="Seconds between health probes; a dead host is out within 3x. \\[default: 1]",
         ),
         host_parallel: list[str] = typer.Option(None, "--host-parallel", help="SERVER=SLOTS (repeatable)."),
         host_weight: list[str] = typer.Option(None, "--host-weight", help="SERVER=WEIGHT (repeatable)."),
@@ -144,30 +145,30 @@ def register(app: typer.Typer) -> None:
             None,
             "--state-dir",
             show_default=False,
-            help="Where chat sessions are kept (sessions.db) [env: OLOL_STATE_DIR]. "
-            "[default: $XDG_STATE_HOME/olol or ~/.local/state/olol]",
+            help="Where chat sessions are kept (sessions.db) \\[env var: OLOL_STATE_DIR]. "
+            "\\[default: $XDG_STATE_HOME/olol or ~/.local/state/olol]",
         ),
         session_ttl: float = typer.Option(
             None,
             "--session-ttl",
             show_default=False,
-            help="Seconds a chat session may stay idle before it expires; 0 = never. [default: 604800 (7 days)]",
+            help="Seconds a chat session may stay idle before it expires; 0 = never. \\[default: 604800 (7 days)]",
         ),
         grpc_port: int = typer.Option(
             None,
             "--grpc-port",
             show_default=False,
-            help="Also serve chat sessions over gRPC (olol.sessions.v1) on this port; 0 = a free one. [default: off]",
+            help="Also serve chat sessions over gRPC (olol.sessions.v1) on this port; 0 = a free one. \\[default: off]",
         ),
         distributed: bool = typer.Option(
             None, "--distributed/--no-distributed", show_default=False,
-            help="Serve models split across --rpc-servers (llama.cpp RPC) as hosts of their own [env: "
-            "OLOL_DISTRIBUTED]. [default: on when rpc-servers are given]",
+            help="Serve models split across --rpc-servers (llama.cpp RPC) as hosts of their own \\[env var: "
+            "OLOL_DISTRIBUTED]. \\[default: on when rpc-servers are given]",
         ),
         rpc_servers: list[str] = typer.Option(
             None, "--rpc-servers", show_default=False,
             help="`olol rpc-server` hosts a split model runs on, in split order (by latency, the one holding the "
-            "output layer may move last): h1:50052,h2:50052 [env: OLOL_RPC_SERVERS].",
+            "output layer may move last): h1:50052,h2:50052 \\[env var: OLOL_RPC_SERVERS].",
         ),
         dist_model: list[str] = typer.Option(
             None, "--dist-model", show_default=False,
@@ -177,12 +178,12 @@ def register(app: typer.Typer) -> None:
         dist_auto: bool = typer.Option(
             None, "--dist-auto/--no-dist-auto", show_default=False,
             help="Split a requested model when no host that has it has the memory for it (GGUF size + KV "
-            "cache vs free memory); options.distributed=true always splits. [default: on]",
+            "cache vs free memory); options.distributed=true always splits. \\[default: on]",
         ),
         dist_transport: str = typer.Option(
             None, "--dist-transport", show_default=False,
             help="tunnel (cluster token, optional TLS; the rpc-servers' data ports, else gRPC messages), "
-            "grpc (the tunnel in gRPC messages only) or direct (trusted networks). [default: tunnel]",
+            "grpc (the tunnel in gRPC messages only) or direct (trusted networks). \\[default: tunnel]",
         ),
         dist_ctx_size: int = typer.Option(
             None, "--dist-ctx-size", help="Context tokens of a split model (default: the workers' advice, else 2048)."
@@ -191,13 +192,13 @@ def register(app: typer.Typer) -> None:
         dist_objective: str = typer.Option(
             None, "--dist-objective", show_default=False,
             help="What the layer plan minimises: latency (time per token of a request; llama.cpp runs the "
-            "stages one after another) or balanced (the slowest stage). [default: latency]",
+            "stages one after another) or balanced (the slowest stage). \\[default: latency]",
         ),
         models_dir: Path = typer.Option(
-            None, "--models-dir", help="Ollama models directory split models are read from [env: OLLAMA_MODELS]."
+            None, "--models-dir", help="Ollama models directory split models are read from \\[env var: OLLAMA_MODELS]."
         ),
         llama_server_bin: str = typer.Option(
-            None, "--llama-server-bin", help="llama-server for split models [env: OLOL_LLAMA_SERVER]."
+            None, "--llama-server-bin", help="llama-server for split models \\[env var: OLOL_LLAMA_SERVER]."
         ),
         token: str = sec.TOKEN,
         token_file: Path = sec.TOKEN_FILE,

@@ -12,8 +12,9 @@ from olol.cli.common import CONFIG_OPTION, LOG_LEVEL_OPTION, fail, settings, set
 from olol.config import ConfigError
 
 # Shared with `olol dist`: the same cluster token on both ends of the tunnel.
-TOKEN_OPTION = typer.Option(None, "--token", help="Cluster token [env: OLOL_TOKEN].")
-TOKEN_FILE_OPTION = typer.Option(None, "--token-file", help="File holding the cluster token [env: OLOL_TOKEN_FILE].")
+TOKEN_OPTION = typer.Option(None, "--token", help="Cluster token \\[env var: OLOL_TOKEN].")
+TOKEN_FILE_OPTION = typer.Option(None, "--token-file",
+    help="File holding the cluster token \\[env var: OLOL_TOKEN_FILE].")
 
 
 def no_grpc_fork_handlers() -> None:
@@ -35,26 +36,26 @@ def register(app: typer.Typer) -> None:
     @app.command("rpc-server")
     def rpc_server(
         host: str = typer.Option(
-            None, "--host", help="Address for the gRPC service.  [default: 0.0.0.0]", show_default=False
+            None, "--host", help="Address for the gRPC service.  \\[default: 0.0.0.0]", show_default=False
         ),
         port: int = typer.Option(
-            None, "--port", "-p", help="gRPC port [env: OLOL_RPC_PORT].  [default: 50052]", show_default=False
+            None, "--port", "-p", help="gRPC port \\[env var: OLOL_RPC_PORT].  \\[default: 50052]", show_default=False
         ),
         data_port: int = typer.Option(
             None,
             "--data-port",
             help="Port of the tunnel's data path (ggml bytes on TCP/TLS, admitted by tickets from the "
-            "gRPC service; 0: any free).  [default: --port + 1]",
+            "gRPC service; 0: any free).  \\[default: --port + 1]",
             show_default=False,
         ),
         no_data_port: bool = typer.Option(
             None, "--no-data-port", help="No data port: coordinators tunnel through gRPC messages (slower)."
         ),
-        rpc_bin: str = typer.Option(None, "--rpc-bin", help="ggml-rpc-server executable [env: OLOL_RPC_SERVER]."),
+        rpc_bin: str = typer.Option(None, "--rpc-bin", help="ggml-rpc-server executable \\[env var: OLOL_RPC_SERVER]."),
         device: str = typer.Option(
             None,
             "--device",
-            help="auto, cpu, cuda, rocm, metal, vulkan, or ggml device names (CUDA0,CUDA1).  [default: auto]",
+            help="auto, cpu, cuda, rocm, metal, vulkan, or ggml device names (CUDA0,CUDA1).  \\[default: auto]",
             show_default=False,
         ),
         threads: int = typer.Option(None, "--threads", "-t", help="CPU threads of the worker (default: llama.cpp's)."),
@@ -62,13 +63,13 @@ def register(app: typer.Typer) -> None:
             None,
             "--cache/--no-cache",
             help="Keep llama.cpp's tensor cache (-c), so "
-            "reloads skip weight transfers.  [default: off, on with --preseed]",
+            "reloads skip weight transfers.  \\[default: off, on with --preseed]",
             show_default=False,
         ),
         cache_dir: Path = typer.Option(
             None,
             "--cache-dir",
-            help="Tensor cache directory ($LLAMA_CACHE of the worker).  [default: ~/.cache/olol/rpc-cache]",
+            help="Tensor cache directory ($LLAMA_CACHE of the worker).  \\[default: ~/.cache/olol/rpc-cache]",
             show_default=False,
         ),
         preseed: list[Path] = typer.Option(
@@ -81,11 +82,11 @@ def register(app: typer.Typer) -> None:
             None,
             "--worker-host",
             help="Bind of the ggml worker: keep loopback "
-            "unless coordinators use --transport direct.  [default: 127.0.0.1]",
+            "unless coordinators use --transport direct.  \\[default: 127.0.0.1]",
             show_default=False,
         ),
         worker_port: int = typer.Option(
-            None, "--worker-port", help="Port of the ggml worker.  [default: free]", show_default=False
+            None, "--worker-port", help="Port of the ggml worker.  \\[default: free]", show_default=False
         ),
         token: str = TOKEN_OPTION,
         token_file: Path = TOKEN_FILE_OPTION,
@@ -93,12 +94,12 @@ def register(app: typer.Typer) -> None:
         tls_key: Path = typer.Option(None, "--tls-key", help="PEM private key of --tls-cert."),
         tls_ca: Path = typer.Option(None, "--tls-ca", help="PEM CA: require client certificates it signed."),
         max_frame: str = typer.Option(
-            None, "--max-frame", help="Largest ggml message accepted.  [default: 4GiB]", show_default=False
+            None, "--max-frame", help="Largest ggml message accepted.  \\[default: 4GiB]", show_default=False
         ),
         max_memory: str = typer.Option(
             None,
             "--max-memory",
-            help="Memory per device offered to split models (e.g. 12GiB).  [default: all free]",
+            help="Memory per device offered to split models (e.g. 12GiB).  \\[default: all free]",
             show_default=False,
         ),
         no_speed: bool = typer.Option(None, "--no-speed-test", help="Skip the speed measurement at start."),

@@ -48,31 +48,32 @@ __all__ = [
     "security_settings",
 ]
 
-TOKEN = typer.Option(None, "--token", help="Cluster token: required on every gRPC call [env: OLOL_TOKEN].")
-TOKEN_FILE = typer.Option(None, "--token-file", help="File holding the cluster token [env: OLOL_TOKEN_FILE].")
+TOKEN = typer.Option(None, "--token", help="Cluster token: required on every gRPC call \\[env var: OLOL_TOKEN].")
+TOKEN_FILE = typer.Option(None, "--token-file", help="File holding the cluster token \\[env var: OLOL_TOKEN_FILE].")
 TLS_CERT = typer.Option(None, "--tls-cert", help="PEM certificate of this host (see `olol certs`).")
 TLS_KEY = typer.Option(None, "--tls-key", help="PEM private key of --tls-cert.")
 TLS_CA = typer.Option(
     None, "--tls-ca", help="PEM CA of the cluster: agents require client certs it signed; the proxy verifies agents."
 )
 HTTPS = typer.Option(
-    None, "--https/--no-https", show_default=False, help="Serve HTTPS with --tls-cert.  [default: on with a cert]"
+    None, "--https/--no-https", show_default=False, help="Serve HTTPS with --tls-cert.  \\[default: on with a cert]"
 )
 HTTPS_CLIENT_AUTH = typer.Option(
     None, "--https-client-auth", help="HTTPS clients must present a certificate signed by --tls-ca."
 )
 API_KEY = typer.Option(
-    None, "--api-key", help="HTTP API key, KEY or KEY:read (status/metrics only); repeatable [env: OLOL_API_KEYS]."
+    None, "--api-key",
+        help="HTTP API key, KEY or KEY:read (status/metrics only); repeatable \\[env var: OLOL_API_KEYS]."
 )
 API_KEYS_FILE = typer.Option(None, "--api-keys-file", help="File of API keys, one `KEY` or `KEY:read` a line.")
 MAX_BODY = typer.Option(
-    None, "--max-body", show_default=False, help="Largest JSON request body in bytes.  [default: 64 MiB]"
+    None, "--max-body", show_default=False, help="Largest JSON request body in bytes.  \\[default: 64 MiB]"
 )
 BODY_TIMEOUT = typer.Option(
-    None, "--body-timeout", show_default=False, help="Seconds a client has to send its body.  [default: 60]"
+    None, "--body-timeout", show_default=False, help="Seconds a client has to send its body.  \\[default: 60]"
 )
 RATE_LIMIT = typer.Option(
-    None, "--rate-limit", help="Requests/s per API key (or client address without keys). [default: off]"
+    None, "--rate-limit", help="Requests/s per API key (or client address without keys). \\[default: off]"
 )
 RATE_BURST = typer.Option(None, "--rate-burst", help="Requests a key may burst above --rate-limit.")
 LENIENT_FIELDS = typer.Option(
@@ -90,21 +91,24 @@ DISCOVERY_PROXY = typer.Option(
 MDNS = typer.Option(
     None, "--mdns/--no-mdns", show_default=False, help="Use mDNS for --discovery (off: registrations only)."
 )
-INTERFACE = typer.Option(None, "--interface", help="Network interface for discovery (e.g. eth0).  [default: all]")
-CLUSTER = typer.Option(None, "--cluster", help="Cluster name in adverts (several clusters on one LAN). [default: olol]")
+INTERFACE = typer.Option(None, "--interface", help="Network interface for discovery (e.g. eth0).  \\[default: all]")
+CLUSTER = typer.Option(None, "--cluster",
+    help="Cluster name in adverts (several clusters on one LAN). \\[default: olol]")
 PROXY = typer.Option(None, "--proxy", help="Register with this proxy (host:port or URL); repeatable.")
 ADVERTISE_HOST = typer.Option(None, "--advertise-host", help="Address others should dial this host at.")
 SCAN_SUBNET = typer.Option(
-    None, "--scan-subnet", help="Probe the interface's private /24 for agents (rate-limited). [default: off]"
+    None, "--scan-subnet", help="Probe the interface's private /24 for agents (rate-limited). \\[default: off]"
 )
-SCAN_RATE = typer.Option(None, "--scan-rate", help="Connection attempts per second of --scan-subnet. [default: 20]")
+SCAN_RATE = typer.Option(None, "--scan-rate", help="Connection attempts per second of --scan-subnet. \\[default: 20]")
 
 # Clients of a secured cluster.
 CLIENT_API_KEY = typer.Option(
-    None, "--api-key", envvar="OLOL_API_KEY", help="The proxy's API key (Authorization: Bearer) [env: OLOL_API_KEY]."
+    None, "--api-key", envvar="OLOL_API_KEY",
+        help="The proxy's API key (Authorization: Bearer) \\[env var: OLOL_API_KEY]."
 )
 CLIENT_CA = typer.Option(
-    None, "--ca", envvar="OLOL_CA", help="PEM CA that signed the server's certificate (HTTPS, gRPC TLS) [env: OLOL_CA]."
+    None, "--ca", envvar="OLOL_CA",
+        help="PEM CA that signed the server's certificate (HTTPS, gRPC TLS) \\[env var: OLOL_CA]."
 )
 CLIENT_CERT = typer.Option(None, "--cert", help="PEM client certificate, for servers that require one (mutual TLS).")
 CLIENT_KEY = typer.Option(None, "--key", help="PEM private key of --cert.")

@@ -77,7 +77,7 @@ def register(app: typer.Typer) -> None:
             "--url",
             "-u",
             envvar="OLOL_PROXY_URL",
-            help="The proxy's URL [env: OLOL_PROXY_URL].",
+            help="The proxy's URL \\[env var: OLOL_PROXY_URL].",
         ),
         as_json: bool = typer.Option(False, "--json", help="Print the raw /api/status JSON."),
         api_key: str = sec.CLIENT_API_KEY,

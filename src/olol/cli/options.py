@@ -1,0 +1,112 @@
+"""Typer options made from a config dataclass's `setting` fields, and their resolution.
+
+Each field declared with `olol.config.setting` becomes one option whose help ends with
+`[env var: ...]  [default: ...]`, and resolves flag > env > config file > default through
+`olol.config.Settings` under its TOML key: the default, the environment variable and the
+help live in the field alone, so they cannot drift apart.
+
+    @app.command("server")
+    @settings_options(AgentConfig, env_prefix="OLOL_SERVER_")
+    def server(given: Given, token: str = sec.TOKEN, ...) -> None:
+        cfg = AgentConfig(**resolve(AgentConfig, s, given, env_prefix="OLOL_SERVER_"), security=...)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import inspect
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import typer
+from rich.markup import escape
+
+from olol.config import FLAG, Flag, Settings
+
+__all__ = ["Given", "env_var", "flagged", "help_text", "resolve", "settings_options"]
+
+#: The flags a command was given for its dataclass's settings, by field name (None: not given).
+Given = dict[str, Any]
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def flagged(cls: type) -> list[tuple[dataclasses.Field[Any], Flag]]:
+    """The fields of `cls` that are settings, in declaration order."""
+    return [(f, f.metadata[FLAG]) for f in dataclasses.fields(cls) if FLAG in f.metadata]
+
+
+def _default(f: dataclasses.Field[Any]) -> Any:
+    if f.default is not dataclasses.MISSING:
+        return f.default
+    if f.default_factory is not dataclasses.MISSING:
+        return f.default_factory()
+    return None
+
+
+def env_var(f: dataclasses.Field[Any], flag: Flag, env_prefix: str) -> str:
+    return flag.env or env_prefix + (flag.key or f.name).upper()
+
+
+def _shown(f: dataclasses.Field[Any], flag: Flag) -> str:
+    if flag.shown is not None:
+        return flag.shown
+    value = _default(f)
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    return "none" if value is None else f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def help_text(f: dataclasses.Field[Any], flag: Flag, env_prefix: str) -> str:
+    # Escaped: typer reads help as rich markup, where a bare `[default: ...]` is a tag and vanishes.
+    return escape(f"{flag.help}  [env var: {env_var(f, flag, env_prefix)}]  [default: {_shown(f, flag)}]")
+
+
+def _type(f: dataclasses.Field[Any], flag: Flag) -> type:
+    if flag.type is not None:
+        return flag.type
+    value = _default(f)
+    return type(value) if value is not None else str
+
+
+def settings_options(cls: type, *, env_prefix: str) -> Callable[[F], F]:
+    """Give the decorated command one option per setting of `cls`; it receives them as `given`."""
+
+    def decorate(command: F) -> F:
+        own = [p for name, p in inspect.signature(command).parameters.items() if name != "given"]
+        generated = [
+            inspect.Parameter(
+                f.name,
+                inspect.Parameter.KEYWORD_ONLY,
+                default=typer.Option(None, *flag.names, help=help_text(f, flag, env_prefix), show_default=False),
+                annotation=_type(f, flag),
+            )
+            for f, flag in flagged(cls)
+        ]
+        names = {p.name for p in generated}
+
+        @functools.wraps(command)
+        def wrapper(**kwargs: Any) -> Any:
+            given = {name: kwargs.pop(name) for name in names}
+            return command(given=given, **kwargs)
+
+        own = [p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in own]
+        wrapper.__signature__ = inspect.Signature(generated + own)  # type: ignore[attr-defined]
+        hints = {p.name: p.annotation for p in generated}
+        hints.update({k: v for k, v in inspect.get_annotations(command, eval_str=True).items() if k != "given"})
+        wrapper.__annotations__ = hints
+        del wrapper.__wrapped__  # typer must read the signature above, not the command's own
+        return wrapper  # type: ignore[return-value]
+
+    return decorate
+
+
+def resolve(cls: type, s: Settings, given: Given, *, env_prefix: str) -> dict[str, Any]:
+    """Each setting of `cls`: the flag given, else its environment variable, else the file, else the default."""
+    out: dict[str, Any] = {}
+    for f, flag in flagged(cls):
+        kind = _type(f, flag)
+        parse = kind if kind in (int, float) and _default(f) is None else None
+        out[f.name] = s.get(flag.key or f.name, given.get(f.name), _default(f), env=env_var(f, flag, env_prefix),
+                            parse=parse)
+    return out
