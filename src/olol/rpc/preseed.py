@@ -32,6 +32,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from olol.backends.llamacpp.gguf_header import read_gguf_header
 from olol.rpc.ggml_client import GGML_TYPE_I8, GgmlClient, RpcTensor
 from olol.rpc.worker import GgmlWorker
 
@@ -69,16 +70,14 @@ class SeedReport:
 
 def cached_tensors(path: Path) -> list[SeedTensor]:
     """The tensors of a GGUF file that llama.cpp would look up in a worker's cache."""
-    import gguf  # imported here: reading tensor offsets needs the full reader
-
-    reader = gguf.GGUFReader(path)
-    names = {t.name for t in reader.tensors}
+    header = read_gguf_header(path)
+    names = {t.name for t in header.tensors}
     tied = "output.weight" not in names
     out = []
-    for t in reader.tensors:
-        if int(t.n_bytes) <= HASH_THRESHOLD or (t.name == "token_embd.weight" and not tied):
+    for t in header.tensors:
+        if t.n_bytes <= HASH_THRESHOLD or (t.name == "token_embd.weight" and not tied):
             continue
-        out.append(SeedTensor(t.name, int(t.data_offset), int(t.n_bytes)))
+        out.append(SeedTensor(t.name, header.data_offset + t.offset, t.n_bytes))
     return out
 
 

@@ -20,22 +20,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import gguf
+from olol.backends.llamacpp.gguf_header import read_gguf_header
 
-from olol.backends.llamacpp.gguf_header import TensorInfo, read_gguf_header
-
-__all__ = ["KV_TYPE_BYTES", "ModelProfile", "tensor_bytes"]
+__all__ = ["KV_TYPE_BYTES", "ModelProfile"]
 
 _BLOCK = re.compile(r"^blk\.(\d+)\.")
 
 # Bytes per element of the KV cache types llama.cpp offers (--cache-type-k/v): block bytes / block size.
 KV_TYPE_BYTES: dict[str, float] = {"f32": 4.0, "f16": 2.0, "bf16": 2.0, "q8_0": 34 / 32, "q5_1": 24 / 32,
                                    "q5_0": 22 / 32, "q4_1": 20 / 32, "q4_0": 18 / 32, "iq4_nl": 18 / 32}  # fmt: skip
-
-
-def tensor_bytes(t: TensorInfo) -> int:
-    block, type_size = gguf.GGML_QUANT_SIZES[gguf.GGMLQuantizationType(t.type)]
-    return t.n_elements // block * type_size
 
 
 def _per_layer(value: Any, n: int, what: str) -> list[int]:
@@ -91,7 +84,7 @@ class ModelProfile:
         layers = [0] * n_layers
         sizes: dict[str, int] = {}
         for t in header.tensors:
-            size = tensor_bytes(t)
+            size = t.n_bytes
             sizes[t.name] = size
             if m := _BLOCK.match(t.name):
                 index = int(m[1])

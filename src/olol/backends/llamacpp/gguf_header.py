@@ -1,9 +1,10 @@
-"""A fast reader of GGUF headers: metadata key/values and tensor infos, no tensor data.
+"""OLOL's one GGUF reader: metadata key/values and tensor infos with their sizes and file offsets.
 
 `gguf.GGUFReader` builds a numpy view per array item, which takes seconds for a
 32k-token vocabulary (and far longer for 150k-token ones), on every call. Agents
-read headers on startup, on `/api/show` and for placement planning, so this
-reader walks the header with `struct` and skips arrays nobody asked for.
+read headers on startup, on `/api/show` and for placement planning, and rpc-servers
+to preseed their tensor cache, so this reader walks the header with `struct` and
+skips arrays nobody asked for; the `gguf` package supplies the enums and block sizes.
 Format: https://github.com/ggml-org/ggml/blob/master/docs/gguf.md (v2 and v3).
 """
 
@@ -13,28 +14,15 @@ import mmap
 import os
 import struct
 from dataclasses import dataclass
-from enum import IntEnum
 from pathlib import Path
 from typing import Any
 
+from gguf import GGML_QUANT_SIZES, GGMLQuantizationType
+from gguf import GGUFValueType as ValueType
+
 __all__ = ["GGUFHeader", "TensorInfo", "ValueType", "read_gguf_header"]
 
-
-class ValueType(IntEnum):
-    UINT8 = 0
-    INT8 = 1
-    UINT16 = 2
-    INT16 = 3
-    UINT32 = 4
-    INT32 = 5
-    FLOAT32 = 6
-    BOOL = 7
-    STRING = 8
-    ARRAY = 9
-    UINT64 = 10
-    INT64 = 11
-    FLOAT64 = 12
-
+_DEFAULT_ALIGNMENT = 32  # of the tensor data section, unless `general.alignment` says otherwise
 
 _SCALARS = {
     ValueType.UINT8: "B",
@@ -56,7 +44,7 @@ class TensorInfo:
     name: str
     shape: tuple[int, ...]  # ggml `ne` order (fastest-varying dimension first)
     type: int  # ggml type id (gguf.GGMLQuantizationType)
-    offset: int
+    offset: int  # from the start of the tensor data section (`GGUFHeader.data_offset`)
 
     @property
     def n_elements(self) -> int:
@@ -65,6 +53,12 @@ class TensorInfo:
             n *= d
         return n
 
+    @property
+    def n_bytes(self) -> int:
+        """Its size in the file (and in memory, as loaded)."""
+        block, type_size = GGML_QUANT_SIZES[GGMLQuantizationType(self.type)]
+        return self.n_elements // block * type_size
+
 
 @dataclass(frozen=True)
 class GGUFHeader:
@@ -72,6 +66,7 @@ class GGUFHeader:
     fields: dict[str, Any]  # arrays are None unless read with arrays=True
     types: dict[str, tuple[ValueType, ValueType | None]]  # (type, array item type)
     tensors: list[TensorInfo]
+    data_offset: int  # where tensor data starts in the file: a tensor's bytes are at data_offset + its offset
 
 
 class _Cursor:
@@ -142,4 +137,6 @@ def read_gguf_header(path: str | os.PathLike[str], *, arrays: bool = False) -> G
                 tensors.append(TensorInfo(name, shape, cur.unpack("I"), cur.unpack("Q")))
         except (struct.error, IndexError) as exc:
             raise ValueError(f"{path}: truncated or corrupt GGUF header") from exc
-    return GGUFHeader(version, fields, types, tensors)
+        align = int(fields.get("general.alignment") or _DEFAULT_ALIGNMENT)
+        data_offset = -(-cur.pos // align) * align
+    return GGUFHeader(version, fields, types, tensors, data_offset)
