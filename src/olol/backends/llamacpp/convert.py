@@ -12,6 +12,10 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from olol.cluster.backend import JSON
+
+# The cluster's one normaliser (`tiny` -> `tiny:latest`, case and default registry folded), under the
+# name this adapter's modules call it by.
+from olol.cluster.names import normalize as normalize_model_name
 from olol.errors import BadRequest
 from olol.wire.values import rfc3339_from_ns
 
@@ -63,12 +67,6 @@ def rfc3339(moment: datetime | None = None) -> str:
 
 def far_future() -> str:
     return rfc3339(datetime.now(UTC) + _FOREVER)
-
-
-def normalize_model_name(name: str) -> str:
-    """`tiny` -> `tiny:latest`; a tag, if present, is kept (`ns/m:q4` stays)."""
-    name = name.strip()
-    return name if ":" in name.rsplit("/", 1)[-1] else f"{name}:latest"
 
 
 def sampling_params(options: Mapping[str, Any] | None) -> JSON:
