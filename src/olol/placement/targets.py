@@ -15,10 +15,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from olol._fast import quant
-from olol.cluster import Host, normalize
+from olol.cluster import Cluster, Host, normalize
 from olol.errors import OlolError
 
-__all__ = ["Room", "choose_targets", "held_name", "is_agent", "survey"]
+__all__ = ["Room", "choose_targets", "held_name", "is_agent", "pull_targets", "survey"]
 
 log = logging.getLogger(__name__)
 
@@ -122,3 +122,20 @@ def choose_targets(
 
 def normalize_spec(spec: str) -> str:
     return spec.strip().rstrip("/").lower()
+
+
+def pull_targets(cluster: Cluster, model: str, replicas: int | None) -> list[Host]:
+    """Healthy hosts for `replicas` copies of `model`; None means every healthy host.
+
+    Hosts that already have the model come first (a pull there only verifies),
+    then the others by most free memory, then least load: the model must fit
+    where it lands, and a busy host should not also be downloading.
+    """
+    healthy = cluster.healthy_hosts()
+    have = [h for h in healthy if h.has_model(model)]
+    rest = sorted((h for h in healthy if not h.has_model(model)),
+                  key=lambda h: (-(h.ram_free if h.ram_free is not None else -1), h.load, h.id))
+    ordered = have + rest
+    if replicas is None:
+        return ordered
+    return ordered[: max(1, replicas)]
