@@ -4,24 +4,31 @@ from __future__ import annotations
 
 import re
 
+import pytest
 from typer.testing import CliRunner
 
 from olol.agent.config import AgentConfig
 from olol.cli import app
+from olol.cli import proxy as proxy_cmd
 from olol.cli.options import env_var, flagged, resolve
 from olol.cli.server import ENV_PREFIX
 from olol.config import Settings
+from olol.proxy.config import ProxyConfig
 
 runner = CliRunner()
 
 
-def test_server_help_shows_every_settings_default_and_env_var() -> None:
-    out = runner.invoke(app, ["server", "--help"], terminal_width=400, env={"COLUMNS": "400"}).output
+@pytest.mark.parametrize(("mode", "config", "prefix"), [
+    ("server", AgentConfig, ENV_PREFIX),
+    ("proxy", ProxyConfig, proxy_cmd.ENV_PREFIX),
+])
+def test_help_shows_every_settings_default_and_env_var(mode: str, config: type, prefix: str) -> None:
+    out = runner.invoke(app, [mode, "--help"], terminal_width=400, env={"COLUMNS": "400"}).output
     lines = {line.split()[1]: line for line in out.splitlines() if re.match(r"^│ --", line)}
-    assert flagged(AgentConfig), "AgentConfig declares its settings"
-    for f, flag in flagged(AgentConfig):
+    assert flagged(config), "the config declares its settings"
+    for f, flag in flagged(config):
         line = lines[flag.names[0].split("/")[0]]
-        assert f"[env var: {env_var(f, flag, ENV_PREFIX)}]" in line, line
+        assert f"[env var: {env_var(f, flag, prefix)}]" in line, line
         assert "[default: " in line, line
 
 

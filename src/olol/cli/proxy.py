@@ -9,8 +9,13 @@ import typer
 
 from olol.cli import security_options as sec
 from olol.cli.common import CONFIG_OPTION, LOG_LEVEL_OPTION, fail, settings, setup_logging
+from olol.cli.options import Given, resolve, settings_options
 from olol.cli.rpc import as_str, no_grpc_fork_handlers
 from olol.config import ConfigError
+from olol.proxy.config import ProxyConfig
+
+#: Environment variables of `olol proxy`'s settings that have no historical name of their own.
+ENV_PREFIX = "OLOL_PROXY_"
 
 
 def _pairs(values: list[str] | None, what: str, cast: type) -> dict[str, Any] | None:
@@ -37,16 +42,9 @@ def _servers(values: list[str] | None) -> list[str] | None:
 
 def register(app: typer.Typer) -> None:
     @app.command("proxy")
+    @settings_options(ProxyConfig, env_prefix=ENV_PREFIX)
     def proxy(
-        host: str = typer.Option(None, "--host",
-            help="Address to listen on.  \\[default: 0.0.0.0]", show_default=False),
-        port: int = typer.Option(
-            None,
-            "--port",
-            "-p",
-            show_default=False,
-            help="HTTP port \\[env var: OLOL_PORT]; 11434 makes it a true drop-in for Ollama. \\[default: 8000]",
-        ),
+        given: Given,
         servers: list[str] = typer.Option(
             None,
             "--servers",
@@ -54,89 +52,6 @@ def register(app: typer.Typer) -> None:
             show_default=False,
             help="Hosts, comma-separated or repeated: agents as host:50051, plain "
             "Ollama as http://host:11434 \\[env var: OLLAMA_SERVERS].",
-        ),
-        balancer: str = typer.Option(
-            None,
-            "--balancer",
-            show_default=False,
-            help="Routing policy: adaptive, least_connections, round_robin. \\[default: adaptive]",
-        ),
-        replicas: int = typer.Option(
-            None, "--replicas", help="Hosts an /api/pull goes to (default: every healthy host)."
-        ),
-        min_replicas: int = typer.Option(
-            None, "--min-replicas", help="Keep every model on at least this many healthy hosts (default: off)."
-        ),
-        replica_grace: float = typer.Option(
-            None, "--replica-grace", show_default=False,
-            help="Seconds a model may be short of replicas before it is re-placed. \\[default: 30]",
-        ),
-        lan_copy: bool = typer.Option(
-            None, "--lan-copy/--no-lan-copy", show_default=False,
-            help="Copy models between hosts over the LAN instead of downloading each again. \\[default: on]",
-        ),
-        pull_on_demand: bool = typer.Option(
-            None, "--pull-on-demand/--no-pull-on-demand", show_default=False,
-            help="Place a model no host has when a request asks for it (the request waits). \\[default: off]",
-        ),
-        transfer_dir: str = typer.Option(
-            None, "--transfer-dir", help="Where copies relayed into plain Ollama hosts are staged "
-            "(default ~/.cache/olol/transfer).",
-        ),
-        quant_fallback: bool = typer.Option(
-            None,
-            "--quant-fallback/--no-quant-fallback",
-            show_default=False,
-            help="Serve a quantized model with a compatible higher-quality one already on a host.  \\[default: on]",
-        ),
-        affinity: bool = typer.Option(
-            None,
-            "--affinity/--no-affinity",
-            show_default=False,
-            help="Keep a conversation on one host (X-OLOL-Session or prompt prefix). \\[default: on]",
-        ),
-        max_queue_wait: float = typer.Option(
-            None,
-            "--max-queue-wait",
-            show_default=False,
-            help="Seconds a request may wait for a free host before 503. \\[default: 30]",
-        ),
-        max_queue: int = typer.Option(
-            None, "--max-queue", show_default=False, help="Requests that may wait per model.  \\[default: 512]"
-        ),
-        request_timeout: float = typer.Option(
-            None, "--request-timeout", help="Seconds a whole request may take (default: unlimited)."
-        ),
-        default_parallel: int = typer.Option(
-            None,
-            "--default-parallel",
-            show_default=False,
-            help="Parallel slots assumed for plain Ollama hosts.  \\[default: 4]",
-        ),
-        affinity_load_factor: float = typer.Option(
-            None,
-            "--affinity-load-factor",
-            show_default=False,
-            help="A pinned host may hold at most this x the mean load. \\[default: 1.25]",
-        ),
-        first_byte_timeout: float = typer.Option(
-            None,
-            "--first-byte-timeout",
-            show_default=False,
-            help="Seconds a host may take to send its first chunk (model load "
-            "included) before the next host is tried.  \\[default: 300]",
-        ),
-        max_attempts: int = typer.Option(
-            None,
-            "--max-attempts",
-            show_default=False,
-            help="Hosts tried per request before its error is returned.  \\[default: 3]",
-        ),
-        probe_interval: float = typer.Option(
-            None,
-            "--probe-interval",
-            show_default=False,
-            help="Seconds between health probes; a dead host is out within 3x. \\[default: 1]",
         ),
         host_parallel: list[str] = typer.Option(None, "--host-parallel", help="SERVER=SLOTS (repeatable)."),
         host_weight: list[str] = typer.Option(None, "--host-weight", help="SERVER=WEIGHT (repeatable)."),
@@ -147,18 +62,6 @@ def register(app: typer.Typer) -> None:
             show_default=False,
             help="Where chat sessions are kept (sessions.db) \\[env var: OLOL_STATE_DIR]. "
             "\\[default: $XDG_STATE_HOME/olol or ~/.local/state/olol]",
-        ),
-        session_ttl: float = typer.Option(
-            None,
-            "--session-ttl",
-            show_default=False,
-            help="Seconds a chat session may stay idle before it expires; 0 = never. \\[default: 604800 (7 days)]",
-        ),
-        grpc_port: int = typer.Option(
-            None,
-            "--grpc-port",
-            show_default=False,
-            help="Also serve chat sessions over gRPC (olol.sessions.v1) on this port; 0 = a free one. \\[default: off]",
         ),
         distributed: bool = typer.Option(
             None, "--distributed/--no-distributed", show_default=False,
@@ -252,36 +155,15 @@ def register(app: typer.Typer) -> None:
             )
             if dist.enabled:
                 no_grpc_fork_handlers()  # before grpc loads (olol.proxy loads it): this proxy spawns llama-server
-            from olol.proxy import ProxyConfig
             from olol.sessions import default_state_dir
 
             cfg = ProxyConfig(
-                host=s.get("host", host, "0.0.0.0"),
-                port=s.get("port", port, 8000, env="OLOL_PORT"),
+                **resolve(ProxyConfig, s, given, env_prefix=ENV_PREFIX),
                 servers=s.get("servers", _servers(servers), [], env="OLLAMA_SERVERS"),
-                balancer=s.get("balancer", balancer, "adaptive"),
-                replicas=s.get("replicas", replicas, None),
-                min_replicas=s.get("min_replicas", min_replicas, None),
-                replica_grace=s.get("replica_grace", replica_grace, 30.0),
-                lan_copy=s.get("lan_copy", lan_copy, True),
-                pull_on_demand=s.get("pull_on_demand", pull_on_demand, False),
-                transfer_dir=s.get("transfer_dir", transfer_dir, None),
-                quant_fallback=s.get("quant_fallback", quant_fallback, True),
-                affinity=s.get("affinity", affinity, True),
-                max_queue_wait=s.get("max_queue_wait", max_queue_wait, 30.0),
-                max_queue=s.get("max_queue", max_queue, 512),
-                request_timeout=s.get("request_timeout", request_timeout, None),
-                default_parallel=s.get("default_parallel", default_parallel, 4),
-                affinity_load_factor=s.get("affinity_load_factor", affinity_load_factor, 1.25),
-                first_byte_timeout=s.get("first_byte_timeout", first_byte_timeout, 300.0),
-                max_attempts=s.get("max_attempts", max_attempts, 3),
-                probe_interval=s.get("probe_interval", probe_interval, 1.0),
                 host_parallel=s.get("host_parallel", _pairs(host_parallel, "host-parallel", int), {}),
                 host_weights=s.get("host_weights", _pairs(host_weight, "host-weight", float), {}),
                 host_tiers=s.get("host_tiers", _pairs(host_tier, "host-tier", int), {}),
                 state_dir=s.get("state_dir", state_dir, str(default_state_dir()), env="OLOL_STATE_DIR"),
-                session_ttl=s.get("session_ttl", session_ttl, 7 * 24 * 3600.0),
-                grpc_port=s.get("grpc_port", grpc_port, None),
                 security=sec.security_settings(
                     s, token=token, token_file=token_file, tls_cert=tls_cert, tls_key=tls_key, tls_ca=tls_ca,
                     https=https, https_client_auth=https_client_auth, api_key=api_key, api_keys_file=api_keys_file,
