@@ -80,21 +80,31 @@ LENIENT_FIELDS = typer.Option(
     None, "--lenient-fields", help="Ignore unknown request fields instead of answering 400 (as Ollama does)."
 )
 DISCOVERY_AGENT = typer.Option(
-    None, "--discovery/--no-discovery", show_default=False, help="Advertise this host over mDNS (_olol._tcp)."
+    None, "--discovery/--no-discovery", show_default=False,
+        help="Advertise this host over mDNS (_olol._tcp)."
+        "  \\[env var: OLOL_DISCOVERY]  \\[default: off]"
 )
 DISCOVERY_PROXY = typer.Option(
     None,
     "--discovery/--no-discovery",
     show_default=False,
-    help="Add hosts that advertise over mDNS or register with this proxy.",
+    help="Add hosts that advertise over mDNS or register with this proxy.  \\[env var: OLOL_DISCOVERY]  "
+    "\\[default: off]",
 )
 MDNS = typer.Option(
-    None, "--mdns/--no-mdns", show_default=False, help="Use mDNS for --discovery (off: registrations only)."
+    None, "--mdns/--no-mdns", show_default=False,
+        help="Use mDNS for --discovery (off: registrations only)."
+        "  \\[default: on]"
 )
-INTERFACE = typer.Option(None, "--interface", help="Network interface for discovery (e.g. eth0).  \\[default: all]")
+INTERFACE = typer.Option(
+    None, "--interface",
+    help="Network interface for discovery (e.g. eth0).  \\[env var: OLOL_INTERFACE]  \\[default: all]",
+)
 CLUSTER = typer.Option(None, "--cluster",
-    help="Cluster name in adverts (several clusters on one LAN). \\[default: olol]")
-PROXY = typer.Option(None, "--proxy", help="Register with this proxy (host:port or URL); repeatable.")
+    help="Cluster name in adverts (several clusters on one LAN).  \\[env var: OLOL_CLUSTER]  \\[default: olol]")
+PROXY = typer.Option(
+    None, "--proxy", help="Register with this proxy (host:port or URL); repeatable.  \\[env var: OLOL_PROXY]"
+)
 ADVERTISE_HOST = typer.Option(None, "--advertise-host", help="Address others should dial this host at.")
 SCAN_SUBNET = typer.Option(
     None, "--scan-subnet", help="Probe the interface's private /24 for agents (rate-limited). \\[default: off]"
