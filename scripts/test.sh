@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
-# The whole test suite, as CI runs it: bootstrap, build llama.cpp (cached), lint, type-check, import contracts, pytest.
+# The whole test suite, as CI runs it: bootstrap, system tools, build llama.cpp (cached), lint, type-check,
+# import contracts, pytest.
 #   scripts/test.sh                 # everything
 #   scripts/test.sh -m "not slow"   # the fast loop (no llama.cpp)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 VENV="$(scripts/bootstrap.sh)"
+scripts/system-deps.sh  # the packaging checks' tools (rpm, ruby, ...): they run, never skip
 export PATH="$PWD/$VENV/bin:$PATH"
 if [[ "$*" != *"not slow"* ]]; then
   scripts/build-llama-cpp.sh >/dev/null
