@@ -1,15 +1,22 @@
 #!/usr/bin/env bash
-# Install OLOL on one host: the one-file binary, systemd units, config, a system user.
+# Install OLOL on one host: the program, systemd units, config, a system user.
 # Running it again is harmless (existing config is kept); --uninstall undoes it.
 #
-#   sudo packaging/install.sh                          # binary + units + /etc/olol + user
+# The program is the unpacked (standalone) build, dist/olol.dist/, installed as PREFIX/lib/olol/
+# with PREFIX/bin/olol a symlink to its executable: nothing unpacks itself at start. --binary
+# installs the one-file executable as PREFIX/bin/olol instead (it unpacks on its first start).
+#
+#   sudo packaging/install.sh                          # program + units + /etc/olol + user
 #   sudo packaging/install.sh --enable server          # ... and start olol-server now
 #   sudo packaging/install.sh --uninstall [--purge]    # remove (--purge: config, data, user too)
 #   packaging/install.sh --prefix /usr --destdir DIR --files-only   # stage files (package builds)
 #
 # Options:
-#   --binary FILE      the olol executable (default: dist/olol of this checkout, else ./olol)
-#   --prefix DIR       binary in DIR/bin, units in DIR/lib/systemd/system (default /usr/local)
+#   --standalone DIR   the unpacked build (its program is DIR/olol); default: dist/olol.dist of
+#                      this checkout, else ./olol.dist, else the one file below
+#   --binary FILE      the one-file executable instead (default: dist/olol, else ./olol)
+#   --prefix DIR       program in DIR/lib/olol + DIR/bin/olol, units in DIR/lib/systemd/system
+#                      (default /usr/local)
 #   --sysconfdir DIR   config in DIR/olol (default /etc)
 #   --destdir DIR      install under DIR (implies --files-only)
 #   --files-only       lay out files only: no user, no ownership changes, no systemctl
@@ -24,6 +31,7 @@ MODES=(proxy server rpc-server)
 USER_NAME=olol
 
 binary=""
+standalone=""
 prefix=/usr/local
 sysconfdir=/etc
 destdir=""
@@ -39,6 +47,7 @@ usage() { sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed '$d; s/^# \{0,1\}//'
 while (($#)); do
   case "$1" in
     --binary) binary="${2:?}"; shift ;;
+    --standalone) standalone="${2:?}"; shift ;;
     --prefix) prefix="${2:?}"; shift ;;
     --sysconfdir) sysconfdir="${2:?}"; shift ;;
     --destdir) destdir="${2:?}"; files_only=1; shift ;;
@@ -52,8 +61,10 @@ while (($#)); do
   shift
 done
 [[ $purge -eq 0 || $action == uninstall ]] || die "--purge goes with --uninstall"
+[[ -z "$binary" || -z "$standalone" ]] || die "--binary and --standalone exclude each other"
 
 bindir="$prefix/bin"
+programdir="$prefix/lib/olol"
 unitdir="$prefix/lib/systemd/system"
 sysusersdir="$prefix/lib/sysusers.d"
 tmpfilesdir="$prefix/lib/tmpfiles.d"
@@ -86,6 +97,35 @@ install_file() {  # mode src dst: write only when the content differs
   mv -f "$dst.olol-new" "$dst"
 }
 
+install_program_dir() {  # src dst: replace dst by a copy of src unless they are equal already
+  local src="$1" dst="$2"
+  if [[ -d "$dst" && ! -L "$dst" ]] && diff -rq --no-dereference "$src" "$dst" >/dev/null 2>&1; then
+    return
+  fi
+  rm -rf "$dst.olol-new" "$dst.olol-old"
+  mkdir -p "$(dirname "$dst")"
+  cp -R --no-preserve=ownership,timestamps "$src" "$dst.olol-new"
+  # Readable by all; executables (the program, libraries marked so) keep their x bits.
+  chmod -R u+rwX,go+rX,go-w "$dst.olol-new"
+  # Swapped by rename: a running program keeps the files it has open (the old inodes).
+  if [[ -e "$dst" || -L "$dst" ]]; then
+    mv "$dst" "$dst.olol-old"
+  fi
+  mv "$dst.olol-new" "$dst"
+  rm -rf "$dst.olol-old"
+}
+
+find_program() {  # the default program: the standalone build first, else the one file
+  local candidate
+  for candidate in "$HERE/../dist/olol.dist" "$PWD/olol.dist"; do
+    [[ -x "$candidate/olol" ]] && { standalone="$candidate"; return 0; }
+  done
+  for candidate in "$HERE/../dist/olol" "$PWD/olol"; do
+    [[ -f "$candidate" && -x "$candidate" ]] && { binary="$candidate"; return 0; }
+  done
+  return 0
+}
+
 ensure_user() {
   if getent passwd "$USER_NAME" >/dev/null; then
     return
@@ -101,19 +141,30 @@ ensure_user() {
 
 do_install() {
   [[ -n "$enable" ]] && validate_enable
-  if [[ -z "$binary" ]]; then
-    for candidate in "$HERE/../dist/olol" "$PWD/olol"; do
-      [[ -x "$candidate" ]] && { binary="$candidate"; break; }
-    done
+  [[ -n "$binary" || -n "$standalone" ]] || find_program
+  if [[ -n "$standalone" ]]; then
+    [[ -d "$standalone" && -x "$standalone/olol" ]] || die "no olol program at $standalone/olol (packaging/build-binary)"
+  else
+    [[ -n "$binary" && -f "$binary" && -x "$binary" ]] ||
+      die "no olol binary: build it (packaging/build-binary) or pass --standalone DIR or --binary FILE"
   fi
-  [[ -n "$binary" && -x "$binary" ]] || die "no olol binary: build it (packaging/build-binary) or pass --binary FILE"
   ((files_only)) || [[ $EUID -eq 0 ]] || die "run as root (or use --destdir/--files-only)"
 
   local tmp unit mode
   tmp="$(mktemp -d)"
   # shellcheck disable=SC2064  # expand now: $tmp is local
   trap "rm -rf '$tmp'" EXIT
-  install_file 0755 "$binary" "$D$bindir/olol"
+  if [[ -n "$standalone" ]]; then
+    install_program_dir "$standalone" "$D$programdir"
+    # Relative, so the link holds inside a package root (DESTDIR) as on the host.
+    mkdir -p "$D$bindir"
+    if [[ "$(readlink "$D$bindir/olol" 2>/dev/null)" != ../lib/olol/olol ]]; then
+      ln -sfn ../lib/olol/olol "$D$bindir/olol"
+    fi
+  else
+    rm -rf "$D$programdir"
+    install_file 0755 "$binary" "$D$bindir/olol"
+  fi
   while read -r unit; do
     render_unit "$COMMON/systemd/$unit.in" >"$tmp/$unit"
     install_file 0644 "$tmp/$unit" "$D$unitdir/$unit"
@@ -170,6 +221,7 @@ do_uninstall() {
     rm -f "$D$unitdir/$unit"
   done < <(units)
   rm -f "$D$bindir/olol" "$D$sysusersdir/olol.conf" "$D$tmpfilesdir/olol.conf"
+  rm -rf "$D$programdir"
   systemd_running && systemctl daemon-reload
   if ((purge)); then
     rm -rf "$D$confdir" "$D/var/lib/olol" "$D/var/cache/olol"
@@ -177,9 +229,9 @@ do_uninstall() {
       userdel "$USER_NAME"
       say "removed system user $USER_NAME"
     fi
-    say "purged OLOL (binary, units, config, data, cache)"
+    say "purged OLOL (program, units, config, data, cache)"
   else
-    say "removed the binary and units; kept $confdir, /var/lib/olol and user $USER_NAME (--purge removes them)"
+    say "removed the program and units; kept $confdir, /var/lib/olol and user $USER_NAME (--purge removes them)"
   fi
 }
 

@@ -6,7 +6,8 @@
 #   scripts/system-deps.sh          # called by scripts/test.sh
 #
 # tool -> Debian package: shellcheck (scripts), rpmspec/rpmbuild (rpm: the spec and the .rpm),
-# ruby (the Homebrew formula's syntax), dpkg-deb (the .deb), systemd-analyze (the units).
+# rpm2cpio + cpio (unpacking the .rpm to compare it with the .deb), ruby (the Homebrew
+# formula's syntax), dpkg-deb (the .deb), systemd-analyze (the units).
 set -euo pipefail
 
 declare -A PACKAGE=(

@@ -8,16 +8,19 @@ import re
 import shutil
 import stat
 import subprocess
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 PACKAGING = ROOT / "packaging"
 COMMON = PACKAGING / "common"
 DIST_BINARY = ROOT / "dist" / "olol"
+DIST_STANDALONE = ROOT / "dist" / "olol.dist"  # the same build unpacked: what the packages install
 MODES = ("proxy", "server", "rpc-server")
 UNITS = tuple(f"olol-{mode}.service" for mode in MODES)
 NOT_BUILT = "binary not built: run packaging/build-binary (or packaging/package-test)"
+# What fake_standalone() lays out: the program, a library beside it, data in a subfolder.
+FAKE_PROGRAM = ("olol", "libpython3.11.so.1.0", "certifi/cacert.pem", "BUILD")
 
 
 def project_version() -> str:
@@ -27,12 +30,27 @@ def project_version() -> str:
     return match.group(1)
 
 
-def expected_files(prefix: str = "/usr", sysconfdir: str = "/etc") -> set[str]:
-    """Every file an OLOL install lays out (packaging/install.sh); each recipe ships exactly these."""
+def expected_files(
+    prefix: str = "/usr", sysconfdir: str = "/etc", program: Iterable[str] | None = FAKE_PROGRAM
+) -> set[str]:
+    """Every file (and symlink) an OLOL install lays out (packaging/install.sh); each recipe ships exactly these.
+
+    program: the files of the standalone folder, installed under PREFIX/lib/olol with PREFIX/bin/olol a
+    symlink to its executable; None: the one-file executable as PREFIX/bin/olol (install.sh --binary).
+    """
     files = {f"{prefix}/bin/olol", f"{prefix}/lib/sysusers.d/olol.conf", f"{prefix}/lib/tmpfiles.d/olol.conf"}
+    files |= {f"{prefix}/lib/olol/{name}" for name in program or ()}
     files |= {f"{prefix}/lib/systemd/system/{unit}" for unit in UNITS}
     files |= {f"{sysconfdir}/olol/{mode}.toml" for mode in MODES}
     return files
+
+
+def require(tool: str) -> str:
+    """The tool's path. A missing tool fails the test, never skips it: scripts/system-deps.sh (run by
+    scripts/test.sh) installs every tool these tests use."""
+    path = shutil.which(tool)
+    assert path, f"{tool} is not installed: run scripts/system-deps.sh (scripts/test.sh does)"
+    return path
 
 
 def run(
@@ -62,8 +80,34 @@ def fake_binary(directory: Path, version: str | None = None) -> Path:
     return path
 
 
-def install(destdir: Path, binary: Path, *args: str, prefix: str = "/usr") -> subprocess.CompletedProcess[str]:
-    return run([PACKAGING / "install.sh", "--binary", binary, "--prefix", prefix, "--destdir", destdir, *args])
+def fake_standalone(directory: Path, version: str | None = None, build: str = "stand-in") -> Path:
+    """A stand-in for dist/olol.dist (Nuitka's standalone folder): a program that, like the real one,
+    finds the files beside it through its own real path, so it runs through the /usr/bin/olol symlink."""
+    folder = directory / "olol.dist"
+    (folder / "certifi").mkdir(parents=True)
+    program = folder / "olol"
+    program.write_text(
+        "#!/bin/sh\n"
+        'here="$(dirname "$(readlink -f "$0")")"\n'
+        f'echo "olol {version or project_version()} (stand-in, build $(cat "$here/BUILD"))"\n'
+    )
+    program.chmod(0o755)
+    (folder / "libpython3.11.so.1.0").write_bytes(b"\x7fELF stand-in library")
+    (folder / "libpython3.11.so.1.0").chmod(0o755)
+    (folder / "certifi/cacert.pem").write_text("stand-in data\n")
+    (folder / "BUILD").write_text(f"{build}\n")
+    return folder
+
+
+def program_files(folder: Path) -> set[str]:
+    """The files of a standalone folder, relative to it (what expected_files(program=...) takes)."""
+    return {p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file() or p.is_symlink()}
+
+
+def install(destdir: Path, program: Path, *args: str, prefix: str = "/usr") -> subprocess.CompletedProcess[str]:
+    """install.sh into destdir: a folder installs as the standalone build, a file as the one-file binary."""
+    kind = "--standalone" if program.is_dir() else "--binary"
+    return run([PACKAGING / "install.sh", kind, program, "--prefix", prefix, "--destdir", destdir, *args])
 
 
 def files_under(root: Path) -> set[str]:

@@ -1,4 +1,7 @@
-"""The .deb of the real binary, installed, run and removed in a Debian root made with debootstrap.
+"""The .deb of the real build, installed, run and removed in a Debian root made with debootstrap.
+
+It installs the standalone build (dist/olol.dist) under /usr/lib/olol with /usr/bin/olol a symlink:
+nothing unpacks itself at start, so the units' cache folders stay empty.
 
 The root (bookworm, minbase + systemd) is made once and kept as a tarball under
 build/packaging/debootstrap/; each test unpacks a fresh copy. Needs root, chroot
@@ -18,11 +21,13 @@ import pytest
 
 from tests.packaging._support import (
     DIST_BINARY,
+    DIST_STANDALONE,
     NOT_BUILT,
     PACKAGING,
     ROOT,
     UNITS,
     expected_files,
+    program_files,
     project_version,
     run,
 )
@@ -54,7 +59,7 @@ def make_base() -> Path:
 
 @pytest.fixture(scope="module")
 def deb(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    if not DIST_BINARY.is_file():
+    if not (DIST_STANDALONE / "olol").is_file():
         pytest.fail(NOT_BUILT)
     out = run([PACKAGING / "build-deb", "--out", tmp_path_factory.mktemp("deb")], timeout=600).stdout
     return Path(out.strip().splitlines()[-1])
@@ -86,7 +91,8 @@ def test_deb_installs_runs_and_uninstalls_cleanly(chroot: Path, deb: Path) -> No
 
     # Installed: the layout, the user, the locked-down config folder.
     listed = set(inside(chroot, "dpkg", "-L", "olol").stdout.split())
-    assert expected_files() <= listed
+    assert expected_files(program=program_files(DIST_STANDALONE)) <= listed
+    assert os.readlink(chroot / "usr/bin/olol") == "../lib/olol/olol"
     assert inside(chroot, "getent", "passwd", "olol").stdout.split(":")[5:7] == ["/var/lib/olol", "/usr/sbin/nologin\n"]
     assert inside(chroot, "stat", "-c", "%a %U %G", "/etc/olol").stdout.split() == ["750", "root", "olol"]
     version = inside(chroot, "env", "XDG_CACHE_HOME=/tmp/cache", "olol", "version", timeout=120).stdout
@@ -107,6 +113,10 @@ def test_deb_installs_runs_and_uninstalls_cleanly(chroot: Path, deb: Path) -> No
         "--help",
     )
     assert "Usage: olol server" in as_user.stdout
+    # The installed program ran unpacked: nothing went into the unit's cache folder.
+    assert not any((chroot / "var/cache/olol/server").iterdir())
+    direct = run([DIST_BINARY, "version"], env={"PATH": "/usr/bin:/bin", "HOME": str(chroot / "tmp")}).stdout
+    assert version == direct, "the .deb's program is another build than dist/olol"
     verify = inside(chroot, "systemd-analyze", "verify", *(f"/usr/lib/systemd/system/{u}" for u in UNITS), check=False)
     assert verify.returncode == 0 and not verify.stderr.strip(), verify.stderr
 
@@ -117,7 +127,8 @@ def test_deb_installs_runs_and_uninstalls_cleanly(chroot: Path, deb: Path) -> No
 
     # Remove: binary and units go, config stays (conffiles).
     inside(chroot, "dpkg", "-r", "olol")
-    assert not (chroot / "usr/bin/olol").exists()
+    assert not (chroot / "usr/bin/olol").exists() and not (chroot / "usr/bin/olol").is_symlink()
+    assert not (chroot / "usr/lib/olol").exists()
     assert not any((chroot / "usr/lib/systemd/system" / u).exists() for u in UNITS)
     assert (chroot / "etc/olol/proxy.toml").exists()
     assert "deinstall ok config-files" in inside(chroot, "dpkg-query", "-W", "-f=${Status}", "olol").stdout
@@ -135,16 +146,18 @@ def test_deb_installs_runs_and_uninstalls_cleanly(chroot: Path, deb: Path) -> No
 
 def test_install_script_on_a_fresh_host(chroot: Path) -> None:
     """packaging/install.sh for real (user, ownership), idempotent, and --uninstall --purge undoes it."""
-    if not DIST_BINARY.is_file():
+    if not (DIST_STANDALONE / "olol").is_file():
         pytest.fail(NOT_BUILT)
     shutil.copytree(PACKAGING, chroot / "tmp/packaging")
-    shutil.copy(DIST_BINARY, chroot / "tmp/olol")
+    shutil.copytree(DIST_STANDALONE, chroot / "tmp/olol.dist", symlinks=True)
     for _ in range(2):
-        done = inside(chroot, "bash", "/tmp/packaging/install.sh", "--binary", "/tmp/olol")
+        done = inside(chroot, "bash", "/tmp/packaging/install.sh", "--standalone", "/tmp/olol.dist")
         assert "installed olol " in done.stdout
+    assert os.readlink(chroot / "usr/local/bin/olol") == "../lib/olol/olol"
     assert inside(chroot, "getent", "passwd", "olol").returncode == 0
     assert inside(chroot, "stat", "-c", "%a %U %G", "/etc/olol/server.toml").stdout.split() == ["640", "root", "olol"]
     assert inside(chroot, "/usr/local/bin/olol", "version", timeout=120).stdout.startswith("olol ")
     inside(chroot, "bash", "/tmp/packaging/install.sh", "--uninstall", "--purge")
     assert not (chroot / "usr/local/bin/olol").exists() and not (chroot / "etc/olol").exists()
+    assert not (chroot / "usr/local/lib/olol").exists()
     assert inside(chroot, "getent", "passwd", "olol", check=False).returncode != 0

@@ -1,12 +1,16 @@
 """The recipes: .deb, RPM spec, Arch PKGBUILD, Homebrew formula, scripts.
 
-Each recipe must ship exactly the install layout (`expected_files`), agree with the
-project's version and with the others on names and URLs, and be valid in its own
-language (the tool itself checks where it is installed; a structured parse otherwise).
+Each recipe must ship exactly the install layout (`expected_files`: the standalone build
+under /usr/lib/olol, /usr/bin/olol a symlink to it), agree with the project's version and
+with the others on names and URLs, and be valid in its own language, checked by the tool
+itself (shellcheck, rpmspec, rpmbuild, ruby: scripts/system-deps.sh installs them; a missing
+one fails, never skips). The program here is a stand-in (`fake_standalone`); the same
+comparisons of the real build run in test_packages (packaging/package-test).
 """
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 from pathlib import Path
@@ -19,11 +23,13 @@ from tests.packaging._support import (
     ROOT,
     UNITS,
     expected_files,
-    fake_binary,
+    fake_standalone,
     files_under,
     project_version,
+    require,
     run,
 )
+from tests.packaging.package_files import assert_deb_and_rpm_agree, deb_contents, rpm_contents
 
 HOMEPAGE = "https://github.com/K2/olol"
 SCRIPTS = ("build-binary", "build-deb", "build-rpm", "install.sh", "package-test")
@@ -32,10 +38,6 @@ FORMULA = PACKAGING / "homebrew/olol.rb"
 PKGBUILD = PACKAGING / "arch/PKGBUILD"
 SPEC = PACKAGING / "rpm/olol.spec"
 CONFFILES = {f"/etc/olol/{mode}.toml" for mode in MODES}
-
-
-def needs(tool: str) -> pytest.MarkDecorator:
-    return pytest.mark.skipif(shutil.which(tool) is None, reason=f"{tool} is not installed")
 
 
 # --- scripts -------------------------------------------------------------------------------
@@ -57,8 +59,8 @@ def test_maintainer_scripts_are_posix_sh(name: str) -> None:
     run(["sh", "-n", path])
 
 
-@needs("shellcheck")
 def test_shellcheck_clean() -> None:
+    require("shellcheck")
     files = [PACKAGING / n for n in (*SCRIPTS, *MAINTAINER_SCRIPTS)]
     run(["shellcheck", "--shell=bash", PKGBUILD, "--exclude=SC2034,SC2154"])  # PKGBUILD: makepkg reads the vars
     run(["shellcheck", *files])
@@ -69,18 +71,28 @@ def test_shellcheck_clean() -> None:
 
 @pytest.fixture(scope="module")
 def deb(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    if shutil.which("dpkg-deb") is None:
-        pytest.skip("dpkg-deb is not installed")
+    require("dpkg-deb")
     work = tmp_path_factory.mktemp("deb")
-    out = run([PACKAGING / "build-deb", "--binary", fake_binary(work), "--out", work / "out"]).stdout
+    out = run([PACKAGING / "build-deb", "--standalone", fake_standalone(work), "--out", work / "out"]).stdout
+    return Path(out.strip().splitlines()[-1])
+
+
+@pytest.fixture(scope="module")
+def rpm(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    require("rpmbuild")
+    work = tmp_path_factory.mktemp("rpm")
+    out = run([PACKAGING / "build-rpm", "--standalone", fake_standalone(work), "--out", work / "out"]).stdout
     return Path(out.strip().splitlines()[-1])
 
 
 def test_deb_ships_the_install_layout(deb: Path, tmp_path: Path) -> None:
     run(["dpkg-deb", "--extract", deb, tmp_path])
     assert files_under(tmp_path) == expected_files() | {"/usr/share/doc/olol/copyright"}
+    assert os.readlink(tmp_path / "usr/bin/olol") == "../lib/olol/olol"
     listing = run(["dpkg-deb", "--contents", deb]).stdout
-    assert re.search(r"^-rwxr-xr-x root/root .* \./usr/bin/olol$", listing, re.M)
+    assert re.search(r"^lrwxrwxrwx root/root .* \./usr/bin/olol -> \.\./lib/olol/olol$", listing, re.M)
+    assert re.search(r"^-rwxr-xr-x root/root .* \./usr/lib/olol/olol$", listing, re.M)
+    assert re.search(r"^-rw-r--r-- root/root .* \./usr/lib/olol/certifi/cacert.pem$", listing, re.M)
     assert re.search(r"^drwxr-x--- root/root .* \./etc/olol/$", listing, re.M)
 
 
@@ -105,7 +117,8 @@ def test_deb_control_conffiles_and_scripts(deb: Path, tmp_path: Path) -> None:
     for unit in UNITS:
         assert unit in (tmp_path / "prerm").read_text()
     md5 = {line.split()[1] for line in (tmp_path / "md5sums").read_text().splitlines()}
-    assert md5 == {p.lstrip("/") for p in expected_files() - CONFFILES} | {"usr/share/doc/olol/copyright"}
+    files = expected_files() - CONFFILES - {"/usr/bin/olol"}  # dpkg sums files, not the symlink
+    assert md5 == {p.lstrip("/") for p in files} | {"usr/share/doc/olol/copyright"}
 
 
 # --- RPM -----------------------------------------------------------------------------------
@@ -125,29 +138,47 @@ def test_spec_fields() -> None:
     text = SPEC.read_text()
     for section in ("%description", "%prep", "%install", "%pre", "%post", "%preun", "%postun", "%files", "%changelog"):
         assert re.search(rf"^{section}\b", text, re.M), f"olol.spec lacks {section}"
-    assert "%global __strip /bin/true" in text  # stripping would cut off the onefile payload
-    assert "packaging/install.sh" in text  # the one definition of the layout
+    assert "%global __strip /bin/true" in text  # the program comes compiled, its libraries as built
+    # Its bundled libraries are private: no Provides/Requires generated from them.
+    assert "%global __provides_exclude_from ^%{_prefix}/lib/olol/.*$" in text
+    assert "%global __requires_exclude_from ^%{_prefix}/lib/olol/.*$" in text
+    assert "packaging/install.sh --standalone" in text  # the one definition of the layout
 
 
-@needs("rpmspec")
 def test_spec_parses_with_rpm() -> None:
+    require("rpmspec")
     done = run(["rpmspec", "-q", "--qf", "%{name} %{version}\n", "--load", PACKAGING / "rpm/fallback.macros", SPEC])
     assert done.stdout.split() == ["olol", project_version()]
+    expanded = run(["rpmspec", "-P", "--load", PACKAGING / "rpm/fallback.macros", SPEC]).stdout
+    version = project_version()
+    assert f"packaging/install.sh --standalone ../olol-{version}-linux-" in expanded
+    source0 = rf"^Source0:\s+\S+/releases/download/v{version}/olol-{version}-linux-\w+\.tar\.gz$"
+    assert re.search(source0, expanded, re.M)
 
 
-@needs("rpmbuild")
-def test_rpm_ships_the_install_layout(tmp_path: Path) -> None:
-    out = run([PACKAGING / "build-rpm", "--binary", fake_binary(tmp_path), "--out", tmp_path / "out"]).stdout
-    rpm = out.strip().splitlines()[-1]
+def test_rpm_ships_the_install_layout(rpm: Path) -> None:
     dump = run(["rpm", "-qp", "--dump", rpm]).stdout.splitlines()
     entries = {fields[0]: fields for fields in (line.split() for line in dump)}
-    files = {path for path, fields in entries.items() if fields[4].startswith("010")}
+    files = {path for path, fields in entries.items() if fields[4].startswith(("010", "012"))}
     assert files == expected_files()
+    assert entries["/usr/bin/olol"][4] == "0120777" and entries["/usr/bin/olol"][-1] == "../lib/olol/olol"
+    assert entries["/usr/lib/olol/olol"][4] == "0100755"
     assert entries["/etc/olol"][4:7] == ["040750", "root", "olol"]
+    # The program's own libraries provide and require nothing of the system's.
+    provides = run(["rpm", "-qp", "--provides", rpm]).stdout
+    assert "libpython" not in provides and ".so" not in run(["rpm", "-qp", "--requires", rpm]).stdout
     configs = run(["rpm", "-qp", "--configfiles", rpm]).stdout.split()
     assert set(configs) == CONFFILES
     scripts = run(["rpm", "-qp", "--scripts", rpm]).stdout
     assert "useradd -r -g olol" in scripts and "systemctl" in scripts
+
+
+def test_deb_and_rpm_agree(deb: Path, rpm: Path, tmp_path: Path) -> None:
+    """The same files with the same modes, contents and link targets; the same units; scripts that do
+    the same things; and `olol version` from each unpacked package reports the same build."""
+    d, r = deb_contents(deb, tmp_path / "deb"), rpm_contents(rpm, tmp_path / "rpm")
+    assert_deb_and_rpm_agree(d, r)
+    assert d.version_output == f"olol {project_version()} (stand-in, build stand-in)"
 
 
 # --- Arch ----------------------------------------------------------------------------------
@@ -191,16 +222,17 @@ def test_pkgbuild_fields() -> None:
     assert {"!strip", "!debug"} <= set(v["options"])
     assert len(v["source"]) == len(v["sha256sums"]) and len(v["source_x86_64"]) == len(v["sha256sums_x86_64"])
     version = project_version()
-    assert v["source_x86_64"][0].endswith(f"/releases/download/v{version}/olol-{version}-linux-x86_64")
+    assert v["source_x86_64"][0].endswith(f"/releases/download/v{version}/olol-{version}-linux-x86_64.tar.gz")
 
 
 def test_pkgbuild_package_ships_the_install_layout(tmp_path: Path) -> None:
-    """Run the PKGBUILD's package() as makepkg would, over this checkout as the source tarball."""
+    """Run the PKGBUILD's package() as makepkg would, over this checkout as the source tarball
+    and the program's release tarball extracted beside it."""
     version = project_version()
     srcdir, pkgdir = tmp_path / "src", tmp_path / "pkg"
     srcdir.mkdir()
     (srcdir / f"olol-{version}").symlink_to(ROOT)
-    fake_binary(srcdir).rename(srcdir / f"olol-{version}-linux-x86_64")
+    fake_standalone(tmp_path).rename(srcdir / f"olol-{version}-linux-x86_64")
     run(
         [
             "bash",
@@ -209,13 +241,14 @@ def test_pkgbuild_package_ships_the_install_layout(tmp_path: Path) -> None:
         ]
     )
     assert files_under(pkgdir) == expected_files() | {"/usr/share/licenses/olol/LICENSE"}
+    assert run([pkgdir / "usr/bin/olol"]).stdout.strip() == f"olol {version} (stand-in, build stand-in)"
 
 
 # --- Homebrew ------------------------------------------------------------------------------
 
 
-@needs("ruby")
 def test_formula_is_valid_ruby() -> None:
+    require("ruby")
     assert run(["ruby", "-c", FORMULA]).stdout.strip() == "Syntax OK"
 
 
@@ -256,6 +289,7 @@ def test_build_binary_options() -> None:
     text = (PACKAGING / "build-binary").read_text()
     for option in (
         "--mode=onefile",
+        "--onefile-as-archive",  # a warm start skips decompressing what is unpacked already
         "--include-package=olol",
         "--include-package=olol._proto",
         "--include-module=grpc",
@@ -268,6 +302,9 @@ def test_build_binary_options() -> None:
     for tool in ("mypy", "pydantic.mypy", "grpc_tools", "olol._proto_build", "numpy.distutils", "numpy.f2py"):
         assert f"--nofollow-import-to={tool} " in text  # build/type-checking tools stay out of the binary
     assert '--onefile-tempdir-spec="{CACHE_DIR}/olol/$VERSION-$BUILD_ID"' in text
+    # The standalone folder the one file was packed from is kept: the packages install it.
+    assert 'mv "$WORK/nuitka/olol_main.dist" "$OUT/.olol.dist.tmp"' in text
+    assert 'mv "$OUT/.olol.dist.tmp/olol.bin" "$OUT/.olol.dist.tmp/olol"' in text
     assert re.search(r'nice -n "\$\{OLOL_NICE:-19\}" "\$VENV/bin/python" -m nuitka', text)
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import shutil
 from pathlib import Path
 
 import pytest
@@ -11,15 +10,12 @@ import pytest
 from tests.packaging._support import (
     MODES,
     UNITS,
-    fake_binary,
+    fake_standalone,
     install,
     parse_unit,
+    require,
     run,
     unit_root_with_systemd,
-)
-
-needs_systemd_analyze = pytest.mark.skipif(
-    shutil.which("systemd-analyze") is None, reason="systemd-analyze is not installed"
 )
 
 # What every unit must say, whatever the mode (values as systemd reads them).
@@ -47,7 +43,7 @@ REQUIRED = {
 def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The units as the packages install them (prefix /usr), beside the host's systemd units."""
     root = tmp_path_factory.mktemp("root")
-    install(root, fake_binary(tmp_path_factory.mktemp("bin")))
+    install(root, fake_standalone(tmp_path_factory.mktemp("bin")))
     return unit_root_with_systemd(root)
 
 
@@ -91,12 +87,12 @@ def test_rpc_server_pins_the_ggml_worker_to_loopback(installed: Path) -> None:
     assert re.search(r'^worker_host = "127\.0\.0\.1"$', conf, re.M)
 
 
-@needs_systemd_analyze
 @pytest.mark.parametrize("prefix", ["/usr", "/usr/local"])
 def test_systemd_analyze_verify(tmp_path: Path, prefix: str) -> None:
     """systemd accepts the units as rendered for each prefix, and the ExecStart binary exists."""
+    require("systemd-analyze")
     root = tmp_path / "root"
-    install(root, fake_binary(tmp_path), prefix=prefix)
+    install(root, fake_standalone(tmp_path), prefix=prefix)
     unit_root_with_systemd(root)
     units = [f"{prefix}/lib/systemd/system/{name}" for name in UNITS]
     done = run(["systemd-analyze", "verify", f"--root={root}", *units], check=False)
@@ -104,9 +100,9 @@ def test_systemd_analyze_verify(tmp_path: Path, prefix: str) -> None:
     assert f"ExecStart={prefix}/bin/olol" in (root / units[0].lstrip("/")).read_text()
 
 
-@needs_systemd_analyze
 def test_systemd_analyze_verify_catches_a_broken_unit(installed: Path, tmp_path: Path) -> None:
     """The check above has teeth: a typo in a unit fails it."""
+    require("systemd-analyze")
     broken = installed / "usr/lib/systemd/system/olol-broken.service"
     text = (installed / "usr/lib/systemd/system/olol-proxy.service").read_text()
     broken.write_text(text.replace("ExecStart=/usr/bin/olol", "ExecStart=/usr/bin/olol-missing"))
@@ -117,10 +113,10 @@ def test_systemd_analyze_verify_catches_a_broken_unit(installed: Path, tmp_path:
     assert done.returncode != 0 and "olol-missing" in done.stderr
 
 
-@needs_systemd_analyze
 @pytest.mark.parametrize("name", UNITS)
 def test_exposure_score(installed: Path, name: str) -> None:
     """systemd's own security review rates each unit OK (below 2.0 of 10; 10 is root, unconfined)."""
+    require("systemd-analyze")
     done = run(["systemd-analyze", "security", "--offline=yes", f"--root={installed}", name], check=False)
     match = re.search(r"Overall exposure level for \S+: ([0-9.]+)", done.stdout)
     assert match, done.stdout + done.stderr

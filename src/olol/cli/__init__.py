@@ -1,60 +1,104 @@
 """`olol`: one command, every mode (`olol server` == `olol --mode server`).
 
-Modes import their heavy dependencies (grpc, aiohttp, numpy) only when they run,
-so `olol --help` and `olol version` start fast, also from the one-file binary.
+Start-up is paid on every `olol status`, systemd restart and test, so `olol MODE` imports only
+that mode's command module (`main()` builds an app holding just it), and the modes import their
+heavy dependencies (grpc, aiohttp, numpy) only when they run. `olol --help` and unknown commands
+get the full app, which `from olol.cli import app` also returns. `olol version` skips typer:
+importing it and coercing its options (through pydantic) is most of a start.
 """
 
 from __future__ import annotations
 
+import importlib
 import sys
 from collections.abc import Sequence
+from functools import cache
+from typing import TYPE_CHECKING
 
-import typer
-
-from olol.cli import certs as certs_cmd
-from olol.cli import client as client_cmd
-from olol.cli import demo as demo_cmd
-from olol.cli import dist as dist_cmd
-from olol.cli import info as info_cmd
-from olol.cli import models as models_cmd
-from olol.cli import proxy as proxy_cmd
-from olol.cli import rpc as rpc_cmd
-from olol.cli import server as server_cmd
-from olol.cli import status as status_cmd
+if TYPE_CHECKING:
+    import typer
 
 MODES = ("server", "proxy", "rpc-server", "dist", "client", "version", "status", "demo")
 
-app = typer.Typer(
-    name="olol",
-    help="OLOL turns many Ollama / llama.cpp hosts into one LLM cluster.\n\n"
+# Each command module of olol.cli and the commands its register(app) adds, in `olol --help` order.
+COMMAND_MODULES: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("server", ("server",)),
+    ("proxy", ("proxy",)),
+    ("rpc", ("rpc-server",)),
+    ("dist", ("dist",)),
+    ("client", ("client",)),
+    ("info", ("version",)),
+    ("status", ("status",)),
+    ("models", ("pull", "models")),
+    ("demo", ("demo",)),
+    ("certs", ("certs",)),
+)
+MODULE_OF = {command: module for module, commands in COMMAND_MODULES for command in commands}
+
+HELP = (
+    "OLOL turns many Ollama / llama.cpp hosts into one LLM cluster.\n\n"
     "Run one mode per process: `olol server` on every inference host, `olol proxy` once "
     "as the cluster's Ollama-compatible endpoint. `olol --mode MODE ...` is the same as "
-    "`olol MODE ...`.",
-    no_args_is_help=True,
-    add_completion=False,
-    context_settings={"help_option_names": ["-h", "--help"]},
-    pretty_exceptions_enable=False,
+    "`olol MODE ...`."
 )
 
 
-@app.callback()
-def _root(
-    mode: str | None = typer.Option(None, "--mode", help=f"Run this mode: {', '.join(MODES)}.", show_default=False),
-) -> None:
-    """OLOL turns many Ollama / llama.cpp hosts into one LLM cluster."""
-    # `--mode X` is rewritten into the subcommand X by main() before typer parses.
+def _new_app() -> typer.Typer:
+    import typer
+
+    return typer.Typer(
+        name="olol",
+        help=HELP,
+        no_args_is_help=True,
+        add_completion=False,
+        context_settings={"help_option_names": ["-h", "--help"]},
+        pretty_exceptions_enable=False,
+    )
 
 
-server_cmd.register(app)
-proxy_cmd.register(app)
-rpc_cmd.register(app)
-dist_cmd.register(app)
-client_cmd.register(app)
-info_cmd.register(app)
-status_cmd.register(app)
-models_cmd.register(app)
-demo_cmd.register(app)
-certs_cmd.register(app)
+def _register(app: typer.Typer, module: str) -> None:
+    importlib.import_module(f"olol.cli.{module}").register(app)
+
+
+@cache
+def full_app() -> typer.Typer:
+    """Every command, and `--mode` shown in the help (main() rewrites it before typer parses)."""
+    import typer
+
+    app = _new_app()
+
+    @app.callback()
+    def _root(
+        mode: str | None = typer.Option(
+            None, "--mode", help=f"Run this mode: {', '.join(MODES)}.", show_default=False
+        ),
+    ) -> None:
+        """OLOL turns many Ollama / llama.cpp hosts into one LLM cluster."""
+
+    for module, _ in COMMAND_MODULES:
+        _register(app, module)
+    return app
+
+
+@cache
+def command_app(module: str) -> typer.Typer:
+    """One command module's commands under the same root, for running them: the root takes no option
+    of its own, so typer coerces (and imports pydantic for) only the command's own options."""
+    app = _new_app()
+
+    @app.callback()
+    def _root() -> None:
+        """OLOL turns many Ollama / llama.cpp hosts into one LLM cluster."""
+
+    _register(app, module)
+    return app
+
+
+def __getattr__(name: str) -> typer.Typer:
+    # `from olol.cli import app`: the full app, built on first use (tests, typer's CliRunner).
+    if name == "app":
+        return full_app()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def rewrite_mode(args: Sequence[str]) -> list[str]:
@@ -72,7 +116,15 @@ def rewrite_mode(args: Sequence[str]) -> list[str]:
 
 def main(argv: Sequence[str] | None = None) -> None:
     args = rewrite_mode(sys.argv[1:] if argv is None else argv)
-    app(args=args, prog_name="olol")
+    if args == ["version"]:
+        # What scripts, health checks and install checks run most: the command's own text, without typer.
+        from olol.cli.info import print_version
+
+        print_version()
+        return
+    module = MODULE_OF.get(args[0]) if args else None
+    target = command_app(module) if module else full_app()
+    target(args=args, prog_name="olol")
 
 
 def _mode_main(mode: str) -> None:

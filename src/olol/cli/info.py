@@ -4,17 +4,25 @@ from __future__ import annotations
 
 import subprocess
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import typer
+if TYPE_CHECKING:
+    import typer
+
+
+def build_info() -> tuple[str | None, str | None]:
+    """(git revision, build id) written into a built executable by packaging/build-binary; None elsewhere."""
+    try:
+        from olol import _build_info  # type: ignore[attr-defined]
+    except ImportError:
+        return None, None
+    return str(_build_info.GIT_REVISION), str(_build_info.BUILD_ID)
 
 
 def git_revision() -> str:
-    try:
-        from olol._build_info import GIT_REVISION  # type: ignore[import-not-found]
-
-        return str(GIT_REVISION)
-    except ImportError:
-        pass
+    revision, _ = build_info()
+    if revision is not None:
+        return revision
     try:
         out = subprocess.run(
             ["git", "rev-parse", "--short", "HEAD"],
@@ -29,17 +37,31 @@ def git_revision() -> str:
         return "unknown"
 
 
+def version_lines() -> list[str]:
+    """OLOL's version, git revision, protocol version (and build id of a built executable: every layout
+    of one build, one-file or unpacked, reports the same), and whether the fast extensions are active."""
+    from olol import PROTOCOL_VERSION, __version__
+
+    try:
+        from olol._fast import active
+
+        fast = ", ".join(f"{k}={'compiled' if v else 'python'}" for k, v in sorted(active().items()))
+    except ImportError:
+        fast = "unavailable"
+    _, build_id = build_info()
+    build = f", build {build_id}" if build_id else ""
+    return [
+        f"olol {__version__} (git {git_revision()}, protocol {PROTOCOL_VERSION}{build})",
+        f"fast extensions: {fast or 'none'}",
+    ]
+
+
+def print_version() -> None:
+    print("\n".join(version_lines()), flush=True)
+
+
 def register(app: typer.Typer) -> None:
     @app.command("version")
     def version() -> None:
         """Print OLOL's version, git revision, protocol version and whether the fast extensions are active."""
-        from olol import PROTOCOL_VERSION, __version__
-
-        try:
-            from olol._fast import active
-
-            fast = ", ".join(f"{k}={'compiled' if v else 'python'}" for k, v in sorted(active().items()))
-        except ImportError:
-            fast = "unavailable"
-        typer.echo(f"olol {__version__} (git {git_revision()}, protocol {PROTOCOL_VERSION})")
-        typer.echo(f"fast extensions: {fast or 'none'}")
+        print_version()
