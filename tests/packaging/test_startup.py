@@ -1,0 +1,66 @@
+"""What starting `olol` costs in imports, from the sources (the binary's own checks: test_binary).
+
+Every `olol status`, systemd restart and test of the binary pays the start. `olol version` must not
+import typer (nor pydantic, which typer uses to coerce options), and no `--help` may import the
+modes' heavy dependencies (grpc, protobuf, aiohttp, numpy): each mode imports them when it runs.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+from typer.testing import CliRunner
+
+from olol.cli import app, command_app
+from olol.cli.info import version_lines
+
+HEAVY = ("grpc", "google.protobuf", "aiohttp", "numpy")
+
+
+def imported(*args: str) -> set[str]:
+    """Every module `python -m olol ARGS` imports (from -X importtime's report)."""
+    done = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "olol", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+        env={**os.environ, "PYTHONWARNINGS": "ignore"},
+    )
+    return {line.rsplit("|", 1)[1].strip() for line in done.stderr.splitlines() if line.startswith("import time:")}
+
+
+def test_version_imports_no_framework_and_no_mode() -> None:
+    modules = imported("version")
+    loaded = sorted(m for m in modules if m.split(".")[0] in {"typer", "pydantic", "rich", "click", *HEAVY})
+    assert not loaded, f"`olol version` imported {loaded}"
+    assert not any(m.startswith("olol.cli.") and m != "olol.cli.info" for m in modules)
+
+
+@pytest.mark.parametrize("args", [["--help"], ["server", "--help"], ["proxy", "--help"], ["rpc-server", "--help"],
+                                  ["dist", "--help"], ["client", "--help"], ["status", "--help"]])
+def test_help_imports_no_heavy_dependency(args: list[str]) -> None:
+    modules = imported(*args)
+    heavy = sorted(m for m in modules if any(m == h or m.startswith(h + ".") for h in HEAVY))
+    assert not heavy, f"`olol {' '.join(args)}` imported {heavy[:8]}"
+
+
+def test_a_mode_imports_only_its_command_module() -> None:
+    modules = imported("proxy", "--help")
+    commands = {m for m in modules if m.startswith("olol.cli.")}
+    # proxy's command module and what it shares with the others (options, config); no other mode's.
+    assert commands <= {"olol.cli.proxy", "olol.cli.rpc", "olol.cli.common", "olol.cli.security_options"}
+
+
+def test_version_without_typer_prints_what_the_command_prints() -> None:
+    fast = subprocess.run(
+        [sys.executable, "-m", "olol", "version"], capture_output=True, text=True, timeout=60, check=True
+    ).stdout
+    runner = CliRunner()
+    via_typer = runner.invoke(command_app("info"), ["version"])
+    via_full_app = runner.invoke(app, ["version"])
+    assert via_typer.exit_code == 0 and via_full_app.exit_code == 0
+    assert fast == via_typer.output == via_full_app.output == "\n".join(version_lines()) + "\n"
