@@ -3,6 +3,8 @@
 What a person gets who copies the one file to a fresh host: every mode answers, the
 compiled hot paths are inside, the payload unpacks once per build, and a real
 cluster (agent + llama.cpp + proxy, all started from the binary) answers a chat.
+The standalone folder of the same build (dist/olol.dist, what the packages install)
+runs alone too, and both meet issue 17's start-up and size targets.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import json
 import os
 import signal
 import socket
+import statistics
 import subprocess
 import time
 import urllib.error
@@ -23,13 +26,27 @@ from xml.etree import ElementTree
 import psutil
 import pytest
 
+from bench.bench_packaging import proxy_ready
 from olol.backends.llamacpp.bins import LlamaBinaries
-from tests.packaging._support import DIST_BINARY, NOT_BUILT, ROOT, project_version, read_buildinfo, run
+from tests.packaging._support import (
+    DIST_BINARY,
+    DIST_STANDALONE,
+    NOT_BUILT,
+    ROOT,
+    project_version,
+    read_buildinfo,
+    run,
+)
 
 pytestmark = pytest.mark.packaging
 
 CLI_MODES = ("server", "proxy", "rpc-server", "dist", "client", "version")
 REPORT = ROOT / "build/packaging/nuitka/report.xml"  # written by packaging/build-binary
+# Issue 17's targets for the one-file binary (medians; BENCHMARKS.md, packaging section).
+MAX_SIZE_MIB = 45.0
+MAX_WARM_VERSION_S = 0.3
+MAX_COLD_VERSION_S = 2.0
+MAX_PROXY_READY_S = 0.8
 
 
 @pytest.fixture(scope="module")
@@ -55,6 +72,7 @@ def test_version_reports_build_and_compiled_extensions(binary: Path, bare_env: d
     info = read_buildinfo()
     lines = olol(binary, bare_env, "version").stdout.splitlines()
     assert lines[0].startswith(f"olol {project_version()} (git {info['GIT_REVISION']}, protocol ")
+    assert lines[0].endswith(f", build {info['BUILD_ID']})")
     # The revision comes from the build's own _build_info module: there is no git (nor checkout) here.
     assert lines[1] == "fast extensions: binpack=compiled, framing=compiled, quant=compiled"
 
@@ -121,6 +139,51 @@ def test_build_carries_what_the_modes_need_and_no_build_tools() -> None:
         if m.get("name", "").startswith("olol") and "/build/packaging/stage/src/" not in m.get("source_path", "")
     )
     assert not outside, f"olol modules compiled from outside the staged snapshot: {outside}"
+
+
+def test_standalone_folder_is_the_same_build_and_unpacks_nothing(binary: Path, bare_env: dict[str, str]) -> None:
+    """dist/olol.dist/olol (what the packages install) runs alone, reports the one file's build, writes no cache."""
+    program = DIST_STANDALONE / "olol"
+    if not program.is_file():
+        pytest.fail(NOT_BUILT)
+    cache = Path(bare_env["XDG_CACHE_HOME"]) / "standalone"
+    env = {**bare_env, "XDG_CACHE_HOME": str(cache)}
+    assert olol(program, env, "version").stdout == olol(binary, bare_env, "version").stdout
+    for mode in CLI_MODES:
+        assert f"Usage: olol {mode} [OPTIONS]" in olol(program, env, mode, "--help").stdout
+    assert not cache.exists() or not any(cache.rglob("*")), "the standalone program unpacked something"
+
+
+def test_size_target(binary: Path) -> None:
+    size_mib = binary.stat().st_size / (1 << 20)
+    assert size_mib <= MAX_SIZE_MIB, f"dist/olol is {size_mib:.1f} MiB (target <= {MAX_SIZE_MIB} MiB)"
+
+
+def _seconds(cmd: list[str], env: dict[str, str]) -> float:
+    start = time.perf_counter()
+    subprocess.run(cmd, env=env, cwd=env["HOME"], check=True, capture_output=True, timeout=120)
+    return time.perf_counter() - start
+
+
+def test_start_targets(binary: Path, bare_env: dict[str, str], tmp_path: Path) -> None:
+    """Cold (empty cache) and warm `olol version`, and exec to the proxy's first answer: medians against
+    issue 17's targets. The figures for BENCHMARKS.md come from `python -m bench.bench_packaging`."""
+    cold = [
+        _seconds([str(binary), "version"], {**bare_env, "XDG_CACHE_HOME": str(tmp_path / f"cold{i}")})
+        for i in range(3)
+    ]
+    warm_env = {**bare_env, "XDG_CACHE_HOME": str(tmp_path / "cold0")}
+    warm = [_seconds([str(binary), "version"], warm_env) for _ in range(7)]
+    proxy_ready([str(binary)], warm_env)  # warm-up, outside the figures
+    ready = [proxy_ready([str(binary)], warm_env)[0] for _ in range(5)]
+    figures = {
+        "cold version": (statistics.median(cold), MAX_COLD_VERSION_S),
+        "warm version": (statistics.median(warm), MAX_WARM_VERSION_S),
+        "proxy ready": (statistics.median(ready), MAX_PROXY_READY_S),
+    }
+    missed = {name: f"{got:.2f} s > {limit} s" for name, (got, limit) in figures.items() if got > limit}
+    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
+    assert not missed, f"start-up targets missed: {missed} (load average {load})"
 
 
 # --- a real cluster from the binary ----------------------------------------------------------
