@@ -301,6 +301,13 @@ def test_build_binary_options() -> None:
         assert option in text
     for tool in ("mypy", "pydantic.mypy", "grpc_tools", "olol._proto_build", "numpy.distutils", "numpy.f2py"):
         assert f"--nofollow-import-to={tool} " in text  # build/type-checking tools stay out of the binary
+    # What Nuitka's package configs add but no mode imports (packaging/import_census.py)
+    for unused in ("numpy.fft", "numpy.polynomial", "numpy.ma", "requests", "urllib3", "tqdm", "pydantic.v1"):
+        assert f"--nofollow-import-to={unused} " in text
+    assert "--nofollow-import-to='pygments.lexers.[!_]*'" in text
+    assert "--nofollow-import-to=numpy.random" not in text  # the demo's tiny model uses it
+    # Extension modules are stripped in the build venv (not auditwheel's *.libs), then imported.
+    assert "xargs -0 -r strip --strip-unneeded" in text and "! -path '*.libs/*'" in text
     assert '--onefile-tempdir-spec="{CACHE_DIR}/olol/$VERSION-$BUILD_ID"' in text
     # The standalone folder the one file was packed from is kept: the packages install it.
     assert 'mv "$WORK/nuitka/olol_main.dist" "$OUT/.olol.dist.tmp"' in text
