@@ -13,5 +13,5 @@ test-fast:       ## the quick loop: no llama.cpp
 bench:           ## every benchmark; figures land in BENCHMARKS.md
 	scripts/bench.sh
 
-package-test:    ## build the one-file binary (~30 min on 2 cores, ccache speeds rebuilds) and run the packaging tests
+package-test:    ## build the binary (~30 min on 2 cores, ccache speeds rebuilds), test it, its .deb and .rpm
 	packaging/package-test
