@@ -44,9 +44,10 @@ HELP = (
 
 
 def _new_app() -> typer.Typer:
+    """The root every app shares; `--mode` is shown in its help (main() rewrites it before typer parses)."""
     import typer
 
-    return typer.Typer(
+    app = typer.Typer(
         name="olol",
         help=HELP,
         no_args_is_help=True,
@@ -54,18 +55,6 @@ def _new_app() -> typer.Typer:
         context_settings={"help_option_names": ["-h", "--help"]},
         pretty_exceptions_enable=False,
     )
-
-
-def _register(app: typer.Typer, module: str) -> None:
-    importlib.import_module(f"olol.cli.{module}").register(app)
-
-
-@cache
-def full_app() -> typer.Typer:
-    """Every command, and `--mode` shown in the help (main() rewrites it before typer parses)."""
-    import typer
-
-    app = _new_app()
 
     @app.callback()
     def _root(
@@ -75,6 +64,17 @@ def full_app() -> typer.Typer:
     ) -> None:
         """OLOL turns many Ollama / llama.cpp hosts into one LLM cluster."""
 
+    return app
+
+
+def _register(app: typer.Typer, module: str) -> None:
+    importlib.import_module(f"olol.cli.{module}").register(app)
+
+
+@cache
+def full_app() -> typer.Typer:
+    """Every command: for `olol --help`, unknown commands and `from olol.cli import app`."""
+    app = _new_app()
     for module, _ in COMMAND_MODULES:
         _register(app, module)
     return app
@@ -82,14 +82,8 @@ def full_app() -> typer.Typer:
 
 @cache
 def command_app(module: str) -> typer.Typer:
-    """One command module's commands under the same root, for running them: the root takes no option
-    of its own, so typer coerces (and imports pydantic for) only the command's own options."""
+    """The root with one command module's commands: what `olol MODE` runs (no other mode is imported)."""
     app = _new_app()
-
-    @app.callback()
-    def _root() -> None:
-        """OLOL turns many Ollama / llama.cpp hosts into one LLM cluster."""
-
     _register(app, module)
     return app
 
