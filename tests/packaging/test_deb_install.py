@@ -156,7 +156,9 @@ def test_install_script_on_a_fresh_host(chroot: Path) -> None:
     assert os.readlink(chroot / "usr/local/bin/olol") == "../lib/olol/olol"
     assert inside(chroot, "getent", "passwd", "olol").returncode == 0
     assert inside(chroot, "stat", "-c", "%a %U %G", "/etc/olol/server.toml").stdout.split() == ["640", "root", "olol"]
-    assert inside(chroot, "/usr/local/bin/olol", "version", timeout=120).stdout.startswith("olol ")
+    installed = inside(chroot, "/usr/local/bin/olol", "version", timeout=120).stdout
+    direct = run([DIST_BINARY, "version"], env={"PATH": "/usr/bin:/bin", "HOME": str(chroot / "tmp")}).stdout
+    assert installed.startswith("olol ") and installed == direct, "install.sh's program is another build than dist/olol"
     inside(chroot, "bash", "/tmp/packaging/install.sh", "--uninstall", "--purge")
     assert not (chroot / "usr/local/bin/olol").exists() and not (chroot / "etc/olol").exists()
     assert not (chroot / "usr/local/lib/olol").exists()
