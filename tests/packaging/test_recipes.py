@@ -308,6 +308,8 @@ def test_build_binary_options() -> None:
     assert "--nofollow-import-to=numpy.random" not in text  # the demo's tiny model uses it
     # Extension modules are stripped in the build venv (not auditwheel's *.libs), then imported.
     assert "xargs -0 -r strip --strip-unneeded" in text and "! -path '*.libs/*'" in text
+    # ... in a venv of its own: what the interpreter has installed elsewhere never goes in unstripped.
+    assert '"$PY" -m venv "$VENV"' in text and "--system-site-packages" not in text.split("# --- tools")[1]
     assert '--onefile-tempdir-spec="{CACHE_DIR}/olol/$VERSION-$BUILD_ID"' in text
     # The standalone folder the one file was packed from is kept: the packages install it.
     assert 'mv "$WORK/nuitka/olol_main.dist" "$OUT/.olol.dist.tmp"' in text
