@@ -125,7 +125,7 @@ def test_build_carries_what_the_modes_need_and_no_build_tools() -> None:
         "aiohttp",
         "aiohttp.web",
         "numpy",
-        "numpy.random",  # olol.models.tiny (the demo's model)
+        "numpy.random",  # olol.backends.llamacpp.tiny_model (the demo's model)
         "gguf",
         "psutil",
     }
