@@ -90,6 +90,10 @@ class Cluster:
     def healthy_hosts(self) -> list[Host]:
         return [h for h in self.hosts.values() if h.healthy]
 
+    def routable_hosts(self) -> list[Host]:
+        """Hosts new requests may go to: healthy and not draining."""
+        return [h for h in self.hosts.values() if h.routable]
+
     def hosts_with(self, model: str, *, healthy_only: bool = True) -> list[Host]:
         name = normalize(model)
         return [h for h in self.hosts.values() if name in h.models and (h.healthy or not healthy_only)]
@@ -120,6 +124,7 @@ class Cluster:
         host.last_seen = time.monotonic()
         host.last_error = ""
         if not was:
+            host.state_since = host.last_seen
             self.capacity_changed(host)
 
     def mark_down(self, host: Host, reason: str) -> None:
@@ -127,8 +132,21 @@ class Cluster:
         if not host.healthy:
             return
         host.healthy = False
+        host.state_since = time.monotonic()
         for listener in self._on_down:
             listener(host)
+
+    def drain(self, host: Host) -> None:
+        """Stop routing new requests to the host; what it serves now runs to the end."""
+        if not host.draining:
+            host.draining = True
+            host.state_since = time.monotonic()
+
+    def undrain(self, host: Host) -> None:
+        if host.draining:
+            host.draining = False
+            host.state_since = time.monotonic()
+            self.capacity_changed(host)  # requests queued for its models may go there now
 
     # ------------------------------------------------------------------ load
     def acquire(self, host: Host, model: str) -> Lease:

@@ -36,6 +36,21 @@ class Host:
     kind: str = ""
     last_seen: float = 0.0
     last_error: str = ""
+    # Draining: an operator took the host out of routing (new requests go elsewhere) while the
+    # streams it has open finish; it stays monitored, so it is still up or down as well.
+    draining: bool = False
+    state_since: float = field(default_factory=time.monotonic)  # when up/down/draining last changed
+
+    @property
+    def routable(self) -> bool:
+        """Whether new requests may be sent here: up and not draining."""
+        return self.healthy and not self.draining
+
+    @property
+    def state(self) -> str:
+        if not self.healthy:
+            return "down"
+        return "draining" if self.draining else "up"
 
     @property
     def load(self) -> int:
@@ -69,6 +84,9 @@ class Host:
             "id": self.id,
             "kind": self.kind,
             "healthy": self.healthy,
+            "draining": self.draining,
+            "state": self.state,
+            "state_for_s": round(time.monotonic() - self.state_since, 3),
             "load": self.load,
             "in_flight": self.in_flight,
             "capacity": self.parallel,

@@ -98,7 +98,7 @@ def choose_targets(
             if not any(normalize_spec(r.host.id) == normalize_spec(spec) for r in chosen):
                 left_out[spec] = "not a healthy host of this cluster"
         return chosen, left_out
-    healthy = [r for r in rooms if r.host.healthy]
+    healthy = [r for r in rooms if r.host.routable]  # not onto a host being drained
     holders = [r for r in healthy if r.holder is not None]
     rest = []
     for room in healthy:

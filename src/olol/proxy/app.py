@@ -10,9 +10,10 @@ from olol.discovery.proxy_side import install_discovery
 from olol.errors import OlolError
 from olol.proxy.admission import QueueFull
 from olol.proxy.context import CONTEXT, ProxyContext
-from olol.proxy.http import inference, manage, observe, openai, placement, sessions, views
+from olol.proxy.http import hosts, inference, manage, observe, openai, placement, sessions, views
 from olol.proxy.http.io import json_reply
 from olol.proxy.openai.responses import error_body
+from olol.proxy.ui import install_ui
 from olol.security.http import install_guards
 
 __all__ = ["build_app"]
@@ -80,4 +81,6 @@ def build_app(ctx: ProxyContext) -> web.Application:
     r.add_get("/api/status", observe.status)
     r.add_get("/metrics", observe.metrics)
     sessions.register(r)
+    hosts.register(r)
+    install_ui(app, ctx)  # the dashboard at /ui/
     return app

@@ -161,6 +161,7 @@ class Dispatcher:
         generation = first.get("eval_duration") if first.get("done") else None
         ttft = route.lease.first_byte(generation / 1e9 if isinstance(generation, (int, float)) else 0.0)
         self.metrics.ttft.labels(route.host_id, route.lease.model).observe(ttft)
+        self.metrics.routed(route.lease.model, route.host_id, route.reason, ttft)
         return Upstream(self, endpoint, route, first, rest, retries, deadline)
 
     async def unary(self, endpoint: str, request: RouteRequest, body: JSON, call: UnaryCall) -> tuple[Route, Any, int]:
@@ -175,7 +176,7 @@ class Dispatcher:
                 return await call(route.candidate.host.backend, self.upstream_body(body, route))
 
         route, result, retries = await self._failover(endpoint, request, run)
-        route.lease.first_byte()
+        self.metrics.routed(route.lease.model, route.host_id, route.reason, route.lease.first_byte())
         route.lease.release()
         self.metrics.requests.labels(endpoint, route.lease.model, route.host_id, "200").inc()
         return route, result, retries

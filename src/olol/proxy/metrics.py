@@ -8,7 +8,10 @@ a collector, so they can never drift from the state they describe.
 
 from __future__ import annotations
 
+import time
+from collections import deque
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Generic, TypeVar
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
@@ -19,11 +22,12 @@ from olol.cluster import Cluster
 from olol.proxy.admission import AdmissionQueue
 from olol.proxy.affinity import SessionAffinity
 
-__all__ = ["Labelled", "ProxyMetrics"]
+__all__ = ["Labelled", "ProxyMetrics", "RouteRecord"]
 
 M = TypeVar("M", Counter, Histogram)
 
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
+_RECENT_ROUTES = 50
 _RATE_BUCKETS = (1, 2, 5, 10, 20, 30, 50, 75, 100, 150, 200, 300, 500, 1000, 2000)
 
 
@@ -45,6 +49,21 @@ class Labelled(Generic[M]):
         if child is None:
             child = self._children[values] = self.metric.labels(*values)
         return child
+
+    def total(self) -> float:
+        """The sum over every label set of a counter (read once a second by the dashboard, not per request)."""
+        return sum(s.value for family in self.metric.collect() for s in family.samples if s.name.endswith("_total"))
+
+
+@dataclass(frozen=True, slots=True)
+class RouteRecord:
+    """One routing decision, as the dashboard lists the latest ones."""
+
+    at: float  # wall-clock time (time.time())
+    model: str
+    host: str
+    reason: str  # the policy's name or "affinity:<outcome>"
+    ttft_s: float
 
 
 class _ClusterCollector(Collector):
@@ -99,6 +118,11 @@ class ProxyMetrics:
         self.queue_timeouts = Labelled(Counter(
             "olol_queue_timeouts", "Requests refused with 503 after waiting", ["model"], registry=r))
         r.register(_ClusterCollector(cluster, admission, affinity))
+        # The latest routing decisions: a bounded ring, appended to when a request's first byte arrives.
+        self.recent: deque[RouteRecord] = deque(maxlen=_RECENT_ROUTES)
+
+    def routed(self, model: str, host: str, reason: str, ttft_s: float) -> None:
+        self.recent.append(RouteRecord(time.time(), model, host, reason, ttft_s))
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -74,7 +74,9 @@ class Router:
             cluster.on_down(lambda host: affinity.purge_host(host.id))
 
     def eligible(self, model: str, exclude: Collection[str] = ()) -> list[Candidate]:
-        hosts = [h for h in self.cluster.hosts.values() if h.healthy and h.id not in exclude]
+        # A draining host is skipped for new requests; `_exists` still counts it, so a model that only
+        # draining hosts hold waits in its queue (for an undrain or another host) instead of 404ing.
+        hosts = [h for h in self.cluster.hosts.values() if h.routable and h.id not in exclude]
         return candidates(model, hosts, self.quant)
 
     def _exists(self, model: str, exclude: Collection[str]) -> bool:

@@ -30,6 +30,7 @@ from olol.security.settings import SecuritySettings
 from olol.wire.errors import error_body
 
 __all__ = [
+    "API_KEY",
     "OPEN_PATHS",
     "PARSED_BODY",
     "READ_PATHS",
@@ -47,10 +48,11 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 #: The app's reply to an exception a handler raised (anything but aiohttp's own replies and a reset client).
 ErrorReply = Callable[[web.Request, Exception], web.StreamResponse]
 
-#: Answered without a key: liveness (it only says "Ollama is running"), and registrations, which are signed instead.
-OPEN_PATHS = frozenset({"/", "/olol/register"})
-#: What a read-only key may see: liveness, version, status and metrics.
-READ_PATHS = frozenset({"/", "/api/version", "/api/status", "/metrics", "/olol/openapi.json"})
+#: Answered without a key: liveness (it only says "Ollama is running"), registrations, which are signed instead,
+#: and the dashboard's static page (it shows nothing until it has a key: its data comes from `/ui/events`).
+OPEN_PATHS = frozenset({"/", "/olol/register", "/ui", "/ui/", "/ui/static/{name}"})
+#: What a read-only key may see: liveness, version, status, metrics and the dashboard's feed.
+READ_PATHS = frozenset({"/", "/api/version", "/api/status", "/metrics", "/olol/openapi.json", "/ui/events"})
 
 
 def _request_key(name: str) -> Any:
@@ -61,6 +63,8 @@ def _request_key(name: str) -> Any:
 
 #: Key of the request's decoded JSON body, set by the guard once it checked it (absent for an empty body).
 PARSED_BODY: Any = _request_key("olol_parsed_body")
+#: Key of the `ApiKey` the request came with (absent when keys are off or the path is open).
+API_KEY: Any = _request_key("olol_api_key")
 #: Streamed straight to hosts, never buffered: no JSON size limit, no body timeout.
 _UNBUFFERED = frozenset({"/api/blobs/{digest}"})
 
@@ -162,6 +166,8 @@ def _make_gate(settings: SecuritySettings, on_error: ErrorReply | None) -> Middl
                     "rate limit exceeded, please retry later",
                     {"Retry-After": str(max(1, math.ceil(wait)))},
                 )
+        if key is not None:
+            request[API_KEY] = key
         if pattern not in _UNBUFFERED and request.method not in ("GET", "HEAD"):
             return await read_body(request, pattern)
         return request

@@ -1,0 +1,122 @@
+"""What one dashboard update says: the cluster now, compact, built once per tick for every open page.
+
+Hosts and models refer to each other by position (a model's `hosts` are indexes
+into `hosts`), so a host id is sent once whatever number of models it holds:
+that keeps an update for 50 hosts and 200 models well under 50 KB. Counters are
+totals; the page turns them into rates and keeps the history for its charts.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING, Any
+
+from olol.cluster import Host
+
+if TYPE_CHECKING:
+    from olol.proxy.context import ProxyContext
+
+__all__ = ["RECENT_ROUTES", "build_snapshot"]
+
+JSON = dict[str, Any]
+
+RECENT_ROUTES = 15  # routing decisions an update lists (the newest first)
+
+
+def _round(value: float | None, digits: int = 3) -> float | None:
+    return None if value is None else round(value, digits)
+
+
+def _latency(ctx: ProxyContext, host: Host) -> tuple[float | None, float | None]:
+    """The host's best TTFT (s) and tokens/s over its models: what the host can do now."""
+    ttfts: list[float] = []
+    speeds: list[float] = []
+    for model in host.models:
+        stats = ctx.cluster.stats.get(host.id, model)
+        if stats is None:
+            continue
+        if stats.ttft.value is not None:
+            ttfts.append(stats.ttft.value)
+        if stats.tokens_per_s.value is not None:
+            speeds.append(stats.tokens_per_s.value)
+    return (min(ttfts) if ttfts else None), (max(speeds) if speeds else None)
+
+
+def _host(ctx: ProxyContext, host: Host, now: float) -> JSON:
+    ttft, tps = _latency(ctx, host)
+    hw = host.hardware
+    entry: JSON = {
+        "id": host.id,
+        "kind": host.kind,
+        "state": host.state,
+        "for_s": round(now - host.state_since, 1),
+        "load": host.load,
+        "cap": host.parallel,
+        "ram_free": host.ram_free,
+        "ttft": _round(ttft),
+        "tps": _round(tps, 1),
+    }
+    for key in ("vram_free", "vram_total", "ram_total", "gpus"):
+        if hw.get(key) is not None:
+            entry[key] = hw[key]
+    hit = getattr(host, "cache_hit_rate", None)  # where the host's backend reports its prompt cache
+    if hit is not None:
+        entry["hit"] = hit
+    if host.last_error and host.state == "down":
+        entry["err"] = host.last_error[:200]
+    return entry
+
+
+def _models(ctx: ProxyContext, index: dict[str, int]) -> list[JSON]:
+    holders: dict[str, JSON] = {}
+    wanted: dict[str, Any] = {}
+    if ctx.placement is not None:
+        wanted = ctx.placement.keeper.wanted()
+    for host in ctx.cluster.hosts.values():
+        pos = index[host.id]
+        for name, tag in host.models.items():
+            model = holders.get(name)
+            if model is None:
+                details = tag.get("details") or {}
+                model = holders[name] = {
+                    "name": name,
+                    "q": details.get("quantization_level") or "",
+                    "size": tag.get("size"),
+                    "hosts": [],
+                    "loaded": [],
+                }
+                if name in wanted:
+                    model["want"] = wanted[name]
+            model["hosts"].append(pos)
+            if name in host.running:
+                model["loaded"].append(pos)
+    return [holders[name] for name in sorted(holders)]
+
+
+def _traffic(ctx: ProxyContext) -> JSON:
+    m = ctx.metrics
+    return {
+        "requests": m.requests.total(),
+        "errors": m.errors.total(),
+        "failovers": m.retries.total(),
+        "queues": ctx.admission.depths(),
+        "sessions": ctx.affinity.to_json()["sessions"] if ctx.affinity is not None else None,
+    }
+
+
+def build_snapshot(ctx: ProxyContext, split: JSON | None = None) -> JSON:
+    """The whole dashboard state now; `split` is the split model's status (`DistributedModels.to_json()`)."""
+    now = time.monotonic()
+    hosts = list(ctx.cluster.hosts.values())
+    index = {h.id: i for i, h in enumerate(hosts)}
+    recent = list(ctx.metrics.recent)[-RECENT_ROUTES:]
+    return {
+        "t": round(time.time(), 3),
+        "uptime_s": round(now - ctx.started_at, 1),
+        "balancer": ctx.router.policy.name,
+        "hosts": [_host(ctx, h, now) for h in hosts],
+        "models": _models(ctx, index),
+        "traffic": _traffic(ctx),
+        "recent": [[round(r.at, 3), r.model, r.host, r.reason, round(r.ttft_s, 4)] for r in reversed(recent)],
+        "split": split,
+    }
