@@ -51,7 +51,7 @@ def test_bad_config_file_is_an_error(tmp_path: object) -> None:
 
 
 def test_proxy_cli_serves_and_stops(tmp_path: object) -> None:
-    """`olol proxy` from the command line: READY on stdout, answers /api/version, exits 0 on SIGTERM."""
+    """`olol proxy` from the command line: READY and the dashboard's URL on stdout, answers, exits 0 on SIGTERM."""
     import json
     import signal
     import urllib.request
@@ -66,6 +66,10 @@ def test_proxy_cli_serves_and_stops(tmp_path: object) -> None:
         port = int(line.split(":")[-1])
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/version", timeout=10) as resp:
             assert "version" in json.load(resp)
+        # The dashboard's URL is printed on start, and serves the page.
+        assert proc.stdout.readline().strip() == f"dashboard: http://127.0.0.1:{port}/ui/"
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/ui/", timeout=10) as resp:
+            assert b"OLOL" in resp.read()
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=20) == 0
     finally:

@@ -32,6 +32,7 @@ COMMAND_MODULES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("models", ("pull", "models")),
     ("demo", ("demo",)),
     ("certs", ("certs",)),
+    ("hosts", ("drain", "undrain")),
 )
 MODULE_OF = {command: module for module, commands in COMMAND_MODULES for command in commands}
 

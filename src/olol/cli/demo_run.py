@@ -131,10 +131,12 @@ async def _run(cfg: DemoConfig, agents: list[_Agent], model_name: str, say: Call
     from olol.cli.status import render_status
     from olol.proxy import ProxyConfig
     from olol.proxy.server import start_proxy
+    from olol.proxy.ui import ui_url
 
     proxy = await start_proxy(ProxyConfig(host=cfg.bind, port=cfg.port, servers=[a.target for a in agents]))
     try:
         say(f"proxy (Ollama API) on {proxy.url}")
+        say(f"dashboard on {ui_url(proxy.url)}  (open it in a browser)")
         await _chat_once(proxy.url, model_name, cfg.prompt, say)
         import aiohttp
 
@@ -146,6 +148,7 @@ async def _run(cfg: DemoConfig, agents: list[_Agent], model_name: str, say: Call
                 f'[{{"role": "user", "content": "hi"}}]}}\''
             )
             say(f"               olol status --url {proxy.url}      (Ctrl-C stops the cluster)")
+            say(f"               dashboard: {ui_url(proxy.url)}")
             await wait_for_signal()
     finally:
         await proxy.stop()

@@ -39,7 +39,8 @@ def render_status(status: dict[str, Any]) -> Any:
         stats = list((host.get("latency") or {}).values())
         ttft = [s["ttft_s"] for s in stats if s.get("ttft_s")]
         tps = [s["tokens_per_s"] for s in stats if s.get("tokens_per_s")]
-        state = Text("up", style="green") if host.get("healthy") else Text("down", style="red")
+        name = str(host.get("state") or ("up" if host.get("healthy") else "down"))
+        state = Text(name, style={"up": "green", "draining": "yellow"}.get(name, "red"))
         table.add_row(
             str(host.get("id")),
             str(host.get("kind", "")),

@@ -14,6 +14,7 @@ from olol.lifecycle import wait_for_signal
 from olol.proxy.app import build_app
 from olol.proxy.config import ProxyConfig
 from olol.proxy.context import BackendFactory, ProxyContext
+from olol.proxy.ui import ui_url
 from olol.security.http import https_context, scheme
 
 __all__ = ["RunningProxy", "serve", "start_proxy"]
@@ -70,6 +71,7 @@ async def _serve(config: ProxyConfig) -> None:
     gc.freeze()
     # A plain line on stdout that scripts and tests wait for instead of sleeping.
     print(f"READY {config.host}:{proxy.port}", flush=True)
+    print(f"dashboard: {ui_url(proxy.url)}", flush=True)
     try:
         await wait_for_signal()
         log.info("shutting down: finishing in-flight requests")
