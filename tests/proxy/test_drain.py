@@ -104,9 +104,9 @@ async def test_drain_api_lets_the_open_stream_finish_and_routes_new_requests_els
 
 
 async def test_drain_api_unknown_host_is_404(ollama_sim) -> None:  # type: ignore[no-untyped-def]
-    async with proxy_over(ollama_sim) as proxy, aiohttp.ClientSession() as http:
-        async with http.post(f"{proxy.url}/api/hosts/nowhere:1/drain") as resp:
-            assert resp.status == 404 and "not found" in (await resp.json())["error"]
+    async with proxy_over(ollama_sim) as proxy, aiohttp.ClientSession() as http, \
+            http.post(f"{proxy.url}/api/hosts/nowhere:1/drain") as resp:
+        assert resp.status == 404 and "not found" in (await resp.json())["error"]
 
 
 async def test_drain_needs_a_full_key(ollama_sim) -> None:  # type: ignore[no-untyped-def]
