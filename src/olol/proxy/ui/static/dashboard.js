@@ -19,6 +19,7 @@
   let trafficPlot = null;
   let hostPlot = null;
   let chatting = false;
+  let historyPicked = false; // the operator chose the host chart's host; until then it follows the traffic
   let pgMessages = [];
 
   // ------------------------------------------------------------------ helpers
@@ -286,6 +287,7 @@
       sel.replaceChildren(...ids.map((id) => { const o = el("option", id); o.value = id; return o; }));
       if (ids.includes(keep)) sel.value = keep;
     }
+    if (!historyPicked && s.recent.length && ids.includes(s.recent[0][2])) sel.value = s.recent[0][2];
   }
 
   function renderModels(s) {
@@ -554,6 +556,6 @@
     if (ev.key === "Enter" && !ev.shiftKey) { ev.preventDefault(); $("pg-form").requestSubmit(); }
   });
   $("pg-clear").addEventListener("click", () => { pgMessages = []; $("pg-log").replaceChildren(); $("pg-meta").textContent = ""; });
-  $("history-host").addEventListener("change", renderCharts);
+  $("history-host").addEventListener("change", () => { historyPicked = true; renderCharts(); });
   connect();
 })();
