@@ -66,6 +66,12 @@ class Dashboard:
     def host_row(self, host_id: str) -> str:
         return f'#hosts tr[data-host="{host_id}"]'
 
+    async def wait_text(self, selector: str, text: str, timeout: float = 10_000) -> None:
+        """Until the element's text is `text` (a function, not a string to eval: the page's CSP forbids eval)."""
+        await self.page.wait_for_function(
+            "([sel, text]) => { const e = document.querySelector(sel); return e !== null && e.textContent === text; }",
+            arg=[selector, text], timeout=timeout)
+
     async def confirm(self) -> None:
         await self.page.click("#confirm-ok")
 

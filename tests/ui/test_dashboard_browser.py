@@ -107,11 +107,11 @@ async def test_a_killed_host_turns_down_within_3s_and_up_when_it_returns(  # typ
         assert await dash.page.text_content(state) == "up"
         killed = time.monotonic()
         await b.stop()
-        await dash.page.wait_for_function(f"() => document.querySelector('{state}').textContent === 'down'", timeout=3_000)
+        await dash.wait_text(state, "down", timeout=3_000)
         assert time.monotonic() - killed <= 3.0
         assert await dash.page.text_content("#s-hosts") == "1 / 2"
         await b.start()  # back on the same port
-        await dash.page.wait_for_function(f"() => document.querySelector('{state}').textContent === 'up'", timeout=5_000)
+        await dash.wait_text(state, "up", timeout=5_000)
         assert dash.errors == []
 
 
@@ -165,7 +165,7 @@ async def test_drain_from_the_page_lets_the_open_stream_finish(ollama_sim_factor
         await dash.page.click(f'{dash.host_row(busy)} button[data-action="drain"]')
         await dash.confirm()
         badge = f"{dash.host_row(busy)} .badge"
-        await dash.page.wait_for_function(f"() => document.querySelector('{badge}').textContent === 'draining'")
+        await dash.wait_text(badge, "draining")
         for _ in range(3):
             assert await chat(http, proxy.url, "llama3.2", num_predict=2) != busy
         lines = [line async for line in stream.content if line.strip()]
@@ -173,7 +173,7 @@ async def test_drain_from_the_page_lets_the_open_stream_finish(ollama_sim_factor
         stream.release()
         await dash.page.click(f'{dash.host_row(busy)} button[data-action="undrain"]')
         await dash.confirm()
-        await dash.page.wait_for_function(f"() => document.querySelector('{badge}').textContent === 'up'")
+        await dash.wait_text(badge, "up")
         assert not proxy.context.cluster.hosts[busy].draining
         assert dash.errors == []
 
@@ -229,10 +229,11 @@ async def test_playground_chat_streams_through_a_real_llama_cpp_host(  # type: i
             await page.wait_for_selector('#pg-model option[value="tiny:latest"]')
             await page.select_option("#pg-model", "tiny:latest")
             # Several chunks arrive before the answer is done: the text grows while it streams.
-            await page.evaluate("""() => { window.lengths = []; new MutationObserver(() => {
-                const last = document.querySelector('#pg-log .msg-assistant:last-child .msg-text');
-                if (last) window.lengths.push(last.textContent.length); })
-                .observe(document.getElementById('pg-log'), {subtree: true, childList: true, characterData: true}); }""")
+            await page.evaluate("""() => { window.lengths = []; const log = document.getElementById('pg-log');
+                new MutationObserver(() => {
+                    const last = document.querySelector('#pg-log .msg-assistant:last-child .msg-text');
+                    if (last) window.lengths.push(last.textContent.length);
+                }).observe(log, {subtree: true, childList: true, characterData: true}); }""")
             await page.fill("#pg-input", "Tell me about clusters.")
             await page.click("#pg-send")
             await page.wait_for_selector("#pg-meta .pg-host", timeout=60_000)
