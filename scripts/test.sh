@@ -11,6 +11,10 @@ export PATH="$PWD/$VENV/bin:$PATH"
 if [[ "$*" != *"not slow"* ]]; then
   scripts/build-llama-cpp.sh >/dev/null
 fi
+# The dashboard's browser tests drive the distribution's chromium (Playwright's download cannot be used).
+if ! command -v chromium >/dev/null && ! command -v chromium-browser >/dev/null; then
+  scripts/install-chromium.sh >&2
+fi
 if [[ -f package.json ]]; then
   npm install --no-audit --no-fund --silent >/dev/null
 fi

@@ -9,6 +9,7 @@ still gets tried.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -113,6 +114,11 @@ class LatencyBook:
         ]
         return sum(others) / len(others) if others else None
 
+
+    def entries(self) -> Iterator[tuple[str, str, HostModelStats]]:
+        """Every (host, model, stats) measured so far."""
+        for (host, model), stats in self._stats.items():
+            yield host, model, stats
 
     def snapshot(self, host: str) -> dict[str, Any]:
         return {m: s.to_json() for (h, m), s in self._stats.items() if h == host}

@@ -27,23 +27,21 @@ def _round(value: float | None, digits: int = 3) -> float | None:
     return None if value is None else round(value, digits)
 
 
-def _latency(ctx: ProxyContext, host: Host) -> tuple[float | None, float | None]:
-    """The host's best TTFT (s) and tokens/s over its models: what the host can do now."""
-    ttfts: list[float] = []
-    speeds: list[float] = []
-    for model in host.models:
-        stats = ctx.cluster.stats.get(host.id, model)
-        if stats is None:
-            continue
-        if stats.ttft.value is not None:
-            ttfts.append(stats.ttft.value)
-        if stats.tokens_per_s.value is not None:
-            speeds.append(stats.tokens_per_s.value)
-    return (min(ttfts) if ttfts else None), (max(speeds) if speeds else None)
+def _best_latency(ctx: ProxyContext) -> dict[str, tuple[float | None, float | None]]:
+    """Per host, its best TTFT (s) and tokens/s over its models (what it can do now), in one pass."""
+    best: dict[str, tuple[float | None, float | None]] = {}
+    for host, _model, stats in ctx.cluster.stats.entries():
+        ttft, tps = best.get(host, (None, None))
+        if stats.ttft.value is not None and (ttft is None or stats.ttft.value < ttft):
+            ttft = stats.ttft.value
+        if stats.tokens_per_s.value is not None and (tps is None or stats.tokens_per_s.value > tps):
+            tps = stats.tokens_per_s.value
+        best[host] = (ttft, tps)
+    return best
 
 
-def _host(ctx: ProxyContext, host: Host, now: float) -> JSON:
-    ttft, tps = _latency(ctx, host)
+def _host(host: Host, now: float, latency: tuple[float | None, float | None]) -> JSON:
+    ttft, tps = latency
     hw = host.hardware
     entry: JSON = {
         "id": host.id,
@@ -110,11 +108,12 @@ def build_snapshot(ctx: ProxyContext, split: JSON | None = None) -> JSON:
     hosts = list(ctx.cluster.hosts.values())
     index = {h.id: i for i, h in enumerate(hosts)}
     recent = list(ctx.metrics.recent)[-RECENT_ROUTES:]
+    latency = _best_latency(ctx)
     return {
         "t": round(time.time(), 3),
         "uptime_s": round(now - ctx.started_at, 1),
         "balancer": ctx.router.policy.name,
-        "hosts": [_host(ctx, h, now) for h in hosts],
+        "hosts": [_host(h, now, latency.get(h.id, (None, None))) for h in hosts],
         "models": _models(ctx, index),
         "traffic": _traffic(ctx),
         "recent": [[round(r.at, 3), r.model, r.host, r.reason, round(r.ttft_s, 4)] for r in reversed(recent)],
