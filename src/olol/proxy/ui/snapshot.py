@@ -54,9 +54,10 @@ def _host(host: Host, now: float, latency: tuple[float | None, float | None]) ->
         "ttft": _round(ttft),
         "tps": _round(tps, 1),
     }
-    for key in ("vram_free", "vram_total", "ram_total", "gpus"):
-        if hw.get(key) is not None:
-            entry[key] = hw[key]
+    if hw.get("vram_total"):  # 0 from a host without a GPU: nothing to show
+        entry["vram_total"], entry["vram_free"] = hw["vram_total"], hw.get("vram_free")
+    if hw.get("ram_total"):
+        entry["ram_total"] = hw["ram_total"]
     hit = getattr(host, "cache_hit_rate", None)  # where the host's backend reports its prompt cache
     if hit is not None:
         entry["hit"] = hit

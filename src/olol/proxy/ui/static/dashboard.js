@@ -264,9 +264,8 @@
       for (const name of loaded[i]) models.append(el("span", name, "chip"));
       if (!loaded[i].length) models.append(el("span", "none loaded", "muted small"));
       const mem = el("td");
-      mem.append(el("div", "RAM " + bytes(h.ram_free), "small"));
+      mem.append(el("div", "RAM " + bytes(h.ram_free) + (h.ram_total ? " / " + bytes(h.ram_total) : ""), "small"));
       if (h.vram_total !== undefined) mem.append(el("div", "VRAM " + bytes(h.vram_free) + " / " + bytes(h.vram_total), "small"));
-      if (h.gpus !== undefined) mem.append(el("div", (Array.isArray(h.gpus) ? h.gpus.length : h.gpus) + " GPU(s)", "muted small"));
       const hit = h.hit === undefined || h.hit === null ? "–" : Math.round(h.hit * 100) + "%";
       const act = el("td", null, "actions");
       const draining = h.state === "draining";
