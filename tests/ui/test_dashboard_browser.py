@@ -20,6 +20,7 @@ import pytest
 
 from olol.backends.llamacpp import LlamaCppBackend
 from olol.proxy import ProxyConfig, start_proxy
+from olol.proxy.ui.routes import FEED
 from olol.security.apikeys import ApiKeys
 from olol.security.settings import SecuritySettings
 from tests.proxy.helpers import proxy_over
@@ -150,6 +151,41 @@ async def test_pull_shows_a_progress_bar_that_completes(ollama_sim_factory, brow
         await page.wait_for_selector('#models tr[data-model="qwen2.5:0.5b"]', timeout=5_000)
         hosts = await page.eval_on_selector_all('#models tr[data-model="qwen2.5:0.5b"] .chip', "c => c.length")
         assert hosts >= 2
+        # Deleting it from the cluster, confirmed, takes it off the page.
+        await page.click('#models tr[data-model="qwen2.5:0.5b"] button[data-action="delete"]')
+        await dash.confirm()
+        await page.wait_for_selector('#models tr[data-model="qwen2.5:0.5b"]', state="detached", timeout=10_000)
+        assert all("qwen2.5:0.5b" not in s.models for s in sims)
+        assert dash.errors == []
+
+
+SPLIT = {
+    "model": "/models/llama3-70b-q4_0.gguf", "ready": True, "host": "127.0.0.1:41000",
+    "plan": {"rpc_servers": ["10.0.0.2:50052", "10.0.0.3:50052"], "tensor_split": [0.25, 0.75],
+             "assignments": [{"host": "10.0.0.2:50052", "start": 0, "stop": 20, "output": False,
+                              "memory_bytes": 10_000_000_000},
+                             {"host": "10.0.0.3:50052", "start": 20, "stop": 80, "output": True,
+                              "memory_bytes": 30_000_000_000}]},
+    "tunnels": {"10.0.0.2:50052": {"data_path": "data-port", "bytes_in": 1_000_000, "bytes_out": 2_000_000}},
+}
+
+
+async def test_a_split_models_layer_plan_is_drawn_per_worker(ollama_sim, browser: Browser) -> None:  # type: ignore[no-untyped-def]
+    async with proxy_over(ollama_sim) as proxy:
+        feed = proxy.runner.app[FEED]
+        plain = feed.build
+        feed.build = lambda: {**plain(), "split": SPLIT}  # what install_ui adds when a model is split
+        dash = await (await browser(proxy.url)).open()
+        await dash.live()
+        page = dash.page
+        await page.wait_for_selector("#split-card:not([hidden]) .split-row")
+        labels = await page.eval_on_selector_all(".split-label", "ls => ls.map(l => l.textContent)")
+        assert labels == ["10.0.0.2:50052", "10.0.0.3:50052 (output)"]
+        # Bars proportional to layers (20 of 80, 60 of 80) and to memory (10 of 40 GB, 30 of 40 GB).
+        share = "bs => bs.map(b => b.firstChild.getBoundingClientRect().width / b.getBoundingClientRect().width)"
+        widths = await page.eval_on_selector_all(".split-bar", share)
+        assert [round(w, 2) for w in widths] == [0.25, 0.25, 0.75, 0.75]
+        assert "data-port" in (await page.text_content("#split-tunnels") or "")
         assert dash.errors == []
 
 

@@ -44,7 +44,7 @@ class Subscription:
 
 class DashboardFeed:
     def __init__(self, build: Callable[[], dict[str, Any]], interval: float = 1.0) -> None:
-        self._build = build
+        self.build = build
         self.interval = interval
         self._subscribers: set[Subscription] = set()
         self._task: asyncio.Task[None] | None = None
@@ -54,7 +54,7 @@ class DashboardFeed:
 
     def encode(self) -> bytes:
         """The current state as one server-sent event."""
-        data = json.dumps(self._build(), ensure_ascii=False, separators=(",", ":"))
+        data = json.dumps(self.build(), ensure_ascii=False, separators=(",", ":"))
         return b"event: state\ndata: " + data.encode() + b"\n\n"
 
     def subscribe(self) -> Subscription:
