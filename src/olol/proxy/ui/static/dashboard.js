@@ -14,7 +14,7 @@
   let retryMs = 1000;
   let abort = null;
   let watchdog = null;
-  const traffic = { t: [], rps: [], eps: [], fps: [] };
+  const traffic = { t: [], rps: [], eps: [], fps: [], queued: [] };
   const hostHistory = new Map(); // host id -> {t, ttft, tps, load}
   let trafficPlot = null;
   let hostPlot = null;
@@ -197,7 +197,7 @@
     if (prev) {
       const dt = Math.max(0.001, s.t - prev.t);
       const rate = (k) => Math.max(0, (s.traffic[k] - prev.traffic[k]) / dt);
-      push(traffic, { t: s.t, rps: rate("requests"), eps: rate("errors"), fps: rate("failovers") });
+      push(traffic, { t: s.t, rps: rate("requests"), eps: rate("errors"), fps: rate("failovers"), queued: queuedNow(s) });
       $("s-rps").textContent = rate("requests").toFixed(1);
     } else {
       $("s-rps").textContent = "0.0";
@@ -230,11 +230,14 @@
     $("s-models").textContent = s.models.length;
     $("s-errors").textContent = Math.round(s.traffic.errors);
     $("s-failovers").textContent = Math.round(s.traffic.failovers);
-    const queued = Object.values(s.traffic.queues || {}).reduce((a, q) => a + (typeof q === "number" ? q : q.depth || 0), 0);
-    $("s-queued").textContent = queued;
+    $("s-queued").textContent = queuedNow(s);
     $("s-sessions").textContent = s.traffic.sessions === null ? "–" : s.traffic.sessions;
     $("s-uptime").textContent = duration(s.uptime_s);
     $("hosts-note").textContent = s.balancer + " routing";
+  }
+
+  function queuedNow(s) {
+    return Object.values(s.traffic.queues || {}).reduce((a, q) => a + (typeof q === "number" ? q : q.depth || 0), 0);
   }
 
   function loadedOn(s) {
@@ -264,7 +267,7 @@
       for (const name of loaded[i]) models.append(el("span", name, "chip"));
       if (!loaded[i].length) models.append(el("span", "none loaded", "muted small"));
       const mem = el("td");
-      mem.append(el("div", "RAM " + bytes(h.ram_free) + (h.ram_total ? " / " + bytes(h.ram_total) : ""), "small"));
+      mem.append(el("div", h.ram_free === null || h.ram_free === undefined ? "–" : "RAM " + bytes(h.ram_free) + (h.ram_total ? " / " + bytes(h.ram_total) : ""), "small"));
       if (h.vram_total !== undefined) mem.append(el("div", "VRAM " + bytes(h.vram_free) + " / " + bytes(h.vram_total), "small"));
       const hit = h.hit === undefined || h.hit === null ? "–" : Math.round(h.hit * 100) + "%";
       const act = el("td", null, "actions");
@@ -388,11 +391,12 @@
         width: chartWidth(tNode), height: 180,
         scales: { x: { time: true } },
         series: [{}, { label: "requests/s", stroke: "#2f6fed", width: 2, fill: "rgba(47,111,237,0.08)" },
-          { label: "errors/s", stroke: "#d64545", width: 2 }, { label: "failovers/s", stroke: "#e0a100", width: 2 }],
+          { label: "errors/s", stroke: "#d64545", width: 2 }, { label: "failovers/s", stroke: "#e0a100", width: 2 },
+          { label: "queued", stroke: "#0891b2", width: 1, dash: [4, 4] }],
         axes: [{}, { size: 40 }],
-      }, [[], [], [], []], tNode);
+      }, [[], [], [], [], []], tNode);
     }
-    trafficPlot.setData([traffic.t, traffic.rps, traffic.eps, traffic.fps]);
+    trafficPlot.setData([traffic.t, traffic.rps, traffic.eps, traffic.fps, traffic.queued]);
     const hNode = $("host-chart");
     const hist = hostHistory.get($("history-host").value);
     if (!hostPlot) {
