@@ -329,6 +329,11 @@ def test_smoke_cluster_answers_a_chat(
     )
     assert answer["done"] is True and answer["message"]["role"] == "assistant"
     assert answer["message"]["content"].strip() and answer["eval_count"] > 0
+    # The dashboard's files (package data, not modules) came along inside the binary.
+    for path, marker in (("/ui/", b"OLOL"), ("/ui/static/dashboard.js", b"olol.apiKey"),
+                         ("/ui/static/uPlot.iife.min.js", b"uPlot")):
+        with urllib.request.urlopen(base + path, timeout=10) as resp:
+            assert resp.status == 200 and marker in resp.read(), path
 
     # The client mode, from the same binary, straight to the agent.
     client = olol(
