@@ -98,20 +98,21 @@ async def test_page_shows_every_host_and_model_with_no_console_errors(  # type: 
 
 
 async def test_a_killed_host_turns_down_within_3s_and_up_when_it_returns(  # type: ignore[no-untyped-def]
-    ollama_sim_factory, browser: Browser
+    ollama_sim, ollama_sim_process, browser: Browser
 ) -> None:
-    a, b = await ollama_sim_factory.many(2)
-    async with proxy_over(a, b) as proxy:
+    victim = await ollama_sim_process()  # a host in its own process, so it can really be killed
+    port = urllib.parse.urlsplit(victim.url).port
+    async with proxy_over(ollama_sim, victim.url) as proxy:
         dash = await (await browser(proxy.url)).open()
         await dash.live()
-        state = f"{dash.host_row(b.url)} .badge"
+        state = f"{dash.host_row(victim.url)} .badge"
         assert await dash.page.text_content(state) == "up"
         killed = time.monotonic()
-        await b.stop()
+        victim.kill()  # SIGKILL: nothing closed politely
         await dash.wait_text(state, "down", timeout=3_000)
         assert time.monotonic() - killed <= 3.0
         assert await dash.page.text_content("#s-hosts") == "1 / 2"
-        await b.start()  # back on the same port
+        await ollama_sim_process(port=port)  # it comes back at the same address
         await dash.wait_text(state, "up", timeout=5_000)
         assert dash.errors == []
 
