@@ -143,3 +143,14 @@ async def test_routing_decisions_and_counters_reach_the_feed(ollama_sim) -> None
         assert state["traffic"]["requests"] == 1
         [(_t, model, host, why, ttft)] = state["recent"]
         assert (model, host, why) == ("llama3.2:latest", ollama_sim.url, "affinity:new") and ttft >= 0
+
+
+def test_snapshot_says_draining_and_down_with_why_and_since_when() -> None:
+    ctx = large_context(3, 6)
+    a, b, _c = ctx.cluster.hosts.values()
+    ctx.cluster.drain(a)
+    ctx.cluster.mark_down(b, "connection refused")
+    hosts = build_snapshot(ctx)["hosts"]
+    assert [h["state"] for h in hosts] == ["draining", "down", "up"]
+    assert hosts[1]["err"] == "connection refused" and "err" not in hosts[0]
+    assert all(0 <= h["for_s"] < 5 for h in hosts)
