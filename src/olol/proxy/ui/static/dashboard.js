@@ -383,8 +383,16 @@
   function chartWidth(node) {
     return Math.max(280, node.clientWidth - 8);
   }
+  // The time axis spans what is kept, and at least the last minute: set by hand, because uPlot
+  // stretches a single point over years and keeps that scale as points arrive.
+  function feed(plot, data) {
+    const t = data[0];
+    plot.setData(data, false);
+    if (t.length) plot.setScale("x", { min: Math.min(t[0], t[t.length - 1] - 60), max: t[t.length - 1] });
+  }
+
   function renderCharts() {
-    if (typeof uPlot === "undefined") return;
+    if (typeof uPlot === "undefined" || !traffic.t.length) return; // uPlot mis-scales a plot first fed no points
     const tNode = $("traffic-chart");
     if (!trafficPlot) {
       trafficPlot = new uPlot({
@@ -396,7 +404,7 @@
         axes: [{}, { size: 40 }],
       }, [[], [], [], [], []], tNode);
     }
-    trafficPlot.setData([traffic.t, traffic.rps, traffic.eps, traffic.fps, traffic.queued]);
+    feed(trafficPlot, [traffic.t, traffic.rps, traffic.eps, traffic.fps, traffic.queued]);
     const hNode = $("host-chart");
     const hist = hostHistory.get($("history-host").value);
     if (!hostPlot) {
@@ -409,7 +417,7 @@
         axes: [{}, { scale: "ms", size: 44 }, { scale: "tps", side: 1, size: 40, grid: { show: false } }],
       }, [[], [], [], []], hNode);
     }
-    if (hist) hostPlot.setData([hist.t, hist.ttft, hist.tps, hist.load]);
+    if (hist) feed(hostPlot, [hist.t, hist.ttft, hist.tps, hist.load]);
   }
   window.addEventListener("resize", () => {
     if (trafficPlot) trafficPlot.setSize({ width: chartWidth($("traffic-chart")), height: 180 });
