@@ -7,9 +7,9 @@ import urllib.parse
 
 import aiohttp
 import pytest
+from typer.testing import CliRunner
 
-from olol.cli.hosts import set_draining
-from olol.client.credentials import ClientCredentials
+from olol.cli import app
 from olol.cluster import Cluster
 from olol.errors import ModelNotFound
 from olol.proxy.admission import AdmissionQueue, QueueFull
@@ -122,11 +122,18 @@ async def test_drain_needs_a_full_key(ollama_sim) -> None:  # type: ignore[no-un
 
 
 async def test_cli_drain_and_undrain(ollama_sim) -> None:  # type: ignore[no-untyped-def]
+    runner = CliRunner()
     async with proxy_over(ollama_sim) as proxy:
-        reply = await asyncio.to_thread(set_draining, proxy.url, ollama_sim.url, True, ClientCredentials())
-        assert reply["state"] == "draining" and proxy.context.cluster.hosts[ollama_sim.url].draining
-        reply = await asyncio.to_thread(set_draining, proxy.url, ollama_sim.url, False, ClientCredentials())
-        assert reply["state"] == "up" and not proxy.context.cluster.hosts[ollama_sim.url].draining
+        host = proxy.context.cluster.hosts[ollama_sim.url]
+        result = await asyncio.to_thread(runner.invoke, app, ["drain", ollama_sim.url, "--url", proxy.url])
+        assert result.exit_code == 0, result.output
+        assert result.output.strip() == f"{ollama_sim.url}: draining (0 request(s) still open there)"
+        assert host.draining
+        result = await asyncio.to_thread(runner.invoke, app, ["undrain", ollama_sim.url, "--url", proxy.url])
+        assert result.exit_code == 0 and result.output.strip() == f"{ollama_sim.url}: up"
+        assert not host.draining
+        result = await asyncio.to_thread(runner.invoke, app, ["drain", "nowhere:1", "--url", proxy.url])
+        assert result.exit_code == 1 and "404" in result.output and "not found" in result.output
 
 
 async def test_only_host_draining_answers_busy_not_missing(ollama_sim) -> None:  # type: ignore[no-untyped-def]

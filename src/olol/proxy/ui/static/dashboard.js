@@ -383,12 +383,12 @@
   function chartWidth(node) {
     return Math.max(280, node.clientWidth - 8);
   }
-  // The time axis spans what is kept, and at least the last minute: set by hand, because uPlot
+  // The time axis spans what is kept, and at least 20 s: set by hand, because uPlot
   // stretches a single point over years and keeps that scale as points arrive.
   function feed(plot, data) {
     const t = data[0];
     plot.setData(data, false);
-    if (t.length) plot.setScale("x", { min: Math.min(t[0], t[t.length - 1] - 60), max: t[t.length - 1] });
+    if (t.length) plot.setScale("x", { min: Math.min(t[0], t[t.length - 1] - 20), max: t[t.length - 1] });
   }
 
   function renderCharts() {
