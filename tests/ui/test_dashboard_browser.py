@@ -18,7 +18,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from olol.backends.llamacpp import LlamaCppBackend
+from olol.backends.llamacpp.backend import LlamaCppBackend
 from olol.proxy import ProxyConfig, start_proxy
 from olol.proxy.ui.routes import FEED
 from olol.security.apikeys import ApiKeys

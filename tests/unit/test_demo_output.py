@@ -6,7 +6,7 @@ import asyncio
 import re
 from types import SimpleNamespace
 
-from olol.demo import DemoConfig, _run
+from olol.cli.demo_run import DemoConfig, _run
 
 
 async def test_demo_prints_the_dashboard_url(ollama_sim) -> None:  # type: ignore[no-untyped-def]
