@@ -263,7 +263,7 @@ async def test_playground_chat_streams_through_a_real_llama_cpp_host(  # type: i
             dash = await (await browser(proxy.url)).open(FULL_KEY)
             await dash.live()
             page = dash.page
-            await page.wait_for_selector('#pg-model option[value="tiny:latest"]')
+            await page.wait_for_selector('#pg-model option[value="tiny:latest"]', state="attached")
             await page.select_option("#pg-model", "tiny:latest")
             # Several chunks arrive before the answer is done: the text grows while it streams.
             await page.evaluate("""() => { window.lengths = []; const log = document.getElementById('pg-log');
