@@ -183,9 +183,8 @@ async def test_a_split_models_layer_plan_is_drawn_per_worker(ollama_sim, browser
         labels = await page.eval_on_selector_all(".split-label", "ls => ls.map(l => l.textContent)")
         assert labels == ["10.0.0.2:50052", "10.0.0.3:50052 (output)"]
         # Bars proportional to layers (20 of 80, 60 of 80) and to memory (10 of 40 GB, 30 of 40 GB).
-        share = "bs => bs.map(b => b.firstChild.getBoundingClientRect().width / b.getBoundingClientRect().width)"
-        widths = await page.eval_on_selector_all(".split-bar", share)
-        assert [round(w, 2) for w in widths] == [0.25, 0.25, 0.75, 0.75]
+        widths = await page.eval_on_selector_all(".split-bar", "bs => bs.map(b => b.firstChild.style.width)")
+        assert widths == ["25%", "25%", "75%", "75%"]
         assert "data-port" in (await page.text_content("#split-tunnels") or "")
         assert dash.errors == []
 
