@@ -1,7 +1,8 @@
 """/etc/olol/*.toml: valid TOML as shipped and uncommented, keys the modes read, defaults that are true.
 
 The truth is each mode's CLI: every `s.get("key", flag, default, ...)` call in
-src/olol/cli/<mode>.py names a setting the config file may hold and its default, and so does
+src/olol/cli/<mode>.py (and the modules it declares options in: olol server's host tuning in
+cli/host_options.py) names a setting the config file may hold and its default, and so does
 every `setting(...)` field of a config dataclass the mode's command takes whole with
 `@settings_options(Class, ...)` (olol server: AgentConfig).
 """
@@ -23,7 +24,7 @@ from olol.config import FLAG
 from tests.packaging._support import COMMON, MODES, ROOT
 
 COMMENTED_SETTING = re.compile(r"^#(\[[a-z_.-]+\]|[A-Za-z_\"][^=]* = .+)$")
-CLI_MODULE = {"proxy": "proxy.py", "server": "server.py", "rpc-server": "rpc.py"}
+CLI_MODULE = {"proxy": ("proxy.py",), "server": ("server.py", "host_options.py"), "rpc-server": ("rpc.py",)}
 NO_DEFAULT = object()
 
 
@@ -53,15 +54,16 @@ def declared_settings(module: str, name: str) -> dict[str, object]:
 
 def read_by_cli(mode: str) -> dict[str, object]:
     """key -> default of every setting the mode's CLI reads (NO_DEFAULT where it is not a literal)."""
-    tree = ast.parse((ROOT / "src/olol/cli" / CLI_MODULE[mode]).read_text())
+    trees = [ast.parse((ROOT / "src/olol/cli" / module).read_text()) for module in CLI_MODULE[mode]]
     keys: dict[str, object] = {"log_level": "info"}  # read by cli.common.setup_logging
     imported = {
         alias.asname or alias.name: node.module
+        for tree in trees
         for node in ast.walk(tree)
         if isinstance(node, ast.ImportFrom) and node.module
         for alias in node.names
     }
-    for node in ast.walk(tree):
+    for node in (node for tree in trees for node in ast.walk(tree)):
         # @settings_options(AgentConfig, ...): the dataclass's declared settings are read too.
         if (
             isinstance(node, ast.Call)
@@ -71,7 +73,7 @@ def read_by_cli(mode: str) -> dict[str, object]:
             and isinstance(node.args[0], ast.Name)
         ):
             keys.update(declared_settings(imported[node.args[0].id], node.args[0].id))
-    for node in ast.walk(tree):
+    for node in (node for tree in trees for node in ast.walk(tree)):
         if (
             isinstance(node, ast.Call)
             and isinstance(node.func, ast.Attribute)

@@ -12,6 +12,8 @@ import pytest
 
 from olol.backends.llamacpp.backend import LlamaCppBackend
 from olol.backends.llamacpp.bins import LlamaBinaries
+from olol.backends.llamacpp.host import LlamaHostBackend
+from olol.backends.llamacpp.process import LlamaServerConfig
 from olol.backends.ollama.backend import OllamaBackend
 from olol.transfer.client import TransferClient
 from tests.proxy.helpers import ndjson, proxy_over
@@ -100,7 +102,10 @@ async def test_a_gguf_copied_to_a_running_llamacpp_host_is_served_without_a_rest
     src = await start_agent(
         "asyncio", LlamaCppBackend(url=llama_server.url, model_path=tiny_model), models_dir=str(tiny_model.parent)
     )
-    backend = LlamaCppBackend(model_path=first, ctx_size=256, threads=1, parallel=1, server_bin=llama_bins.llama_server)
+    backend = LlamaHostBackend(
+        LlamaServerConfig(model_path=first, ctx_size=256, threads=1, parallel=1, binary=llama_bins.llama_server),
+        models_dir=models,
+    )
     dst = await start_agent("threaded", backend, models_dir=str(models))
     name = tiny_model.stem
     try:

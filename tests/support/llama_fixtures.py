@@ -26,8 +26,9 @@ from olol.backends.llamacpp.tiny_model import ensure_tiny_model, find_vocab
 __all__ = ["BackgroundLlamaServer", "llama_bins", "llama_server", "tiny_model", "tiny_vocab"]
 
 # What the shared server runs with: small, one thread (the CI box has two shared
-# cores), two slots so concurrency paths are real, embeddings on.
-SHARED_SERVER_CTX = 512
+# cores), two slots so concurrency paths are real, embeddings on. The context is per
+# slot (-c 512 in all).
+SHARED_SERVER_CTX = 256
 SHARED_SERVER_PARALLEL = 2
 
 
@@ -88,7 +89,7 @@ def tiny_model(tiny_vocab: Path) -> Path:
 
 @pytest.fixture(scope="session")
 def llama_server(llama_bins: LlamaBinaries, tiny_model: Path) -> Iterator[BackgroundLlamaServer]:
-    """A running llama-server on the tiny model: -c 512 -t 1 --parallel 2 --embeddings."""
+    """A running llama-server on the tiny model: 256 tokens a slot (-c 512) -t 1 --parallel 2 --embeddings."""
     server = BackgroundLlamaServer(
         LlamaServerConfig(
             model_path=tiny_model,

@@ -53,3 +53,12 @@ def test_split_model_and_rpc_servers() -> None:
     # Discovered rpc-servers alone (no --distributed) are listed too.
     alone = rendered({"hosts": [], "rpc_servers": ["10.0.0.5:50052"]})
     assert "split model: none  rpc-servers: 10.0.0.5:50052" in alone
+
+
+def test_each_hosts_settings_in_force() -> None:
+    settings = {"flash_attention": "true", "kv_cache_type": "q8_0", "context_window": "8192", "keep_alive": "1h",
+                "load_timeout": "300", "numa": "false", "memory_lock": "true", "max_memory": str(12 * 10**9)}
+    text = rendered({"hosts": [{**HOST, "hardware": {"settings": settings}}]})
+    line = next(line for line in text.splitlines() if line.startswith("gpu1:50051:"))
+    assert "flash attention on" in line and "kv cache q8_0" in line and "context 8192" in line
+    assert "keep_alive 1h" in line and "mlock" in line and "max memory 12.0 GB" in line and "numa" not in line

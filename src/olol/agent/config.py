@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from olol.backends.host_settings import HostSettings
 from olol.config import setting
 from olol.discovery.settings import DiscoverySettings
 from olol.security.settings import SecuritySettings
@@ -29,14 +30,26 @@ class AgentConfig:
     llama_server_bin: str | None = setting(
         None, "--llama-server-bin", help="llama-server executable.", env="OLOL_LLAMA_SERVER", shown="found or built"
     )
-    ctx_size: int = setting(2048, "--ctx-size", help="Context size for a launched llama-server.")
+    ctx_size: int = setting(
+        2048, "--ctx-size", help="Context tokens per slot of a launched llama-server (--context-window wins)."
+    )
     threads: int | None = setting(
         None, "--threads", "-t", help="Threads for a launched llama-server.", type=int, shown="llama.cpp's"
     )
     parallel: int | None = setting(
-        None, "--parallel", help="Requests served at once.", type=int, shown="asked from the backend"
+        None, "--parallel", help="Requests served at once; on llama.cpp, each loaded model's slots, each with "
+        "the full context.", type=int, shown="4 on llama.cpp, else asked from the backend",
     )
     llama_args: list[str] = field(default_factory=list)
+    settings: HostSettings = field(default_factory=HostSettings)  # the host's tuning (olol.cli.host_options)
+    ollama_serve: bool = setting(
+        False, "--ollama-serve/--no-ollama-serve", env="OLOL_OLLAMA_SERVE",
+        help="Start and supervise `ollama serve` on --ollama-host with the host settings as Ollama's variables.",
+    )
+    ollama_bin: str | None = setting(
+        None, "--ollama-bin", help="The ollama executable for --ollama-serve.", env="OLOL_OLLAMA_BIN",
+        shown="ollama on PATH",
+    )
     use_async: bool = setting(
         False, "--async/--threaded", help="Serve with grpc.aio instead of a thread pool.", key="async",
         shown="threaded",
@@ -52,7 +65,8 @@ class AgentConfig:
         shown="~/.ollama/models",
     )
     models_dir: str | None = setting(
-        None, "--models-dir", help="GGUF dir of a llama.cpp host, for model copies.", shown="--model's dir"
+        None, "--models-dir", help="GGUF dir of a llama.cpp host: every model in it is served, loaded on first use; "
+        "model copies land there.", shown="--model's dir",
     )
     transfer_dir: str | None = setting(
         None, "--transfer-dir", help="Where partial model copies wait to be resumed.", shown="~/.cache/olol/transfer"

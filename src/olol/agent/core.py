@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator
 from olol import PROTOCOL_VERSION, __version__
 from olol.agent.hardware import hardware_report
 from olol.agent.state import HostStateTracker
+from olol.backends.host_settings import HostSettings
 from olol.cluster.backend import Backend
 from olol.errors import BadRequest
 from olol.proto import pb
@@ -22,12 +23,20 @@ __all__ = ["AgentCore"]
 
 
 class AgentCore:
-    def __init__(self, backend: Backend, *, parallel: int | None = None, state_interval: float = 1.0) -> None:
+    def __init__(
+        self,
+        backend: Backend,
+        *,
+        parallel: int | None = None,
+        state_interval: float = 1.0,
+        settings: HostSettings | None = None,
+    ) -> None:
         self.backend = backend
         self.node_id = uuid.uuid4().hex[:12]
         self.state_interval = state_interval
+        self.settings = settings or HostSettings()
         self._parallel = parallel
-        self.tracker = HostStateTracker(backend, parallel or 1)
+        self.tracker = HostStateTracker(backend, parallel or 1, memory_cap=self.settings.max_memory)
 
     async def start(self) -> None:
         await self.backend.start()
@@ -141,10 +150,17 @@ class AgentCore:
             backend_version=backend_version,
             healthy=healthy,
             node_id=self.node_id,
+            settings=self.settings.effective(),
         )
 
     async def hardware(self, request: pb.Empty) -> pb.HardwareReport:
-        return hardware_report()
+        report = hardware_report()
+        report.settings.update(self.settings.effective())
+        if (cap := self.settings.max_memory) is not None:
+            report.memory_cap = cap
+            report.ram_total = min(report.ram_total, cap)
+            report.ram_free = min(report.ram_free, await self.tracker.free_under_cap(report.ram_free))
+        return report
 
     def watch_state(self, request: pb.WatchRequest) -> AsyncIterator[pb.HostState]:
         interval = request.interval_ms / 1000 if request.interval_ms > 0 else self.state_interval

@@ -8,6 +8,7 @@ import signal
 import threading
 from concurrent import futures
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -40,27 +41,40 @@ _OPTIONS = [
 
 
 def build_backend(config: AgentConfig) -> Backend:
+    config.settings.warn_fallbacks()
     if config.backend == "ollama":
         from olol.backends.ollama.backend import OllamaBackend
 
-        return OllamaBackend(config.ollama_host, parallel=config.parallel or 1)
+        if config.ollama_serve:
+            from olol.backends.ollama.serve import SupervisedOllamaBackend
+
+            return SupervisedOllamaBackend(
+                config.ollama_host, config.settings, parallel=config.parallel or 1, binary=config.ollama_bin
+            )
+
+        return OllamaBackend(config.ollama_host, parallel=config.parallel or 1, settings=config.settings)
     if config.backend == "llamacpp":
         from olol.backends.llamacpp.backend import LlamaCppBackend
 
-        if not config.llama_url and not config.model:
-            raise ValueError("--backend llamacpp needs --llama-url URL or --model PATH")
-        backend: Backend = LlamaCppBackend(
-            url=config.llama_url,
-            model_path=config.model,
-            model_name=config.model_name,
-            ctx_size=config.ctx_size,
+        if config.llama_url:  # a llama-server someone else runs: attach, tune nothing
+            return LlamaCppBackend(url=config.llama_url, model_path=config.model, model_name=config.model_name)
+        if not config.model and not config.models_dir:
+            raise ValueError("--backend llamacpp needs --llama-url URL, --model PATH or --models-dir DIR")
+        from olol.backends.llamacpp.host import LlamaHostBackend
+        from olol.backends.llamacpp.process import LlamaServerConfig
+
+        options = {"ctx_size": config.ctx_size, **config.settings.llama_server_options()}  # the settings win
+        template = LlamaServerConfig(
+            model_path=Path(config.model or config.models_dir or "."),
             threads=config.threads,
-            parallel=config.parallel,
-            server_bin=config.llama_server_bin,
-            extra_args=config.llama_args,
-            models_dir=config.models_dir,  # GGUFs copied there later are served too
+            parallel=config.parallel or 4,
+            binary=Path(config.llama_server_bin) if config.llama_server_bin else None,
+            extra_args=tuple(config.llama_args),
+            **options,
         )
-        return backend
+        return LlamaHostBackend(
+            template, models_dir=config.models_dir, model_name=config.model_name, settings=config.settings
+        )
     raise ValueError(f"unknown backend {config.backend!r} (choose ollama or llamacpp)")
 
 
@@ -84,7 +98,8 @@ class ThreadedAgent:
     def start(cls, config: AgentConfig, backend: Backend | None = None) -> ThreadedAgent:
         loop = LoopThread()
         core = AgentCore(
-            backend or build_backend(config), parallel=config.parallel, state_interval=config.state_interval
+            backend or build_backend(config), parallel=config.parallel, state_interval=config.state_interval,
+            settings=config.settings,
         )
         try:
             loop.call(core.start())
@@ -131,7 +146,8 @@ class AioAgent:
     @classmethod
     async def start(cls, config: AgentConfig, backend: Backend | None = None) -> AioAgent:
         core = AgentCore(
-            backend or build_backend(config), parallel=config.parallel, state_interval=config.state_interval
+            backend or build_backend(config), parallel=config.parallel, state_interval=config.state_interval,
+            settings=config.settings,
         )
         await core.start()
         try:

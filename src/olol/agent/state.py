@@ -18,9 +18,10 @@ from olol.wire.values import rfc3339_to_ns
 class HostStateTracker:
     """Counts in-flight work and wakes state watchers whenever it changes."""
 
-    def __init__(self, backend: Backend, parallel: int) -> None:
+    def __init__(self, backend: Backend, parallel: int, *, memory_cap: int | None = None) -> None:
         self.backend = backend
         self.parallel = parallel
+        self.memory_cap = memory_cap  # --max-memory: reported totals never exceed it
         self.in_flight = 0
         self.requests_total = 0
         self.errors_total = 0
@@ -50,6 +51,7 @@ class HostStateTracker:
         healthy = await self.backend.healthy()
         loaded: list[pb.LoadedModel] = []
         available: list[str] = []
+        held = 0
         if healthy:
             try:
                 for m in await self.backend.running():
@@ -62,22 +64,37 @@ class HostStateTracker:
                             context_length=int(m.get("context_length") or 0),
                         )
                     )
+                    held += int(m.get("size") or 0)
                 available = [str(m.get("name", "")) for m in await self.backend.list_models()]
             except OlolError:
                 healthy = False
         mem = psutil.virtual_memory()
+        ram_total, ram_free = int(mem.total), int(mem.available)
+        if self.memory_cap is not None:
+            ram_total = min(ram_total, self.memory_cap)
+            ram_free = min(ram_free, max(0, self.memory_cap - held))
         return pb.HostState(
             timestamp=time.time_ns(),
             backend_healthy=healthy,
             loaded=loaded,
             in_flight=self.in_flight,
             parallel_capacity=self.parallel,
-            ram_total=mem.total,
-            ram_free=mem.available,
+            ram_total=ram_total,
+            ram_free=ram_free,
             available_models=available,
             requests_total=self.requests_total,
             errors_total=self.errors_total,
         )
+
+    async def free_under_cap(self, available: int) -> int:
+        """What may still be loaded under the cap: the cap less what loaded models hold, at most `available`."""
+        if self.memory_cap is None:
+            return available
+        try:
+            held = sum(int(m.get("size") or 0) for m in await self.backend.running())
+        except OlolError:
+            held = 0
+        return min(available, max(0, self.memory_cap - held))
 
     async def watch(self, interval: float) -> AsyncIterator[pb.HostState]:
         """A snapshot now, then one per change of load (coalesced), and at least every interval."""

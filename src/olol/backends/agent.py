@@ -124,7 +124,7 @@ class AgentBackend(Backend):
             kind=v.backend or self.kind,
             version=v.backend_version,
             url=self.target,
-            extra={"olol_version": v.olol_version, "node_id": v.node_id},
+            extra={"olol_version": v.olol_version, "node_id": v.node_id, "settings": dict(v.settings)},
         )
 
     async def healthy(self) -> bool:

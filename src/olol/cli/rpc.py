@@ -9,6 +9,7 @@ import typer
 
 from olol.cli import security_options as sec
 from olol.cli.common import CONFIG_OPTION, LOG_LEVEL_OPTION, fail, settings, setup_logging
+from olol.cli.common import parse_size as _size
 from olol.config import ConfigError
 
 # Shared with `olol dist`: the same cluster token on both ends of the tunnel.
@@ -22,14 +23,6 @@ def no_grpc_fork_handlers() -> None:
     and gRPC's fork handlers make a share of such children crash before they exec (measured: 5 of 60
     spawns with a preexec_fn). OLOL never uses gRPC in a forked child, so it needs no fork support."""
     os.environ.setdefault("GRPC_ENABLE_FORK_SUPPORT", "0")
-
-
-def _size(text: str) -> int:
-    units = {"k": 1 << 10, "m": 1 << 20, "g": 1 << 30}
-    text = text.strip().lower().removesuffix("ib").removesuffix("b")
-    if text and text[-1] in units:
-        return int(float(text[:-1]) * units[text[-1]])
-    return int(text)
 
 
 def register(app: typer.Typer) -> None:

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import typer
 
 from olol.agent.config import AgentConfig
+from olol.cli import host_options as ho
 from olol.cli import security_options as sec
 from olol.cli.common import CONFIG_OPTION, LOG_LEVEL_OPTION, fail, settings, setup_logging
 from olol.cli.options import Given, resolve, settings_options
@@ -21,6 +23,15 @@ def register(app: typer.Typer) -> None:
     @settings_options(AgentConfig, env_prefix=ENV_PREFIX)
     def server(
         given: Given,
+        context_window: int = ho.CONTEXT_WINDOW,
+        flash_attention: bool = ho.FLASH_ATTENTION,
+        numa: bool = ho.NUMA,
+        keep_alive: str = ho.KEEP_ALIVE,
+        memory_lock: bool = ho.MEMORY_LOCK,
+        load_timeout: str = ho.LOAD_TIMEOUT,
+        quantize: str = ho.QUANTIZE,
+        debug: bool = ho.DEBUG,
+        max_memory: str = ho.MAX_MEMORY,
         token: str = sec.TOKEN,
         token_file: Path = sec.TOKEN_FILE,
         tls_cert: Path = sec.TLS_CERT,
@@ -40,12 +51,30 @@ def register(app: typer.Typer) -> None:
         Examples:
           olol server --host 0.0.0.0 --port 50051 --ollama-host http://localhost:11434
           olol server --backend llamacpp --model ./model.gguf
+          olol server --backend llamacpp --models-dir ./gguf --keep-alive 10m --max-memory 12GiB
+          olol server --ollama-serve --flash-attention --quantize q8_0
         """
         s = settings("server", config)
-        setup_logging(s, log_level)
+        # Ollama's own variables count for the host too: OLLAMA_DEBUG, then OLLAMA_LOG_LEVEL.
+        level = s.get("log_level", log_level, None, env="OLOL_LOG_LEVEL") or os.environ.get("OLLAMA_LOG_LEVEL")
         try:
+            debug_on = s.get("debug", debug, False, env="OLLAMA_DEBUG")
+        except ConfigError as exc:
+            fail(str(exc))
+        level = "debug" if debug_on else (level or "info").lower()
+        setup_logging(s, level)
+        try:
+            host_settings = ho.host_settings(
+                s, flash_attention=flash_attention, numa=numa, keep_alive=keep_alive, memory_lock=memory_lock,
+                load_timeout=load_timeout, quantize=quantize, context_window=context_window, debug=debug,
+                max_memory=max_memory, log_level=level,
+            )  # fmt: skip
+            resolved = resolve(AgentConfig, s, given, env_prefix=ENV_PREFIX)
+            if host_settings.context_window is not None:
+                resolved["ctx_size"] = host_settings.context_window  # --context-window names the same thing
             cfg = AgentConfig(
-                **resolve(AgentConfig, s, given, env_prefix=ENV_PREFIX),
+                **resolved,
+                settings=host_settings,
                 security=sec.security_settings(
                     s, token=token, token_file=token_file, tls_cert=tls_cert, tls_key=tls_key, tls_ca=tls_ca
                 ),

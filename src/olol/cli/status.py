@@ -16,7 +16,7 @@ from olol.config import ConfigError
 if TYPE_CHECKING:
     from olol.client.credentials import ClientCredentials
 
-__all__ = ["fetch_status", "register", "render_status"]
+__all__ = ["fetch_status", "register", "render_status", "settings_summary"]
 
 
 def fetch_status(url: str, timeout: float = 5.0, credentials: ClientCredentials | None = None) -> dict[str, Any]:
@@ -62,12 +62,38 @@ def render_status(status: dict[str, Any]) -> Any:
         f"uptime: {status.get('uptime_s', 0):.0f}s"
     )
     lines: list[Any] = [table, footer]
+    for host in status.get("hosts", []):
+        tuned = (host.get("hardware") or {}).get("settings")
+        if tuned:
+            lines.append(Text(f"{host.get('id')}: {settings_summary(tuned)}"))
     split = (status.get("distributed") or {}).get("active")
     workers = (status.get("distributed") or {}).get("rpc_servers") or status.get("rpc_servers") or []
     if split or workers:
         model = f"{split.get('model')} on {split.get('host')}" if split else "none"
         lines.append(Text(f"split model: {model}  rpc-servers: {', '.join(workers) or '-'}"))
     return Group(*lines)
+
+
+def settings_summary(settings: dict[str, str]) -> str:
+    """One line of a host's tuning in force (`olol server` reports it: flags, OLLAMA_* variables, config)."""
+    from rich.filesize import decimal
+
+    parts = [
+        f"flash attention {'on' if settings.get('flash_attention') == 'true' else 'off'}",
+        f"kv cache {settings.get('kv_cache_type', 'f16')}",
+        f"context {settings.get('context_window') or 'default'}",
+        f"keep_alive {settings.get('keep_alive', '5m')}",
+        f"load timeout {settings.get('load_timeout', '300')}s",
+    ]
+    if settings.get("numa") == "true":
+        parts.append("numa")
+    if settings.get("memory_lock") == "true":
+        parts.append("mlock")
+    if settings.get("debug") == "true":
+        parts.append("debug")
+    if cap := settings.get("max_memory"):
+        parts.append(f"max memory {decimal(int(cap))}")
+    return ", ".join(parts)
 
 
 def register(app: typer.Typer) -> None:

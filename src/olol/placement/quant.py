@@ -33,6 +33,7 @@ __all__ = [
     "RUNTIME_OVERHEAD",
     "Substitution",
     "estimated_bytes",
+    "host_preferred_level",
     "parameter_count",
     "variant_name",
     "variants_for_host",
@@ -104,6 +105,16 @@ def variant_name(model: str, level: str) -> str:
     spelled = re.sub(r"_([ksml])(?=_|$)", lambda m: "_" + m.group(1).upper(), spelled)
     name, _, tag = base.rpartition(":")
     return f"{name}:{spelled}" if tag == "latest" else f"{name}:{tag}-{spelled}"
+
+
+def host_preferred_level(hardware: Mapping[str, Any]) -> str | None:
+    """The quant level a host is tuned for (`olol server --quantize` / OLLAMA_QUANTIZE, as it reports it),
+    or None for the default f16 (no preference: pulling f16 weights by default would be a surprise)."""
+    settings = hardware.get("settings")
+    level = settings.get("quantize") if isinstance(settings, Mapping) else None
+    if not isinstance(level, str) or level in ("", "f16"):
+        return None
+    return quant.normalize_level(level)
 
 
 def variants_for_host(

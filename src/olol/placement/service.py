@@ -30,6 +30,7 @@ from olol.placement.keeper import ReplicaKeeper
 from olol.placement.quant import (
     BITS_PER_WEIGHT,
     Substitution,
+    host_preferred_level,
     loaded_substitute,
     parameter_count,
     variant_name,
@@ -165,7 +166,15 @@ class PlacementService:
         return None
 
     def _names(self, requested: str, quantize: str | None, room: Room, params: float | None) -> list[str]:
-        names = variants_for_host(requested, quantize=quantize, free_bytes=room.mem_free, parameters=params)
+        # A pull that names no level takes the one the host is tuned for (`olol server --quantize`) first.
+        preferred = host_preferred_level(room.host.hardware) if quantize is None else None
+        if preferred is not None and quant.parse_level(requested) is not None:
+            preferred = None
+        names = variants_for_host(
+            requested, quantize=quantize or preferred, free_bytes=room.mem_free, parameters=params
+        )
+        if preferred is not None and requested not in names:
+            names.append(requested)  # the registry's default build, if it has no such tag
         # Variants the cluster already holds come last: copying one beats placing nothing.
         level = quant.parse_level(requested)
         held = {str(e.get("name") or "") for e in self._entries()}

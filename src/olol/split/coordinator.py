@@ -182,19 +182,18 @@ class Coordinator:
         endpoints = await self._endpoints(plan, devices)
         cfg = self.config
         args = plan.llama_args(endpoints)
-        if flash:
-            args += ["-fa", "on"]
-        if kv != "f16":
-            args += ["--cache-type-k", kv, "--cache-type-v", kv]
-        if cfg.verbosity is not None:
-            args += ["-lv", str(cfg.verbosity)]
+        # The plan holds KV for `ctx` tokens in all: each slot gets its share (one slot unless --parallel).
+        slots = max(1, cfg.parallel or 1)
         process = LlamaServerProcess(
             LlamaServerConfig(
                 model_path=cfg.model,
                 alias=cfg.alias,
-                ctx_size=ctx,
+                ctx_size=max(1, ctx // slots),
                 threads=cfg.threads,
-                parallel=cfg.parallel,
+                parallel=slots,
+                flash_attention=flash,
+                kv_cache_type=kv,
+                verbosity=cfg.verbosity,
                 embeddings=cfg.embeddings,
                 extra_args=(*args, *cfg.extra_args),
                 binary=cfg.llama_server_bin,

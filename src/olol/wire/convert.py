@@ -332,6 +332,7 @@ def chat_chunk_to_pb(chunk: JSON) -> pb.ChatChunk:
     )
     if msg.done:
         msg.stats.CopyFrom(_stats_to_pb(chunk))
+        msg.trimmed = int((chunk.get("olol") or {}).get("trimmed") or 0)
     return msg
 
 
@@ -345,6 +346,8 @@ def chat_chunk_from_pb(msg: pb.ChatChunk) -> JSON:
     if msg.done:
         out["done_reason"] = msg.done_reason
         _stats_into(msg.stats, out)
+        if msg.trimmed:
+            out["olol"] = {"trimmed": msg.trimmed}
     return out
 
 

@@ -30,6 +30,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import json
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from os import PathLike
@@ -39,16 +40,29 @@ from typing import Any
 import numpy as np
 
 from olol.backends.llamacpp import convert
+from olol.backends.llamacpp.chat_window import fit_chat, surely_fits
 from olol.backends.llamacpp.client import LlamaServerClient
 from olol.backends.llamacpp.gguf_info import ModelFile, human_parameters, read_model_file, sha256_file
-from olol.backends.llamacpp.models import ModelDir, ModelSwitch
 from olol.backends.llamacpp.process import LlamaServerConfig, LlamaServerProcess
 from olol.cluster.backend import JSON, Backend, BackendInfo
 from olol.errors import BadRequest, ModelNotFound, OlolError
 
-__all__ = ["LlamaCppBackend"]
+__all__ = ["LlamaCppBackend", "supports_thinking"]
 
 _FINAL_FIELDS = ("content", "stop", "stop_type", "truncated", "timings", "tokens_predicted", "tokens_evaluated")
+
+
+def supports_thinking(props: JSON) -> bool:
+    """Ollama's "thinking" capability for a llama-server: its chat template renders reasoning.
+
+    Ollama asks whether the template uses `.Thinking`; llama-server's /props has no such flag, so the
+    template is read for what reasoning templates contain (`enable_thinking`, `<think>`, `message.thinking`,
+    `reasoning_content`, gpt-oss's `<|channel|>`)."""
+    caps = props.get("chat_template_caps") or {}
+    if "supports_thinking" in caps:  # newer llama.cpp builds may say so themselves
+        return bool(caps["supports_thinking"])
+    template = str(props.get("chat_template") or "").lower()
+    return any(marker in template for marker in ("think", "reasoning", "<|channel|>"))
 
 
 class LlamaCppBackend(Backend):
@@ -62,7 +76,7 @@ class LlamaCppBackend(Backend):
         model_name: str | None = None,
         ctx_size: int = 2048,
         threads: int | None = None,
-        parallel: int | None = None,
+        parallel: int = 4,
         embeddings: bool = True,
         extra_args: Sequence[str] = (),
         server_bin: str | PathLike[str] | None = None,
@@ -70,22 +84,20 @@ class LlamaCppBackend(Backend):
         server: LlamaServerConfig | None = None,
         connect_timeout: float = 10.0,
         digest: str | None = None,
-        models_dir: str | PathLike[str] | None = None,
     ) -> None:
         """Attach to `url`, or launch llama-server for `model_path`.
 
         With `url`, `model_path` (if given) only supplies metadata (size, digest,
         `model_info`); without it they come from the server. Without `url`, a
         supervised llama-server is launched on first use (or `start()`) with
-        `ctx_size`, `threads`, `parallel` (None: llama-server's auto), `embeddings`,
+        `ctx_size` (per slot), `threads`, `parallel` (slots), `embeddings`,
         `extra_args` and `server_bin` (None: `olol.backends.llamacpp.find_llama_server()`);
         pass `server` instead for every knob of `LlamaServerConfig`.
         `model_name` defaults to the alias, then the file stem, then `/v1/models`.
         `digest` is reported as the model's digest instead of hashing the file (which takes minutes for a
         large model; an Ollama blob's name is its digest).
-        A launched llama-server also serves the other GGUFs of `models_dir`
-        (default: the model's directory), restarted on one when a request names
-        it (`olol.backends.llamacpp.models`).
+        One backend serves one model; a host serving a directory of them, each
+        loaded on demand, is `olol.backends.llamacpp.host.LlamaHostBackend`.
         """
         if url is None and model_path is None and server is None:
             raise ValueError("LlamaCppBackend needs url=, model_path= or server=")
@@ -114,11 +126,6 @@ class LlamaCppBackend(Backend):
         self._props: JSON | None = None
         self._file: ModelFile | None = None
         self._digest: str | None = digest
-        self._dir: ModelDir | None = None
-        if self._config is not None:  # only a server we launch can be restarted on another model
-            first = {self._name: self._config.model_path} if self._name else {}
-            self._dir = ModelDir(Path(models_dir) if models_dir else self._config.model_path.parent, first)
-        self._switch = ModelSwitch(self._model_name, self._restart_on)
 
     # ------------------------------------------------------------------ lifecycle
     async def start(self) -> None:
@@ -132,18 +139,6 @@ class LlamaCppBackend(Backend):
                 except BaseException:
                     self._process = None
                     raise
-
-    async def _restart_on(self, path: Path) -> None:
-        """Serve the model in `path` instead: the supervised llama-server is stopped and started on it."""
-        assert self._config is not None
-        async with self._start_lock:
-            if self._process is not None:
-                await self._process.close()
-                self._process = None
-            self._config = dataclasses.replace(self._config, model_path=path, alias=None)
-            self._path, self._name = path, convert.normalize_model_name(path.stem)
-            self._props, self._file, self._digest = None, None, None
-        await self._ready()
 
     async def close(self) -> None:
         await self._client.close()
@@ -204,16 +199,8 @@ class LlamaCppBackend(Backend):
 
     @contextlib.asynccontextmanager
     async def _serving(self, request: JSON) -> AsyncIterator[str]:
-        """The requested model, loaded (switched to if it is another GGUF of the directory) for this request."""
-        if self._dir is None:
-            yield await self._check_model(request)
-            return
-        requested = request.get("model")
-        if not requested or not isinstance(requested, str):
-            raise BadRequest("model is required")
-        name = convert.normalize_model_name(requested)
-        async with self._switch.use(name, await asyncio.to_thread(self._dir.find, name)):
-            yield name
+        """The requested model's name, once it is known to be the one this server serves."""
+        yield await self._check_model(request)
 
     async def _model_file(self, *, verbose: bool = False) -> ModelFile | None:
         if self._path is None:
@@ -254,6 +241,7 @@ class LlamaCppBackend(Backend):
             if request.get(field):
                 raise BadRequest(f"{why} ({field}) not supported by the llama.cpp backend in /api/generate")
         load_ns = await self._ready()
+        await self._check_think(request)
         prompt = request.get("prompt") or ""
         if not prompt:
             yield self._done_loading(name, request, {"response": ""})
@@ -272,9 +260,11 @@ class LlamaCppBackend(Backend):
         }
         body.update(convert.format_params(request.get("format"), chat=False))
         final: JSON | None = None
+        response: list[str] = []
         async with contextlib.aclosing(self._client.events("/completion", body)) as events:
             async for event in events:
                 if text := event.get("content"):
+                    response.append(text)
                     yield {"model": name, "created_at": convert.rfc3339(), "response": text, "done": False}
                 if event.get("stop"):
                     final = event
@@ -288,7 +278,8 @@ class LlamaCppBackend(Backend):
             "response": "",
             "done": True,
             "done_reason": reason,
-            "context": [],
+            # Ollama's `context`: the prompt and the reply as tokens, for a client to send back next time.
+            "context": [] if request.get("raw") else await self._tokenize(prompt + "".join(response)),
             **stats,
         }
 
@@ -304,10 +295,12 @@ class LlamaCppBackend(Backend):
         if not messages:
             yield self._done_loading(name, request, {"message": {"role": "assistant", "content": ""}})
             return
+        await self._check_think(request)
         props = await self._get_props()
         vision = bool(props.get("modalities", {}).get("vision"))
+        sent, trimmed = await self._fit(convert.chat_messages(messages, vision=vision), request)
         body: JSON = {
-            "messages": convert.chat_messages(messages, vision=vision),
+            "messages": sent,
             "stream": True,
             "stream_options": {"include_usage": True},
             **convert.sampling_params(request.get("options")),
@@ -345,7 +338,35 @@ class LlamaCppBackend(Backend):
             "done": True,
             "done_reason": convert.done_reason(finish_reason=finish),
             **stats,
+            **({"olol": {"trimmed": trimmed}} if trimmed else {}),
         }
+
+    async def _check_think(self, request: JSON) -> None:
+        """Ollama refuses `think` on a model whose template cannot think, instead of ignoring it."""
+        think = request.get("think")
+        if think is None or think is False or think == "":
+            return
+        if not supports_thinking(await self._get_props()):
+            raise BadRequest(f"{json.dumps(str(request.get('model', '')))} does not support thinking")
+
+    async def _tokenize(self, text: str) -> list[int]:
+        data = await self._json("POST", "/tokenize", {"content": text, "add_special": True})
+        return [int(t) for t in data.get("tokens") or []]
+
+    async def _fit(self, messages: list[JSON], request: JSON) -> tuple[list[JSON], int]:
+        """The chat trimmed to the slot's context as Ollama trims it (unless `truncate: false`), and how many
+        messages were left out."""
+        n_ctx = int((await self._get_props()).get("default_generation_settings", {}).get("n_ctx") or 0)
+        tools = request.get("tools")
+        if not n_ctx or request.get("truncate") is False or surely_fits(messages, tools, n_ctx):
+            return messages, 0
+
+        async def count(window: list[JSON]) -> int:
+            body: JSON = {"messages": window, **({"tools": tools} if tools else {})}
+            prompt = (await self._json("POST", "/apply-template", body))["prompt"]
+            return len(await self._tokenize(prompt))
+
+        return await fit_chat(messages, n_ctx, count)
 
     async def embed(self, request: JSON) -> JSON:
         async with self._serving(request) as name:
@@ -408,9 +429,7 @@ class LlamaCppBackend(Backend):
         }
 
     async def list_models(self) -> list[JSON]:
-        loaded = await self._entry()
-        others = await asyncio.to_thread(self._dir.entries, loaded["name"]) if self._dir is not None else []
-        return [loaded, *others]
+        return [await self._entry()]
 
     async def running(self) -> list[JSON]:
         entry = await self._entry()
@@ -428,6 +447,7 @@ class LlamaCppBackend(Backend):
         capabilities += ["embedding"] if self._embeddings else []
         capabilities += ["tools"] if caps.get("supports_tools") else []
         capabilities += ["vision"] if props.get("modalities", {}).get("vision") else []
+        capabilities += ["thinking"] if supports_thinking(props) else []
         path = file.path if file else props.get("model_path", "")
         return {
             "modelfile": f"# Modelfile generated by olol (llama.cpp backend)\nFROM {path}\n",

@@ -1,27 +1,20 @@
-"""The GGUF files a supervised llama-server can be switched to, and the switch itself.
+"""The GGUF files of a llama.cpp host's model directory, by Ollama name.
 
-A llama-server serves one model. A llama.cpp host's model directory may hold
-more (a LAN copy drops new files there while the agent runs), so the backend
-lists every GGUF in it and, when a request names one that is not loaded,
-restarts its llama-server on that file: the request waits for the switch, the
-requests still running on the old model finish first, and requests for the
-loaded model do not wait for anything else. A model is named after its file's
-stem (`tiny.gguf` -> `tiny:latest`), the name a LAN copy gives the file.
+A LAN copy drops new files there while the agent runs, so the directory is read
+on every call; `olol.backends.llamacpp.host` loads any of them on demand. A model
+is named after its file's stem (`tiny.gguf` -> `tiny:latest`), the name a LAN
+copy gives the file.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 from olol.backends.llamacpp import convert
 from olol.backends.llamacpp.gguf_info import ModelFile, read_model_file
 from olol.cluster.backend import JSON
-from olol.errors import ModelNotFound
 
-__all__ = ["ModelDir", "ModelSwitch"]
+__all__ = ["ModelDir"]
 
 
 class ModelDir:
@@ -71,49 +64,3 @@ class ModelDir:
                 }
             )
         return out
-
-
-class ModelSwitch:
-    """Who is using the loaded model, and one switch to another model at a time.
-
-    `use(name)` is held for the whole of a request; `load` (the backend's
-    restart onto a file) runs only when no request holds the old model.
-    """
-
-    def __init__(self, current: Callable[[], Awaitable[str]], load: Callable[[Path], Awaitable[None]]) -> None:
-        self._current = current
-        self._load = load
-        self._users = 0
-        self._switching = False
-        self._cond = asyncio.Condition()
-
-    @contextlib.asynccontextmanager
-    async def use(self, name: str, path: Path | None) -> AsyncIterator[None]:
-        """Hold the loaded model for one request; first switch to `path` if `name` is not the loaded model.
-
-        Raises ModelNotFound if `name` is neither loaded nor has a file (`path` None).
-        """
-        await self._enter(convert.normalize_model_name(name), path)
-        try:
-            yield
-        finally:
-            async with self._cond:
-                self._users -= 1
-                self._cond.notify_all()
-
-    async def _enter(self, name: str, path: Path | None) -> None:
-        async with self._cond:
-            while True:
-                await self._cond.wait_for(lambda: not self._switching)
-                if await self._current() == name:
-                    self._users += 1
-                    return
-                if path is None:
-                    raise ModelNotFound(name)
-                self._switching = True
-                try:
-                    await self._cond.wait_for(lambda: self._users == 0)  # requests on the old model finish first
-                    await self._load(path)
-                finally:
-                    self._switching = False
-                    self._cond.notify_all()

@@ -38,6 +38,10 @@ __all__ = ["LlamaServerConfig", "LlamaServerProcess", "pooling_for"]
 
 log = logging.getLogger(__name__)
 
+# llama.cpp logs every buffer it allocates ("CPU_Mapped model buffer size = 36.00 MiB", "CUDA0 KV buffer
+# size = ..."): the only honest account of what a loaded model holds, and where.
+_BUFFER = re.compile(r"(?P<device>[\w.\-]+)\s+(?:model|KV|compute|output|RS)\s+buffer size\s*=\s*(?P<mib>[\d.]+) MiB")
+_UBATCH = 512  # llama-server's default n_ubatch
 _LISTENING = re.compile(r"listening on https?://(?P<host>\[[^\]]+\]|[^:\s]+):(?P<port>\d+)")
 
 
@@ -45,9 +49,16 @@ _LISTENING = re.compile(r"listening on https?://(?P<host>\[[^\]]+\]|[^:\s]+):(?P
 class LlamaServerConfig:
     model_path: Path
     alias: str | None = None  # the name llama-server reports (`--alias`)
-    ctx_size: int = 2048
+    ctx_size: int = 2048  # tokens of context PER SLOT: `-c` gets ctx_size x parallel (see argv)
     threads: int | None = None  # None: llama.cpp's default (all cores)
-    parallel: int | None = None  # None: llama-server's auto (4 slots sharing one unified KV cache)
+    # Slots (requests served at once). Each gets its own ctx_size tokens, as each of Ollama's parallel
+    # requests gets its own num_ctx; llama-server's auto mode would share one ctx_size among 4.
+    parallel: int = 4
+    flash_attention: bool = False  # `-fa on` (else off: llama.cpp's "auto" would change with the build)
+    kv_cache_type: str = "f16"  # `-ctk/-ctv`; quantized types need flash attention (as in Ollama)
+    numa: bool = False  # `--numa distribute`
+    mlock: bool = False  # `--load-mode mmap+mlock` (this llama.cpp's spelling of the old --mlock): weights stay in RAM
+    verbosity: int | None = None  # `-lv N` (0 generic .. 4 debug); None: llama.cpp's default (3)
     embeddings: bool = True
     pooling: str | None = None  # None: the model's own, or "mean" if it has none (see pooling_for)
     metrics: bool = True
@@ -64,11 +75,25 @@ class LlamaServerConfig:
     stop_timeout: float = 10.0
     log_lines: int = 200
 
+    @property
+    def total_ctx(self) -> int:
+        """`-c`: llama.cpp's context is the sum over slots."""
+        return self.ctx_size * max(1, self.parallel)
+
     def argv(self, binary: Path, port: int) -> list[str]:
-        args = [str(binary), "-m", str(self.model_path), "-c", str(self.ctx_size)]
+        """The one place llama-server's command line is built (every setting that reaches the engine)."""
+        args = [str(binary), "-m", str(self.model_path), "-c", str(self.total_ctx)]
         args += ["--host", self.host, "--port", str(port)]
-        if self.parallel is not None:
-            args += ["--parallel", str(self.parallel)]
+        args += ["--parallel", str(max(1, self.parallel))]
+        args += ["-fa", "on" if self.flash_attention else "off"]
+        if self.kv_cache_type != "f16":
+            args += ["-ctk", self.kv_cache_type, "-ctv", self.kv_cache_type]
+        if self.numa:
+            args += ["--numa", "distribute"]
+        if self.mlock:
+            args += ["--load-mode", "mmap+mlock"]
+        if self.verbosity is not None:
+            args += ["-lv", str(self.verbosity)]
         if self.threads is not None:
             args += ["-t", str(self.threads)]
         if self.alias:
@@ -77,6 +102,13 @@ class LlamaServerConfig:
             args.append("--embeddings")
             if self.pooling:
                 args += ["--pooling", self.pooling]
+            slots = max(1, self.parallel)
+            if _UBATCH % slots:
+                # With embeddings llama-server sets n_batch = n_ubatch (512), and its graph reserve splits that
+                # evenly over the slots: 3 or 6 slots abort at load (GGML_ASSERT ggml_can_mul_mat). A batch the
+                # slot count divides loads.
+                ubatch = _UBATCH - _UBATCH % slots
+                args += ["-b", str(ubatch), "-ub", str(ubatch)]
         if self.metrics:
             args.append("--metrics")
         return args + list(self.extra_args)
@@ -132,8 +164,15 @@ class LlamaServerProcess:
         self._state_changed = asyncio.Event()  # set on ready or give-up, to wake waiters
         self._closing = False
         self._failures = 0
+        self._buffers: dict[str, float] = {}  # device -> MiB allocated, from this run's log
 
     # ------------------------------------------------------------------ state
+    def memory(self) -> tuple[int, int]:
+        """(bytes in all, bytes in GPU memory) the running server allocated, as its log reported them."""
+        total = sum(self._buffers.values())
+        vram = sum(mib for device, mib in self._buffers.items() if not device.upper().startswith("CPU"))
+        return int(total * (1 << 20)), int(vram * (1 << 20))
+
     @property
     def url(self) -> str:
         if self._port is None:
@@ -221,6 +260,7 @@ class LlamaServerProcess:
     # ------------------------------------------------------------------ internals
     async def _spawn(self) -> None:
         self._port = None
+        self._buffers = {}
         self._proc = None  # None after a failed spawn means nothing was launched
         self._ready.clear()
         try:
@@ -262,6 +302,9 @@ class LlamaServerProcess:
 
     def _note_line(self, line: str) -> None:
         self._log.append(line)
+        if (buffer := _BUFFER.search(line)) is not None:
+            device = buffer["device"]
+            self._buffers[device] = self._buffers.get(device, 0.0) + float(buffer["mib"])
         if self._port is None and (match := _LISTENING.search(line)):
             self._port = int(match["port"])
 
@@ -278,7 +321,9 @@ class LlamaServerProcess:
                     if self._port is not None and await self._health_ok(session):
                         return
                     if time.monotonic() > deadline:
-                        raise self._unavailable(f"llama-server not ready after {self.config.ready_timeout:.0f}s")
+                        raise self._unavailable(
+                            f"llama-server not ready after {self.config.ready_timeout:g}s (load timeout)"
+                        )
                     # Wake early if the process dies; otherwise poll again with backoff.
                     await asyncio.wait({exited}, timeout=delay)
                     delay = min(delay * 1.5, 0.25)

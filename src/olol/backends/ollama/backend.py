@@ -19,6 +19,7 @@ from typing import Any
 import aiohttp
 from yarl import URL
 
+from olol.backends.host_settings import HostSettings
 from olol.backends.ollama._http1 import HttpPool, HttpResponse
 from olol.cluster.backend import JSON, Backend, BackendInfo
 from olol.errors import BackendUnavailable, BadRequest, Busy, ModelNotFound, OlolError
@@ -73,13 +74,16 @@ class OllamaBackend(Backend):
         parallel: int = 1,
         headers: Mapping[str, str] | None = None,
         ssl: ssl.SSLContext | bool = True,
+        settings: HostSettings | None = None,
     ) -> None:
         """`headers` go on every request (a client's API key for a secured proxy); `ssl` is aiohttp's
-        (a context trusting the proxy's CA, or False to skip verification)."""
+        (a context trusting the proxy's CA, or False to skip verification). An agent passes its host's
+        `settings`: their keep_alive and num_ctx go on requests that set none."""
         self.url = url.rstrip("/")
         if "://" not in self.url:
             self.url = "http://" + self.url
         self._parallel = parallel
+        self.settings = settings
         self._headers = dict(headers or {})
         self._ssl = ssl
         self._session: aiohttp.ClientSession | None = None
@@ -186,7 +190,10 @@ class OllamaBackend(Backend):
     # ------------------------------------------------------------------ host
     async def info(self) -> BackendInfo:
         data = await self._request("GET", "/api/version")
-        return BackendInfo(kind=self.kind, version=str(data.get("version", "")), url=self.url, parallel=self._parallel)
+        extra = {"settings": self.settings.effective()} if self.settings is not None else {}
+        return BackendInfo(
+            kind=self.kind, version=str(data.get("version", "")), url=self.url, parallel=self._parallel, extra=extra
+        )
 
     async def healthy(self) -> bool:
         try:
@@ -198,13 +205,17 @@ class OllamaBackend(Backend):
     # ------------------------------------------------------------------ inference
     # `stream: false` is passed on: Ollama then sends one object instead of a line per token, which
     # costs both it and the caller far less than streaming a reply only to fold it back together.
+    def _defaults(self, request: JSON) -> JSON:
+        return self.settings.request_defaults(request) if self.settings is not None else request
+
     def generate(self, request: JSON) -> AsyncIterator[JSON]:
-        return self._infer("/api/generate", request)
+        return self._infer("/api/generate", self._defaults(request))
 
     def chat(self, request: JSON) -> AsyncIterator[JSON]:
-        return self._infer("/api/chat", request)
+        return self._infer("/api/chat", self._defaults(request))
 
     async def embed(self, request: JSON) -> JSON:
+        request = self._defaults(request)
         resp = await self._post("/api/embed", request, str(request.get("model", "")))
         try:
             data = await resp.read()
