@@ -20,6 +20,7 @@ from olol.backends.llamacpp.bins import LlamaBinaries
 from olol.backends.llamacpp.host import LlamaHostBackend
 from olol.backends.llamacpp.process import LlamaServerConfig
 from olol.errors import BackendUnavailable, BadRequest, OlolError
+from tests.proxy.helpers import proxy_over
 from tests.support.agent_fixtures import start_agent
 
 pytestmark = pytest.mark.slow
@@ -236,6 +237,12 @@ async def test_a_chat_longer_than_the_context_drops_the_oldest_and_keeps_the_sys
         # ... and no more than needed: one more turn would not have fitted (Ollama keeps all that fit).
         longer = {**request, "messages": [system, *turns[trimmed - 1 :]]}
         assert (await collect(agent.client.chat(longer)))[-1]["olol"]["trimmed"] == 1
+        # A client of the proxy reads the same count on the final chunk.
+        async with proxy_over(agent.target) as proxy, aiohttp.ClientSession() as http:
+            async with http.post(proxy.url + "/api/chat", json={**request, "stream": False}) as r:
+                assert r.status == 200, await r.text()
+                reply = await r.json()
+        assert reply["done"] and reply["olol"]["trimmed"] == trimmed
     finally:
         await agent.client.close()
         await agent.stop()
