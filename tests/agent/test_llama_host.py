@@ -238,10 +238,13 @@ async def test_a_chat_longer_than_the_context_drops_the_oldest_and_keeps_the_sys
         longer = {**request, "messages": [system, *turns[trimmed - 1 :]]}
         assert (await collect(agent.client.chat(longer)))[-1]["olol"]["trimmed"] == 1
         # A client of the proxy reads the same count on the final chunk.
-        async with proxy_over(agent.target) as proxy, aiohttp.ClientSession() as http:
-            async with http.post(proxy.url + "/api/chat", json={**request, "stream": False}) as r:
-                assert r.status == 200, await r.text()
-                reply = await r.json()
+        async with (
+            proxy_over(agent.target) as proxy,
+            aiohttp.ClientSession() as http,
+            http.post(proxy.url + "/api/chat", json={**request, "stream": False}) as r,
+        ):
+            assert r.status == 200, await r.text()
+            reply = await r.json()
         assert reply["done"] and reply["olol"]["trimmed"] == trimmed
     finally:
         await agent.client.close()
