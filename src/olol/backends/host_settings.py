@@ -22,8 +22,6 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-from olol.wire.values import FOREVER, duration_from_json
-
 __all__ = ["KV_CACHE_TYPES", "LOG_VERBOSITY", "HostSettings"]
 
 log = logging.getLogger(__name__)
@@ -54,7 +52,7 @@ class HostSettings:
         if self.quantize not in KV_CACHE_TYPES:
             raise ValueError(f"quantize must be one of {', '.join(KV_CACHE_TYPES)}, not {self.quantize!r}")
         if self.keep_alive is not None:
-            duration_from_json(self.keep_alive)  # refuse a malformed duration at startup, not per request
+            self.keep_alive_ns  # noqa: B018 - parsed now: a malformed duration fails at startup, not per request
         if self.context_window is not None and self.context_window < 1:
             raise ValueError(f"context window must be positive, not {self.context_window}")
         if self.load_timeout <= 0:
@@ -66,6 +64,10 @@ class HostSettings:
     @property
     def keep_alive_ns(self) -> int:
         """The default keep_alive in ns; `FOREVER` (-1) for a negative one."""
+        # Imported here: `olol server --help` builds its options from these settings, and the wire
+        # module imports protobuf (tests/packaging/test_startup.py).
+        from olol.wire.values import duration_from_json
+
         return duration_from_json(DEFAULT_KEEP_ALIVE if self.keep_alive is None else self.keep_alive)
 
     @property
@@ -131,7 +133,7 @@ class HostSettings:
         """What is in force, as strings (the hardware report's map and `/api/status`)."""
         values = dataclasses.asdict(self)
         values["kv_cache_type"] = self.kv_cache_type
-        values["keep_alive"] = "-1" if self.keep_alive_ns == FOREVER else self.keep_alive or DEFAULT_KEEP_ALIVE
+        values["keep_alive"] = "-1" if self.keep_alive_ns < 0 else self.keep_alive or DEFAULT_KEEP_ALIVE
         out: dict[str, str] = {}
         for key, value in values.items():
             if value is None:

@@ -14,7 +14,6 @@ from olol.backends.host_settings import KV_CACHE_TYPES, HostSettings
 from olol.cli.common import parse_size
 from olol.config import ConfigError, Settings
 from olol.errors import OlolError
-from olol.wire.values import duration_from_json
 
 __all__ = ["host_settings"]
 
@@ -71,6 +70,8 @@ MAX_MEMORY = typer.Option(
 
 def _seconds(value: Any) -> float:
     """A load timeout as Ollama reads it: a Go duration ("5m") or a number of seconds."""
+    from olol.wire.values import duration_from_json  # not at import: the wire module imports protobuf
+
     try:
         ns = duration_from_json(value)
     except OlolError as exc:
