@@ -115,8 +115,10 @@ def test_embed_accepts_string_or_list() -> None:
     ("body", "message"),
     [
         ({"prompt": "x"}, "model is required"),
-        ({"model": "m", "options": {"num_ctx": "big"}}, "invalid value for num_ctx"),
-        ({"model": "m", "options": {"temperature": True}}, "invalid value for temperature"),
+        ({"model": "m", "options": {"num_ctx": "big"}}, 'option "num_ctx" must be of type integer'),
+        ({"model": "m", "options": {"temperature": True}}, 'option "temperature" must be of type float32'),
+        ({"model": "m", "options": {"stop": 3}}, 'option "stop" must be of type array'),
+        ({"model": "m", "options": {"use_mmap": 1}}, 'option "use_mmap" must be of type boolean'),
         ({"model": "m", "keep_alive": "soon"}, "invalid duration"),
         ({"model": "m", "images": ["***"]}, "illegal base64"),
         ({"model": "m", "format": 7}, "invalid format"),
@@ -126,6 +128,28 @@ def test_embed_accepts_string_or_list() -> None:
 def test_bad_generate_input_is_a_400(body: dict[str, object], message: str) -> None:
     with pytest.raises(BadRequest, match=message):
         convert.generate_request_to_pb(body)
+
+
+def test_null_options_and_fields_are_skipped_as_ollama_does() -> None:
+    # What llama-index's Ollama LLM and langchain's OllamaEmbeddings send: every option, unset ones null.
+    options = {"temperature": None, "mirostat": None, "stop": None, "num_ctx": 2048, "tfs_z": None, "seed": None}
+    body = {"model": "m", "prompt": "p", "options": options, "system": None, "format": None, "think": None,
+            "keep_alive": None, "images": None, "context": None, "raw": None}
+    msg = convert.generate_request_to_pb(body)
+    assert convert.options_from_pb(msg.options) == {"num_ctx": 2048}
+    assert not msg.HasField("format") and not msg.HasField("think") and not msg.HasField("keep_alive")
+    chat = convert.chat_request_to_pb({"model": "m", "messages": [{"role": "user", "content": "x"}],
+                                       "tools": None, "options": {"stop": ["a", None]}})
+    assert list(chat.options.stop) == ["a"]
+    embed = convert.embed_request_to_pb({"model": "e", "input": "x", "truncate": None, "dimensions": None,
+                                         "options": {"mirostat": None}})
+    assert not embed.HasField("truncate") and not embed.dimensions
+
+
+@pytest.mark.parametrize("value", [float("inf"), 2**40, float("nan")])
+def test_out_of_range_integer_options_are_ollamas_400_not_a_python_error(value: float) -> None:
+    with pytest.raises(BadRequest, match='^option "num_ctx" must be of type integer$'):
+        convert.options_to_pb({"num_ctx": value})
 
 
 def test_embed_rejects_non_string_input() -> None:

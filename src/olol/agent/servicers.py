@@ -50,7 +50,8 @@ def _as_olol(exc: Exception) -> OlolError:
     if isinstance(exc, OlolError):
         return exc
     log.exception("internal error")
-    return OlolError(f"internal error: {exc}")
+    # The traceback is in the agent's log; a Python exception's text is no answer for an Ollama client.
+    return OlolError(f"internal error on the agent ({type(exc).__name__}; see its log)")
 
 
 def _metadata(err: OlolError) -> tuple[tuple[str, str], ...]:

@@ -41,7 +41,7 @@ def _errors(request: web.Request, exc: Exception) -> web.Response:
         return _error_reply(request, exc)
     # A bug must still answer in Ollama's shape, or clients fail to parse the reply.
     log.exception("unhandled error on %s %s", request.method, request.path)
-    return _error_reply(request, OlolError(f"internal proxy error: {type(exc).__name__}: {exc}"))
+    return _error_reply(request, OlolError(f"internal proxy error ({type(exc).__name__}; see the proxy log)"))
 
 
 def build_app(ctx: ProxyContext) -> web.Application:

@@ -45,7 +45,21 @@ def _expect(value: Any, kinds: tuple[type, ...], field: str) -> Any:
     return value
 
 
+# The words Ollama's `Options.FromMap` uses for each option type in its error text.
+_TYPE_WORDS = {"TYPE_BOOL": "boolean", "TYPE_FLOAT": "float32", "TYPE_DOUBLE": "float32"}
+
+
+def _option_error(key: str, field: Any) -> BadRequest:
+    if key == "stop":
+        word = "array"
+    else:
+        word = next((w for t, w in _TYPE_WORDS.items() if field.type == getattr(field, t)), "integer")
+    return BadRequest(f'option "{key}" must be of type {word}')
+
+
 def options_to_pb(options: JSON | None) -> pb.Options:
+    """Ollama's options as protobuf. A null option is skipped, as Ollama's `Options.FromMap` skips nil
+    (llama-index and langchain send every option they know, unset ones as null)."""
     out = pb.Options()
     if not options:
         return out
@@ -53,21 +67,30 @@ def options_to_pb(options: JSON | None) -> pb.Options:
         raise BadRequest("options must be an object")
     extra: JSON = {}
     for key, value in options.items():
+        if value is None:
+            continue
         field = _OPTION_FIELDS.get(key)
         if field is None:
             extra[key] = value
             continue
-        try:
-            if key == "stop":
-                out.stop.extend([value] if isinstance(value, str) else [str(v) for v in value])
-            elif field.type == field.TYPE_BOOL:
-                setattr(out, key, bool(_expect(value, (bool,), key)))
-            elif field.type == field.TYPE_FLOAT:
-                setattr(out, key, float(_expect(value, (int, float), key)))
-            else:
-                setattr(out, key, int(_expect(value, (int, float), key)))
-        except (TypeError, ValueError) as exc:
-            raise BadRequest(f"invalid option {key}: {exc}") from exc
+        if key == "stop":
+            words = [value] if isinstance(value, str) else value
+            if not isinstance(words, list) or not all(isinstance(w, str) or w is None for w in words):
+                raise _option_error(key, field)
+            out.stop.extend(w for w in words if w is not None)
+        elif field.type == field.TYPE_BOOL:
+            if not isinstance(value, bool):
+                raise _option_error(key, field)
+            setattr(out, key, value)
+        elif not isinstance(value, int | float) or isinstance(value, bool) or value != value:  # NaN is no number
+            raise _option_error(key, field)
+        elif field.type in (field.TYPE_FLOAT, field.TYPE_DOUBLE):
+            setattr(out, key, float(value))
+        else:
+            try:
+                setattr(out, key, int(value))
+            except (OverflowError, ValueError):  # inf, or past the field's range
+                raise _option_error(key, field) from None
     if extra:
         out.extra.CopyFrom(dict_to_struct(extra))
     return out
