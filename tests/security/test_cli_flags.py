@@ -65,7 +65,7 @@ def test_proxy_flags_and_env(captured: dict[str, Any], monkeypatch: pytest.Monke
             "1024",
             "--rate-limit",
             "5",
-            "--lenient-fields",
+            "--strict-fields",
         ],
     )
     assert result.exit_code == 0, result.output  # no --servers needed with discovery
@@ -73,7 +73,7 @@ def test_proxy_flags_and_env(captured: dict[str, Any], monkeypatch: pytest.Monke
     assert cfg.security.token == "env-token-0123456789"
     assert len(cfg.security.api_keys) == 2
     assert cfg.security.limits.max_body == 1024 and cfg.security.limits.rate == 5.0
-    assert not cfg.security.limits.reject_unknown_fields
+    assert cfg.security.limits.reject_unknown_fields  # strict is opt-in: Ollama ignores unknown fields
     assert cfg.discovery.enabled and not cfg.discovery.mdns
 
 

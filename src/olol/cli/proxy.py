@@ -116,7 +116,7 @@ def register(app: typer.Typer) -> None:
         body_timeout: float = sec.BODY_TIMEOUT,
         rate_limit: float = sec.RATE_LIMIT,
         rate_burst: int = sec.RATE_BURST,
-        lenient_fields: bool = sec.LENIENT_FIELDS,
+        strict_fields: bool = sec.STRICT_FIELDS,
         discovery: bool = sec.DISCOVERY_PROXY,
         mdns: bool = sec.MDNS,
         interface: str = sec.INTERFACE,
@@ -168,7 +168,7 @@ def register(app: typer.Typer) -> None:
                     s, token=token, token_file=token_file, tls_cert=tls_cert, tls_key=tls_key, tls_ca=tls_ca,
                     https=https, https_client_auth=https_client_auth, api_key=api_key, api_keys_file=api_keys_file,
                     max_body=max_body, body_timeout=body_timeout, rate_limit=rate_limit, rate_burst=rate_burst,
-                    lenient_fields=lenient_fields,
+                    strict_fields=strict_fields,
                 ),
                 discovery=sec.discovery_settings(
                     s, discovery=discovery, mdns=mdns, interface=interface, cluster=cluster, scan_subnet=scan_subnet,

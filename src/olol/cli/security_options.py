@@ -30,7 +30,7 @@ __all__ = [
     "HTTPS",
     "HTTPS_CLIENT_AUTH",
     "INTERFACE",
-    "LENIENT_FIELDS",
+    "STRICT_FIELDS",
     "MAX_BODY",
     "MDNS",
     "PROXY",
@@ -76,8 +76,12 @@ RATE_LIMIT = typer.Option(
     None, "--rate-limit", help="Requests/s per API key (or client address without keys). \\[default: off]"
 )
 RATE_BURST = typer.Option(None, "--rate-burst", help="Requests a key may burst above --rate-limit.")
-LENIENT_FIELDS = typer.Option(
-    None, "--lenient-fields", help="Ignore unknown request fields instead of answering 400 (as Ollama does)."
+STRICT_FIELDS = typer.Option(
+    None,
+    "--strict-fields/--lenient-fields",
+    show_default=False,
+    help="Answer 400 `json: unknown field` to unknown fields of /api requests; Ollama ignores them, "
+    "and so does the default.  [default: lenient]",
 )
 DISCOVERY_AGENT = typer.Option(
     None, "--discovery/--no-discovery", show_default=False,
@@ -169,7 +173,7 @@ def security_settings(
         body_timeout=s.get("body_timeout", proxy.get("body_timeout"), defaults.body_timeout),
         rate=s.get("rate_limit", proxy.get("rate_limit"), None),
         burst=s.get("rate_burst", proxy.get("rate_burst"), None),
-        reject_unknown_fields=not s.get("lenient_fields", proxy.get("lenient_fields"), False),
+        reject_unknown_fields=s.get("strict_fields", proxy.get("strict_fields"), False),
     )
     return out
 

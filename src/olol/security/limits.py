@@ -35,8 +35,10 @@ class HttpLimits:
     rate: float | None = None
     #: Requests a key may make at once above `rate` (the bucket's size); default: max(1, 2 x rate).
     burst: int | None = None
-    #: Unknown top-level fields in native /api requests are 400s (as Go's DisallowUnknownFields words it).
-    reject_unknown_fields: bool = True
+    #: Strict mode: unknown top-level fields of native /api requests are 400s (in Go's DisallowUnknownFields
+    #: words). Off by default because Ollama binds with gin and ignores them: every Ollama release adds
+    #: fields, and a client newer than this proxy must keep working.
+    reject_unknown_fields: bool = False
 
     def server_kwargs(self) -> dict[str, Any]:
         """Keyword arguments for `web.AppRunner`, passed on to aiohttp's request parser."""
