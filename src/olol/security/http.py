@@ -24,6 +24,7 @@ from aiohttp import web
 from aiohttp.typedefs import Middleware
 
 from olol.security.apikeys import READ, ApiKey
+from olol.security.cors import CorsPolicy
 from olol.security.limits import RateLimiter
 from olol.security.schema import BODY_SPECS, InvalidBody, parse_body
 from olol.security.settings import SecuritySettings
@@ -106,6 +107,7 @@ def _shaped(request: web.Request, exc: web.HTTPException) -> web.Response:
 def _make_gate(settings: SecuritySettings, on_error: ErrorReply | None) -> Middleware:
     keys = settings.api_keys
     limits = settings.limits
+    cors = CorsPolicy.of(settings.origins)
     limiter = RateLimiter(limits.rate, limits.burst) if limits.rate else None
 
     def authenticate(request: web.Request, pattern: str) -> ApiKey | None:
@@ -152,8 +154,19 @@ def _make_gate(settings: SecuritySettings, on_error: ErrorReply | None) -> Middl
             limited[PARSED_BODY] = body  # handlers take it from here instead of decoding the JSON again
         return limited
 
+    def cross_origin(request: web.Request) -> None:
+        """gin-contrib/cors's order, as Ollama has it: a foreign origin is an empty 403, a preflight a 204."""
+        origin = request.headers.get("Origin")
+        if not origin or origin in (f"http://{request.host}", f"https://{request.host}"):
+            return  # not a CORS request (every non-browser client), or same-origin
+        if not cors.allows(origin):
+            raise web.HTTPForbidden(text="")
+        if request.method == "OPTIONS":
+            raise web.HTTPNoContent(headers=cors.preflight_headers(origin))
+
     async def guard(request: web.Request) -> web.Request:
         """The request the handler gets (a clone when the body limit needs one), or a refusal raised."""
+        cross_origin(request)  # before the API key: browsers send no credentials with a preflight
         pattern = route_pattern(request)
         key = authenticate(request, pattern)
         if limiter is not None and pattern not in OPEN_PATHS:
@@ -184,11 +197,23 @@ def _make_gate(settings: SecuritySettings, on_error: ErrorReply | None) -> Middl
                     raise
                 return on_error(request, exc)
         except web.HTTPException as exc:
-            if exc.status < 400 or exc.content_type == "application/json":
+            if exc.status < 400 or exc.content_type == "application/json" or not exc.body:
                 raise
             return _shaped(request, exc)
 
     return gate
+
+
+def _allow_origin(cors: CorsPolicy) -> Callable[[web.Request, web.StreamResponse], Awaitable[None]]:
+    """Adds `Access-Control-Allow-Origin` to every reply to an allowed origin, streams included."""
+
+    async def on_prepare(request: web.Request, response: web.StreamResponse) -> None:
+        origin = request.headers.get("Origin")
+        if origin and cors.allows(origin) and "Access-Control-Allow-Origin" not in response.headers:
+            response.headers["Access-Control-Allow-Origin"] = cors.allow_origin(origin)
+            response.headers.add("Vary", "Origin")
+
+    return on_prepare
 
 
 def install_guards(app: web.Application, settings: SecuritySettings, *, on_error: ErrorReply | None = None) -> None:
@@ -199,6 +224,7 @@ def install_guards(app: web.Application, settings: SecuritySettings, *, on_error
     `except` block, so it may log the exception with its traceback.
     """
     app.middlewares.insert(0, _make_gate(settings, on_error))
+    app.on_response_prepare.append(_allow_origin(CorsPolicy.of(settings.origins)))
     from olol.security.openapi import openapi_handler
 
     app.router.add_get("/olol/openapi.json", openapi_handler)

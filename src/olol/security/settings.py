@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from olol.security.apikeys import ApiKeys
+from olol.security.cors import default_origins
 from olol.security.limits import HttpLimits
 from olol.security.tls import TlsFiles
 
@@ -30,3 +31,5 @@ class SecuritySettings:
     api_keys: ApiKeys = field(default_factory=ApiKeys)
     #: Proxy only: body/header sizes, body timeout, rate limits, unknown-field policy.
     limits: HttpLimits = field(default_factory=HttpLimits)
+    #: Proxy only: browser origins allowed by CORS, as Ollama's (`$OLLAMA_ORIGINS` plus its local defaults).
+    origins: list[str] = field(default_factory=default_origins)
