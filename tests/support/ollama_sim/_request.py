@@ -38,7 +38,9 @@ def _stream_flag(body: JSON, where: str) -> bool:
 
 
 def _options(body: JSON, where: str) -> JSON:
-    return dict(_field(body, "options", dict, where, "map[string]interface {}") or {})
+    # Ollama's Options.FromMap skips nil values: clients send every option they know, unset ones as null.
+    options = _field(body, "options", dict, where, "map[string]interface {}") or {}
+    return {k: v for k, v in options.items() if v is not None}
 
 
 def _num_predict(options: JSON) -> int | None:
