@@ -1,4 +1,5 @@
-"""The official npm `ollama` client works unchanged against the proxy (chat, generate, list, pull, embed)."""
+"""The official npm `ollama` client works unchanged against the proxy (chat, generate, list, pull, embed),
+over every topology of the compatibility matrix (tests/compat/conftest.py)."""
 
 from __future__ import annotations
 
@@ -7,9 +8,7 @@ import json
 import shutil
 from pathlib import Path
 
-from olol.proxy import ProxyConfig
-from olol.proxy.server import start_proxy
-from tests.support.sim_fixtures import SimFactory
+from tests.compat.conftest import Topology
 
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = Path(__file__).with_name("npm_ollama_check.mjs")
@@ -19,28 +18,22 @@ def _node_ready() -> bool:
     return shutil.which("node") is not None and (ROOT / "node_modules" / "ollama").is_dir()
 
 
-async def test_npm_ollama_client_against_the_proxy(ollama_sim_factory: SimFactory) -> None:
+async def test_npm_ollama_client_against_the_proxy(topology: Topology) -> None:
     # scripts/test.sh runs `npm install` before the suite; without it this test cannot run at all.
     assert _node_ready(), "node and node_modules/ollama are needed: run `npm install` (scripts/test.sh does)"
-    sims = await ollama_sim_factory.many(2)
-    proxy = await start_proxy(ProxyConfig(host="127.0.0.1", port=0, servers=[s.url for s in sims]))
-    try:
-        proc = await asyncio.create_subprocess_exec(
-            "node", str(SCRIPT), proxy.url, "llama3.2", "nomic-embed-text", "qwen2.5:0.5b",
-            cwd=ROOT, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-        )
-        out, err = await asyncio.wait_for(proc.communicate(), timeout=60)
-    finally:
-        await proxy.stop()
+    proc = await asyncio.create_subprocess_exec(
+        "node", str(SCRIPT), topology.url, topology.chat, topology.embed, topology.pull,
+        cwd=ROOT, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(proc.communicate(), timeout=120)
     assert proc.returncode == 0, err.decode()
     result = json.loads(out)
     assert result["chat"]["done"] and result["chat"]["content"] and result["chat"]["eval_count"] > 0
     assert result["chat_stream"]["done"] and result["chat_stream"]["content"]
     assert result["chat_stream"]["done_reason"] in ("stop", "length")
     assert result["generate"]["done"] and result["generate"]["eval_count"] == 5
-    assert "llama3.2:latest" in result["list"] and "nomic-embed-text:latest" in result["list"]
-    assert result["embed"] == {"count": 2, "dim": 768}
-    assert result["pull"][0] == "pulling manifest" and result["pull"][-1] == "success"
+    assert f"{topology.chat}:latest" in result["list"] and f"{topology.embed}:latest" in result["list"]
+    assert result["embed"] == {"count": 2, "dim": topology.dim}
+    assert "pulling manifest" in result["pull"] and result["pull"][-1] == "success"
     assert result["missing"]["status"] == 404
     assert 'model "does-not-exist" not found' in result["missing"]["message"]
-
