@@ -36,4 +36,4 @@ async def test_npm_ollama_client_against_the_proxy(topology: Topology) -> None:
     assert result["embed"] == {"count": 2, "dim": topology.dim}
     assert "pulling manifest" in result["pull"] and result["pull"][-1] == "success"
     assert result["missing"]["status"] == 404
-    assert 'model "does-not-exist" not found' in result["missing"]["message"]
+    assert "model 'does-not-exist' not found" in result["missing"]["message"]

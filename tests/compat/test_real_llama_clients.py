@@ -239,7 +239,7 @@ async def test_views_merge_llama_cpp_and_ollama_hosts(cluster: Cluster) -> None:
     assert missing.value.status_code == 404
     with pytest.raises(ollama.ResponseError) as missing:
         await client.generate(model="no-such-model", prompt="x")
-    assert missing.value.status_code == 404 and 'model "no-such-model" not found' in missing.value.error
+    assert missing.value.status_code == 404 and "model 'no-such-model' not found" in missing.value.error
 
 
 async def test_version_and_root_over_raw_http(cluster: Cluster) -> None:

@@ -24,9 +24,28 @@ async def test_bad_requests_and_missing_models_answer_like_ollama(two_hosts: lis
             assert r.status == 400 and "error" in await r.json()
         async with http.post(proxy.url + "/api/generate", json={"model": "nope", "prompt": "x"}) as r:
             assert r.status == 404
-            assert await r.json() == {"error": 'model "nope" not found, try pulling it first'}
+            assert await r.json() == {"error": "model 'nope' not found"}  # Ollama's current wording
         async with http.post(proxy.url + "/api/embed", json={"model": "nope", "input": "x"}) as r:
             assert r.status == 404
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body", "text"),
+    [  # Ollama's server/routes.go, verb by verb
+        ("POST", "/api/generate", {"model": "nope", "prompt": "x"}, "model 'nope' not found"),
+        ("POST", "/api/chat", {"model": "nope", "messages": []}, "model 'nope' not found"),
+        ("POST", "/api/embed", {"model": "nope", "input": "x"}, "model 'nope' not found"),
+        ("POST", "/api/embeddings", {"model": "nope", "prompt": "x"}, 'model "nope" not found, try pulling it first'),
+        ("POST", "/api/show", {"model": "nope"}, "model 'nope' not found"),
+        ("DELETE", "/api/delete", {"model": "nope"}, "model 'nope' not found"),
+        ("POST", "/api/copy", {"source": "nope", "destination": "x"}, 'model "nope" not found'),
+    ],
+)
+async def test_not_found_texts_are_ollamas_per_verb(two_hosts: list[OllamaSim], method: str, path: str,
+                                                    body: dict[str, object], text: str) -> None:
+    async with proxy_over(*two_hosts) as proxy, aiohttp.ClientSession() as http, \
+            http.request(method, proxy.url + path, json=body) as r:
+        assert (r.status, await r.json()) == (404, {"error": text})
 
 
 async def test_stream_is_ndjson_and_headers_say_where(two_hosts: list[OllamaSim]) -> None:

@@ -84,7 +84,7 @@ async def test_errors_are_openai_shaped(two_hosts: list[OllamaSim]) -> None:
         oai = client(proxy.url)
         with pytest.raises(openai.NotFoundError) as info:
             await oai.chat.completions.create(model="nope", messages=[{"role": "user", "content": "x"}])
-        assert 'model "nope" not found' in str(info.value)
+        assert "model 'nope' not found" in str(info.value)
         async with aiohttp.ClientSession() as http, \
                 http.post(proxy.url + "/v1/chat/completions", json={"model": "llama3.2"}) as resp:
             assert resp.status == 400

@@ -45,7 +45,7 @@ async def test_no_fallback_when_disabled_or_lower_quality(ollama_sim_factory) ->
     async with proxy_over(sim, quant_fallback=False) as proxy:
         with pytest.raises(ollama.ResponseError) as info:
             await ollama.AsyncClient(host=proxy.url).generate(model=Q4, prompt="x")
-        assert info.value.status_code == 404 and f'model "{Q4}" not found' in info.value.error
+        assert info.value.status_code == 404 and f"model '{Q4}' not found" in info.value.error
     async with proxy_over(sim) as proxy:
         with pytest.raises(ollama.ResponseError) as info:  # q8_0 cannot be served by anything lower
             await ollama.AsyncClient(host=proxy.url).generate(model="llama3.2:1b-f16", prompt="x")

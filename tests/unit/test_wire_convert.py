@@ -148,7 +148,7 @@ def test_null_options_and_fields_are_skipped_as_ollama_does() -> None:
 
 @pytest.mark.parametrize("value", [float("inf"), 2**40, float("nan")])
 def test_out_of_range_integer_options_are_ollamas_400_not_a_python_error(value: float) -> None:
-    with pytest.raises(BadRequest, match='^option "num_ctx" must be of type integer$'):
+    with pytest.raises(BadRequest, match=r'^option "num_ctx" must be of type integer$'):
         convert.options_to_pb({"num_ctx": value})
 
 

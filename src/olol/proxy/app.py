@@ -7,7 +7,7 @@ import logging
 from aiohttp import web
 
 from olol.discovery.proxy_side import install_discovery
-from olol.errors import OlolError
+from olol.errors import ModelNotFound, OlolError
 from olol.proxy.admission import QueueFull
 from olol.proxy.context import CONTEXT, ProxyContext
 from olol.proxy.http import hosts, inference, manage, observe, openai, placement, sessions, views
@@ -20,8 +20,25 @@ __all__ = ["build_app"]
 
 log = logging.getLogger(__name__)
 
+# Ollama's words for a model no host has, per route (its server/routes.go): most handlers answer
+# `model 'x' not found`, copy quotes with %q, and the legacy /api/embeddings keeps the pull hint.
+_SINGLE_QUOTED = frozenset({
+    "/api/generate", "/api/chat", "/api/embed", "/api/show", "/api/delete",
+    "/v1/chat/completions", "/v1/completions", "/v1/embeddings",
+})  # fmt: skip
+
+
+def _not_found_text(path: str, model: str) -> str:
+    if path in _SINGLE_QUOTED or path.startswith("/v1/models/"):
+        return f"model '{model}' not found"
+    if path == "/api/copy":
+        return f'model "{model}" not found'
+    return f'model "{model}" not found, try pulling it first'
+
 
 def _error_reply(request: web.Request, exc: OlolError) -> web.Response:
+    if isinstance(exc, ModelNotFound) and exc.model:
+        exc = OlolError(_not_found_text(request.path, exc.model), status=404)
     headers = {}
     if isinstance(exc, QueueFull) or exc.status == 503:
         headers["Retry-After"] = str(exc.retry_after if isinstance(exc, QueueFull)

@@ -7,6 +7,7 @@ Ollama error a client expects, including the ones that share a gRPC code.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from typing import Any
 
@@ -32,6 +33,8 @@ __all__ = [
     "error_from_rpc",
     "protocol_metadata",
 ]
+
+_NOT_FOUND = re.compile(r"""model ["'](.+?)["'] not found""")
 
 PROTOCOL_KEY = "olol-protocol"
 STATUS_KEY = "olol-http-status"
@@ -105,7 +108,8 @@ def error_from_rpc(exc: grpc.RpcError, target: str = "") -> OlolError:
             return BackendUnavailable(f"agent {target} unreachable: {details}")
         status = _STATUS_OF_CODE.get(code, 500)
     if status == 404 and "not found" in details:
-        err: OlolError = ModelNotFound("")
+        named = _NOT_FOUND.search(details)  # the model's name, so the proxy can word it per route
+        err: OlolError = ModelNotFound(named.group(1) if named else "")
         err.message = details
         err.args = (details,)
         return err
