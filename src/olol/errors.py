@@ -12,6 +12,7 @@ __all__ = [
     "BadRequest",
     "Busy",
     "Cancelled",
+    "HostsDown",
     "ModelNotFound",
     "OlolError",
     "ProtocolMismatch",
@@ -61,6 +62,21 @@ class Busy(OlolError):
 
     def __init__(self, message: str = "server busy, please try again. maximum pending requests exceeded") -> None:
         super().__init__(message)
+
+
+class HostsDown(OlolError):
+    """The model is only on hosts that are down now (or no host is up to say whether it has it).
+
+    Unlike `Busy` there is nothing to queue for, so the request fails at once, with no
+    `Retry-After`: as a lone Ollama that is down fails, with a connection error.
+    """
+
+    status = 503
+
+    def __init__(self, model: str, hosts: str, *, known: bool = True) -> None:
+        where = "is only on hosts that are down" if known else "cannot be served: no host is up"
+        super().__init__(f'model "{model}" {where}: {hosts}')
+        self.model = model
 
 
 class BackendUnavailable(OlolError):

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import socket
 import time
 from typing import Any
 
@@ -128,7 +130,8 @@ async def test_dead_host_detected_within_3s_and_rejoins(ollama_sim_factory) -> N
     sim = await ollama_sim_factory()
     async with proxy_over(sim, probe_interval=1.0, max_queue_wait=5) as proxy:
         client = ollama.AsyncClient(host=proxy.url)
-        host = proxy.context.cluster.hosts[sim.url]
+        url = sim.url
+        host = proxy.context.cluster.hosts[url]
         assert host.healthy
         await sim.stop()
         started = time.monotonic()
@@ -136,13 +139,43 @@ async def test_dead_host_detected_within_3s_and_rejoins(ollama_sim_factory) -> N
             await asyncio.sleep(0.05)
         assert time.monotonic() - started < 3
         assert (await client.list()).models == []
-        # A request for a model whose only host is down waits for it (up to max_queue_wait)...
-        pending = asyncio.create_task(client.generate(model="llama3.2", prompt="x"))
-        await asyncio.sleep(0.2)
-        assert not pending.done()
-        await sim.start()  # ...and the host rejoins by itself, on the same port
-        assert (await asyncio.wait_for(pending, 4)).done
-        assert host.healthy
+        # A request for a model whose only host is down fails at once, as a lone Ollama that is down
+        # does (this used to wait for the host, then lie "server busy"): a 503 naming it, no Retry-After.
+        async with aiohttp.ClientSession() as http:
+            body = {"model": "llama3.2", "prompt": "x"}
+            async with http.post(proxy.url + "/api/generate", json=body) as resp:
+                error = (await resp.json())["error"]
+                assert resp.status == 503 and "Retry-After" not in resp.headers
+        assert time.monotonic() - started < 4
+        assert error.startswith(f'model "llama3.2" is only on hosts that are down: {url} (down since ')
+        await sim.start()  # the host rejoins by itself, on the same port
+        while not host.healthy:
+            await asyncio.sleep(0.05)
+        assert (await client.generate(model="llama3.2", prompt="x")).done
+
+
+async def test_model_only_on_down_hosts_differs_from_unknown_and_busy(ollama_sim_factory) -> None:  # type: ignore[no-untyped-def]
+    up, down = await ollama_sim_factory(parallel=1, max_queue=0, latency=0.5), await ollama_sim_factory()
+    down.add_model("phi3:mini")
+    async with proxy_over(up, down, max_queue_wait=0.2, max_queue=0, default_parallel=1) as proxy, \
+            aiohttp.ClientSession() as http:
+        url = down.url
+        await down.stop()
+        host = proxy.context.cluster.hosts[url]
+        while host.healthy:
+            await asyncio.sleep(0.05)
+        async def ask(model: str) -> tuple[int, str, str | None]:
+            async with http.post(proxy.url + "/api/generate", json={"model": model, "prompt": "x"}) as r:
+                text = await r.text()
+                return r.status, json.loads(text)["error"] if r.status != 200 else "", r.headers.get("Retry-After")
+        status, error, retry = await ask("phi3:mini")  # only on the down host
+        assert (status, retry) == (503, None) and url in error and "down since" in error
+        assert await ask("nope") == (404, "model 'nope' not found", None)  # on no host at all
+        busy = asyncio.create_task(ask("llama3.2"))  # the only slot of the live host...
+        await asyncio.sleep(0.1)
+        status, error, retry = await ask("llama3.2")  # ...is taken: busy, with Retry-After
+        assert status == 503 and retry is not None and "busy" in error
+        assert (await busy)[0] == 200
 
 
 async def test_no_live_host_ends_in_busy_after_the_wait(ollama_sim_factory) -> None:  # type: ignore[no-untyped-def]
@@ -166,3 +199,16 @@ async def test_all_hosts_failing_returns_the_last_error(ollama_sim_factory) -> N
             assert resp.headers["Retry-After"]
         for b in blockers:
             (await b).release()
+
+
+async def test_hosts_unreachable_from_the_start_is_a_503_not_a_404() -> None:
+    with socket.socket() as s:  # a free port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        dead = f"http://127.0.0.1:{s.getsockname()[1]}"
+    async with proxy_over(dead, max_queue_wait=30) as proxy, aiohttp.ClientSession() as http:
+        started = time.monotonic()
+        async with http.post(proxy.url + "/api/chat", json={"model": "llama3.2", "messages": []}) as r:
+            assert r.status == 503 and "Retry-After" not in r.headers
+            error = (await r.json())["error"]
+        assert time.monotonic() - started < 2
+        assert error.startswith(f'model "llama3.2" cannot be served: no host is up: {dead} (down since ')

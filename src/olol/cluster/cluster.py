@@ -123,12 +123,15 @@ class Cluster:
         host.healthy = True
         host.last_seen = time.monotonic()
         host.last_error = ""
+        host.down_since = None
         if not was:
             host.state_since = host.last_seen
             self.capacity_changed(host)
 
     def mark_down(self, host: Host, reason: str) -> None:
         host.last_error = reason
+        if host.down_since is None:  # never up yet counts too: the first failed probe says since when
+            host.down_since = time.time()
         if not host.healthy:
             return
         host.healthy = False

@@ -36,6 +36,7 @@ class Host:
     kind: str = ""
     last_seen: float = 0.0
     last_error: str = ""
+    down_since: float | None = None  # wall-clock time it was first seen down; None while it is up
     # Draining: an operator took the host out of routing (new requests go elsewhere) while the
     # streams it has open finish; it stays monitored, so it is still up or down as well.
     draining: bool = False
@@ -51,6 +52,13 @@ class Host:
         if not self.healthy:
             return "down"
         return "draining" if self.draining else "up"
+
+    def down_text(self) -> str:
+        """`id (down since 2026-01-02T03:04:05Z: reason)`, for errors that name hosts."""
+        since = "" if self.down_since is None else "since " + time.strftime(
+            "%Y-%m-%dT%H:%M:%SZ", time.gmtime(self.down_since))
+        why = ": ".join(part for part in (since, self.last_error) if part)
+        return f"{self.id} (down {why})" if why else f"{self.id} (down)"
 
     @property
     def load(self) -> int:

@@ -7,7 +7,7 @@ import logging
 from aiohttp import web
 
 from olol.discovery.proxy_side import install_discovery
-from olol.errors import ModelNotFound, OlolError
+from olol.errors import HostsDown, ModelNotFound, OlolError
 from olol.proxy.admission import QueueFull
 from olol.proxy.context import CONTEXT, ProxyContext
 from olol.proxy.http import hosts, inference, manage, observe, openai, placement, sessions, views
@@ -40,7 +40,7 @@ def _error_reply(request: web.Request, exc: OlolError) -> web.Response:
     if isinstance(exc, ModelNotFound) and exc.model:
         exc = OlolError(_not_found_text(request.path, exc.model), status=404)
     headers = {}
-    if isinstance(exc, QueueFull) or exc.status == 503:
+    if isinstance(exc, QueueFull) or (exc.status == 503 and not isinstance(exc, HostsDown)):
         headers["Retry-After"] = str(exc.retry_after if isinstance(exc, QueueFull)
                                      else request.app[CONTEXT].admission.retry_after)
     if request.path.startswith("/v1/"):

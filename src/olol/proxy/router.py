@@ -15,7 +15,7 @@ from olol.cluster import Cluster, Lease, normalize
 from olol.cluster.eligibility import candidates
 from olol.cluster.quant_matcher import QuantMatcher
 from olol.cluster.routing import Candidate, Policy, RouteRequest
-from olol.errors import ModelNotFound
+from olol.errors import HostsDown, ModelNotFound
 from olol.proxy.admission import AdmissionQueue
 from olol.proxy.affinity import SessionAffinity
 
@@ -79,10 +79,20 @@ class Router:
         hosts = [h for h in self.cluster.hosts.values() if h.routable and h.id not in exclude]
         return candidates(model, hosts, self.quant)
 
-    def _exists(self, model: str, exclude: Collection[str]) -> bool:
-        """Whether some host not yet tried has it, healthy or not (a down host may come back)."""
-        hosts = [h for h in self.cluster.hosts.values() if h.id not in exclude]
-        return bool(candidates(model, hosts, self.quant))
+    def _unservable(self, model: str, exclude: Collection[str]) -> HostsDown | None:
+        """Why no healthy host can serve `model` when down hosts might: it is only on them, or no host
+        is up to say. Failing at once beats waiting for a host that may never come back."""
+        hosts = self.cluster.hosts.values()
+        if candidates(model, [h for h in hosts if h.healthy and h.id in exclude], self.quant):
+            return None  # a host that is up had it and failed: its own error says more
+        # Tried hosts count too: one that just failed over and was marked down is why this fails.
+        down = [h for h in hosts if not h.healthy]
+        on_down = {c.host.id for c in candidates(model, down, self.quant)}
+        if on_down:
+            return HostsDown(model, ", ".join(h.down_text() for h in down if h.id in on_down))
+        if down and len(down) == len(self.cluster.hosts):
+            return HostsDown(model, ", ".join(h.down_text() for h in down), known=False)
+        return None
 
     def pick(self, request: RouteRequest, eligible: list[Candidate]) -> tuple[Candidate, str] | None:
         """The best candidate with a free slot and why, or None when all are saturated."""
@@ -102,15 +112,16 @@ class Router:
     async def acquire(self, request: RouteRequest, exclude: Collection[str] = (), *, retry: bool = False) -> Route:
         """Lease a host for the request, waiting in the model's queue if all are busy.
 
-        Raises `ModelNotFound` when no host has the model (or a compatible one),
-        `NoEligibleHost` when only excluded hosts had it, `QueueFull` when the wait is over.
+        Raises `ModelNotFound` when no host has the model (or a compatible one), `HostsDown` when
+        only hosts that are down have it (or none is up), `NoEligibleHost` when only excluded hosts
+        had it, `QueueFull` when the wait is over.
         """
 
         def attempt() -> Route | None:
             eligible = self.eligible(request.model, exclude)
             if not eligible:
-                if self._exists(request.model, exclude):
-                    return None  # only on hosts that are down now: wait for one to rejoin
+                if (down := self._unservable(request.model, exclude)) is not None:
+                    raise down
                 if exclude:
                     raise NoEligibleHost(request.model)
                 raise ModelNotFound(request.model)
