@@ -13,8 +13,12 @@ os.environ.setdefault("GRPC_ENABLE_FORK_SUPPORT", "0")
 # Read once, when grpc is first imported; an explicit GRPC_EXPERIMENTS wins.
 os.environ.setdefault("GRPC_EXPERIMENTS", "-event_engine_client,-event_engine_listener")
 
-__all__ = ["PROTOCOL_VERSION", "__version__"]
+__all__ = ["OLLAMA_API_VERSION", "PROTOCOL_VERSION", "__version__"]
 
 __version__ = "0.2.0"
+# The Ollama release whose API OLOL implements (request fields, replies, error texts): what `/api/version`
+# says for hosts that are not Ollama (llama.cpp, split models), so clients that gate features on the
+# Ollama version see the API they really get.
+OLLAMA_API_VERSION = "0.12.6"
 # Major.minor of the gRPC schema in protos/olol.proto; peers must share the major.
 PROTOCOL_VERSION = "1.0"

@@ -7,6 +7,7 @@ import hashlib
 import aiohttp
 import pytest
 
+import olol
 from tests.proxy.helpers import ndjson, proxy_over
 from tests.support.ollama_sim import OllamaSim
 
@@ -106,3 +107,18 @@ async def test_legacy_embeddings_empty_prompt(two_hosts: list[OllamaSim]) -> Non
     async with proxy_over(*two_hosts) as proxy, aiohttp.ClientSession() as http, \
             http.post(proxy.url + "/api/embeddings", json=body) as r:
         assert await r.json() == {"embedding": []}
+
+
+async def test_version_is_the_lowest_ollama_api_of_the_hosts(ollama_sim_factory) -> None:  # type: ignore[no-untyped-def]
+    old, new = await ollama_sim_factory(version="0.9.6"), await ollama_sim_factory(version="0.13.1")
+    async with proxy_over(old, new) as proxy, aiohttp.ClientSession() as http, \
+            http.get(proxy.url + "/api/version") as r:
+        assert await r.json() == {"version": "0.9.6", "olol": {"version": olol.__version__}}
+    async with proxy_over(new, probe_interval=60) as proxy, aiohttp.ClientSession() as http:
+        async with http.get(proxy.url + "/api/version") as r:
+            assert (await r.json())["version"] == "0.13.1"
+        # A llama.cpp host speaks the Ollama API release OLOL implements (never OLOL's own version).
+        host = proxy.context.cluster.hosts[new.url]
+        host.kind, host.version = "llamacpp", "b6500"
+        async with http.get(proxy.url + "/api/version") as r:
+            assert await r.json() == {"version": olol.OLLAMA_API_VERSION, "olol": {"version": olol.__version__}}

@@ -60,9 +60,14 @@ def _version_key(version: str) -> tuple[int, ...]:
 
 
 async def version(request: web.Request) -> web.Response:
-    """The oldest Ollama version in the cluster: what every host can be relied on to support."""
-    versions = [h.version for h in ctx(request).cluster.healthy_hosts() if h.kind == "ollama" and h.version]
-    reported = min(versions, key=_version_key) if versions else olol.__version__
+    """The oldest Ollama API in the cluster, what every host can be relied on to support: an Ollama
+    host's own version, and for the others (llama.cpp) the Ollama release OLOL implements for them.
+    OLOL's own version is under `olol`."""
+    versions = [
+        h.version if h.kind == "ollama" and h.version else olol.OLLAMA_API_VERSION
+        for h in ctx(request).cluster.healthy_hosts()
+    ]
+    reported = min(versions, key=_version_key) if versions else olol.OLLAMA_API_VERSION
     return json_reply({"version": reported, "olol": {"version": olol.__version__}})
 
 
