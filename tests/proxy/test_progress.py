@@ -7,14 +7,17 @@ from olol.placement.progress import ProgressMerger
 LAYER = {"status": "pulling abc", "digest": "sha256:abc", "total": 100}
 
 
-def test_opening_phase_once_then_summed_layer_progress() -> None:
+def test_opening_phase_once_then_layer_progress_as_one_ollama() -> None:
+    # Was: total summed over replicas (200 for two copies of a 100-byte layer). The issue changes it:
+    # total is the layer's size, completed the mean of the hosts, and no line repeats the last.
     m = ProgressMerger(["a", "b"])
     assert m.feed("a", {"status": "pulling manifest"}) == [{"status": "pulling manifest"}]
     assert m.feed("b", {"status": "pulling manifest"}) == []
     assert m.feed("a", {**LAYER, "completed": 50}) == [
-        {"status": "pulling abc", "digest": "sha256:abc", "total": 200, "completed": 50}]
+        {"status": "pulling abc", "digest": "sha256:abc", "total": 100, "completed": 25}]
+    assert m.feed("b", {**LAYER, "completed": 0}) == []  # nothing new to say
     assert m.feed("b", {**LAYER, "completed": 100}) == [
-        {"status": "pulling abc", "digest": "sha256:abc", "total": 200, "completed": 150}]
+        {"status": "pulling abc", "digest": "sha256:abc", "total": 100, "completed": 75}]
 
 
 def test_later_phases_wait_for_every_live_host_and_keep_order() -> None:
@@ -40,11 +43,13 @@ def test_a_failed_host_is_reported_and_no_longer_awaited() -> None:
         "b": "pull model manifest: file does not exist"}, "skipped": {}}}
 
 
-def test_totals_shrink_to_the_hosts_still_going() -> None:
+def test_a_failed_host_never_moves_the_bar_back() -> None:
     m = ProgressMerger(["a", "b"])
     m.feed("a", {**LAYER, "completed": 40})
+    m.feed("b", {**LAYER, "completed": 100})  # mean 70
     m.fail("b", "disk full")
-    assert m.feed("a", {**LAYER, "completed": 60})[0]["total"] == 100
+    assert m.feed("a", {**LAYER, "completed": 60}) == []  # 60 < 70 shown: no line backwards
+    assert m.feed("a", {**LAYER, "completed": 90})[0] == {**LAYER, "completed": 90}
 
 
 def test_every_host_failed_ends_with_an_error() -> None:

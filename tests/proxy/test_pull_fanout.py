@@ -40,12 +40,28 @@ async def test_official_client_sees_a_normal_pull(ollama_sim_factory) -> None:  
     async with proxy_over(good, bad) as proxy:
         progress = [p async for p in await ollama.AsyncClient(host=proxy.url).pull(NEW, stream=True)]
         assert progress[-1].status == "success"
-        by_layer: dict[str, list[int]] = {}
+        by_layer: dict[str, list[tuple[int, int]]] = {}
         for p in progress:
             if p.digest:
-                by_layer.setdefault(p.digest, []).append(p.total or 0)
-        # A layer's total counts every host from the start, so a bar never grows its goal mid-way.
-        assert by_layer and all(t == sorted(t, reverse=True) for t in by_layer.values())
+                by_layer.setdefault(p.digest, []).append((p.total or 0, p.completed or 0))
+        # A layer's total is its size from the start, and its bar only moves forward, without repeats.
+        assert by_layer and all(len({t for t, _ in lines}) == 1 for lines in by_layer.values())
+        assert all([c for _, c in lines] == sorted(set(c for _, c in lines)) for lines in by_layer.values())
+
+
+async def test_two_replicas_show_the_layer_size_once(ollama_sim_factory) -> None:  # type: ignore[no-untyped-def]
+    alone, *pair = await ollama_sim_factory.many(3)
+    async with aiohttp.ClientSession() as http:
+        async with http.post(alone.url + "/api/pull", json={"model": NEW}) as resp:  # one Ollama, directly
+            sizes = {line["digest"]: line["total"] for line in await ndjson(resp) if "digest" in line}
+        async with proxy_over(*pair, replicas=2) as proxy, http.post(proxy.url + "/api/pull", json={"model": NEW}) as r:
+            lines = await ndjson(r)
+    assert lines[-1]["status"] == "success" and len(lines[-1]["olol"]["hosts"]) == 2
+    layers = [line for line in lines if "digest" in line]
+    assert sizes and {line["digest"]: line["total"] for line in layers} == sizes  # not twice the size
+    assert all(max(x["completed"] for x in layers if x["digest"] == d) == size for d, size in sizes.items())
+    shown = [(line["digest"], line["completed"]) for line in layers]
+    assert len(shown) == len(set(shown))  # no line repeated
 
 
 async def test_every_host_failing_ends_in_an_error(ollama_sim_factory) -> None:  # type: ignore[no-untyped-def]

@@ -6,9 +6,11 @@ total, completed}`, then "verifying sha256 digest", "writing manifest",
 * a phase line is sent once: opening phases ("pulling manifest") as soon as
   one host reaches them, later ones when every host still going has, so
   phases arrive in order and "writing manifest" means written everywhere;
-* a layer line reports the fan-out as a whole: `total` is the layer's size
-  times the hosts still going, `completed` the sum over them, so a client's
-  progress bar fills once, steadily, instead of jumping as hosts join;
+* a layer line reports the fan-out as a whole, as one Ollama would: `total` is
+  the layer's size (never summed over replicas: two replicas of a 1 GB layer
+  are not a 2 GB download to the user), `completed` the mean over the hosts
+  still going, never decreasing, so a client's bar fills once, steadily; a
+  line that would repeat the last one for its layer is not sent;
 * a failing host gets a status line of its own (an `error` key would make
   clients abort the whole feed), and the others carry on;
 * the last line is "success" if any host succeeded, with an `olol` report of
@@ -69,6 +71,7 @@ class ProgressMerger:
     def __init__(self, hosts: Sequence[str]) -> None:
         self.hosts = list(hosts)
         self._layers: dict[str, dict[str, tuple[int, int]]] = {}
+        self._shown: dict[str, tuple[int, int]] = {}  # digest -> (total, completed) last sent
         self._phases: dict[str, set[str]] = {}  # phase status -> hosts that reached it, in first-seen order
         self._said: set[str] = set()
         self._layers_started = False
@@ -106,12 +109,13 @@ class ProgressMerger:
             layer[host] = (int(chunk.get("total") or 0), int(chunk.get("completed") or 0))
             live = self._live()
             size = max(t for t, _ in layer.values())
-            return [{
-                "status": status,
-                "digest": digest,
-                "total": size * max(1, len(live)),
-                "completed": sum(c for h, (_, c) in layer.items() if h in live),
-            }]
+            mean = sum(c for h, (_, c) in layer.items() if h in live) // max(1, len(live))
+            shown = self._shown.get(str(digest), (0, 0))
+            line = (size, min(size, max(shown[1], mean)))  # a failed host leaving must not move the bar back
+            if line == shown:
+                return []
+            self._shown[str(digest)] = line
+            return [{"status": status, "digest": digest, "total": line[0], "completed": line[1]}]
         self._phases.setdefault(status, set()).add(host)
         return self._ready_phases()
 
