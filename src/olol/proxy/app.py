@@ -43,9 +43,11 @@ def _error_reply(request: web.Request, exc: OlolError) -> web.Response:
     if isinstance(exc, QueueFull) or (exc.status == 503 and not isinstance(exc, HostsDown)):
         headers["Retry-After"] = str(exc.retry_after if isinstance(exc, QueueFull)
                                      else request.app[CONTEXT].admission.retry_after)
+    hider = request.app[CONTEXT].hider
+    message = exc.message if hider is None else hider.text(exc.message)
     if request.path.startswith("/v1/"):
-        return json_reply(error_body(exc.status, exc.message), status=exc.status, headers=headers)
-    return json_reply(exc.to_json(), status=exc.status, headers=headers)
+        return json_reply(error_body(exc.status, message), status=exc.status, headers=headers)
+    return json_reply({"error": message}, status=exc.status, headers=headers)
 
 
 def _errors(request: web.Request, exc: Exception) -> web.Response:
@@ -73,6 +75,8 @@ def build_app(ctx: ProxyContext) -> web.Application:
 
         install_distributed(app, ctx)
     app[CONTEXT] = ctx
+    if ctx.hider is not None:
+        app.on_response_prepare.append(ctx.hider.headers_hook())
     r = app.router
     r.add_get("/", views.root)  # aiohttp adds HEAD for every GET route
     r.add_get("/api/version", views.version)

@@ -63,6 +63,12 @@ class ProxyConfig:
     )
     #: Hosts tried per request before its error is returned.
     max_attempts: int = setting(3, "--max-attempts", help="Hosts tried per request before its error is returned.")
+    #: Keep host addresses out of error texts and `X-OLOL-*` headers: hosts are named `host-N` there.
+    hide_hosts: bool = setting(
+        False, "--hide-hosts/--show-hosts",
+        help="Keep host addresses out of error texts and X-OLOL-* headers: hosts are named host-1, host-2, ... "
+        "there, in the order of --servers.",
+    )
     #: Seconds between health/model probes of hosts without a state feed; a dead host is out within 3x this.
     probe_interval: float = setting(
         1.0, "--probe-interval", help="Seconds between health probes; a dead host is out within 3x."

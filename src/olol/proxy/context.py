@@ -20,6 +20,7 @@ from olol.proxy.admission import AdmissionQueue
 from olol.proxy.affinity import SessionAffinity
 from olol.proxy.config import ProxyConfig
 from olol.proxy.dispatch import Dispatcher
+from olol.proxy.hiding import HostHider
 from olol.proxy.metrics import ProxyMetrics
 from olol.proxy.monitor import HostMonitor
 from olol.proxy.ondemand import build_placement
@@ -63,6 +64,7 @@ class ProxyContext:
     monitors: dict[str, HostMonitor] = field(default_factory=dict)
     sessions: SessionService | None = None  # chat sessions (/api/sessions, gRPC), see olol.sessions
     placement: PlacementService | None = None  # replication, LAN copies, on-demand loads (olol.placement)
+    hider: HostHider | None = None  # `hide_hosts`: host addresses out of what clients see
     started_at: float = field(default_factory=time.monotonic)
 
     @classmethod
@@ -80,6 +82,8 @@ class ProxyContext:
         dispatcher = Dispatcher(cluster, router, metrics, first_byte_timeout=config.first_byte_timeout,
                                 request_timeout=config.request_timeout, max_attempts=config.max_attempts)
         ctx = cls(config, cluster, router, dispatcher, metrics, admission, affinity)
+        if config.hide_hosts:
+            ctx.hider = HostHider(lambda: list(cluster.hosts))
         ctx.monitors = {h.id: HostMonitor(h, cluster, interval=config.probe_interval) for h in cluster.hosts.values()}
         ctx.sessions = SessionService.build(
             ProxyChatGateway(cluster, router, dispatcher, affinity=affinity is not None), state_dir=config.state_dir,

@@ -92,10 +92,13 @@ async def write_ndjson(request: web.Request, chunks: AsyncIterable[JSON],
     response = web.StreamResponse(status=200, headers={"Content-Type": NDJSON, **(headers or {})})
     await response.prepare(request)
     ended = False
+    hider = ctx(request).hider
     try:
         async for chunk in chunks:
             if ended:
                 continue  # nothing follows the final line; the source still runs to its end
+            if hider is not None and "status" in chunk:
+                chunk = hider.json(chunk)  # a management feed's line (inference chunks have no status)
             raw = raw_bytes(chunk)  # a host's line that nothing changed: relayed as it came
             line = (dumps(chunk) if raw is None else raw) + b"\n"
             if chunk.get("done"):
@@ -106,6 +109,7 @@ async def write_ndjson(request: web.Request, chunks: AsyncIterable[JSON],
                 await response.write(line)
     except OlolError as exc:
         if not ended:  # after the final line the client has its whole reply; the error is only logged
-            await response.write(dumps({"error": exc.message}) + b"\n")
+            message = exc.message if hider is None else hider.text(exc.message)
+            await response.write(dumps({"error": message}) + b"\n")
     await response.write_eof()
     return response

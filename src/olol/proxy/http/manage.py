@@ -114,6 +114,9 @@ async def _reply_feed(request: web.Request, body: JSON, feed: AsyncGenerator[JSO
         async for line in feed:
             last = line
             _failure_codes(line, codes)
+        hider = ctx(request).hider
+        if hider is not None:
+            last = hider.json(last)
         if "error" not in last:
             return json_reply(last, headers=headers)
         # Ollama's error body is exactly {"error": ...}; the per-host report moves to a header.
