@@ -122,3 +122,26 @@ async def test_version_is_the_lowest_ollama_api_of_the_hosts(ollama_sim_factory)
         host.kind, host.version = "llamacpp", "b6500"
         async with http.get(proxy.url + "/api/version") as r:
             assert await r.json() == {"version": olol.OLLAMA_API_VERSION, "olol": {"version": olol.__version__}}
+
+
+async def test_what_a_host_cannot_do_is_501_for_every_verb() -> None:
+    # A cluster of hosts that cannot manage models (as llama.cpp hosts): copy was 501, create and pull 500.
+    from olol.proxy import ProxyConfig, start_proxy
+    from tests.proxy.fakes import FakeBackend
+
+    proxy = await start_proxy(ProxyConfig(host="127.0.0.1", port=0, servers=["fake-a", "fake-b"]),
+                              backend_factory=lambda _spec: FakeBackend(["tiny:latest"]))
+    try:
+        async with aiohttp.ClientSession() as http:
+            for method, path, body in [
+                ("POST", "/api/pull", {"model": "qwen2.5:0.5b", "stream": False}),
+                ("POST", "/api/create", {"model": "t2", "from": "tiny", "stream": False}),
+                ("POST", "/api/push", {"model": "tiny", "stream": False}),
+                ("POST", "/api/copy", {"source": "tiny", "destination": "t2"}),
+                ("DELETE", "/api/delete", {"model": "tiny"}),
+            ]:
+                async with http.request(method, proxy.url + path, json=body) as r:
+                    error = (await r.json())["error"]
+                    assert r.status == 501 and "cannot" in error, (path, r.status, error)
+    finally:
+        await proxy.stop()

@@ -70,10 +70,12 @@ def host_failed(merger: ProgressMerger, host_id: str, exc: BaseException) -> lis
     return lines
 
 
-def _failure_codes(line: JSON, codes: dict[str, int]) -> None:
+def _failure_codes(line: JSON, codes: dict[str, int], skipped: set[str]) -> None:
     olol = line.get("olol")
     if isinstance(olol, dict) and "error" in olol and isinstance(olol.get(FAILURE_CODE), int):
         codes[str(olol.get("host"))] = olol[FAILURE_CODE]
+    elif isinstance(olol, dict) and "skipped" in olol:
+        skipped.add(str(olol.get("host")))
 
 
 async def _merged_feed(hosts: Sequence[Host], op: StreamOp) -> AsyncGenerator[JSON, None]:
@@ -111,9 +113,10 @@ async def _reply_feed(request: web.Request, body: JSON, feed: AsyncGenerator[JSO
             return await write_ndjson(request, feed, headers)
         last: JSON = {}
         codes: dict[str, int] = {}
+        skipped: set[str] = set()
         async for line in feed:
             last = line
-            _failure_codes(line, codes)
+            _failure_codes(line, codes, skipped)
         hider = ctx(request).hider
         if hider is not None:
             last = hider.json(last)
@@ -123,7 +126,8 @@ async def _reply_feed(request: web.Request, body: JSON, feed: AsyncGenerator[JSO
         if "olol" in last:
             headers = {**headers, "X-OLOL-Report": json.dumps(last["olol"], separators=(",", ":"))}
         message = str(last["error"])
-        status = failure_status(codes.values())
+        # Only hosts that cannot do this at all (llama.cpp cannot pull or create): 501, as for copy.
+        status = failure_status(codes.values()) if codes or not skipped else Unsupported.status
         # A model no registry has is the client's mistake (404, like a missing model), not a server fault:
         # Ollama reports it in-stream, so the hosts' status says 500.
         if status >= 500 and "file does not exist" in message and "failed on every host" in message:
