@@ -44,6 +44,16 @@ HELP = (
 )
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        import typer
+
+        from olol import __version__
+
+        typer.echo(f"olol {__version__}")
+        raise typer.Exit()
+
+
 def _new_app() -> typer.Typer:
     """The root every app shares; `--mode` is shown in its help (main() rewrites it before typer parses)."""
     import typer
@@ -61,6 +71,9 @@ def _new_app() -> typer.Typer:
     def _root(
         mode: str | None = typer.Option(
             None, "--mode", help=f"Run this mode: {', '.join(MODES)}.", show_default=False
+        ),
+        version: bool = typer.Option(
+            False, "--version", "-V", callback=_print_version, is_eager=True, help="Print OLOL's version and exit."
         ),
     ) -> None:
         """OLOL turns many Ollama / llama.cpp hosts into one LLM cluster."""

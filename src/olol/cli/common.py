@@ -57,6 +57,20 @@ def fail(message: str, code: int = 2) -> None:
     raise typer.Exit(code=code)
 
 
+#: Paths only an OLOL proxy serves: a 404 there means the URL is some other server (a plain Ollama).
+_OLOL_PATHS = frozenset({"/api/status"})
+
+
+class NotAnOlolProxy(ValueError):
+    """The URL answers, but not as an OLOL proxy does."""
+
+
+def proxy_url(url: str) -> str:
+    """The proxy's base URL; `host:port` works as well (http is assumed), as for `--servers`."""
+    url = url.strip().rstrip("/")
+    return url if "://" in url else f"http://{url}"
+
+
 def open_proxy(
     url: str, path: str, credentials: ClientCredentials, *, body: Any = None, timeout: float | None = 10.0
 ) -> HTTPResponse:
@@ -67,8 +81,9 @@ def open_proxy(
     """
     headers = {"Content-Type": "application/json", **credentials.http_headers()} if body is not None else \
         credentials.http_headers()
+    url = proxy_url(url)
     request = urllib.request.Request(
-        url.rstrip("/") + path,
+        url + path,
         data=json.dumps(body).encode() if body is not None else None,
         headers=headers,
         method="POST" if body is not None else "GET",
@@ -79,9 +94,27 @@ def open_proxy(
 
 
 def read_proxy_json(url: str, path: str, credentials: ClientCredentials, timeout: float = 10.0) -> dict[str, Any]:
-    with open_proxy(url, path, credentials, timeout=timeout) as resp:
-        data: dict[str, Any] = json.load(resp)
+    try:
+        with open_proxy(url, path, credentials, timeout=timeout) as resp:
+            data: dict[str, Any] = json.load(resp)
+    except urllib.error.HTTPError as exc:
+        if exc.code == 404 and path in _OLOL_PATHS:
+            raise NotAnOlolProxy(
+                f"{proxy_url(url)} is not an OLOL proxy (it has no {path}; a plain Ollama server?)"
+            ) from None
+        raise
     return data
+
+
+def failure(url: str, exc: Exception) -> str:
+    """One line on what went wrong talking to the proxy at `url`, naming it."""
+    if isinstance(exc, NotAnOlolProxy):
+        return str(exc)
+    if isinstance(exc, urllib.error.HTTPError):
+        return f"{proxy_url(url)} answered {proxy_error(exc)}"
+    if isinstance(exc, urllib.error.URLError | OSError):
+        return f"cannot reach the proxy at {proxy_url(url)}: {proxy_error(exc)}"
+    return f"{proxy_url(url)}: {exc}"
 
 
 def proxy_error(exc: Exception) -> str:
@@ -90,6 +123,10 @@ def proxy_error(exc: Exception) -> str:
         detail = exc.read().decode(errors="replace")
         with contextlib.suppress(ValueError, AttributeError):  # not JSON: the text itself
             detail = str(json.loads(detail).get("error", detail))
-        return f"{exc.code}: {detail.strip() or exc.reason}"
+        detail = detail.strip() or str(exc.reason)
+        # Some servers' bodies start with the status already ("404 page not found"): not "404: 404 ...".
+        return detail if detail.startswith(str(exc.code)) else f"{exc.code}: {detail}"
     reason = getattr(exc, "reason", None)
-    return str(reason if reason is not None else exc)
+    reason = reason if reason is not None else exc
+    # "[Errno 111] Connection refused" says less than "Connection refused" and nothing more.
+    return getattr(reason, "strerror", None) or str(reason)

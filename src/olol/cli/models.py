@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 import typer
 
 from olol.cli import security_options as sec
-from olol.cli.common import fail, open_proxy, proxy_error, read_proxy_json
+from olol.cli.common import fail, failure, open_proxy, read_proxy_json
 from olol.cluster.backend import JSON
 from olol.config import ConfigError
 
@@ -36,7 +36,7 @@ def _stream(url: str, body: JSON, credentials: ClientCredentials) -> Iterator[JS
     try:
         resp = open_proxy(url, "/api/pull", credentials, body=body, timeout=None)
     except urllib.error.HTTPError as exc:
-        raise RuntimeError(proxy_error(exc).partition(": ")[2]) from None
+        raise RuntimeError(failure(url, exc)) from None
     with resp:
         for raw in resp:
             if raw.strip():
@@ -124,18 +124,17 @@ class PullView:
 def render_models(tags: JSON, status: JSON) -> Any:
     """Which model is where: a row per model with its healthy hosts, and hosts that hold it but are down."""
     from rich.console import Group
-    from rich.table import Table
+    from rich.filesize import decimal
     from rich.text import Text
 
+    from olol.cli.layout import FittedTable
     from olol.cluster import normalize
 
     down = {h["id"]: h for h in status.get("hosts", []) if not h.get("healthy")}
     placements = status.get("placements") or {}
     minimum = placements.get("min_replicas") or {}
     wanted = dict(minimum.get("models") or {})
-    table = Table(title="Models on the cluster", expand=False)
-    for col in ("model", "size", "quant", "replicas", "hosts", "down hosts"):
-        table.add_column(col, overflow="fold")
+    rows = []
     for entry in sorted(tags.get("models", []), key=lambda m: str(m.get("name"))):
         name = str(entry.get("name"))
         hosts = (entry.get("olol") or {}).get("hosts") or []
@@ -143,14 +142,15 @@ def render_models(tags: JSON, status: JSON) -> Any:
         need = wanted.get(name, minimum.get("default"))
         count = Text(f"{len(hosts)}" + (f"/{need}" if need else ""), style="red" if need and len(hosts) < need else "")
         size = int(entry.get("size") or 0)
-        table.add_row(
+        rows.append([
             name,
-            f"{size / 1e9:.2f} GB" if size else "-",
+            decimal(size) if size else "-",  # 1 MB is "1.0 MB", not "0.00 GB"
             str((entry.get("details") or {}).get("quantization_level") or "-"),
             count,
             "\n".join(hosts) or "-",
             "\n".join(gone) or "-",
-        )
+        ])
+    table = FittedTable("Models on the cluster", ("model", "size", "quant", "replicas", "hosts", "down hosts"), rows)
     lines: list[Any] = [table]
     for job in placements.get("running") or []:
         hosts = ", ".join(f"{h} {p['state']} {p['completed']}/{p['total']}" for h, p in job["hosts"].items())
@@ -208,7 +208,7 @@ def register(app: typer.Typer) -> None:
             typer.echo(f"error: {exc}", err=True)
             raise typer.Exit(code=1) from None
         except (urllib.error.URLError, OSError) as exc:
-            typer.echo(f"error: {proxy_error(exc)}", err=True)
+            typer.echo(f"error: {failure(url, exc)}", err=True)
             raise typer.Exit(code=1) from None
         if "error" in view.final or not view.final:
             typer.echo(f"error: {view.final.get('error', 'the proxy ended the feed without a result')}", err=True)
@@ -231,7 +231,7 @@ def register(app: typer.Typer) -> None:
             tags = read_proxy_json(url, "/api/tags", credentials)
             status = read_proxy_json(url, "/api/status", credentials)
         except (urllib.error.URLError, OSError, ValueError) as exc:
-            typer.echo(f"error: cannot read {url}: {proxy_error(exc)}", err=True)
+            typer.echo(f"error: {failure(url, exc)}", err=True)
             raise typer.Exit(code=1) from None
         if as_json:
             typer.echo(json.dumps({"models": tags.get("models", []), "placements": status.get("placements")}, indent=2))

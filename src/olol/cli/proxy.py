@@ -40,6 +40,17 @@ def _servers(values: list[str] | None) -> list[str] | None:
     return [s.strip() for v in values for s in v.split(",") if s.strip()]
 
 
+def check_servers(servers: list[str]) -> None:
+    """A typo'd scheme (`htp://`) would be taken for an agent's address and fail at every probe."""
+    for spec in servers:
+        scheme, sep, _ = spec.partition("://")
+        if sep and scheme.lower() not in ("http", "https"):
+            raise ConfigError(
+                f"server {spec!r}: unknown scheme {scheme}:// (http:// or https:// for an Ollama server, "
+                "host:port for an OLOL agent)"
+            )
+
+
 def register(app: typer.Typer) -> None:
     @app.command("proxy")
     @settings_options(ProxyConfig, env_prefix=ENV_PREFIX)
@@ -182,6 +193,10 @@ def register(app: typer.Typer) -> None:
             fail("--distributed needs rpc-servers: --rpc-servers h1:50052,h2:50052 (or --discovery to find them)")
         if not cfg.servers and not (cfg.discovery.enabled or cfg.discovery.scan_subnet or cfg.distributed.enabled):
             fail("no hosts: give --servers (or $OLLAMA_SERVERS, or `servers = [...]` in the config file)")
+        try:
+            check_servers(cfg.servers)
+        except ConfigError as exc:
+            fail(str(exc))
         from olol.proxy.server import serve
 
         try:

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 import typer
 
 from olol.cli import security_options as sec
-from olol.cli.common import fail, proxy_error, read_proxy_json
+from olol.cli.common import fail, failure, read_proxy_json
 from olol.config import ConfigError
 
 if TYPE_CHECKING:
@@ -29,28 +29,35 @@ def fetch_status(url: str, timeout: float = 5.0, credentials: ClientCredentials 
 def render_status(status: dict[str, Any]) -> Any:
     """A rich renderable: one row per host, then a line on sessions and queues."""
     from rich.console import Group
-    from rich.table import Table
     from rich.text import Text
 
-    table = Table(title=f"OLOL cluster ({status.get('balancer', '?')} routing)", expand=False)
-    for col in ("host", "kind", "state", "load", "models", "loaded", "TTFT ms", "tok/s"):
-        table.add_column(col, overflow="fold")
+    from olol.cli.layout import FittedTable
+
+    rows = []
     for host in status.get("hosts", []):
         stats = list((host.get("latency") or {}).values())
         ttft = [s["ttft_s"] for s in stats if s.get("ttft_s")]
         tps = [s["tokens_per_s"] for s in stats if s.get("tokens_per_s")]
         name = str(host.get("state") or ("up" if host.get("healthy") else "down"))
         state = Text(name, style={"up": "green", "draining": "yellow"}.get(name, "red"))
-        table.add_row(
+        if name == "down" and host.get("last_error"):  # why, which only --json showed before
+            state.append(f": {host['last_error']}")
+        rows.append([
             str(host.get("id")),
             str(host.get("kind", "")),
             state,
             f"{host.get('in_flight', 0)}/{host.get('capacity', '?')}",
-            ", ".join(host.get("models") or []) or "-",
-            ", ".join(host.get("loaded") or []) or "-",
+            "\n".join(host.get("models") or []) or "-",  # one name a line: never broken mid-name
+            "\n".join(host.get("loaded") or []) or "-",
             f"{min(ttft) * 1000:.1f}" if ttft else "-",
             f"{max(tps):.0f}" if tps else "-",
-        )
+        ])
+    table = FittedTable(
+        f"OLOL cluster ({status.get('balancer', '?')} routing)",
+        ("host", "kind", "state", "load", "models", "loaded", "TTFT ms", "tok/s"),
+        rows,
+        wrap=("state",),
+    )
     sessions = status.get("sessions") or {}
     rate = sessions.get("hit_rate")
     queued = sum(
@@ -120,7 +127,7 @@ def register(app: typer.Typer) -> None:
         try:
             data = fetch_status(url, credentials=credentials)
         except (urllib.error.URLError, OSError, ValueError) as exc:
-            typer.echo(f"error: cannot read {url}/api/status: {proxy_error(exc)}", err=True)
+            typer.echo(f"error: {failure(url, exc)}", err=True)
             raise typer.Exit(code=1) from None
         if as_json:
             typer.echo(json.dumps(data, indent=2))

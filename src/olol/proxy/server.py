@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gc
 import logging
+import socket
 from dataclasses import dataclass
 
 from aiohttp import web
@@ -64,7 +65,21 @@ async def start_proxy(config: ProxyConfig, *, backend_factory: BackendFactory | 
     return RunningProxy(config, context, runner, port)
 
 
+def check_port_free(host: str, port: int) -> None:
+    """Raise at once when another process holds the port, before minutes of probing hosts."""
+    if port == 0:
+        return
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as aiohttp binds: TIME_WAIT is no owner
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            raise OSError(f"cannot listen on {host}:{port}: {exc.strerror or exc} "
+                          "(another proxy or Ollama there? see --port)") from None
+
+
 async def _serve(config: ProxyConfig) -> None:
+    check_port_free(config.host, config.port)
     proxy = await start_proxy(config)
     # Everything built so far lives as long as the process: moved out of the collector's sight, a full
     # collection no longer walks it (a pause of tens of ms at load, and ~3% of the CPU per request).
