@@ -16,9 +16,9 @@ from dataclasses import dataclass
 
 import pytest
 
-from olol.backends.base import Backend
-from olol.backends.llamacpp import LlamaCppBackend
-from olol.backends.ollama import OllamaBackend
+from olol.backends.llamacpp.backend import LlamaCppBackend
+from olol.backends.ollama.backend import OllamaBackend
+from olol.cluster.backend import Backend
 from olol.proxy import ProxyConfig, start_proxy
 from tests.support.agent_fixtures import RunningAgent, start_agent
 from tests.support.sim_fixtures import SimFactory

@@ -190,3 +190,27 @@ async def test_litellm(topology: Topology) -> None:
     reply = await litellm.acompletion(model=f"ollama_chat/{topology.chat}", messages=HI, api_base=topology.url,
                                       max_tokens=N)
     assert reply.choices[0].message.content
+
+
+# ----------------------------------------------------------------- nulls, as Ollama takes them
+async def test_null_fields_and_options_are_skipped_at_every_layer(topology: Topology) -> None:
+    import aiohttp
+
+    nulls = {"system": None, "template": None, "context": None, "images": None, "format": None, "suffix": None,
+             "keep_alive": None, "think": None, "raw": None, "truncate": None, "shift": None}
+    options = {"temperature": None, "mirostat": None, "stop": None, "num_ctx": None, "num_predict": N}
+    bodies = {
+        "/api/generate": {"model": topology.chat, "prompt": "hi", "stream": False, "options": options, **nulls},
+        "/api/chat": {"model": topology.chat, "stream": False, "options": options, "tools": None,
+                      "format": None, "think": None, "keep_alive": None,
+                      "messages": [{"role": "user", "content": "hi", "images": None, "tool_calls": None}]},
+        "/api/embed": {"model": topology.embed, "input": ["a"], "truncate": None, "dimensions": None,
+                       "keep_alive": None, "options": {"temperature": None}},
+        "/api/embeddings": {"model": topology.embed, "prompt": "a", "options": None, "keep_alive": None},
+    }
+    async with aiohttp.ClientSession() as http:
+        for path, body in bodies.items():
+            async with http.post(topology.url + path, json=body) as resp:
+                reply = await resp.json()
+                assert resp.status == 200, (path, reply)
+                assert "error" not in reply and "NoneType" not in str(reply)
