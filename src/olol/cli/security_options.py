@@ -81,7 +81,7 @@ STRICT_FIELDS = typer.Option(
     "--strict-fields/--lenient-fields",
     show_default=False,
     help="Answer 400 `json: unknown field` to unknown fields of /api requests; Ollama ignores them, "
-    "and so does the default.  [default: lenient]",
+    "and so does the default.  \\[default: lenient]",
 )
 DISCOVERY_AGENT = typer.Option(
     None, "--discovery/--no-discovery", show_default=False,
