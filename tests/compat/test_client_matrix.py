@@ -214,3 +214,14 @@ async def test_null_fields_and_options_are_skipped_at_every_layer(topology: Topo
                 reply = await resp.json()
                 assert resp.status == 200, (path, reply)
                 assert "error" not in reply and "NoneType" not in str(reply)
+
+
+async def test_a_pull_feed_repeats_no_line(topology: Topology) -> None:
+    import aiohttp
+
+    # Agents try each quantization of it (smart quantization) before pulling: each try's notes come once.
+    async with aiohttp.ClientSession() as http, \
+            http.post(topology.url + "/api/pull", json={"model": topology.pull}) as r:
+        lines = (await r.read()).splitlines()
+    assert lines and b'"success"' in lines[-1]
+    assert len(lines) == len(set(lines)), [line for line in lines if lines.count(line) > 1][:3]

@@ -99,6 +99,8 @@ class Replication:
     def _merge(self, merger: ProgressMerger, host_id: str, item: object) -> list[JSON]:
         progress = self.job.host(host_id)
         if isinstance(item, _Note):
+            if item["status"] in self.job.notes:
+                return []  # said once per pull: the same failure for each quant tried says nothing new
             self.job.notes.append(str(item["status"]))
             return [dict(item)]
         if isinstance(item, Unsupported):
