@@ -47,7 +47,8 @@ async def topology(request: pytest.FixtureRequest, ollama_sim_factory: SimFactor
     agents: list[RunningAgent] = []
 
     async def agent(backend: Backend) -> str:
-        running = await start_agent("asyncio", backend, parallel=4)
+        # Loopback only: an agent's own downloads go to a closed port, so it pulls through its Ollama.
+        running = await start_agent("asyncio", backend, parallel=4, registry="http://127.0.0.1:9")
         agents.append(running)
         return running.target
 
