@@ -76,6 +76,21 @@ async def test_model_only_on_a_down_host_fails_at_once_naming_it() -> None:
     assert (await r.acquire(RouteRequest("llama3"))).host_id == "a"
 
 
+async def test_a_down_host_gets_the_rejoin_grace_then_the_503() -> None:
+    r = router(host("a", healthy=False), wait=30.0)
+    r.rejoin_grace = 0.2
+    r.cluster.mark_down(r.cluster.hosts["a"], "probe timed out")
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    with pytest.raises(HostsDown):  # never rejoined: the 503 after the grace, not "busy" after 30 s
+        await asyncio.wait_for(r.acquire(RouteRequest("llama3")), 2)
+    assert 0.2 <= loop.time() - started < 1.0
+    pending = asyncio.create_task(r.acquire(RouteRequest("llama3")))
+    await asyncio.sleep(0.05)
+    r.cluster.mark_up(r.cluster.hosts["a"])  # back within the grace (a restart, a slow probe): served
+    assert (await asyncio.wait_for(pending, 1)).host_id == "a"
+
+
 async def test_no_host_up_is_a_503_not_a_404() -> None:
     r = router(host("a", [], healthy=False), host("b", [], healthy=False))
     for h in r.cluster.hosts.values():

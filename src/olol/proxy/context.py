@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -76,7 +77,9 @@ class ProxyContext:
         admission = AdmissionQueue(config.max_queue_wait, config.max_queue)
         affinity = SessionAffinity(config.affinity_load_factor) if config.affinity else None
         quant = (quant or QuantMatcher()) if config.quant_fallback else None
-        router = Router(cluster, make_policy(config.balancer, cluster.stats), admission,
+        # A host that restarts, or misses probes under load, is back within 3 probe intervals.
+        grace = min(3 * config.probe_interval, config.max_queue_wait, config.first_byte_timeout or math.inf)
+        router = Router(cluster, make_policy(config.balancer, cluster.stats), admission, rejoin_grace=grace,
                         affinity=affinity, quant=quant)
         metrics = ProxyMetrics(cluster, admission, affinity)
         dispatcher = Dispatcher(cluster, router, metrics, first_byte_timeout=config.first_byte_timeout,

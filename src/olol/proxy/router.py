@@ -8,6 +8,7 @@ eligible host is saturated the request waits its turn in the model's queue.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Collection
 from dataclasses import dataclass
 
@@ -16,7 +17,7 @@ from olol.cluster.eligibility import candidates
 from olol.cluster.quant_matcher import QuantMatcher
 from olol.cluster.routing import Candidate, Policy, RouteRequest
 from olol.errors import HostsDown, ModelNotFound
-from olol.proxy.admission import AdmissionQueue
+from olol.proxy.admission import AdmissionQueue, QueueFull
 from olol.proxy.affinity import SessionAffinity
 
 __all__ = ["NoEligibleHost", "Route", "Router", "route_headers"]
@@ -63,8 +64,12 @@ class Router:
         *,
         affinity: SessionAffinity | None = None,
         quant: QuantMatcher | None = None,
+        rejoin_grace: float = 0.0,
     ) -> None:
         self.cluster = cluster
+        #: Seconds a request whose model is only on down hosts waits for one to rejoin (a restart, or a
+        #: probe that timed out under load) before `HostsDown`; 0 fails at once, as a lone Ollama does.
+        self.rejoin_grace = rejoin_grace
         self.policy = policy
         self.admission = admission
         self.affinity = affinity
@@ -117,11 +122,21 @@ class Router:
         had it, `QueueFull` when the wait is over.
         """
 
+        first_down: float | None = None  # when this request first found its model only on down hosts
+
         def attempt() -> Route | None:
+            nonlocal first_down
             eligible = self.eligible(request.model, exclude)
             if not eligible:
                 if (down := self._unservable(request.model, exclude)) is not None:
-                    raise down
+                    loop = asyncio.get_running_loop()
+                    if first_down is None:
+                        first_down = loop.time()
+                        if self.rejoin_grace > 0:  # nothing else wakes a queue when a host stays down
+                            loop.call_later(self.rejoin_grace, self.admission.notify)
+                    if loop.time() - first_down >= self.rejoin_grace:
+                        raise down
+                    return None  # a host may rejoin within the grace: its capacity event wakes this
                 if exclude:
                     raise NoEligibleHost(request.model)
                 raise ModelNotFound(request.model)
@@ -131,6 +146,11 @@ class Router:
             candidate, reason = picked
             return Route(self.cluster.acquire(candidate.host, candidate.model), candidate, reason)
 
-        route, waited = await self.admission.admit(normalize(request.model), attempt, front=retry)
+        try:
+            route, waited = await self.admission.admit(normalize(request.model), attempt, front=retry)
+        except QueueFull:
+            if first_down is not None and (down := self._unservable(request.model, exclude)) is not None:
+                raise down from None  # no room to wait for the host: say why, not "busy"
+            raise
         route.queued_s = waited
         return route
