@@ -79,7 +79,7 @@ async def test_model_only_on_a_down_host_fails_at_once_naming_it() -> None:
 async def test_a_down_host_gets_the_rejoin_grace_then_the_503() -> None:
     r = router(host("a", healthy=False), wait=30.0)
     r.rejoin_grace = 0.2
-    r.cluster.mark_down(r.cluster.hosts["a"], "probe timed out")
+    r.cluster.mark_down(r.cluster.hosts["a"], "connection refused")  # gone, not slow
     loop = asyncio.get_running_loop()
     started = loop.time()
     with pytest.raises(HostsDown):  # never rejoined: the 503 after the grace, not "busy" after 30 s
@@ -89,6 +89,17 @@ async def test_a_down_host_gets_the_rejoin_grace_then_the_503() -> None:
     await asyncio.sleep(0.05)
     r.cluster.mark_up(r.cluster.hosts["a"])  # back within the grace (a restart, a slow probe): served
     assert (await asyncio.wait_for(pending, 1)).host_id == "a"
+
+
+async def test_a_host_that_only_timed_out_gets_the_whole_queue_wait() -> None:
+    r = router(host("a", healthy=False), wait=0.5)  # alive but overloaded: probes timed out
+    r.rejoin_grace = 0.05
+    r.cluster.mark_down(r.cluster.hosts["a"], "TimeoutError")
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    with pytest.raises(HostsDown):  # still the truth at the end, not "server busy"
+        await asyncio.wait_for(r.acquire(RouteRequest("llama3")), 2)
+    assert loop.time() - started >= 0.5
 
 
 async def test_no_host_up_is_a_503_not_a_404() -> None:

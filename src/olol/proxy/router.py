@@ -9,6 +9,7 @@ eligible host is saturated the request waits its turn in the model's queue.
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import Collection
 from dataclasses import dataclass
 
@@ -19,6 +20,9 @@ from olol.cluster.routing import Candidate, Policy, RouteRequest
 from olol.errors import HostsDown, ModelNotFound
 from olol.proxy.admission import AdmissionQueue, QueueFull
 from olol.proxy.affinity import SessionAffinity
+
+#: A host marked down for this is alive but slow (probes timed out under load), not gone.
+_SLOW = re.compile(r"time(d)? ?out|deadline", re.IGNORECASE)
 
 __all__ = ["NoEligibleHost", "Route", "Router", "route_headers"]
 
@@ -84,9 +88,9 @@ class Router:
         hosts = [h for h in self.cluster.hosts.values() if h.routable and h.id not in exclude]
         return candidates(model, hosts, self.quant)
 
-    def _unservable(self, model: str, exclude: Collection[str]) -> HostsDown | None:
-        """Why no healthy host can serve `model` when down hosts might: it is only on them, or no host
-        is up to say. Failing at once beats waiting for a host that may never come back."""
+    def _unservable(self, model: str, exclude: Collection[str]) -> tuple[HostsDown, float] | None:
+        """Why no healthy host can serve `model` when down hosts might (it is only on them, or no host
+        is up to say), and how long to wait for one to come back before saying so."""
         hosts = self.cluster.hosts.values()
         if candidates(model, [h for h in hosts if h.healthy and h.id in exclude], self.quant):
             return None  # a host that is up had it and failed: its own error says more
@@ -94,10 +98,17 @@ class Router:
         down = [h for h in hosts if not h.healthy]
         on_down = {c.host.id for c in candidates(model, down, self.quant)}
         if on_down:
-            return HostsDown(model, ", ".join(h.down_text() for h in down if h.id in on_down))
-        if down and len(down) == len(self.cluster.hosts):
-            return HostsDown(model, ", ".join(h.down_text() for h in down), known=False)
-        return None
+            them = [h for h in down if h.id in on_down]
+            error = HostsDown(model, ", ".join(h.down_text() for h in them))
+        elif down and len(down) == len(self.cluster.hosts):
+            them = down
+            error = HostsDown(model, ", ".join(h.down_text() for h in down), known=False)
+        else:
+            return None
+        # A host that only timed out is alive but overloaded: it gets the whole queue wait, as a busy
+        # one does. One that refused or dropped the connection gets the short grace of a restart.
+        slow = any(_SLOW.search(h.last_error) for h in them)
+        return error, self.admission.max_wait if slow else self.rejoin_grace
 
     def pick(self, request: RouteRequest, eligible: list[Candidate]) -> tuple[Candidate, str] | None:
         """The best candidate with a free slot and why, or None when all are saturated."""
@@ -128,13 +139,14 @@ class Router:
             nonlocal first_down
             eligible = self.eligible(request.model, exclude)
             if not eligible:
-                if (down := self._unservable(request.model, exclude)) is not None:
+                if (unservable := self._unservable(request.model, exclude)) is not None:
+                    down, patience = unservable
                     loop = asyncio.get_running_loop()
                     if first_down is None:
                         first_down = loop.time()
-                        if self.rejoin_grace > 0:  # nothing else wakes a queue when a host stays down
-                            loop.call_later(self.rejoin_grace, self.admission.notify)
-                    if loop.time() - first_down >= self.rejoin_grace:
+                        if 0 < patience < self.admission.max_wait:  # nothing else wakes a queue then
+                            loop.call_later(patience, self.admission.notify)
+                    if loop.time() - first_down >= patience:
                         raise down
                     return None  # a host may rejoin within the grace: its capacity event wakes this
                 if exclude:
@@ -149,8 +161,8 @@ class Router:
         try:
             route, waited = await self.admission.admit(normalize(request.model), attempt, front=retry)
         except QueueFull:
-            if first_down is not None and (down := self._unservable(request.model, exclude)) is not None:
-                raise down from None  # no room to wait for the host: say why, not "busy"
+            if first_down is not None and (unservable := self._unservable(request.model, exclude)) is not None:
+                raise unservable[0] from None  # no room or time left to wait for a host: say why, not "busy"
             raise
         route.queued_s = waited
         return route
