@@ -83,10 +83,14 @@ class Router:
             cluster.on_down(lambda host: affinity.purge_host(host.id))
 
     def eligible(self, model: str, exclude: Collection[str] = ()) -> list[Candidate]:
-        # A draining host is skipped for new requests; `_exists` still counts it, so a model that only
+        # A draining host is skipped for new requests; `_draining_has` still counts it, so a model that only
         # draining hosts hold waits in its queue (for an undrain or another host) instead of 404ing.
         hosts = [h for h in self.cluster.hosts.values() if h.routable and h.id not in exclude]
         return candidates(model, hosts, self.quant)
+
+    def _draining_has(self, model: str, exclude: Collection[str]) -> bool:
+        hosts = [h for h in self.cluster.hosts.values() if h.healthy and h.draining and h.id not in exclude]
+        return bool(candidates(model, hosts, self.quant))
 
     def _unservable(self, model: str, exclude: Collection[str]) -> tuple[HostsDown, float] | None:
         """Why no healthy host can serve `model` when down hosts might (it is only on them, or no host
@@ -139,6 +143,8 @@ class Router:
             nonlocal first_down
             eligible = self.eligible(request.model, exclude)
             if not eligible:
+                if self._draining_has(request.model, exclude):
+                    return None  # wait for an undrain (or another host), up to the queue wait
                 if (unservable := self._unservable(request.model, exclude)) is not None:
                     down, patience = unservable
                     loop = asyncio.get_running_loop()
