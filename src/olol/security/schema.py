@@ -21,7 +21,10 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["BODY_SPECS", "BodySpec", "InvalidBody", "parse_body"]
+from olol.errors import BadRequest
+from olol.wire.values import duration_from_json
+
+__all__ = ["BODY_SPECS", "MAX_DEPTH", "BodySpec", "InvalidBody", "check_body", "parse_body"]
 
 
 class InvalidBody(ValueError):
@@ -35,6 +38,11 @@ class Kind:
     go: str
     schema: Mapping[str, Any]
     check: Callable[[Any], bool]
+
+    @property
+    def item(self) -> str | None:
+        """The Go type of a list kind's items (for the null-item message), None for other kinds."""
+        return self.go[2:] if self.go.startswith("[]") else None
 
 
 _INT64 = (-(2**63), 2**63 - 1)
@@ -52,7 +60,9 @@ def _is_num(v: Any) -> bool:
 
 
 def _list_of(check: Callable[[Any], bool]) -> Callable[[Any], bool]:
-    return lambda v: isinstance(v, list) and all(x is None or check(x) for x in v)
+    # A null item is refused (`_null_item` words it): Go would decode it as a zero value, but no client
+    # means `"images": [null]`, and every host would then have to cope with the hole.
+    return lambda v: isinstance(v, list) and all(x is not None and check(x) for x in v)
 
 
 def _str(v: Any) -> bool:
@@ -123,6 +133,10 @@ class BodySpec:
 
 
 _NAME_FIELDS = ("model", "name", "from", "source", "destination")
+#: Deepest nesting of a body's objects and lists. Go's decoder allows 10,000, but the agents' wire cannot:
+#: protobuf refuses a `format` schema (or tool arguments) 35 levels deep, and a 500-deep one exhausts
+#: Python's recursion. 32 leaves the deepest placement (`format`, `options`) a margin.
+MAX_DEPTH = 32
 _DIGEST = re.compile(r"sha256[:-][0-9a-fA-F]{64}")
 
 
@@ -154,6 +168,18 @@ def _model_name(body: dict[str, Any]) -> str | None:
     return "invalid model name" if isinstance(name, str) and name and not valid_model_name(name) else None
 
 
+def _keep_alive(body: dict[str, Any]) -> str | None:
+    # A duration past int64 nanoseconds (`1e300`) cannot be told to a host; its type was checked already.
+    value = body.get("keep_alive")
+    if value is None or not DURATION.check(value):
+        return None
+    try:
+        duration_from_json(value)
+    except BadRequest as exc:
+        return exc.message
+    return None
+
+
 def _create_source(body: dict[str, Any]) -> str | None:
     # Current Ollama builds from `from` or `files` only (the old `modelfile`/`path` forms are gone).
     if not body.get("from") and not body.get("files"):
@@ -176,13 +202,15 @@ _GENERATE = BodySpec("GenerateRequest", {
     **_COMMON, "prompt": STRING, "suffix": STRING, "system": STRING, "template": STRING, "context": INTS,
     "raw": BOOL, "format": FORMAT, "images": STRINGS, "think": THINK, "truncate": BOOL, "shift": BOOL,
     "logprobs": BOOL, "top_logprobs": INT, "_debug_render_only": BOOL, "width": INT, "height": INT, "steps": INT,
-})  # fmt: skip
+}, rules=(_keep_alive,))  # fmt: skip
 _CHAT = BodySpec("ChatRequest", {
     **_COMMON, "messages": MESSAGES, "tools": OBJECTS, "format": FORMAT, "think": THINK, "truncate": BOOL,
     "shift": BOOL, "logprobs": BOOL, "top_logprobs": INT, "_debug_render_only": BOOL,
-})  # fmt: skip
-_EMBED = BodySpec("EmbedRequest", {**_COMMON, "input": STR_OR_STRS, "truncate": BOOL, "dimensions": INT})
-_EMBEDDINGS = BodySpec("EmbeddingRequest", {**_COMMON, "prompt": STRING})
+}, rules=(_keep_alive,))  # fmt: skip
+_EMBED = BodySpec(
+    "EmbedRequest", {**_COMMON, "input": STR_OR_STRS, "truncate": BOOL, "dimensions": INT}, rules=(_keep_alive,)
+)
+_EMBEDDINGS = BodySpec("EmbeddingRequest", {**_COMMON, "prompt": STRING}, rules=(_keep_alive,))
 _NAMED = {"model": STRING, "name": STRING}
 _TRANSFER = {**_NAMED, "insecure": BOOL, "username": STRING, "password": STRING, "stream": BOOL}
 _CREATE = BodySpec("CreateRequest", {
@@ -273,8 +301,26 @@ def _loads(raw: bytes) -> Any:
     return body
 
 
+def _depth_exceeds(body: Any, limit: int) -> bool:
+    """Whether objects and lists nest deeper than `limit` (iterative: the body may be arbitrarily deep)."""
+    level: list[Any] = [body]
+    for _ in range(limit):
+        level = [
+            child
+            for node in level
+            for child in (node.values() if isinstance(node, dict) else node)
+            if isinstance(child, dict | list)
+        ]
+        if not level:
+            return False
+    return True
+
+
 def _check_field(spec: BodySpec, path: str, kind: Kind, value: Any) -> None:
     if value is not None and not kind.check(value):
+        if kind.item is not None and isinstance(value, list) and any(x is None for x in value):
+            where = f"{spec.struct}.{path}"
+            raise InvalidBody(f"json: cannot unmarshal null into Go struct field {where} of type {kind.item}")
         raise InvalidBody(
             f"json: cannot unmarshal {_json_type(value)} into Go struct field {spec.struct}.{path} of type {kind.go}"
         )
@@ -282,8 +328,6 @@ def _check_field(spec: BodySpec, path: str, kind: Kind, value: Any) -> None:
 
 def _check_messages(spec: BodySpec, messages: list[Any]) -> None:
     for message in messages:
-        if message is None:
-            continue
         for key, kind in MESSAGE_FIELDS.items():
             _check_field(spec, f"messages.{key}", kind, message.get(key))
 
@@ -305,7 +349,19 @@ def parse_body(raw: bytes, spec: BodySpec | None, *, reject_unknown: bool = True
         return None
     body = _loads(raw)
     if spec is None:
+        if isinstance(body, dict | list) and _depth_exceeds(body, MAX_DEPTH):
+            raise InvalidBody(f"json: exceeded max depth (at most {MAX_DEPTH} levels of nesting)")
         return body
+    return check_body(body, spec, reject_unknown=reject_unknown)
+
+
+def check_body(body: Any, spec: BodySpec, *, reject_unknown: bool = True) -> dict[str, Any]:
+    """`body` (already decoded) if `spec` takes it, else `InvalidBody`: the checks of `parse_body`.
+
+    For bodies a handler builds from another shape (a session turn becomes an /api/chat body).
+    """
+    if isinstance(body, dict | list) and _depth_exceeds(body, MAX_DEPTH):
+        raise InvalidBody(f"json: exceeded max depth (at most {MAX_DEPTH} levels of nesting)")
     if not isinstance(body, dict):
         raise InvalidBody(f"json: cannot unmarshal {_json_type(body)} into Go value of type api.{spec.struct}")
     if reject_unknown and spec.closed:

@@ -24,6 +24,7 @@ from olol.cluster.backend import JSON
 from olol.errors import BadRequest, OlolError
 from olol.proxy.aggregate import collect_chat
 from olol.proxy.http.io import ctx, json_reply, read_json, require_model, wants_stream, write_ndjson
+from olol.security.schema import BODY_SPECS, InvalidBody, check_body
 from olol.sessions.manager import TURN_KEYS, SessionManager
 
 __all__ = ["chat", "create", "delete", "get", "list_sessions", "register"]
@@ -53,8 +54,20 @@ def _turn_message(body: JSON) -> Any:
     raise BadRequest("message is required: a session takes one new message a turn")
 
 
+def _check_as_chat(body: JSON, messages: Any) -> None:
+    """What a session passes to a host gets /api/chat's body checks: a turn is a chat request too."""
+    chat = {k: body[k] for k in ("model", "options", *TURN_KEYS) if k in body}
+    if isinstance(messages, list):
+        chat["messages"] = [m for m in messages if not isinstance(m, str)]  # plain text is a user message
+    try:
+        check_body(chat, BODY_SPECS["POST", "/api/chat"], reject_unknown=False)
+    except InvalidBody as exc:
+        raise BadRequest(str(exc)) from None
+
+
 async def create(request: web.Request) -> web.Response:
     body = await read_json(request)
+    _check_as_chat(body, body.get("messages"))
     manager = _manager(request)
     session = await manager.create(
         require_model(body),
@@ -68,6 +81,7 @@ async def create(request: web.Request) -> web.Response:
 
 async def chat(request: web.Request) -> web.StreamResponse:
     body = await read_json(request)
+    _check_as_chat(body, [_turn_message(body)])
     turn = await _manager(request).open_turn(
         request.match_info["id"],
         _turn_message(body),
