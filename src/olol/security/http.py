@@ -147,7 +147,7 @@ def _make_gate(settings: SecuritySettings, on_error: ErrorReply | None) -> Middl
         try:
             body = parse_body(raw, spec, reject_unknown=limits.reject_unknown_fields)
         except InvalidBody as exc:
-            raise _refusal(request, 400, str(exc)) from None
+            raise _refusal(request, exc.status, str(exc)) from None
         if body is not None:
             limited[PARSED_BODY] = body  # handlers take it from here instead of decoding the JSON again
         return limited

@@ -25,6 +25,10 @@ class HttpLimits:
     max_body: int = 64 * MiB
     #: Seconds a client gets to send a JSON body once its headers arrived.
     body_timeout: float = 60.0
+    #: Largest blob upload (`POST /api/blobs/...`, model weights: Ollama's largest single files are ~800 GB).
+    max_blob: int = 1 << 40
+    #: Seconds a blob upload may send nothing before it is dropped (a blob has no overall deadline: it is large).
+    blob_idle_timeout: float = 30.0
     #: aiohttp's parser limits: longest request line / header field, and number of headers.
     max_line_size: int = 8190
     max_field_size: int = 8190

@@ -28,7 +28,11 @@ __all__ = ["BODY_SPECS", "MAX_DEPTH", "BodySpec", "InvalidBody", "check_body", "
 
 
 class InvalidBody(ValueError):
-    """A body Ollama would refuse; the message is what the client sees."""
+    """A body Ollama would refuse; the message is what the client sees, with Ollama's status for it."""
+
+    def __init__(self, message: str, status: int = 400) -> None:
+        super().__init__(message)
+        self.status = status
 
 
 # ---------------------------------------------------------------------- kinds
@@ -151,6 +155,11 @@ def _valid_part(kind: str, part: str) -> bool:
     return all(c.isascii() and (c.isalnum() or c in allowed) for c in part[1:])
 
 
+def valid_digest(digest: str) -> bool:
+    """`sha256:<64 hex>` (or `sha256-...`), Ollama's only digest format: nothing else may name a blob path."""
+    return _DIGEST.fullmatch(digest) is not None
+
+
 def valid_model_name(name: str) -> bool:
     """`[host/][namespace/]model[:tag]`, as Ollama's name check accepts it (before it asks any registry)."""
     path = name.partition("@")[0]  # a digest pin is the registry's business
@@ -180,6 +189,30 @@ def _keep_alive(body: dict[str, Any]) -> str | None:
     return None
 
 
+def _copy_names(body: dict[str, Any]) -> str | None:
+    # Ollama's CopyHandler: each name through model.ParseName(...).IsValid(), 400 with Go's %q.
+    for key in ("source", "destination"):
+        name = body.get(key)
+        if isinstance(name, str) and name and not valid_model_name(name):
+            return f"{key} {json.dumps(name, ensure_ascii=False)} is invalid"
+    return None
+
+
+def _delete_name(body: dict[str, Any]) -> str | None:
+    name = body.get("model") or body.get("name")
+    if isinstance(name, str) and name and not valid_model_name(name):
+        return f"name {json.dumps(name, ensure_ascii=False)} is invalid"
+    return None
+
+
+def _served_name(body: dict[str, Any]) -> str | None:
+    # Generate, chat, embed and show: Ollama answers a name ParseName refuses with 404, not 400.
+    name = body.get("model") or body.get("name")
+    if isinstance(name, str) and name and not valid_model_name(name):
+        raise InvalidBody(f"model '{name}' not found", status=404)
+    return None
+
+
 def _create_source(body: dict[str, Any]) -> str | None:
     # Current Ollama builds from `from` or `files` only (the old `modelfile`/`path` forms are gone).
     if not body.get("from") and not body.get("files"):
@@ -202,15 +235,16 @@ _GENERATE = BodySpec("GenerateRequest", {
     **_COMMON, "prompt": STRING, "suffix": STRING, "system": STRING, "template": STRING, "context": INTS,
     "raw": BOOL, "format": FORMAT, "images": STRINGS, "think": THINK, "truncate": BOOL, "shift": BOOL,
     "logprobs": BOOL, "top_logprobs": INT, "_debug_render_only": BOOL, "width": INT, "height": INT, "steps": INT,
-}, rules=(_keep_alive,))  # fmt: skip
+}, rules=(_served_name, _keep_alive))  # fmt: skip
 _CHAT = BodySpec("ChatRequest", {
     **_COMMON, "messages": MESSAGES, "tools": OBJECTS, "format": FORMAT, "think": THINK, "truncate": BOOL,
     "shift": BOOL, "logprobs": BOOL, "top_logprobs": INT, "_debug_render_only": BOOL,
-}, rules=(_keep_alive,))  # fmt: skip
+}, rules=(_served_name, _keep_alive))  # fmt: skip
 _EMBED = BodySpec(
-    "EmbedRequest", {**_COMMON, "input": STR_OR_STRS, "truncate": BOOL, "dimensions": INT}, rules=(_keep_alive,)
+    "EmbedRequest", {**_COMMON, "input": STR_OR_STRS, "truncate": BOOL, "dimensions": INT},
+    rules=(_served_name, _keep_alive),
 )
-_EMBEDDINGS = BodySpec("EmbeddingRequest", {**_COMMON, "prompt": STRING}, rules=(_keep_alive,))
+_EMBEDDINGS = BodySpec("EmbeddingRequest", {**_COMMON, "prompt": STRING}, rules=(_served_name, _keep_alive))
 _NAMED = {"model": STRING, "name": STRING}
 _TRANSFER = {**_NAMED, "insecure": BOOL, "username": STRING, "password": STRING, "stream": BOOL}
 _CREATE = BodySpec("CreateRequest", {
@@ -219,7 +253,11 @@ _CREATE = BodySpec("CreateRequest", {
     "messages": MESSAGES, "renderer": STRING, "parser": STRING, "requires": STRING, "path": STRING,
     "modelfile": STRING,
 }, rules=(_model_name, _create_source, _create_digests))  # fmt: skip
-_SHOW = BodySpec("ShowRequest", {**_NAMED, "system": STRING, "template": STRING, "verbose": BOOL, "options": OBJECT})
+_SHOW = BodySpec(
+    "ShowRequest",
+    {**_NAMED, "system": STRING, "template": STRING, "verbose": BOOL, "options": OBJECT},
+    rules=(_served_name,),
+)
 
 _OAI_CHAT = BodySpec("ChatCompletionRequest", {
     "model": STRING, "messages": OBJECTS, "stream": BOOL, "temperature": NUMBER, "top_p": NUMBER, "seed": INT,
@@ -250,8 +288,8 @@ BODY_SPECS: dict[tuple[str, str], BodySpec] = {
     ),
     ("POST", "/api/push"): BodySpec("PushRequest", _TRANSFER, rules=(_model_name,)),
     ("POST", "/api/create"): _CREATE,
-    ("POST", "/api/copy"): BodySpec("CopyRequest", {"source": STRING, "destination": STRING}),
-    ("DELETE", "/api/delete"): BodySpec("DeleteRequest", _NAMED),
+    ("POST", "/api/copy"): BodySpec("CopyRequest", {"source": STRING, "destination": STRING}, rules=(_copy_names,)),
+    ("DELETE", "/api/delete"): BodySpec("DeleteRequest", _NAMED, rules=(_delete_name,)),
     ("POST", "/v1/chat/completions"): _OAI_CHAT,
     ("POST", "/v1/completions"): _OAI_COMPLETION,
     ("POST", "/v1/embeddings"): _OAI_EMBED,

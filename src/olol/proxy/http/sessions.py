@@ -62,7 +62,7 @@ def _check_as_chat(body: JSON, messages: Any) -> None:
     try:
         check_body(chat, BODY_SPECS["POST", "/api/chat"], reject_unknown=False)
     except InvalidBody as exc:
-        raise BadRequest(str(exc)) from None
+        raise OlolError(str(exc), status=exc.status) from None
 
 
 async def create(request: web.Request) -> web.Response:
