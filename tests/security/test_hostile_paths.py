@@ -109,3 +109,24 @@ async def test_copy_and_delete_check_names_as_ollama_does() -> None:
         async with http.post(proxy.url + "/api/generate", json={"model": "../x", "prompt": "hi"}) as r:
             assert (r.status, await r.json()) == (404, {"error": "model '../x' not found"})
         assert sim.requests["/api/copy"] == sim.requests["/api/delete"] == sim.requests["/api/generate"] == 0
+
+
+async def _raw_exchange(port: int, request: bytes) -> bytes:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        writer.write(request)
+        await writer.drain()
+        return await asyncio.wait_for(reader.read(), 10)
+    finally:
+        writer.close()
+
+
+async def test_a_session_header_that_is_not_utf8_is_just_another_session() -> None:
+    body = json.dumps({"model": MODEL, "messages": [{"role": "user", "content": "hi"}], "stream": False}).encode()
+    async with OllamaSim() as sim, proxy_over(sim) as proxy:
+        head = b"POST /api/chat HTTP/1.1\r\nHost: x\r\nConnection: close\r\nX-OLOL-Session: a\xff\xfeb\r\n"
+        reply = await _raw_exchange(proxy.port, head + b"Content-Length: %d\r\n\r\n" % len(body) + body)
+        assert reply.startswith(b"HTTP/1.1 200 "), reply[:200]
+        get = b"GET /api/sessions/%FF%FE HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+        reply = await _raw_exchange(proxy.port, get)
+        assert reply.split(b"\r\n", 1)[0] in (b"HTTP/1.1 404 Not Found", b"HTTP/1.1 501 Not Implemented"), reply[:200]
