@@ -167,9 +167,9 @@ def _make_gate(settings: SecuritySettings, on_error: ErrorReply | None) -> Middl
                     {"Retry-After": str(max(1, math.ceil(wait)))},
                 )
         if key is not None:
-            request[API_KEY] = key
+            request[API_KEY] = key  # a clone made for the body limit copies it
         if pattern not in _UNBUFFERED and request.method not in ("GET", "HEAD"):
-            return await read_body(request, pattern)
+            request = await read_body(request, pattern)
         return request
 
     @web.middleware
