@@ -9,12 +9,15 @@ client addresses when keys are off).
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
+import functools
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["HttpLimits", "RateLimiter"]
+__all__ = ["BodyBudget", "HttpLimits", "RateLimiter", "trim_heap"]
 
 MiB = 1 << 20
 
@@ -25,6 +28,10 @@ class HttpLimits:
     max_body: int = 64 * MiB
     #: Seconds a client gets to send a JSON body once its headers arrived.
     body_timeout: float = 60.0
+    #: Bytes of JSON bodies the proxy holds at once, all requests together: a body that would pass it
+    #: waits for none and is answered 503 (Retry-After), so many large bodies at once cannot exhaust memory
+    #: (a decoded body costs a few times its size while it is checked and sent on). Never below `max_body`.
+    body_budget: int = 128 * MiB
     #: Largest blob upload (`POST /api/blobs/...`, model weights: Ollama's largest single files are ~800 GB).
     max_blob: int = 1 << 40
     #: Seconds a blob upload may send nothing before it is dropped (a blob has no overall deadline: it is large).
@@ -82,3 +89,39 @@ class RateLimiter:
         while len(self._buckets) > self.max_keys:
             self._buckets.popitem(last=False)
         return wait
+
+
+class BodyBudget:
+    """The bytes of request bodies in flight, against a total: `take` says whether one more fits."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.in_flight = 0
+
+    def take(self, size: int) -> bool:
+        if size and self.in_flight + size > self.limit:
+            return False
+        self.in_flight += size
+        return True
+
+    def give(self, size: int) -> None:
+        self.in_flight -= size
+
+
+@functools.cache
+def _malloc_trim() -> Any:
+    name = ctypes.util.find_library("c")
+    libc = ctypes.CDLL(name) if name else None
+    return getattr(libc, "malloc_trim", None)
+
+
+def trim_heap() -> None:
+    """Hand freed heap memory back to the OS (glibc; elsewhere a no-op).
+
+    A large body is read in many chunks the allocator places in its heap; once freed they
+    stay in the process (the RSS) until something trims it, so a burst of large bodies
+    would otherwise leave the proxy hundreds of MiB larger for good.
+    """
+    trim = _malloc_trim()
+    if trim is not None:
+        trim(0)
