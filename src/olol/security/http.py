@@ -40,6 +40,7 @@ __all__ = [
     "install_guards",
     "route_pattern",
     "scheme",
+    "warn_if_open_http",
 ]
 
 log = logging.getLogger("olol.security")
@@ -112,6 +113,8 @@ def _make_gate(settings: SecuritySettings, on_error: ErrorReply | None) -> Middl
     keys = settings.api_keys
     limits = settings.limits
     limiter = RateLimiter(limits.rate, limits.burst) if limits.rate else None
+    # Failed authentications per client address: past the burst, refused before the key is even checked.
+    failures = RateLimiter(limits.auth_failure_rate, limits.auth_failure_burst)
     budget = BodyBudget(max(limits.body_budget, limits.max_body))
     trim_pending = False
 
@@ -138,8 +141,17 @@ def _make_gate(settings: SecuritySettings, on_error: ErrorReply | None) -> Middl
     def authenticate(request: web.Request, pattern: str) -> ApiKey | None:
         if not keys.enabled or (pattern in OPEN_PATHS and request.method in ("GET", "HEAD", "POST")):
             return None
+        address = request.remote or ""
+        if wait := failures.blocked(address):
+            raise _refusal(
+                request,
+                429,
+                "too many failed authentications, please retry later",
+                {"Retry-After": str(max(1, math.ceil(wait)))},
+            )
         key = keys.from_header(request.headers.get("Authorization"))
         if key is None:
+            failures.acquire(address)
             raise _refusal(
                 request,
                 401,
@@ -256,6 +268,19 @@ def install_guards(app: web.Application, settings: SecuritySettings, *, on_error
     app.router.add_get("/olol/openapi.json", openapi_handler)
     if settings.api_keys.enabled:
         log.info("proxy HTTP API: %d API key(s) required", len(settings.api_keys))
+
+
+def warn_if_open_http(logger: logging.Logger, host: str, port: int, settings: SecuritySettings) -> None:
+    """No API keys is the default (a trusted machine), but never silently on an address others reach."""
+    from olol.security.tokens import is_loopback
+
+    if not settings.api_keys.enabled and not is_loopback(host):
+        logger.warning(
+            "no API keys: anyone who can reach %s:%d can use this proxy's HTTP API "
+            "(set --api-key, $OLOL_API_KEYS or --api-keys-file)",
+            host,
+            port,
+        )
 
 
 def https_context(settings: SecuritySettings) -> ssl.SSLContext | None:

@@ -40,6 +40,13 @@ class HttpLimits:
     max_line_size: int = 8190
     max_field_size: int = 8190
     max_headers: int = 128
+    #: Open connections one client address may hold (more are closed at once): one client holding
+    #: thousands of idle connections would otherwise take every file descriptor the proxy has.
+    max_connections_per_client: int = 256
+    #: Failed authentications a client address may make per second, and in a burst, before it is
+    #: answered 429 without its key even being checked (guessing keys gets slow).
+    auth_failure_rate: float = 1.0
+    auth_failure_burst: int = 10
     #: Seconds an idle keep-alive connection stays open (aiohttp's default is an hour).
     keepalive_timeout: float = 75.0
     #: Requests per second per API key (or per client address without keys); None: no limit.
@@ -74,6 +81,15 @@ class RateLimiter:
         self.burst = float(burst if burst else max(1, round(2 * rate)))
         self.max_keys = max_keys
         self._buckets: OrderedDict[str, tuple[float, float]] = OrderedDict()  # key -> (tokens, at)
+
+    def blocked(self, key: str, now: float | None = None) -> float:
+        """Like `acquire`, without taking a token: 0.0 when one is there, else the seconds until one is."""
+        entry = self._buckets.get(key)
+        if entry is None:
+            return 0.0
+        now = time.monotonic() if now is None else now
+        tokens = min(self.burst, entry[0] + (now - entry[1]) * self.rate)
+        return 0.0 if tokens >= 1.0 else (1.0 - tokens) / self.rate
 
     def acquire(self, key: str, now: float | None = None) -> float:
         """0.0 when the request may go; else the seconds until it could (for Retry-After)."""
