@@ -14,7 +14,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from olol.backends.ollama import OllamaBackend
+from olol.backends.ollama.backend import OllamaBackend
 from olol.proxy import RunningProxy
 from tests.proxy.helpers import proxy_over
 from tests.support.agent_fixtures import RunningAgent, start_agent
