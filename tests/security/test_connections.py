@@ -51,6 +51,15 @@ async def test_one_client_cannot_hold_more_than_its_connections() -> None:
             assert r.status == 200  # the slots were given back
 
 
+def test_the_default_cap_is_a_quarter_of_the_descriptors() -> None:
+    import resource
+
+    soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    expected = 1 << 20 if soft == resource.RLIM_INFINITY else max(64, soft // 4)
+    assert HttpLimits().connection_cap() == expected
+    assert HttpLimits(max_connections_per_client=7).connection_cap() == 7
+
+
 @pytest.mark.parametrize(
     "raw", [b"GARBAGE\r\n\r\n", b"GET / HTTP/1.1\r\nHost: x\r\nbad header\r\n\r\n", b"GET /\xff HTTP/1.1\r\n\r\n"]
 )

@@ -182,9 +182,11 @@ def security_settings(
     out.limits = HttpLimits(
         max_body=s.get("max_body", proxy.get("max_body"), defaults.max_body),
         body_timeout=s.get("body_timeout", proxy.get("body_timeout"), defaults.body_timeout),
-        # Config file only ([proxy] max_blob, blob_idle_timeout): rarely changed, no flag of their own.
+        # Config file only ([proxy] section): rarely changed, no flag of their own.
         max_blob=s.get("max_blob", None, defaults.max_blob),
         blob_idle_timeout=s.get("blob_idle_timeout", None, defaults.blob_idle_timeout),
+        body_budget=s.get("body_budget", None, defaults.body_budget),
+        max_connections_per_client=s.get("max_connections_per_client", None, None),
         rate=s.get("rate_limit", proxy.get("rate_limit"), None),
         burst=s.get("rate_burst", proxy.get("rate_burst"), None),
         reject_unknown_fields=not s.get("lenient_fields", proxy.get("lenient_fields"), False),

@@ -54,7 +54,7 @@ async def start_proxy(config: ProxyConfig, *, backend_factory: BackendFactory | 
                            **config.security.limits.server_kwargs())
     try:
         await runner.setup()
-        connections.install(runner.server, config.security.limits.max_connections_per_client)
+        connections.install(runner.server, config.security.limits.connection_cap())
         site = web.TCPSite(runner, config.host, config.port, ssl_context=https_context(config.security))
         await site.start()
     except BaseException:

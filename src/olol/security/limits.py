@@ -42,7 +42,8 @@ class HttpLimits:
     max_headers: int = 128
     #: Open connections one client address may hold (more are closed at once): one client holding
     #: thousands of idle connections would otherwise take every file descriptor the proxy has.
-    max_connections_per_client: int = 256
+    #: None: a quarter of the process's open-file limit (256 under the common 1,024), at least 64.
+    max_connections_per_client: int | None = None
     #: Failed authentications a client address may make per second, and in a burst, before it is
     #: answered 429 without its key even being checked (guessing keys gets slow).
     auth_failure_rate: float = 1.0
@@ -55,6 +56,17 @@ class HttpLimits:
     burst: int | None = None
     #: Unknown top-level fields in native /api requests are 400s (as Go's DisallowUnknownFields words it).
     reject_unknown_fields: bool = True
+
+    def connection_cap(self) -> int:
+        if self.max_connections_per_client is not None:
+            return self.max_connections_per_client
+        try:
+            import resource
+
+            soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+        except (ImportError, OSError, ValueError):  # no such limit here (Windows)
+            return 256
+        return 1 << 20 if soft == resource.RLIM_INFINITY else max(64, soft // 4)
 
     def server_kwargs(self) -> dict[str, Any]:
         """Keyword arguments for `web.AppRunner`, passed on to aiohttp's request parser."""
