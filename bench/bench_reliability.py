@@ -114,10 +114,14 @@ async def _normal_latencies(
     return out
 
 
-async def _poison_loop(http: aiohttp.ClientSession, url: str, stop: asyncio.Event, tally: dict[int, int]) -> None:
-    """One client sending poison back to back, as fast as the proxy answers."""
+async def _poison_loop(
+    http: aiohttp.ClientSession, url: str, stop: asyncio.Event, tally: dict[int, int], rate: float
+) -> None:
+    """One client sending poison: `rate` requests/s, or back to back (as fast as the proxy answers) at 0."""
     i = 0
     while not stop.is_set():
+        if rate:
+            await asyncio.sleep(1.0 / rate)
         path, body = POISON[i % len(POISON)]
         i += 1
         async with http.post(url + path, data=json.dumps(body)) as r:
@@ -125,18 +129,18 @@ async def _poison_loop(http: aiohttp.ClientSession, url: str, stop: asyncio.Even
             tally[r.status] = tally.get(r.status, 0) + 1
 
 
-async def _poison_for(url: str, seconds: float) -> dict[int, int]:
-    stop, tally = asyncio.Event(), {}
+async def _poison_for(url: str, seconds: float, rate: float) -> dict[int, int]:
+    stop, tally = asyncio.Event(), dict[int, int]()
     async with aiohttp.ClientSession() as http:
-        loops = [asyncio.ensure_future(_poison_loop(http, url, stop, tally)) for _ in range(10)]
+        loops = [asyncio.ensure_future(_poison_loop(http, url, stop, tally, rate)) for _ in range(10)]
         await asyncio.sleep(seconds)
         stop.set()
         await asyncio.gather(*loops)
     return tally
 
 
-def _poison_process(url: str, seconds: float, out: Any) -> None:
-    out.put(asyncio.run(_poison_for(url, seconds)))
+def _poison_process(url: str, seconds: float, rate: float, out: Any) -> None:
+    out.put(asyncio.run(_poison_for(url, seconds, rate)))
 
 
 async def poison(args: argparse.Namespace) -> dict[str, Any]:
@@ -149,19 +153,27 @@ async def poison(args: argparse.Namespace) -> dict[str, Any]:
         proxy, url = await _proxy([h.spec for h in hosts], "--no-affinity")
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=120)) as http:
             await _normal_latencies(http, url, 2.0)  # warm-up
-            calm = await _normal_latencies(http, url, args.seconds)
-            # The poison loops run in a process of their own: in this one they would slow the timing clients.
-            context = multiprocessing.get_context("spawn")
-            results = context.Queue()
-            loops = context.Process(target=_poison_process, args=(url, args.seconds + 1.0, results))
-            loops.start()
-            await asyncio.sleep(1.0)  # the loops are running
+            # Alternating phases, so a change in the shared box's load hits both alike.
+            rounds: list[tuple[list[float], list[float]]] = []
+            tally: dict[int, int] = {}
             failed: list[int] = []
-            under = await _normal_latencies(http, url, args.seconds, failed)
-            tally = await asyncio.to_thread(results.get, True, 60)
-            await asyncio.to_thread(loops.join, 30)
+            for _ in range(args.rounds):
+                calm = await _normal_latencies(http, url, args.seconds)
+                # The poison loops run in a process of their own: in this one they would slow the timing clients.
+                context = multiprocessing.get_context("spawn")
+                results = context.Queue()
+                loops = context.Process(
+                    target=_poison_process, args=(url, args.seconds + 1.0, args.poison_rate, results)
+                )
+                loops.start()
+                await asyncio.sleep(1.0)  # the loops are running
+                under = await _normal_latencies(http, url, args.seconds, failed)
+                for status, count in (await asyncio.to_thread(results.get, True, 60)).items():
+                    tally[status] = tally.get(status, 0) + count
+                await asyncio.to_thread(loops.join, 30)
+                rounds.append((calm, under))
             down = await _down_hosts(http, url)
-        return {"calm": calm, "under": under, "tally": tally, "down": down, "failed": failed}
+        return {"rounds": rounds, "tally": tally, "down": down, "failed": failed}
     finally:
         await _stop(proxy)
         for h in hosts:
@@ -287,6 +299,8 @@ async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--parts", default="poison,bodies,fuzz")
     parser.add_argument("--seconds", type=float, default=15.0, help="timing window of each poison phase")
+    parser.add_argument("--rounds", type=int, default=3, help="alternating calm/poison rounds")
+    parser.add_argument("--poison-rate", type=float, default=0.0, help="requests/s per poison loop; 0: back to back")
     parser.add_argument("--token-rate", type=float, default=20.0, help="tokens/s of the poison part's hosts")
     parser.add_argument("--examples", type=int, default=300, help="hypothesis examples of the fuzz part")
     parser.add_argument("--report", action="store_true")
@@ -295,23 +309,30 @@ async def main() -> None:
     parts = args.parts.split(",")
     if "poison" in parts:
         r = await poison(args)
-        calm, under = r["calm"], r["under"]
-        change = (statistics.median(under) / statistics.median(calm) - 1) * 100
+        calm_p50 = statistics.median(statistics.median(c) for c, _ in r["rounds"])
+        under_p50 = statistics.median(statistics.median(u) for _, u in r["rounds"])
+        change = (under_p50 / calm_p50 - 1) * 100
         md = (
             "## Reliability: poison requests\n\n"
             f"`{command}` on {os.cpu_count()} CPUs ({_load()}): 3 agents over Ollama simulators "
             f"({args.token_rate:g} tokens/s, 8 tokens an answer), `olol proxy` in its own process. 4 clients time "
             f"normal `/api/chat` requests for {args.seconds:g} s alone, then for {args.seconds:g} s while 10 loops "
             f"in another process send the requests that once marked hosts down ({len(POISON)} kinds, round robin, "
-            "back to back, unauthenticated).\n\n"
+            + (f"{args.poison_rate:g} requests/s each" if args.poison_rate else "back to back")
+            + f", unauthenticated); {args.rounds} rounds of both.\n\n"
             + table(
-                ["phase", "normal requests", "p50", "p90"],
+                ["round", "phase", "normal requests", "p50", "p90"],
                 [
-                    ["alone", len(calm), _ms(calm, 50), _ms(calm, 90)],
-                    ["with 10 poison loops", len(under), _ms(under, 50), _ms(under, 90)],
+                    row
+                    for i, (calm, under) in enumerate(r["rounds"], 1)
+                    for row in (
+                        [i, "alone", len(calm), _ms(calm, 50), _ms(calm, 90)],
+                        [i, "with 10 poison loops", len(under), _ms(under, 50), _ms(under, 90)],
+                    )
                 ],
             )
-            + f"\n\nNormal p50 change under poison: {change:+.1f}%. Poison answers by status: "
+            + f"\n\nNormal p50 change under poison (median of the rounds' p50s): {change:+.1f}%. "
+            + "Poison answers by status: "
             + ", ".join(f"{k}: {v}" for k, v in sorted(r["tally"].items()))
             + f". Normal requests that failed under poison: {len(r['failed'])}"
             + f". Hosts marked down at the end: {r['down']}.\n"
