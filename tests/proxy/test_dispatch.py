@@ -9,7 +9,7 @@ import pytest
 from olol.cluster import Cluster
 from olol.cluster.backend import JSON, Backend
 from olol.cluster.routing import RouteRequest
-from olol.errors import BackendUnavailable, BadRequest, Busy, ModelNotFound
+from olol.errors import BackendUnavailable, BadRequest, Busy, ModelNotFound, OlolError
 from olol.proxy.admission import AdmissionQueue
 from olol.proxy.dispatch import Dispatcher
 from olol.proxy.metrics import ProxyMetrics
@@ -97,6 +97,8 @@ async def test_untyped_backend_error_is_a_host_failure_and_retried() -> None:
 async def test_untyped_error_mid_stream_becomes_an_olol_error() -> None:
     a = host("a")
     fake(a).break_with = ValueError("garbled line")
-    with pytest.raises(BackendUnavailable, match="garbled line"):
+    # Issue 20: an untyped error that is not a transport failure is a 500, and the host stays up.
+    with pytest.raises(OlolError, match="garbled line") as caught:
         await collect(dispatcher(a))
+    assert caught.value.status == 500 and a.healthy
     assert a.in_flight == 0 and fake(a).closed_streams == 1

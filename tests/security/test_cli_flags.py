@@ -107,3 +107,23 @@ def test_bad_security_flags_fail_clearly(captured: dict[str, Any], tmp_path: Pat
     short = runner.invoke(app, ["proxy", "--servers", "h:1", "--api-key", "short"])
     assert short.exit_code != 0 and "16 characters" in short.output
     assert not captured
+
+
+def test_secrets_come_from_files_and_env_and_help_says_so(
+    captured: dict[str, Any], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    # Issue 20: a secret given as a flag shows in `ps`; every one has a file and an environment variable.
+    keys = tmp_path / "keys"
+    keys.write_text("file-key-0123456789abcdef\nboss-key-0123456789abcdef:admin\n")
+    token = tmp_path / "token"
+    token.write_text("file-token-0123456789\n")
+    monkeypatch.setenv("OLOL_API_KEYS_FILE", str(keys))
+    monkeypatch.setenv("OLOL_TOKEN_FILE", str(token))
+    result = CliRunner().invoke(app, ["proxy", "--servers", "http://127.0.0.1:1"])
+    assert result.exit_code == 0, result.output
+    cfg = captured["proxy"]
+    assert cfg.security.token == "file-token-0123456789" and len(cfg.security.api_keys) == 2
+    help_text = " ".join(CliRunner().invoke(app, ["proxy", "--help"], env={"COLUMNS": "300"}).output.split())
+    wanted = ["OLOL_TOKEN]", "OLOL_API_KEYS, comma separated]", "OLOL_API_KEYS_FILE]", "OLOL_TOKEN_FILE]"]
+    for words in [*wanted, "shows in `ps`"]:
+        assert words in help_text, words

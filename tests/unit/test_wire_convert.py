@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+from typing import Any
 
 import pytest
 
@@ -217,3 +218,27 @@ def test_models_round_trip() -> None:
         "license": ["MIT"],
     }
     assert convert.create_request_from_pb(convert.create_request_to_pb(create)) == create
+
+
+
+def _nested(depth: int) -> dict[str, Any]:
+    value: dict[str, Any] = {}
+    for _ in range(depth):
+        value = {"a": value}
+    return value
+
+
+@pytest.mark.parametrize(
+    ("convert_", "body"),
+    [
+        (convert.chat_request_to_pb, {"model": "m", "messages": [{"role": "user", "tool_calls": [None]}]}),
+        (convert.chat_request_to_pb, {"model": "m", "messages": [], "tools": ["x"]}),
+        (convert.chat_request_to_pb, {"model": "m", "messages": [], "format": _nested(60)}),
+        (convert.generate_request_to_pb, {"model": "m", "context": [None]}),
+        (convert.generate_request_to_pb, {"model": "m", "keep_alive": 1e300}),
+    ],
+)
+def test_a_request_protobuf_cannot_carry_is_a_bad_request(convert_: Any, body: dict[str, Any]) -> None:
+    # Issue 20: an untyped error here used to be taken for the host failing (502, host marked down).
+    with pytest.raises(BadRequest):
+        convert_(body)

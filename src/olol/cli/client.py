@@ -86,7 +86,9 @@ def register(app: typer.Typer) -> None:
         seed: int = typer.Option(None, "--seed", help="Sampling seed."),
         num_predict: int = typer.Option(None, "--num-predict", "-n", help="Maximum tokens to generate."),
         stream: bool = typer.Option(True, "--stream/--no-stream", help="Print tokens as they arrive."),
-        token: str = typer.Option(None, "--token", help="Cluster token, for an agent \\[env var: OLOL_TOKEN]."),
+        token: str = typer.Option(
+            None, "--token", help="Cluster token, for an agent \\[env var: OLOL_TOKEN; prefer it: a flag shows in ps]."
+        ),
         token_file: Path = sec.TOKEN_FILE,
         api_key: str = sec.CLIENT_API_KEY,
         ca: Path = sec.CLIENT_CA,

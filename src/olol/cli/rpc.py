@@ -13,7 +13,9 @@ from olol.cli.common import parse_size as _size
 from olol.config import ConfigError
 
 # Shared with `olol dist`: the same cluster token on both ends of the tunnel.
-TOKEN_OPTION = typer.Option(None, "--token", help="Cluster token \\[env var: OLOL_TOKEN].")
+TOKEN_OPTION = typer.Option(
+    None, "--token", help="Cluster token \\[env var: OLOL_TOKEN; prefer it or --token-file: a flag shows in `ps`]."
+)
 TOKEN_FILE_OPTION = typer.Option(None, "--token-file",
     help="File holding the cluster token \\[env var: OLOL_TOKEN_FILE].")
 

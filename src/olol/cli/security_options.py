@@ -48,7 +48,12 @@ __all__ = [
     "security_settings",
 ]
 
-TOKEN = typer.Option(None, "--token", help="Cluster token: required on every gRPC call \\[env var: OLOL_TOKEN].")
+TOKEN = typer.Option(
+    None,
+    "--token",
+    help="Cluster token: required on every gRPC call \\[env var: OLOL_TOKEN]. A flag shows in `ps`: prefer the "
+    "environment variable or --token-file.",
+)
 TOKEN_FILE = typer.Option(None, "--token-file", help="File holding the cluster token \\[env var: OLOL_TOKEN_FILE].")
 TLS_CERT = typer.Option(None, "--tls-cert", help="PEM certificate of this host (see `olol certs`).")
 TLS_KEY = typer.Option(None, "--tls-key", help="PEM private key of --tls-cert.")
@@ -62,10 +67,17 @@ HTTPS_CLIENT_AUTH = typer.Option(
     None, "--https-client-auth", help="HTTPS clients must present a certificate signed by --tls-ca."
 )
 API_KEY = typer.Option(
-    None, "--api-key",
-        help="HTTP API key, KEY or KEY:read (status/metrics only); repeatable \\[env var: OLOL_API_KEYS]."
+    None,
+    "--api-key",
+    help="HTTP API key: KEY, KEY:read (status/metrics only) or KEY:admin (also every key's sessions); repeatable "
+    "\\[env var: OLOL_API_KEYS, comma separated]. A flag shows in `ps`: prefer the environment variable or "
+    "--api-keys-file.",
 )
-API_KEYS_FILE = typer.Option(None, "--api-keys-file", help="File of API keys, one `KEY` or `KEY:read` a line.")
+API_KEYS_FILE = typer.Option(
+    None,
+    "--api-keys-file",
+    help="File of API keys, one `KEY`, `KEY:read` or `KEY:admin` a line \\[env var: OLOL_API_KEYS_FILE].",
+)
 MAX_BODY = typer.Option(
     None, "--max-body", show_default=False, help="Largest JSON request body in bytes.  \\[default: 64 MiB]"
 )
@@ -117,8 +129,10 @@ SCAN_RATE = typer.Option(None, "--scan-rate", help="Connection attempts per seco
 
 # Clients of a secured cluster.
 CLIENT_API_KEY = typer.Option(
-    None, "--api-key", envvar="OLOL_API_KEY",
-        help="The proxy's API key (Authorization: Bearer) \\[env var: OLOL_API_KEY]."
+    None,
+    "--api-key",
+    envvar="OLOL_API_KEY",
+    help="The proxy's API key (Authorization: Bearer) \\[env var: OLOL_API_KEY; prefer it: a flag shows in `ps`].",
 )
 CLIENT_CA = typer.Option(
     None, "--ca", envvar="OLOL_CA",
@@ -162,7 +176,8 @@ def security_settings(
         if not proxy:
             return out
         keys = s.get("api_keys", proxy.get("api_key") or None, [], env="OLOL_API_KEYS")
-        out.api_keys = ApiKeys.parse(keys, s.get("api_keys_file", _str(proxy.get("api_keys_file")), None))
+        keys_file = s.get("api_keys_file", _str(proxy.get("api_keys_file")), None, env="OLOL_API_KEYS_FILE")
+        out.api_keys = ApiKeys.parse(keys, keys_file)
     except (OSError, ValueError) as exc:
         raise ConfigError(str(exc)) from None
     out.https = s.get("https", proxy.get("https"), True)
@@ -171,6 +186,11 @@ def security_settings(
     out.limits = HttpLimits(
         max_body=s.get("max_body", proxy.get("max_body"), defaults.max_body),
         body_timeout=s.get("body_timeout", proxy.get("body_timeout"), defaults.body_timeout),
+        # Config file only ([proxy] section): rarely changed, no flag of their own.
+        max_blob=s.get("max_blob", None, defaults.max_blob),
+        blob_idle_timeout=s.get("blob_idle_timeout", None, defaults.blob_idle_timeout),
+        body_budget=s.get("body_budget", None, defaults.body_budget),
+        max_connections_per_client=s.get("max_connections_per_client", None, None),
         rate=s.get("rate_limit", proxy.get("rate_limit"), None),
         burst=s.get("rate_burst", proxy.get("rate_burst"), None),
         reject_unknown_fields=s.get("strict_fields", proxy.get("strict_fields"), False),

@@ -38,19 +38,45 @@ _WHOLE_REPLY_MARGIN = 4.0
 _RETRY_STATUSES = frozenset({404, 408, 429, 500, 501, 502, 503, 504})
 
 
+# What a host that cannot be reached raises: refused, reset, a connection cut mid-reply.
+# aiohttp's client errors stay out: its transport errors are OSErrors (`ClientOSError`) or
+# typed by the backend; a bug in our own code raises neither.
+_TRANSPORT_ERRORS: tuple[type[BaseException], ...] = (OSError, EOFError)
+
+
+class _Untyped(OlolError):
+    """An untyped error that is not a transport failure: the same request would fail the same way anywhere."""
+
+    status = 500
+
+
 def _as_upstream_error(host_id: str, exc: Exception) -> OlolError:
-    """Anything a backend leaks untyped (a transport error, a garbled line) is that host failing."""
+    """What a backend leaks untyped, as an error: only a transport failure is the host's (502, marked down).
+
+    Anything else (a value our own conversion code choked on, a garbled line) says nothing about the
+    host being reachable: marking it down would let one bad request take out every host it is
+    retried on, so it is a 500 for this request, not retried.
+    """
     if isinstance(exc, OlolError):
         return exc
-    log.warning("untyped error from %s", host_id, exc_info=exc)
-    return BackendUnavailable(f"{host_id}: {type(exc).__name__}: {exc}")
+    if isinstance(exc, _TRANSPORT_ERRORS):
+        return BackendUnavailable(f"{host_id}: {type(exc).__name__}: {exc}")
+    log.warning("untyped error from %s (host kept up)", host_id, exc_info=exc)
+    return _Untyped(f"internal error: {type(exc).__name__}: {exc}")
+
+
+def _request_error(exc: Exception) -> OlolError:
+    """An error raised while building a host's request: the request's fault (400), never the host's."""
+    if isinstance(exc, OlolError):
+        return exc
+    return BadRequest(f"invalid request: {type(exc).__name__}: {exc}")
 
 
 def _retry_reason(exc: BaseException) -> str | None:
-    """Why another host may succeed, or None when the error is the client's (bad request, cancel)."""
+    """Why another host may succeed, or None when the error is the client's (bad request, cancel) or ours."""
     if isinstance(exc, TimeoutError):
         return "timeout"
-    if isinstance(exc, (BadRequest, Cancelled)):
+    if isinstance(exc, (BadRequest, Cancelled, _Untyped)):
         return None
     if isinstance(exc, BackendUnavailable):
         return "unavailable"
@@ -141,7 +167,10 @@ class Dispatcher:
         deadline = self._deadline()
 
         async def start(route: Route) -> tuple[AsyncIterator[JSON], JSON]:
-            iterator = call(route.candidate.host.backend, self._stream_body(body, route))
+            try:  # a backend builds its request here (e.g. the agent's protobuf): a failure is the request's
+                iterator = call(route.candidate.host.backend, self._stream_body(body, route))
+            except Exception as exc:
+                raise _request_error(exc) from exc
             first_byte = self._first_byte_deadline(deadline)
             try:
                 if first_byte is None:  # no timeout configured: a timeout context would be pure overhead

@@ -16,7 +16,8 @@ from olol.proxy.app import build_app
 from olol.proxy.config import ProxyConfig
 from olol.proxy.context import BackendFactory, ProxyContext
 from olol.proxy.ui import ui_url
-from olol.security.http import https_context, scheme
+from olol.security import connections
+from olol.security.http import https_context, scheme, warn_if_open_http
 
 __all__ = ["RunningProxy", "serve", "start_proxy"]
 
@@ -54,6 +55,7 @@ async def start_proxy(config: ProxyConfig, *, backend_factory: BackendFactory | 
                            **config.security.limits.server_kwargs())
     try:
         await runner.setup()
+        connections.install(runner.server, config.security.limits.connection_cap())
         site = web.TCPSite(runner, config.host, config.port, ssl_context=https_context(config.security))
         await site.start()
     except BaseException:
@@ -62,6 +64,7 @@ async def start_proxy(config: ProxyConfig, *, backend_factory: BackendFactory | 
         raise
     port = int(runner.addresses[0][1]) if runner.addresses else config.port
     log.info("olol proxy on %s:%d over %d hosts", config.host, port, len(config.servers))
+    warn_if_open_http(log, config.host, port, config.security)
     return RunningProxy(config, context, runner, port)
 
 

@@ -33,7 +33,7 @@ from olol.rpc.devices import list_devices, resolve_devices, worker_env
 from olol.rpc.ggml_client import GgmlError
 from olol.rpc.probe import DEFAULT_MATRIX_BYTES, WorkerProbe, probe_worker
 
-__all__ = ["GgmlWorker", "WorkerConfig", "WorkerUnavailable", "free_port"]
+__all__ = ["GgmlWorker", "WorkerConfig", "WorkerUnavailable", "free_port", "spawn_worker_process"]
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +50,31 @@ def _die_with_parent_prefix() -> list[str]:
     crashes a share of the children (gRPC's fork handlers), whereas a plain spawn uses vfork."""
     setpriv = shutil.which("setpriv") if sys.platform == "linux" else None
     return [setpriv, "--pdeathsig", "TERM", "--"] if setpriv else []
+
+
+async def spawn_worker_process(argv: list[str], env: dict[str, str]) -> asyncio.subprocess.Process:
+    """Start the worker with SIGPIPE ignored and a death signal tied to this process.
+
+    ggml-rpc-server writes replies with plain send(): with SIGPIPE at its default, a client that
+    hangs up at the wrong moment kills the worker instead of ending its session with EPIPE.
+    `restore_signals=False` keeps Python's ignored SIGPIPE under asyncio's own loop, but uvloop
+    (the rpc-server's loop where installed) resets every signal in the child, so the shell
+    sets it again (`trap '' PIPE` is inherited across the exec).
+    """
+    return await asyncio.create_subprocess_exec(
+        *_die_with_parent_prefix(),
+        "/bin/sh",
+        "-c",
+        'trap "" PIPE; exec "$@"',
+        "ggml-worker",
+        *argv,
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env=env,
+        start_new_session=True,  # Ctrl-C at a terminal reaches us; we stop the worker in order
+        restore_signals=False,
+    )
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -238,18 +263,7 @@ class GgmlWorker:
             env["LLAMA_CACHE"] = str(self.config.cache_dir)  # the worker caches under $LLAMA_CACHE/rpc
         argv = self._argv()
         log.info("starting %s", " ".join(argv))
-        self._proc = await asyncio.create_subprocess_exec(
-            *_die_with_parent_prefix(),
-            *argv,
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-            env=env,
-            start_new_session=True,  # Ctrl-C at a terminal reaches us; we stop the worker in order
-            # Keep Python's SIGPIPE=ignore: ggml-rpc-server writes replies with plain send(), and a client
-            # that hangs up first would otherwise kill it (EPIPE just ends that session).
-            restore_signals=False,
-        )
+        self._proc = await spawn_worker_process(argv, env)
         self._started_at = time.monotonic()
         assert self._proc.stdout is not None and self._proc.stderr is not None
         self._readers = [asyncio.create_task(self._read(s)) for s in (self._proc.stdout, self._proc.stderr)]

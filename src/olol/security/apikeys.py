@@ -1,6 +1,7 @@
 """API keys for the proxy's HTTP API: `Authorization: Bearer KEY`, full or read-only.
 
-Keys come as `KEY` (full access) or `KEY:read` (status and metrics only), from
+Keys come as `KEY` (full access), `KEY:read` (status and metrics only) or
+`KEY:admin` (full access, and every key's chat sessions, not only its own), from
 repeated `--api-key` flags, `$OLOL_API_KEYS` (comma separated) or a file with
 one key a line (`#` comments). Only SHA-256 digests are kept in memory, and a
 presented key is compared with every stored digest, so neither the match
@@ -15,11 +16,12 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-__all__ = ["FULL", "READ", "ApiKey", "ApiKeys"]
+__all__ = ["ADMIN", "FULL", "READ", "ApiKey", "ApiKeys"]
 
 FULL = "full"
 READ = "read"
-_SCOPES = (FULL, READ)
+ADMIN = "admin"
+_SCOPES = (FULL, READ, ADMIN)
 
 
 def _digest(secret: str) -> bytes:

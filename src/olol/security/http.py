@@ -25,7 +25,7 @@ from aiohttp.typedefs import Middleware
 
 from olol.security.apikeys import READ, ApiKey
 from olol.security.cors import CorsPolicy
-from olol.security.limits import RateLimiter
+from olol.security.limits import BodyBudget, RateLimiter, trim_heap
 from olol.security.schema import BODY_SPECS, InvalidBody, parse_body
 from olol.security.settings import SecuritySettings
 from olol.wire.errors import error_body
@@ -41,6 +41,7 @@ __all__ = [
     "install_guards",
     "route_pattern",
     "scheme",
+    "warn_if_open_http",
 ]
 
 log = logging.getLogger("olol.security")
@@ -66,6 +67,11 @@ def _request_key(name: str) -> Any:
 PARSED_BODY: Any = _request_key("olol_parsed_body")
 #: Key of the `ApiKey` the request came with (absent when keys are off or the path is open).
 API_KEY: Any = _request_key("olol_api_key")
+#: Key of the bytes a request holds of the body budget (absent when none).
+_BODY_CHARGE: Any = _request_key("olol_body_charge")
+#: After a body this large the heap is trimmed (see `trim_heap`); smaller ones are not worth the call.
+_TRIM_AFTER = 8 << 20
+_TRIM_DELAY = 0.5
 #: Streamed straight to hosts, never buffered: no JSON size limit, no body timeout.
 _UNBUFFERED = frozenset({"/api/blobs/{digest}"})
 
@@ -109,12 +115,45 @@ def _make_gate(settings: SecuritySettings, on_error: ErrorReply | None) -> Middl
     limits = settings.limits
     cors = CorsPolicy.of(settings.origins)
     limiter = RateLimiter(limits.rate, limits.burst) if limits.rate else None
+    # Failed authentications per client address: past the burst, refused before the key is even checked.
+    failures = RateLimiter(limits.auth_failure_rate, limits.auth_failure_burst)
+    budget = BodyBudget(max(limits.body_budget, limits.max_body))
+    trim_pending = False
+
+    def forget_body(request: web.Request) -> None:
+        # aiohttp keeps a keep-alive connection's last request alive until the next one arrives (up to
+        # the keep-alive timeout), and with it the body's bytes and its decoded copy: drop both now.
+        request.pop(PARSED_BODY, None)
+        if isinstance(getattr(request, "_read_bytes", None), bytes):
+            request._read_bytes = None  # aiohttp's cache of read(); nobody reads the body after its handler
+
+    def trim_soon() -> None:
+        # Later, not now: the request (and aiohttp's copy of its body) lives until its reply is written.
+        nonlocal trim_pending
+
+        def trim() -> None:
+            nonlocal trim_pending
+            trim_pending = False
+            trim_heap()
+
+        if not trim_pending:
+            trim_pending = True
+            asyncio.get_running_loop().call_later(_TRIM_DELAY, trim)
 
     def authenticate(request: web.Request, pattern: str) -> ApiKey | None:
         if not keys.enabled or (pattern in OPEN_PATHS and request.method in ("GET", "HEAD", "POST")):
             return None
+        address = request.remote or ""
+        if wait := failures.blocked(address):
+            raise _refusal(
+                request,
+                429,
+                "too many failed authentications, please retry later",
+                {"Retry-After": str(max(1, math.ceil(wait)))},
+            )
         key = keys.from_header(request.headers.get("Authorization"))
         if key is None:
+            failures.acquire(address)
             raise _refusal(
                 request,
                 401,
@@ -136,6 +175,29 @@ def _make_gate(settings: SecuritySettings, on_error: ErrorReply | None) -> Middl
         # clone (aiohttp's per-request `client_max_size`) for chunked bodies and the exact-limit edge.
         limited = request if length is not None and length < limits.max_body else (
             request.clone(client_max_size=limits.max_body))
+        # A body of unknown length is charged the most it may be until it is read.
+        charge = length if length is not None else limits.max_body
+        if not budget.take(charge):
+            raise _refusal(request, 503, "server busy: too many large request bodies in flight, please retry later",
+                           {"Retry-After": "1"})
+        try:
+            raw = await read_raw(limited)
+            if length is None:
+                budget.give(charge - len(raw))
+                charge = len(raw)
+            try:
+                body = parse_body(raw, spec, reject_unknown=limits.reject_unknown_fields)
+            except InvalidBody as exc:
+                raise _refusal(request, exc.status, str(exc)) from None
+        except BaseException:
+            budget.give(charge)  # refused: the gate never sees this request's charge
+            raise
+        limited[_BODY_CHARGE] = charge  # given back by the gate once the handler is done
+        if body is not None:
+            limited[PARSED_BODY] = body  # handlers take it from here instead of decoding the JSON again
+        return limited
+
+    async def read_raw(limited: web.Request) -> bytes:
         try:
             if limited.content.is_eof():
                 raw = await limited.read()  # already buffered (the usual small JSON body): no timer needed
@@ -143,16 +205,10 @@ def _make_gate(settings: SecuritySettings, on_error: ErrorReply | None) -> Middl
                 async with asyncio.timeout(limits.body_timeout):
                     raw = await limited.read()  # cached: the handler's own read() returns these bytes
         except TimeoutError:
-            raise _refusal(request, 408, f"request body not received within {limits.body_timeout:g}s") from None
+            raise _refusal(limited, 408, f"request body not received within {limits.body_timeout:g}s") from None
         except web.HTTPRequestEntityTooLarge:
-            raise _refusal(request, 413, f"request body too large (limit {limits.max_body} bytes)") from None
-        try:
-            body = parse_body(raw, spec, reject_unknown=limits.reject_unknown_fields)
-        except InvalidBody as exc:
-            raise _refusal(request, 400, str(exc)) from None
-        if body is not None:
-            limited[PARSED_BODY] = body  # handlers take it from here instead of decoding the JSON again
-        return limited
+            raise _refusal(limited, 413, f"request body too large (limit {limits.max_body} bytes)") from None
+        return raw
 
     def cross_origin(request: web.Request) -> None:
         """gin-contrib/cors's order, as Ollama has it: a foreign origin is an empty 403, a preflight a 204."""
@@ -180,16 +236,24 @@ def _make_gate(settings: SecuritySettings, on_error: ErrorReply | None) -> Middl
                     {"Retry-After": str(max(1, math.ceil(wait)))},
                 )
         if key is not None:
-            request[API_KEY] = key
+            request[API_KEY] = key  # a clone made for the body limit copies it
         if pattern not in _UNBUFFERED and request.method not in ("GET", "HEAD"):
-            return await read_body(request, pattern)
+            request = await read_body(request, pattern)
         return request
 
     @web.middleware
     async def gate(request: web.Request, handler: Handler) -> web.StreamResponse:
         try:  # outer layer: aiohttp's refusals in Ollama's shape
             try:  # middle layer: the app's error replies (they see the request as it came, not the clone)
-                return await handler(await guard(request))  # inner layer: the guard, then the handler
+                guarded = await guard(request)  # inner layer: the guard, then the handler
+                try:
+                    return await handler(guarded)
+                finally:
+                    if charge := guarded.get(_BODY_CHARGE):
+                        budget.give(charge)
+                        if charge >= _TRIM_AFTER:
+                            forget_body(guarded)
+                            trim_soon()
             except (web.HTTPException, ConnectionResetError):
                 raise  # aiohttp's own replies (and the guard's refusals), and a client that is gone
             except Exception as exc:
@@ -230,6 +294,19 @@ def install_guards(app: web.Application, settings: SecuritySettings, *, on_error
     app.router.add_get("/olol/openapi.json", openapi_handler)
     if settings.api_keys.enabled:
         log.info("proxy HTTP API: %d API key(s) required", len(settings.api_keys))
+
+
+def warn_if_open_http(logger: logging.Logger, host: str, port: int, settings: SecuritySettings) -> None:
+    """No API keys is the default (a trusted machine), but never silently on an address others reach."""
+    from olol.security.tokens import is_loopback
+
+    if not settings.api_keys.enabled and not is_loopback(host):
+        logger.warning(
+            "no API keys: anyone who can reach %s:%d can use this proxy's HTTP API "
+            "(set --api-key, $OLOL_API_KEYS or --api-keys-file)",
+            host,
+            port,
+        )
 
 
 def https_context(settings: SecuritySettings) -> ssl.SSLContext | None:

@@ -21,11 +21,18 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["BODY_SPECS", "BodySpec", "InvalidBody", "parse_body"]
+from olol.errors import BadRequest
+from olol.wire.values import duration_from_json
+
+__all__ = ["BODY_SPECS", "MAX_DEPTH", "BodySpec", "InvalidBody", "check_body", "parse_body"]
 
 
 class InvalidBody(ValueError):
-    """A body Ollama would refuse; the message is what the client sees."""
+    """A body Ollama would refuse; the message is what the client sees, with Ollama's status for it."""
+
+    def __init__(self, message: str, status: int = 400) -> None:
+        super().__init__(message)
+        self.status = status
 
 
 # ---------------------------------------------------------------------- kinds
@@ -35,6 +42,11 @@ class Kind:
     go: str
     schema: Mapping[str, Any]
     check: Callable[[Any], bool]
+
+    @property
+    def item(self) -> str | None:
+        """The Go type of a list kind's items (for the null-item message), None for other kinds."""
+        return self.go[2:] if self.go.startswith("[]") else None
 
 
 _INT64 = (-(2**63), 2**63 - 1)
@@ -52,7 +64,9 @@ def _is_num(v: Any) -> bool:
 
 
 def _list_of(check: Callable[[Any], bool]) -> Callable[[Any], bool]:
-    return lambda v: isinstance(v, list) and all(x is None or check(x) for x in v)
+    # A null item is refused (`_null_item` words it): Go would decode it as a zero value, but no client
+    # means `"images": [null]`, and every host would then have to cope with the hole.
+    return lambda v: isinstance(v, list) and all(x is not None and check(x) for x in v)
 
 
 def _str(v: Any) -> bool:
@@ -123,6 +137,10 @@ class BodySpec:
 
 
 _NAME_FIELDS = ("model", "name", "from", "source", "destination")
+#: Deepest nesting of a body's objects and lists. Go's decoder allows 10,000, but the agents' wire cannot:
+#: protobuf refuses a `format` schema (or tool arguments) 35 levels deep, and a 500-deep one exhausts
+#: Python's recursion. 32 leaves the deepest placement (`format`, `options`) a margin.
+MAX_DEPTH = 32
 _DIGEST = re.compile(r"sha256[:-][0-9a-fA-F]{64}")
 
 
@@ -135,6 +153,11 @@ def _valid_part(kind: str, part: str) -> bool:
         return False
     allowed = "_-" + ("" if kind == "namespace" else ".") + (":" if kind == "host" else "")
     return all(c.isascii() and (c.isalnum() or c in allowed) for c in part[1:])
+
+
+def valid_digest(digest: str) -> bool:
+    """`sha256:<64 hex>` (or `sha256-...`), Ollama's only digest format: nothing else may name a blob path."""
+    return _DIGEST.fullmatch(digest) is not None
 
 
 def valid_model_name(name: str) -> bool:
@@ -152,6 +175,42 @@ def _model_name(body: dict[str, Any]) -> str | None:
     # Pull, push and create check the name before anything else and answer 400; an empty one is the handler's.
     name = body.get("model") or body.get("name")
     return "invalid model name" if isinstance(name, str) and name and not valid_model_name(name) else None
+
+
+def _keep_alive(body: dict[str, Any]) -> str | None:
+    # A duration past int64 nanoseconds (`1e300`) cannot be told to a host; its type was checked already.
+    value = body.get("keep_alive")
+    if value is None or not DURATION.check(value):
+        return None
+    try:
+        duration_from_json(value)
+    except BadRequest as exc:
+        return exc.message
+    return None
+
+
+def _copy_names(body: dict[str, Any]) -> str | None:
+    # Ollama's CopyHandler: each name through model.ParseName(...).IsValid(), 400 with Go's %q.
+    for key in ("source", "destination"):
+        name = body.get(key)
+        if isinstance(name, str) and name and not valid_model_name(name):
+            return f"{key} {json.dumps(name, ensure_ascii=False)} is invalid"
+    return None
+
+
+def _delete_name(body: dict[str, Any]) -> str | None:
+    name = body.get("model") or body.get("name")
+    if isinstance(name, str) and name and not valid_model_name(name):
+        return f"name {json.dumps(name, ensure_ascii=False)} is invalid"
+    return None
+
+
+def _served_name(body: dict[str, Any]) -> str | None:
+    # Generate, chat, embed and show: Ollama answers a name ParseName refuses with 404, not 400.
+    name = body.get("model") or body.get("name")
+    if isinstance(name, str) and name and not valid_model_name(name):
+        raise InvalidBody(f"model '{name}' not found", status=404)
+    return None
 
 
 def _create_source(body: dict[str, Any]) -> str | None:
@@ -176,13 +235,16 @@ _GENERATE = BodySpec("GenerateRequest", {
     **_COMMON, "prompt": STRING, "suffix": STRING, "system": STRING, "template": STRING, "context": INTS,
     "raw": BOOL, "format": FORMAT, "images": STRINGS, "think": THINK, "truncate": BOOL, "shift": BOOL,
     "logprobs": BOOL, "top_logprobs": INT, "_debug_render_only": BOOL, "width": INT, "height": INT, "steps": INT,
-})  # fmt: skip
+}, rules=(_served_name, _keep_alive))  # fmt: skip
 _CHAT = BodySpec("ChatRequest", {
     **_COMMON, "messages": MESSAGES, "tools": OBJECTS, "format": FORMAT, "think": THINK, "truncate": BOOL,
     "shift": BOOL, "logprobs": BOOL, "top_logprobs": INT, "_debug_render_only": BOOL,
-})  # fmt: skip
-_EMBED = BodySpec("EmbedRequest", {**_COMMON, "input": STR_OR_STRS, "truncate": BOOL, "dimensions": INT})
-_EMBEDDINGS = BodySpec("EmbeddingRequest", {**_COMMON, "prompt": STRING})
+}, rules=(_served_name, _keep_alive))  # fmt: skip
+_EMBED = BodySpec(
+    "EmbedRequest", {**_COMMON, "input": STR_OR_STRS, "truncate": BOOL, "dimensions": INT},
+    rules=(_served_name, _keep_alive),
+)
+_EMBEDDINGS = BodySpec("EmbeddingRequest", {**_COMMON, "prompt": STRING}, rules=(_served_name, _keep_alive))
 _NAMED = {"model": STRING, "name": STRING}
 _TRANSFER = {**_NAMED, "insecure": BOOL, "username": STRING, "password": STRING, "stream": BOOL}
 _CREATE = BodySpec("CreateRequest", {
@@ -191,7 +253,11 @@ _CREATE = BodySpec("CreateRequest", {
     "messages": MESSAGES, "renderer": STRING, "parser": STRING, "requires": STRING, "path": STRING,
     "modelfile": STRING,
 }, rules=(_model_name, _create_source, _create_digests))  # fmt: skip
-_SHOW = BodySpec("ShowRequest", {**_NAMED, "system": STRING, "template": STRING, "verbose": BOOL, "options": OBJECT})
+_SHOW = BodySpec(
+    "ShowRequest",
+    {**_NAMED, "system": STRING, "template": STRING, "verbose": BOOL, "options": OBJECT},
+    rules=(_served_name,),
+)
 
 _OAI_CHAT = BodySpec("ChatCompletionRequest", {
     "model": STRING, "messages": OBJECTS, "stream": BOOL, "temperature": NUMBER, "top_p": NUMBER, "seed": INT,
@@ -222,8 +288,8 @@ BODY_SPECS: dict[tuple[str, str], BodySpec] = {
     ),
     ("POST", "/api/push"): BodySpec("PushRequest", _TRANSFER, rules=(_model_name,)),
     ("POST", "/api/create"): _CREATE,
-    ("POST", "/api/copy"): BodySpec("CopyRequest", {"source": STRING, "destination": STRING}),
-    ("DELETE", "/api/delete"): BodySpec("DeleteRequest", _NAMED),
+    ("POST", "/api/copy"): BodySpec("CopyRequest", {"source": STRING, "destination": STRING}, rules=(_copy_names,)),
+    ("DELETE", "/api/delete"): BodySpec("DeleteRequest", _NAMED, rules=(_delete_name,)),
     ("POST", "/v1/chat/completions"): _OAI_CHAT,
     ("POST", "/v1/completions"): _OAI_COMPLETION,
     ("POST", "/v1/embeddings"): _OAI_EMBED,
@@ -273,8 +339,26 @@ def _loads(raw: bytes) -> Any:
     return body
 
 
+def _depth_exceeds(body: Any, limit: int) -> bool:
+    """Whether objects and lists nest deeper than `limit` (iterative: the body may be arbitrarily deep)."""
+    level: list[Any] = [body]
+    for _ in range(limit):
+        level = [
+            child
+            for node in level
+            for child in (node.values() if isinstance(node, dict) else node)
+            if isinstance(child, dict | list)
+        ]
+        if not level:
+            return False
+    return True
+
+
 def _check_field(spec: BodySpec, path: str, kind: Kind, value: Any) -> None:
     if value is not None and not kind.check(value):
+        if kind.item is not None and isinstance(value, list) and any(x is None for x in value):
+            where = f"{spec.struct}.{path}"
+            raise InvalidBody(f"json: cannot unmarshal null into Go struct field {where} of type {kind.item}")
         raise InvalidBody(
             f"json: cannot unmarshal {_json_type(value)} into Go struct field {spec.struct}.{path} of type {kind.go}"
         )
@@ -282,8 +366,6 @@ def _check_field(spec: BodySpec, path: str, kind: Kind, value: Any) -> None:
 
 def _check_messages(spec: BodySpec, messages: list[Any]) -> None:
     for message in messages:
-        if message is None:
-            continue
         for key, kind in MESSAGE_FIELDS.items():
             _check_field(spec, f"messages.{key}", kind, message.get(key))
 
@@ -305,7 +387,19 @@ def parse_body(raw: bytes, spec: BodySpec | None, *, reject_unknown: bool = True
         return None
     body = _loads(raw)
     if spec is None:
+        if isinstance(body, dict | list) and _depth_exceeds(body, MAX_DEPTH):
+            raise InvalidBody(f"json: exceeded max depth (at most {MAX_DEPTH} levels of nesting)")
         return body
+    return check_body(body, spec, reject_unknown=reject_unknown)
+
+
+def check_body(body: Any, spec: BodySpec, *, reject_unknown: bool = True) -> dict[str, Any]:
+    """`body` (already decoded) if `spec` takes it, else `InvalidBody`: the checks of `parse_body`.
+
+    For bodies a handler builds from another shape (a session turn becomes an /api/chat body).
+    """
+    if isinstance(body, dict | list) and _depth_exceeds(body, MAX_DEPTH):
+        raise InvalidBody(f"json: exceeded max depth (at most {MAX_DEPTH} levels of nesting)")
     if not isinstance(body, dict):
         raise InvalidBody(f"json: cannot unmarshal {_json_type(body)} into Go value of type api.{spec.struct}")
     if reject_unknown and spec.closed:

@@ -125,6 +125,7 @@ class SessionManager:
         options: JSON | None = None,
         messages: Sequence[Any] = (),
         keep_alive: Any = None,
+        owner: str = "",
     ) -> Session:
         if not isinstance(model, str) or not model.strip():
             raise BadRequest("model is required")
@@ -135,21 +136,26 @@ class SessionManager:
         history = ChatHistory([HistoryMessage.from_ollama({"role": "system", "content": system})] if system else [])
         history.append(*(HistoryMessage.from_ollama(m) for m in messages))
         session = Session(
-            id=new_session_id(), model=model, options=dict(options or {}), keep_alive=keep_alive, history=history
+            id=new_session_id(), model=model, options=dict(options or {}), keep_alive=keep_alive, history=history,
+            owner=owner,
         )
         await self.store.create(session)
         return session
 
-    async def get(self, session_id: str) -> Session:
+    # `owner`: whose sessions the caller may see; None sees every one (an admin key, keys off, gRPC).
+    # Another owner's session is "not found", exactly like a missing one: its existence is not told.
+    async def get(self, session_id: str, owner: str | None = None) -> Session:
         session = await self.store.get(session_id)
-        if session is None or not self._live(session):
+        if session is None or not self._live(session) or (owner is not None and session.owner != owner):
             raise SessionNotFound(session_id)
         return session
 
-    async def list(self, model: str | None = None) -> list[Session]:
-        return [s for s in await self.store.list(model) if self._live(s)]
+    async def list(self, model: str | None = None, owner: str | None = None) -> list[Session]:
+        return [s for s in await self.store.list(model) if self._live(s) and owner in (None, s.owner)]
 
-    async def delete(self, session_id: str) -> None:
+    async def delete(self, session_id: str, owner: str | None = None) -> None:
+        if owner is not None:
+            await self.get(session_id, owner)
         if not await self.store.delete(session_id):
             raise SessionNotFound(session_id)
 
@@ -162,6 +168,7 @@ class SessionManager:
         options: JSON | None = None,
         extra: JSON | None = None,
         model: str | None = None,
+        owner: str | None = None,
     ) -> Turn:
         """Start the session's next turn; iterate the `Turn` for the reply (it records itself).
 
@@ -174,7 +181,7 @@ class SessionManager:
             raise BadRequest("options must be an object")
         release = await self._locks.acquire(session_id)
         try:
-            session = await self.get(session_id)
+            session = await self.get(session_id, owner)
             if model and normalize(model) != normalize(session.model):
                 raise BadRequest(f'session "{session_id}" is a conversation with "{session.model}", not "{model}"')
             merged = {**session.options, **(options or {})}

@@ -164,6 +164,8 @@ class Session:
     history: ChatHistory = field(default_factory=ChatHistory)
     message_count: int = 0  # kept by the store, so listings need not load histories
     tokens: int = 0
+    #: Who may see it: the API key that created it (its safe name); "" when created without keys.
+    owner: str = ""
 
     def __post_init__(self) -> None:
         self.updated_at = self.updated_at or self.created_at

@@ -22,6 +22,7 @@ import logging
 import queue
 import sqlite3
 import threading
+import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from pathlib import Path
@@ -37,7 +38,7 @@ T = TypeVar("T")
 Job = tuple[Callable[[sqlite3.Connection], Any], "Future[Any]"]
 
 DB_NAME = "sessions.db"
-_SCHEMA_VERSION = 1
+_SCHEMA_VERSION = 2  # 2: sessions.owner
 _MAX_BATCH = 512  # jobs per transaction: bounds how long one commit keeps the others waiting
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS sessions (
@@ -49,7 +50,8 @@ CREATE TABLE IF NOT EXISTS sessions (
     updated_at INTEGER NOT NULL,
     host TEXT NOT NULL DEFAULT '',
     message_count INTEGER NOT NULL DEFAULT 0,
-    tokens INTEGER NOT NULL DEFAULT 0
+    tokens INTEGER NOT NULL DEFAULT 0,
+    owner TEXT NOT NULL DEFAULT ''
 );
 CREATE INDEX IF NOT EXISTS sessions_updated ON sessions(updated_at);
 CREATE TABLE IF NOT EXISTS messages (
@@ -65,7 +67,7 @@ CREATE TABLE IF NOT EXISTS messages (
     PRIMARY KEY (session_id, seq)
 ) WITHOUT ROWID;
 """
-_SESSION_COLUMNS = "id, model, options, keep_alive, created_at, updated_at, host, message_count, tokens"
+_SESSION_COLUMNS = "id, model, options, keep_alive, created_at, updated_at, host, message_count, tokens, owner"
 _STOP = object()
 
 
@@ -74,7 +76,7 @@ def _dumps(value: Any) -> str:
 
 
 def _session_row(row: tuple[Any, ...]) -> Session:
-    sid, model, options, keep_alive, created, updated, host, count, tokens = row
+    sid, model, options, keep_alive, created, updated, host, count, tokens, owner = row
     return Session(
         id=sid,
         model=model,
@@ -85,6 +87,7 @@ def _session_row(row: tuple[Any, ...]) -> Session:
         host=host,
         message_count=count,
         tokens=tokens,
+        owner=owner,
     )
 
 
@@ -150,6 +153,27 @@ class SqliteSessionStore:
         await asyncio.get_running_loop().run_in_executor(None, thread.join)
 
     def _connect(self) -> sqlite3.Connection:
+        try:
+            return self._open_connection()
+        except sqlite3.DatabaseError as exc:  # not a database, or a damaged one (a truncated file, bad pages)
+            if self.path is None:
+                raise
+            aside = self._set_aside(exc)
+        log.info("started a fresh session store at %s (the damaged one is at %s)", self.path, aside)
+        return self._open_connection()
+
+    def _set_aside(self, exc: sqlite3.DatabaseError) -> Path:
+        """Move a damaged database (and its WAL) out of the way, keeping it for whoever wants to recover it."""
+        assert self.path is not None
+        aside = self.path.with_name(f"{self.path.name}.corrupt-{time.strftime('%Y%m%dT%H%M%S')}")
+        log.error("session store %s is damaged (%s): moved to %s, sessions in it are not served", self.path, exc, aside)
+        for suffix in ("", "-wal", "-shm"):
+            source = Path(f"{self.path}{suffix}")
+            if source.exists():
+                source.replace(f"{aside}{suffix}")
+        return aside
+
+    def _open_connection(self) -> sqlite3.Connection:
         if self.path is not None:
             # Conversations are private: the state dir and the database are the user's alone.
             self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -158,13 +182,22 @@ class SqliteSessionStore:
         conn = sqlite3.connect(
             ":memory:" if self.path is None else str(self.path), isolation_level=None, check_same_thread=True
         )
-        conn.execute("PRAGMA journal_mode=WAL")
+        try:
+            conn.execute("PRAGMA journal_mode=WAL")
+            # A file that is not a database fails above; damaged pages only show when read.
+            if (check := conn.execute("PRAGMA quick_check").fetchone()[0]) != "ok":
+                raise sqlite3.DatabaseError(f"quick_check: {check}")
+        except BaseException:
+            conn.close()
+            raise
         conn.execute("PRAGMA synchronous=FULL")
         conn.execute("PRAGMA foreign_keys=ON")
         conn.execute("PRAGMA busy_timeout=5000")
         version = conn.execute("PRAGMA user_version").fetchone()[0]
         if version > _SCHEMA_VERSION:
             raise RuntimeError(f"{self.path} was written by a newer olol (schema {version}); upgrade olol")
+        if version == 1:  # sessions from before owners: keyless, visible to admin keys (and with keys off)
+            conn.execute("ALTER TABLE sessions ADD COLUMN owner TEXT NOT NULL DEFAULT ''")
         conn.executescript(_SCHEMA)
         conn.execute(f"PRAGMA user_version={_SCHEMA_VERSION}")
         return conn
@@ -237,7 +270,7 @@ class SqliteSessionStore:
 
         def create(conn: sqlite3.Connection) -> None:
             conn.execute(
-                f"INSERT INTO sessions ({_SESSION_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                f"INSERT INTO sessions ({_SESSION_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     session.id,
                     session.model,
@@ -248,6 +281,7 @@ class SqliteSessionStore:
                     session.host,
                     len(messages),
                     sum(m.tokens for m in messages),
+                    session.owner,
                 ),
             )
             _insert_messages(conn, session.id, 0, messages)

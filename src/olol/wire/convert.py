@@ -6,7 +6,9 @@ in Ollama's words, so bad input fails at the edge with a 400, not deep inside.
 
 from __future__ import annotations
 
-from typing import Any
+import functools
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from google.protobuf.message import Message as PbMessage
 
@@ -24,6 +26,7 @@ from olol.wire.values import (
 )
 
 JSON = dict[str, Any]
+F = TypeVar("F", bound=Callable[..., Any])
 
 _OPTION_FIELDS = {f.name: f for f in pb.Options.DESCRIPTOR.fields if f.name != "extra"}
 _STAT_FIELDS = [f.name for f in pb.Stats.DESCRIPTOR.fields]
@@ -31,6 +34,28 @@ _DETAIL_FIELDS = [f.name for f in pb.ModelDetails.DESCRIPTOR.fields]
 
 
 # ----------------------------------------------------------------------- helpers
+def _request_builder(convert: F) -> F:
+    """A request converter whose every failure is the request's 400.
+
+    A value these converters were not written for (a null where an object belongs, a schema
+    nested deeper than protobuf carries) must never surface as an untyped exception: the
+    proxy would take that for the host failing.
+    """
+
+    @functools.wraps(convert)
+    def guarded(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return convert(*args, **kwargs)
+        except BadRequest:
+            raise
+        except RecursionError:
+            raise BadRequest("invalid request: nested too deeply") from None
+        except Exception as exc:
+            raise BadRequest(f"invalid request: {type(exc).__name__}: {exc}") from exc
+
+    return guarded  # type: ignore[return-value]
+
+
 def _require_model(body: JSON) -> str:
     model = body.get("model")
     if not model or not isinstance(model, str):
@@ -57,6 +82,7 @@ def _option_error(key: str, field: Any) -> BadRequest:
     return BadRequest(f'option "{key}" must be of type {word}')
 
 
+@_request_builder
 def options_to_pb(options: JSON | None) -> pb.Options:
     """Ollama's options as protobuf. A null option is skipped, as Ollama's `Options.FromMap` skips nil
     (llama-index and langchain send every option they know, unset ones as null)."""
@@ -181,6 +207,7 @@ def _images_to_pb(images: Any) -> list[bytes]:
 
 
 # ----------------------------------------------------------------------- messages and tools
+@_request_builder
 def message_to_pb(m: JSON) -> pb.Message:
     if not isinstance(m, dict):
         raise BadRequest("invalid message: expected an object")
@@ -239,6 +266,7 @@ def _tool_from_pb(tool: pb.Tool) -> JSON:
 
 
 # ----------------------------------------------------------------------- inference requests
+@_request_builder
 def generate_request_to_pb(body: JSON) -> pb.GenerateRequest:
     msg = pb.GenerateRequest(model=_require_model(body))
     for key in ("prompt", "suffix", "system", "template"):
@@ -265,6 +293,7 @@ def generate_request_from_pb(msg: pb.GenerateRequest) -> JSON:
     return _common_from_pb(msg, out)
 
 
+@_request_builder
 def chat_request_to_pb(body: JSON) -> pb.ChatRequest:
     msg = pb.ChatRequest(model=_require_model(body))
     messages = body.get("messages") or []
@@ -283,6 +312,7 @@ def chat_request_from_pb(msg: pb.ChatRequest) -> JSON:
     return _common_from_pb(msg, out)
 
 
+@_request_builder
 def embed_request_to_pb(body: JSON) -> pb.EmbedRequest:
     msg = pb.EmbedRequest(model=_require_model(body))
     data = body.get("input", body.get("prompt"))
@@ -515,6 +545,7 @@ def progress_from_pb(p: pb.Progress) -> JSON:
     return out
 
 
+@_request_builder
 def create_request_to_pb(body: JSON) -> pb.CreateRequest:
     msg = pb.CreateRequest(
         model=_require_model(body),

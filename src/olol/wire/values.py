@@ -31,20 +31,31 @@ INT64_MAX = 2**63 - 1
 def duration_from_json(value: Any) -> int:
     """Ollama's `keep_alive`: a number of seconds or a Go duration string ("5m", "1h30m").
 
-    Negative means "keep loaded forever", as in Ollama; we keep it as -1 ns.
+    Negative means "keep loaded forever", as in Ollama; we keep it as -1 ns. A duration past
+    int64 nanoseconds is refused, as Go's ParseDuration refuses it (a host could not be told it).
     """
+    ns = _duration_ns(value)
+    if ns > INT64_MAX:
+        raise BadRequest(f'time: invalid duration "{value}"')
+    return ns
+
+
+def _duration_ns(value: Any) -> int:
     if isinstance(value, bool):
         raise BadRequest(f"invalid duration: {value!r}")
     if isinstance(value, int | float):
-        return FOREVER if value < 0 else int(value * 10**9)
+        return FOREVER if value < 0 else _finite_ns(value * 10**9, value)
     if isinstance(value, str):
         text = value.strip()
         sign = -1 if text.startswith("-") else 1
         text = text.lstrip("+-")
         try:
-            return FOREVER if sign < 0 else int(float(text) * 10**9)  # "300" means seconds too
+            seconds = float(text)  # "300" means seconds too
         except ValueError:
             pass
+        else:
+            if seconds == seconds:  # "nan" is no duration; "inf" is refused by `_finite_ns`
+                return FOREVER if sign < 0 else _finite_ns(seconds * 10**9, value)
         pos, total = 0, 0.0
         for match in _PART.finditer(text):
             if match.start() != pos:
@@ -52,8 +63,14 @@ def duration_from_json(value: Any) -> int:
             total += float(match.group(1)) * _UNITS[match.group(2)]
             pos = match.end()
         if text and pos == len(text):
-            return FOREVER if sign < 0 else int(total)
+            return FOREVER if sign < 0 else _finite_ns(total, value)
     raise BadRequest(f'time: invalid duration "{value}"')
+
+
+def _finite_ns(ns: float, value: Any) -> int:
+    if ns != ns or ns == float("inf"):
+        raise BadRequest(f'time: invalid duration "{value}"')
+    return int(ns)
 
 
 def duration_to_json(ns: int) -> int | float:

@@ -23,9 +23,15 @@ def _content(message: Any) -> Any:
     return message.get("content") if isinstance(message, dict) else None
 
 
+def _printable(header: str) -> str:
+    # aiohttp keeps a header's non-UTF-8 bytes as lone surrogates, which no encoder (the hash ring's,
+    # a log's) takes: spell them as escapes, so every distinct header still keys its own conversation.
+    return header.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
 def session_key(header: str | None, body: dict[str, Any]) -> str | None:
     if header and header.strip():
-        return "h:" + header.strip()
+        return "h:" + _printable(header.strip())
     messages = body.get("messages")
     if not isinstance(messages, list):
         return None

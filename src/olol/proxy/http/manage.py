@@ -22,6 +22,7 @@ from olol.errors import BadRequest, ModelNotFound, OlolError, Unsupported
 from olol.placement.progress import DONE, ProgressMerger, fan_in
 from olol.placement.targets import pull_targets
 from olol.proxy.http.io import ctx, json_reply, read_json, require_model, wants_stream, write_ndjson
+from olol.security.schema import valid_digest
 
 __all__ = ["blob_exists", "blob_upload", "copy", "create", "delete", "pull", "push"]
 
@@ -238,8 +239,16 @@ def _status_reply(failed: dict[str, OlolError], report: JSON, headers: dict[str,
     return web.Response(status=status)
 
 
-async def blob_exists(request: web.Request) -> web.Response:
+def _digest(request: web.Request) -> str:
+    """The blob's digest, checked before anything is read or forwarded: it becomes a path on every host."""
     digest = request.match_info["digest"]
+    if not valid_digest(digest):
+        raise BadRequest("invalid digest format")
+    return digest
+
+
+async def blob_exists(request: web.Request) -> web.Response:
+    digest = _digest(request)
 
     async def has(host: Host) -> bool:
         return await host.backend.has_blob(digest)
@@ -248,13 +257,37 @@ async def blob_exists(request: web.Request) -> web.Response:
     return web.Response(status=200 if any(found.ok.values()) else 404)
 
 
+def _too_large(limit: int) -> OlolError:
+    return OlolError(f"blob too large (limit {limit} bytes)", status=413)
+
+
 async def _spool(request: web.Request, digest: str) -> str:
-    """Body to a temporary file, checking its sha256 against the digest as Ollama does."""
+    """Body to a temporary file, checking its sha256 against the digest as Ollama does.
+
+    Bounded by the blob size limit (announced or counted) and by an idle timeout: a client that
+    stops sending holds neither a connection nor a half-written file for long.
+    """
+    limits = ctx(request).config.security.limits
+    if request.content_length is not None and request.content_length > limits.max_blob:
+        raise _too_large(limits.max_blob)
     sha = hashlib.sha256()
     fd, path = tempfile.mkstemp(prefix="olol-blob-")
+    received = 0
     try:
         with os.fdopen(fd, "wb") as out:
-            async for chunk in request.content.iter_chunked(_CHUNK):
+            while True:
+                try:
+                    async with asyncio.timeout(limits.blob_idle_timeout):
+                        chunk = await request.content.read(_CHUNK)
+                except TimeoutError:
+                    raise OlolError(
+                        f"blob upload idle for {limits.blob_idle_timeout:g}s", status=408
+                    ) from None
+                if not chunk:
+                    break
+                received += len(chunk)
+                if received > limits.max_blob:
+                    raise _too_large(limits.max_blob)
                 sha.update(chunk)
                 await asyncio.to_thread(out.write, chunk)
         actual = "sha256:" + sha.hexdigest()
@@ -274,7 +307,7 @@ async def _file_chunks(path: str) -> AsyncIterator[bytes]:
 
 async def blob_upload(request: web.Request) -> web.Response:
     """Uploaded once by the client, stored on every host a pull would go to (a create can follow anywhere)."""
-    digest = request.match_info["digest"]
+    digest = _digest(request)
     path = await _spool(request, digest)
     try:
         hosts = pull_targets(ctx(request).cluster, "", _replicas(request))

@@ -24,6 +24,9 @@ from olol.cluster.backend import JSON
 from olol.errors import BadRequest, OlolError
 from olol.proxy.aggregate import collect_chat
 from olol.proxy.http.io import ctx, json_reply, read_json, require_model, wants_stream, write_ndjson
+from olol.security.apikeys import ADMIN
+from olol.security.http import API_KEY
+from olol.security.schema import BODY_SPECS, InvalidBody, check_body
 from olol.sessions.manager import TURN_KEYS, SessionManager
 
 __all__ = ["chat", "create", "delete", "get", "list_sessions", "register"]
@@ -34,6 +37,12 @@ def _manager(request: web.Request) -> SessionManager:
     if service is None:
         raise OlolError("chat sessions are not enabled on this proxy", status=501)
     return service.manager
+
+
+def _owner(request: web.Request) -> str | None:
+    """Whose sessions this request may touch: its API key's; None (all) for an admin key or with keys off."""
+    key = request.get(API_KEY)
+    return None if key is None or key.scope == ADMIN else str(key.name)
 
 
 def _optional(body: JSON, key: str, kind: type | tuple[type, ...]) -> Any:
@@ -53,8 +62,20 @@ def _turn_message(body: JSON) -> Any:
     raise BadRequest("message is required: a session takes one new message a turn")
 
 
+def _check_as_chat(body: JSON, messages: Any) -> None:
+    """What a session passes to a host gets /api/chat's body checks: a turn is a chat request too."""
+    chat = {k: body[k] for k in ("model", "options", *TURN_KEYS) if k in body}
+    if isinstance(messages, list):
+        chat["messages"] = [m for m in messages if not isinstance(m, str)]  # plain text is a user message
+    try:
+        check_body(chat, BODY_SPECS["POST", "/api/chat"], reject_unknown=False)
+    except InvalidBody as exc:
+        raise OlolError(str(exc), status=exc.status) from None
+
+
 async def create(request: web.Request) -> web.Response:
     body = await read_json(request)
+    _check_as_chat(body, body.get("messages"))
     manager = _manager(request)
     session = await manager.create(
         require_model(body),
@@ -62,18 +83,21 @@ async def create(request: web.Request) -> web.Response:
         options=_optional(body, "options", dict),
         messages=_optional(body, "messages", list) or [],
         keep_alive=body.get("keep_alive"),
+        owner=_owner(request) or "",
     )
     return json_reply(session.to_json(manager.ttl))
 
 
 async def chat(request: web.Request) -> web.StreamResponse:
     body = await read_json(request)
+    _check_as_chat(body, [_turn_message(body)])
     turn = await _manager(request).open_turn(
         request.match_info["id"],
         _turn_message(body),
         options=_optional(body, "options", dict),
         extra={k: body[k] for k in TURN_KEYS if k in body},
         model=_optional(body, "model", str),
+        owner=_owner(request),
     )
     try:
         if wants_stream(body):
@@ -85,17 +109,17 @@ async def chat(request: web.Request) -> web.StreamResponse:
 
 async def get(request: web.Request) -> web.Response:
     manager = _manager(request)
-    return json_reply((await manager.get(request.match_info["id"])).to_json(manager.ttl))
+    return json_reply((await manager.get(request.match_info["id"], _owner(request))).to_json(manager.ttl))
 
 
 async def list_sessions(request: web.Request) -> web.Response:
     manager = _manager(request)
-    sessions = await manager.list(request.query.get("model") or None)
+    sessions = await manager.list(request.query.get("model") or None, _owner(request))
     return json_reply({"sessions": [s.summary(manager.ttl) for s in sessions]})
 
 
 async def delete(request: web.Request) -> web.Response:
-    await _manager(request).delete(request.match_info["id"])
+    await _manager(request).delete(request.match_info["id"], _owner(request))
     return json_reply({})
 
 
