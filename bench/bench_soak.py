@@ -145,6 +145,8 @@ class Tally:
     outcomes: Counter[str] = field(default_factory=Counter)
     errors: Counter[str] = field(default_factory=Counter)
     latencies: list[float] = field(default_factory=list)
+    resume_gaps: list[float] = field(default_factory=list)  # the longest gap between lines of a resumed stream
+    short_answers: int = 0  # completed with fewer tokens than asked for (a resume lost some)
     tokens: int = 0
     open_now: int = 0
     peak_open: int = 0
@@ -181,8 +183,11 @@ async def _one(http: aiohttp.ClientSession, url: str, tally: Tally, predict: int
                     tally.errors[f"{resp.status} {_kind(str(error))}"] += 1
                     outcome = "failed (clear error)" if isinstance(error, str) else "unclear"
                     return
+                last, gap = time.monotonic(), 0.0
                 async for raw in resp.content:
                     line = json.loads(raw)
+                    now = time.monotonic()
+                    gap, last = max(gap, now - last), now
                     if "error" in line:
                         tally.errors[f"stream {_kind(str(line['error']))}"] += 1
                         outcome = "failed (clear error)"
@@ -190,7 +195,12 @@ async def _one(http: aiohttp.ClientSession, url: str, tally: Tally, predict: int
                     tally.tokens += 1
                     if line.get("done"):
                         outcome = "completed"
-                        tally.latencies.append(time.monotonic() - start)
+                        if (line.get("olol") or {}).get("resumes"):
+                            outcome = "completed after a resume"
+                            tally.resume_gaps.append(gap)
+                        if line.get("eval_count") != predict and line.get("done_reason") == "length":
+                            tally.short_answers += 1
+                        tally.latencies.append(now - start)
                         return
     except TimeoutError:
         outcome = "hung"
@@ -285,6 +295,7 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
         elapsed = time.monotonic() - started
         warm = [r for t, r, _ in samples if t - started > min(30.0, args.duration / 4)] or [samples[-1][1]]
         lat = sorted(tally.latencies) or [0.0]
+        gaps = sorted(tally.resume_gaps) or [0.0]
         return {
             "streams": args.streams,
             "duration_s": round(elapsed),
@@ -298,6 +309,10 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
             "tokens_per_s": round(tally.tokens / elapsed),
             "latency_p50_s": round(statistics.median(lat), 2),
             "latency_p99_s": round(lat[int(0.99 * (len(lat) - 1))], 2),
+            "resumed_share": round(len(tally.resume_gaps) / max(1, sum(tally.outcomes.values())), 4),
+            "resume_gap_p50_s": round(statistics.median(gaps), 2),
+            "resume_gap_p99_s": round(gaps[int(0.99 * (len(gaps) - 1))], 2),
+            "short_answers": tally.short_answers,
             "rss_mib_after_warmup": round(warm[0] / 2**20),
             "rss_mib_peak": round(max(r for _, r, _ in samples) / 2**20),
             "rss_mib_end": round(samples[-1][1] / 2**20),
@@ -336,6 +351,11 @@ def _markdown(r: dict[str, object], args: argparse.Namespace) -> str:
             f"{r['tokens_per_s']} tokens/s through the proxy; completed streams took {r['latency_p50_s']} s "
             f"(median) / {r['latency_p99_s']} s (p99). Proxy RSS: {r['rss_mib_after_warmup']} MiB after warm-up, "
             f"{r['rss_mib_peak']} MiB peak, {r['rss_mib_end']} MiB at the end.",
+            "",
+            f"Resume (on by default): {float(r['resumed_share']):.2%} of requests finished on another host after "
+            f"theirs died mid-stream; the gap a client saw at a resume (longest pause between two lines of a resumed "
+            f"stream) was {r['resume_gap_p50_s']} s (median) / {r['resume_gap_p99_s']} s (p99); "
+            f"{r['short_answers']} completed answers had fewer tokens than asked for.",
             "",
             "Errors by kind: " + ", ".join(f"{k}: {v}" for k, v in errors.items()) if errors else "No errors.",
         ]

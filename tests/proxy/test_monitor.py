@@ -120,3 +120,41 @@ async def test_refresh_rereads_models_now() -> None:
         assert host.has_model("new")
     finally:
         await monitor.stop()
+
+
+async def test_a_host_loading_a_model_stays_up_and_keeps_its_waiting_requests() -> None:
+    backend = FeedBackend()
+    host = Host("agent:50051", backend)
+    cluster = Cluster([host])
+    downs: list[str] = []
+    cluster.on_down(lambda h: downs.append(h.id))  # what aborts the requests waiting on a host
+    monitor = HostMonitor(host, cluster, interval=0.05)
+    monitor.start()
+    try:
+        await backend.feed.put({"backend_healthy": True, "available_models": ["llama3"]})
+        await wait_for(lambda: host.healthy)
+        # A cold load: the engine answers nothing yet, and the feed says why.
+        await backend.feed.put({"backend_healthy": False, "loading": True})
+        await wait_for(lambda: host.loading)
+        assert host.healthy and downs == []
+        await backend.feed.put({"backend_healthy": True, "available_models": ["llama3"]})
+        await wait_for(lambda: not host.loading)
+        await backend.feed.put({"backend_healthy": False})  # neither loading nor answering: down
+        await wait_for(lambda: not host.healthy)
+        assert downs == [host.id]
+    finally:
+        await monitor.stop()
+
+
+async def test_the_agent_state_feed_says_when_its_backend_is_loading() -> None:
+    from olol.agent.state import HostStateTracker
+
+    class Loading(FakeBackend):
+        loading = True
+
+    backend = Loading()
+    backend.alive = False  # llama-server answers 503 while it loads
+    snapshot = await HostStateTracker(backend, 1).snapshot()
+    assert snapshot.loading and not snapshot.backend_healthy
+    backend.alive = True
+    assert not (await HostStateTracker(backend, 1).snapshot()).loading

@@ -50,6 +50,7 @@ async def test_a_body_past_the_budget_is_a_503_until_the_others_are_done() -> No
         assert (await first)[0] == 200
         assert (await post(700_000))[0] == 200  # given back once the first was done
         # A refused body gives its charge back too.
-        async with http.post(proxy.url + "/api/chat", data=_chat(900_000).replace(b'"stream": false', b'"stream": 7')) as r:
+        wrong_type = _chat(900_000).replace(b'"stream": false', b'"stream": 7')
+        async with http.post(proxy.url + "/api/chat", data=wrong_type) as r:
             assert r.status == 400
         assert (await post(900_000))[0] == 200

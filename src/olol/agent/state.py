@@ -49,6 +49,9 @@ class HostStateTracker:
 
     async def snapshot(self) -> pb.HostState:
         healthy = await self.backend.healthy()
+        # A backend loading a model does not answer yet; saying so keeps a long cold load from being
+        # taken for a frozen host (which the proxy would mark down, aborting the requests waiting on it).
+        loading = bool(getattr(self.backend, "loading", False)) and not healthy
         loaded: list[pb.LoadedModel] = []
         available: list[str] = []
         held = 0
@@ -84,6 +87,7 @@ class HostStateTracker:
             available_models=available,
             requests_total=self.requests_total,
             errors_total=self.errors_total,
+            loading=loading,
         )
 
     async def free_under_cap(self, available: int) -> int:

@@ -37,6 +37,7 @@ class Host:
     last_seen: float = 0.0
     last_error: str = ""
     down_since: float | None = None  # wall-clock time it was first seen down; None while it is up
+    loading: bool = False  # its state feed says a model is loading: silence is expected, not a failure
     # Draining: an operator took the host out of routing (new requests go elsewhere) while the
     # streams it has open finish; it stays monitored, so it is still up or down as well.
     draining: bool = False

@@ -69,6 +69,21 @@ class ProxyConfig:
         help="Keep host addresses out of error texts and X-OLOL-* headers: hosts are named host-1, host-2, ... "
         "there, in the order of --servers.",
     )
+    #: Continue a stream that broke after its first byte on another host (olol.proxy.resume).
+    resume: bool = setting(
+        True, "--resume/--no-resume",
+        help="Continue a stream whose host fails after the first byte on another host.",
+    )
+    #: Continuations one request may take before its error line is the answer.
+    max_resumes: int = setting(
+        2, "--max-resumes", help="Continuations one request may take before its error line is the answer."
+    )
+    #: Seconds a stream may send nothing before it fails (and resumes elsewhere); None = 10 s plus
+    #: four of the host's measured gaps between tokens. Never unbounded.
+    stall_timeout: float | None = setting(
+        None, "--stall-timeout", help="Seconds a stream may send nothing before it fails (and resumes elsewhere).",
+        type=float, shown="10 + 4 of the host's measured gaps between tokens",
+    )
     #: Seconds between health/model probes of hosts without a state feed; a dead host is out within 3x this.
     probe_interval: float = setting(
         1.0, "--probe-interval", help="Seconds between health probes; a dead host is out within 3x."

@@ -26,6 +26,7 @@ from olol.proxy.metrics import ProxyMetrics
 from olol.proxy.monitor import HostMonitor
 from olol.proxy.ondemand import build_placement
 from olol.proxy.policies import make_policy
+from olol.proxy.resume.settings import ResumeSettings
 from olol.proxy.router import Router
 from olol.proxy.session_gateway import ProxyChatGateway
 from olol.sessions.service import SessionService
@@ -67,6 +68,7 @@ class ProxyContext:
     placement: PlacementService | None = None  # replication, LAN copies, on-demand loads (olol.placement)
     hider: HostHider | None = None  # `hide_hosts`: host addresses out of what clients see
     started_at: float = field(default_factory=time.monotonic)
+    resume: ResumeSettings = field(default_factory=ResumeSettings)  # resuming broken streams, see olol.proxy.resume
 
     @classmethod
     def build(cls, config: ProxyConfig, backend_factory: BackendFactory | None = None,
@@ -83,8 +85,10 @@ class ProxyContext:
                         affinity=affinity, quant=quant)
         metrics = ProxyMetrics(cluster, admission, affinity)
         dispatcher = Dispatcher(cluster, router, metrics, first_byte_timeout=config.first_byte_timeout,
-                                request_timeout=config.request_timeout, max_attempts=config.max_attempts)
-        ctx = cls(config, cluster, router, dispatcher, metrics, admission, affinity)
+                                request_timeout=config.request_timeout, max_attempts=config.max_attempts,
+                                stall_timeout=config.stall_timeout)
+        ctx = cls(config, cluster, router, dispatcher, metrics, admission, affinity,
+                  resume=ResumeSettings(config.resume, config.max_resumes))
         if config.hide_hosts:
             ctx.hider = HostHider(lambda: list(cluster.hosts))
         ctx.monitors = {h.id: HostMonitor(h, cluster, interval=config.probe_interval) for h in cluster.hosts.values()}

@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection
 from typing import Any, TypeVar
 
 from olol.cluster import Cluster, normalize
 from olol.cluster.backend import JSON, Backend
 from olol.cluster.routing import RouteRequest
 from olol.errors import BackendUnavailable, BadRequest, Cancelled, ModelNotFound, OlolError
+from olol.proxy.liveness import CallGuard, InFlightCalls, stall_timeout
 from olol.proxy.metrics import ProxyMetrics
 from olol.proxy.router import NoEligibleHost, Route, Router
 
@@ -95,7 +96,7 @@ class Upstream:
     """A stream that has produced its first chunk on one host; iterate it once, then it is closed."""
 
     def __init__(self, dispatcher: Dispatcher, endpoint: str, route: Route, first: JSON,
-                 rest: AsyncIterator[JSON], retries: int, deadline: float | None) -> None:
+                 rest: AsyncIterator[JSON], retries: int, deadline: float | None, guard: CallGuard) -> None:
         self._dispatcher = dispatcher
         self.endpoint = endpoint
         self.route = route
@@ -103,6 +104,9 @@ class Upstream:
         self._first: JSON | None = first
         self._rest = rest
         self._deadline = deadline
+        self._guard = guard  # a stall or the host's mark-down ends the wait for the next chunk
+        #: Whether a failure counts as the request's error; a resumable stream counts its own.
+        self.count_errors = True
 
     async def __aiter__(self) -> AsyncIterator[JSON]:
         lease = self.route.lease
@@ -138,11 +142,12 @@ class Upstream:
         # Per chunk: without a request timeout (the default) a timeout context is pure overhead,
         # about a fifth of the proxy's CPU on a short generation.
         if self._deadline is None:
-            return await anext(self._rest)
+            return await self._guard.wait(anext(self._rest))
         async with asyncio.timeout_at(self._deadline):
-            return await anext(self._rest)
+            return await self._guard.wait(anext(self._rest))
 
     async def aclose(self) -> None:
+        self._guard.close()
         try:
             await _aclose(self._rest)
         finally:
@@ -151,47 +156,64 @@ class Upstream:
 
 class Dispatcher:
     def __init__(self, cluster: Cluster, router: Router, metrics: ProxyMetrics, *,
-                 first_byte_timeout: float | None, request_timeout: float | None, max_attempts: int) -> None:
+                 first_byte_timeout: float | None, request_timeout: float | None, max_attempts: int,
+                 stall_timeout: float | None = None) -> None:
         self.cluster = cluster
         self.router = router
         self.metrics = metrics
         self.first_byte_timeout = first_byte_timeout
         self.request_timeout = request_timeout
         self.max_attempts = max(1, max_attempts)
+        #: Seconds a stream may go silent (None: a few seconds past the host's measured gap between tokens).
+        self.stall_timeout = stall_timeout
+        self.in_flight = InFlightCalls(cluster)
         #: Called before routing; may place a model no host has and return the request to route instead.
         self.on_missing: Callable[[RouteRequest], Awaitable[RouteRequest]] | None = None
 
     # ------------------------------------------------------------------ calls
-    async def open_stream(self, endpoint: str, request: RouteRequest, body: JSON, call: StreamCall) -> Upstream:
-        """Route, call, and wait for the first chunk, moving to the next host on failure."""
+    async def open_stream(self, endpoint: str, request: RouteRequest, body: JSON, call: StreamCall, *,
+                          exclude: Collection[str] = (),
+                          adapt: Callable[[JSON, Route], JSON] | None = None) -> Upstream:
+        """Route, call, and wait for the first chunk, moving to the next host on failure.
+
+        `exclude`: hosts not to try (those a resumed stream already failed on); `adapt`: the body
+        for the host picked (a resume gives llama.cpp hosts token ids, see olol.proxy.resume).
+        """
         deadline = self._deadline()
 
         async def start(route: Route) -> tuple[AsyncIterator[JSON], JSON]:
+            sent = body if adapt is None else adapt(body, route)
             try:  # a backend builds its request here (e.g. the agent's protobuf): a failure is the request's
-                iterator = call(route.candidate.host.backend, self._stream_body(body, route))
+                iterator = call(route.candidate.host.backend, self._stream_body(sent, route))
             except Exception as exc:
                 raise _request_error(exc) from exc
             first_byte = self._first_byte_deadline(deadline)
+            guard = self.in_flight.guard(route.host_id)  # a mark-down of the host ends the wait at once
             try:
                 if first_byte is None:  # no timeout configured: a timeout context would be pure overhead
-                    first = await anext(iterator)
+                    first = await guard.wait(anext(iterator))
                 else:
                     async with asyncio.timeout_at(first_byte):
-                        first = await anext(iterator)
+                        first = await guard.wait(anext(iterator))
             except StopAsyncIteration:
                 raise BackendUnavailable(f"{route.host_id} closed the stream without a reply") from None
             except BaseException:
                 await _aclose(iterator)
                 raise
+            finally:
+                guard.close()
             return iterator, first
 
-        route, (rest, first), retries = await self._failover(endpoint, request, start)
+        route, (rest, first), retries = await self._failover(endpoint, request, start, exclude)
         # A reply that came whole waited for its generation too: the host's own eval time is not TTFT.
         generation = first.get("eval_duration") if first.get("done") else None
         ttft = route.lease.first_byte(generation / 1e9 if isinstance(generation, (int, float)) else 0.0)
         self.metrics.ttft.labels(route.host_id, route.lease.model).observe(ttft)
         self.metrics.routed(route.lease.model, route.host_id, route.reason, ttft)
-        return Upstream(self, endpoint, route, first, rest, retries, deadline)
+        stats = self.cluster.stats.get(route.host_id, route.lease.model)
+        stall = stall_timeout(self.stall_timeout, stats.tokens_per_s.value if stats is not None else None)
+        guard = self.in_flight.guard(route.host_id, stall)
+        return Upstream(self, endpoint, route, first, rest, retries, deadline, guard)
 
     async def unary(self, endpoint: str, request: RouteRequest, body: JSON, call: UnaryCall) -> tuple[Route, Any, int]:
         """Route a one-shot call (embed), with the same failover; the lease is released when it returns."""
@@ -241,15 +263,15 @@ class Dispatcher:
         return expected is not None and expected * _WHOLE_REPLY_MARGIN <= self.first_byte_timeout
 
     # ------------------------------------------------------------------ failover
-    async def _failover(self, endpoint: str, request: RouteRequest,
-                        attempt: Callable[[Route], Awaitable[R]]) -> tuple[Route, R, int]:
-        tried: list[str] = []
+    async def _failover(self, endpoint: str, request: RouteRequest, attempt: Callable[[Route], Awaitable[R]],
+                        exclude: Collection[str] = ()) -> tuple[Route, R, int]:
+        tried: list[str] = list(exclude)
         last: BaseException | None = None
         if self.on_missing is not None:
             request = await self.on_missing(request)
         for n in range(self.max_attempts):
             try:
-                route = await self.router.acquire(request, tried, retry=n > 0)
+                route = await self.router.acquire(request, tried, retry=n > 0 or bool(exclude))
             except NoEligibleHost:
                 break
             except OlolError as exc:
@@ -326,7 +348,8 @@ class Dispatcher:
 
     def failed_mid_stream(self, upstream: Upstream, exc: OlolError) -> None:
         route = upstream.route
-        self.metrics.errors.labels(upstream.endpoint, "mid_stream").inc()
+        if upstream.count_errors:
+            self.metrics.errors.labels(upstream.endpoint, "mid_stream").inc()
         if isinstance(exc, BackendUnavailable):
             self.cluster.mark_down(route.candidate.host, exc.message)
         log.warning("stream from %s broke after the first byte: %s", route.host_id, exc)

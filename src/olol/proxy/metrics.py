@@ -117,6 +117,12 @@ class ProxyMetrics:
             registry=r))
         self.queue_timeouts = Labelled(Counter(
             "olol_queue_timeouts", "Requests refused with 503 after waiting", ["model"], registry=r))
+        self.resumes = Labelled(Counter(
+            "olol_resumes", "Streams that broke after the first byte, by the host's failure and what followed "
+            "(resumed, limit, no_host, refused_<what was relayed>)", ["reason", "outcome"], registry=r))
+        self.resume_gap = Histogram(
+            "olol_resume_gap_seconds", "Time to open the continuation of a broken stream on another host",
+            buckets=_LATENCY_BUCKETS, registry=r)
         r.register(_ClusterCollector(cluster, admission, affinity))
         # The latest routing decisions: a bounded ring, appended to when a request's first byte arrives.
         self.recent: deque[RouteRecord] = deque(maxlen=_RECENT_ROUTES)

@@ -182,8 +182,14 @@ class HostMonitor:
 
     async def _apply_snapshot(self, snap: JSON) -> None:
         if not snap.get("backend_healthy", True):
+            if snap.get("loading"):
+                # Not answering because it loads a model: alive, and the requests waiting on it keep waiting.
+                self.host.loading = True
+                self._up(models_changed=False)
+                return
             self._down(OlolError(str(snap.get("error") or "backend reported unhealthy")))
             return
+        self.host.loading = False
         await self._learn_info()
         before = set(self.host.models)
         if "available_models" in snap:

@@ -7,12 +7,17 @@ moment, streaming the response back. A request that fails before any byte of
 its response was sent (llama-server died with a worker, or is being replaced;
 its headers do not count, as llama-server sends them before computing) waits
 for the next generation and is sent again, which is how a worker failure
-costs a client a delay rather than an error. `GET /olol/status` reports the
-plan and the tunnels.
+costs a client a delay rather than an error. A stream cut after its first
+bytes ends with an error event (`data: {"error": ...}`, as llama-server words
+its own), and any other cut reply with a broken connection, never a clean end
+that reads as a complete answer; the OLOL proxy then resumes the answer on the
+next generation (olol.proxy.resume). `GET /olol/status` reports the plan and
+the tunnels.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 from typing import Any
 
@@ -143,6 +148,7 @@ class DistFront:
             await response.write_eof()
         except (aiohttp.ClientError, ConnectionError) as exc:
             log.warning("response of %s %s cut short: %s", request.method, request.path, exc)
+            await _end_cut_short(request, response, upstream, exc)
         return response
 
     async def _next_generation(self, failed: int) -> None:
@@ -151,3 +157,20 @@ class DistFront:
         if coordinator.generation == failed and coordinator.ready:
             coordinator.replan(f"a request to generation {failed} failed")
         await coordinator.wait_ready(self.retry_timeout)
+
+
+async def _end_cut_short(request: web.Request, response: web.StreamResponse, upstream: aiohttp.ClientResponse,
+                         exc: BaseException) -> None:
+    """Tell the client its reply is incomplete: an SSE error event, else a broken connection."""
+    if request.transport is None or request.transport.is_closing():
+        return  # the client went away: nobody to tell
+    if upstream.content_type == "text/event-stream":
+        message = f"the distributed model failed mid-stream (a worker or llama-server died): {exc}"
+        event = {"error": {"code": 502, "message": message, "type": "unavailable_error"}}
+        try:
+            await response.write(b"data: " + json.dumps(event).encode() + b"\n\n")
+            await response.write_eof()
+            return
+        except (ConnectionError, RuntimeError):
+            pass
+    request.transport.abort()  # no terminating chunk: the client sees a truncated reply, not a whole one

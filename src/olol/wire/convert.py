@@ -14,6 +14,7 @@ from google.protobuf.message import Message as PbMessage
 
 from olol.errors import BadRequest
 from olol.proto import pb
+from olol.wire.tokens import RESUME_TOKENS, token_ids, with_token_ids
 from olol.wire.values import (
     b64decode,
     b64encode,
@@ -275,6 +276,7 @@ def generate_request_to_pb(body: JSON) -> pb.GenerateRequest:
     msg.raw = bool(body.get("raw", False))
     msg.images.extend(_images_to_pb(body.get("images")))
     msg.context.extend(int(t) for t in body.get("context") or [])
+    msg.resume_tokens.extend(int(t) for t in body.get(RESUME_TOKENS) or [])
     _common_to_pb(body, msg)
     return msg
 
@@ -290,6 +292,8 @@ def generate_request_from_pb(msg: pb.GenerateRequest) -> JSON:
         out["images"] = [b64encode(i) for i in msg.images]
     if msg.context:
         out["context"] = list(msg.context)
+    if msg.resume_tokens:
+        out[RESUME_TOKENS] = list(msg.resume_tokens)
     return _common_from_pb(msg, out)
 
 
@@ -301,6 +305,7 @@ def chat_request_to_pb(body: JSON) -> pb.ChatRequest:
         raise BadRequest("messages must be a list")
     msg.messages.extend(message_to_pb(m) for m in messages)
     msg.tools.extend(_tool_to_pb(t) for t in body.get("tools") or [])
+    msg.resume_tokens.extend(int(t) for t in body.get(RESUME_TOKENS) or [])
     _common_to_pb(body, msg)
     return msg
 
@@ -309,6 +314,8 @@ def chat_request_from_pb(msg: pb.ChatRequest) -> JSON:
     out: JSON = {"model": msg.model, "messages": [message_from_pb(m) for m in msg.messages]}
     if msg.tools:
         out["tools"] = [_tool_from_pb(t) for t in msg.tools]
+    if msg.resume_tokens:
+        out[RESUME_TOKENS] = list(msg.resume_tokens)
     return _common_from_pb(msg, out)
 
 
@@ -359,6 +366,7 @@ def generate_chunk_to_pb(chunk: JSON) -> pb.GenerateChunk:
     if msg.done:
         msg.stats.CopyFrom(_stats_to_pb(chunk))
         msg.context.extend(int(t) for t in chunk.get("context") or [])
+    msg.token_ids.extend(token_ids(chunk) or ())
     return msg
 
 
@@ -372,7 +380,7 @@ def generate_chunk_from_pb(msg: pb.GenerateChunk) -> JSON:
         if msg.context:
             out["context"] = list(msg.context)
         _stats_into(msg.stats, out)
-    return out
+    return with_token_ids(out, msg.token_ids) if msg.token_ids else out
 
 
 def chat_chunk_to_pb(chunk: JSON) -> pb.ChatChunk:
@@ -386,6 +394,7 @@ def chat_chunk_to_pb(chunk: JSON) -> pb.ChatChunk:
     if msg.done:
         msg.stats.CopyFrom(_stats_to_pb(chunk))
         msg.trimmed = int((chunk.get("olol") or {}).get("trimmed") or 0)
+    msg.token_ids.extend(token_ids(chunk) or ())
     return msg
 
 
@@ -401,7 +410,7 @@ def chat_chunk_from_pb(msg: pb.ChatChunk) -> JSON:
         _stats_into(msg.stats, out)
         if msg.trimmed:
             out["olol"] = {"trimmed": msg.trimmed}
-    return out
+    return with_token_ids(out, msg.token_ids) if msg.token_ids else out
 
 
 def embed_response_to_pb(body: JSON) -> pb.EmbedResponse:

@@ -171,13 +171,52 @@ class _GenerationRoutes(_Scheduler):
         options = {**spec.parameters, **options}
         transcript = "\n".join(f"{m.get('role', '')}: {m.get('content') or ''}" for m in messages)
         calls = _tool_calls(messages, tools, _rng("tools", spec.name, transcript))
-        plan = _make_plan(spec, transcript, options, think=think, fmt=fmt, tool_calls=calls,
-                          thinking_tokens=self.thinking_tokens, response_tokens=self.response_tokens)  # fmt: skip
+        plan = self._continuation(spec, messages, options, think, fmt) if not calls else None
+        if plan is None:
+            plan = _make_plan(spec, transcript, options, think=think, fmt=fmt, tool_calls=calls,
+                              thinking_tokens=self.thinking_tokens, response_tokens=self.response_tokens)  # fmt: skip
         prompt_tokens = [_token_id(word) for m in messages for word in str(m.get("content") or "").split()]
         return await self._serve_generation(
             request, kind="chat", model=model, spec=spec, plan=plan, stream=stream,
             keep_alive=keep_alive, options=options, prompt_tokens=prompt_tokens,
         )  # fmt: skip
+
+
+    def _continuation(self, spec: ModelSpec, messages: list[JSON], options: JSON, think: bool,
+                      fmt: Any) -> _Plan | None:
+        """A final assistant message is continued, as Ollama does: the rest of the answer it starts.
+
+        The answer it starts is the one the conversation before it gets, or (for a lone user turn)
+        the one `/api/generate` gets for that prompt, which is what the template renders it as. The
+        budget (`num_predict`) counts what remains, as the proxy asks when it resumes a stream.
+        """
+        last = messages[-1]
+        prefix = str(last.get("content") or "")
+        if last.get("role") != "assistant" or not prefix or len(messages) < 2:
+            return None
+        before = messages[:-1]
+        keys = ["\n".join(f"{m.get('role', '')}: {m.get('content') or ''}" for m in before)]
+        roles = [m.get("role") for m in before]
+        if roles in (["user"], ["system", "user"]):
+            system = str(before[0].get("content") or "") if roles[0] == "system" else ""
+            keys.append(f"{system}\x00{before[-1].get('content') or ''}")
+        budget = dict(options)
+        limit = budget.get("num_predict")
+        if isinstance(limit, int) and limit >= 0:
+            budget["num_predict"] = limit + len(prefix.split())
+        for key in keys:
+            whole = _make_plan(spec, key, budget, think=think, fmt=fmt, tool_calls=None,
+                               thinking_tokens=self.thinking_tokens, response_tokens=self.response_tokens)  # fmt: skip
+            text = ""
+            for index, (step, value) in enumerate(whole.steps):
+                if text == prefix:
+                    return _Plan(whole.steps[index:], whole.done_reason)
+                if step != "content" or not prefix.startswith(text + value):
+                    break
+                text += value
+            if text == prefix:  # the prefix was the whole answer
+                return _Plan([], whole.done_reason)
+        return None
 
 
 def _chunk(kind: Literal["generate", "chat"], model: str, step: str, value: Any) -> JSON:

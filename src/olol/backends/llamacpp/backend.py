@@ -42,6 +42,13 @@ import numpy as np
 from olol.backends.llamacpp import convert
 from olol.backends.llamacpp.chat_window import fit_chat, surely_fits
 from olol.backends.llamacpp.client import LlamaServerClient
+from olol.backends.llamacpp.continuation import (
+    TokenIds,
+    as_chat_chunk,
+    completion_prompt,
+    plain_chat,
+    template_messages,
+)
 from olol.backends.llamacpp.gguf_info import ModelFile, human_parameters, read_model_file, sha256_file
 from olol.backends.llamacpp.process import LlamaServerConfig, LlamaServerProcess
 from olol.cluster.backend import JSON, Backend, BackendInfo
@@ -252,8 +259,9 @@ class LlamaCppBackend(Backend):
             messages.append({"role": "user", "content": prompt})
             prompt = (await self._json("POST", "/apply-template", {"messages": messages}))["prompt"]
         body = {
-            "prompt": prompt,
+            "prompt": completion_prompt(prompt, request),  # a resume continues after the ids generated so far
             "stream": True,
+            "return_tokens": True,  # the ids go with each chunk, so another host can resume exactly
             # The final event otherwise echoes the prompt and every setting back.
             "response_fields": list(_FINAL_FIELDS),
             **convert.sampling_params(request.get("options")),
@@ -261,11 +269,14 @@ class LlamaCppBackend(Backend):
         body.update(convert.format_params(request.get("format"), chat=False))
         final: JSON | None = None
         response: list[str] = []
+        ids = TokenIds()
         async with contextlib.aclosing(self._client.events("/completion", body)) as events:
             async for event in events:
+                ids.take(event)
                 if text := event.get("content"):
                     response.append(text)
-                    yield {"model": name, "created_at": convert.rfc3339(), "response": text, "done": False}
+                    yield ids.attach({"model": name, "created_at": convert.rfc3339(), "response": text,
+                                      "done": False})
                 if event.get("stop"):
                     final = event
         if final is None:
@@ -299,6 +310,11 @@ class LlamaCppBackend(Backend):
         props = await self._get_props()
         vision = bool(props.get("modalities", {}).get("vision"))
         sent, trimmed = await self._fit(convert.chat_messages(messages, vision=vision), request)
+        if plain_chat(request, props):
+            async with contextlib.aclosing(self._chat_by_completion(request, name, sent, trimmed)) as plain:
+                async for chunk in plain:
+                    yield chunk
+            return
         body: JSON = {
             "messages": sent,
             "stream": True,
@@ -367,6 +383,19 @@ class LlamaCppBackend(Backend):
             return len(await self._tokenize(prompt))
 
         return await fit_chat(messages, n_ctx, count)
+
+    async def _chat_by_completion(self, request: JSON, name: str, messages: list[JSON],
+                                  trimmed: int) -> AsyncGenerator[JSON, None]:
+        """A plain chat as the template plus `/completion`, so its chunks carry token ids (see .continuation)."""
+        shown = template_messages({**request, "messages": messages})
+        rendered = await self._json("POST", "/apply-template", {"messages": shown})
+        generate = {**request, "prompt": rendered["prompt"], "raw": True}
+        async with contextlib.aclosing(self._generate(generate, name)) as stream:
+            async for chunk in stream:
+                out = as_chat_chunk(chunk)
+                if trimmed and out.get("done"):
+                    out["olol"] = {"trimmed": trimmed}
+                yield out
 
     async def embed(self, request: JSON) -> JSON:
         async with self._serving(request) as name:
@@ -476,6 +505,11 @@ class LlamaCppBackend(Backend):
             parallel=int(props.get("total_slots", 1)),
             extra=extra,
         )
+
+    @property
+    def loading(self) -> bool:
+        """The supervised llama-server is up but still loading its model (it answers 503 until ready)."""
+        return self._process is not None and self._process.running and not self._process.ready
 
     async def healthy(self) -> bool:
         if self._config is not None and (self._process is None or not self._process.ready):

@@ -16,6 +16,9 @@ from olol.proxy.affinity import SESSION_HEADER, session_key
 from olol.proxy.aggregate import collect_chat, collect_generate
 from olol.proxy.dispatch import StreamCall, Upstream
 from olol.proxy.http.io import ctx, json_reply, read_json, require_model, route_headers, wants_stream, write_ndjson
+from olol.proxy.resume import ResumableStream, resume_requested
+from olol.proxy.resume.settings import without_resume_option
+from olol.proxy.resume.transcript import Kind
 
 __all__ = ["Collector", "chat", "chat_call", "embed", "embed_call", "embeddings", "generate", "generate_call",
            "open_inference"]
@@ -40,10 +43,27 @@ def _route_request(request: web.Request, body: JSON, model: str) -> RouteRequest
     return RouteRequest(model, key)
 
 
-async def open_inference(request: web.Request, endpoint: str, body: JSON, call: StreamCall) -> Upstream:
-    """Route and start a generate/chat stream (also used by the OpenAI-compatible endpoints)."""
+_CALLS: dict[Kind, StreamCall] = {"generate": generate_call, "chat": chat_call}
+
+
+async def open_inference(request: web.Request, endpoint: str, body: JSON,
+                         call: StreamCall) -> Upstream | ResumableStream:
+    """Route and start a generate/chat stream (also used by the OpenAI-compatible endpoints).
+
+    Unless turned off (`--no-resume`, `options.resume: false`, `X-OLOL-Resume: false`), the stream
+    continues on another host when its host fails after the first byte (olol.proxy.resume).
+    """
     model = require_model(body)
-    return await ctx(request).dispatcher.open_stream(endpoint, _route_request(request, body, model), body, call)
+    proxy = ctx(request)
+    route_request = _route_request(request, body, model)
+    resume = proxy.resume.enabled and proxy.resume.max_resumes > 0 and resume_requested(body, request.headers)
+    body = without_resume_option(body)
+    upstream = await proxy.dispatcher.open_stream(endpoint, route_request, body, call)
+    if not resume:
+        return upstream
+    kind: Kind = "chat" if call is chat_call else "generate"
+    return ResumableStream(proxy.dispatcher, endpoint, route_request, body, kind, _CALLS, upstream,
+                           proxy.resume.max_resumes)
 
 
 def _is_unload(body: JSON, text_key: str) -> bool:

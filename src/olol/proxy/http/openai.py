@@ -18,13 +18,15 @@ from olol.proxy.http.io import ctx, dumps, json_reply, read_json, require_model,
 from olol.proxy.http.views import merged_models
 from olol.proxy.openai import requests as oai_in
 from olol.proxy.openai import responses as oai_out
+from olol.proxy.resume import ResumableStream
 
 __all__ = ["chat_completions", "completions", "embeddings", "model", "models"]
 
 SSE = "text/event-stream"
 
 
-async def _write_sse(request: web.Request, upstream: Upstream, events: AsyncIterator[JSON]) -> web.StreamResponse:
+async def _write_sse(request: web.Request, upstream: Upstream | ResumableStream,
+                     events: AsyncIterator[JSON]) -> web.StreamResponse:
     response = web.StreamResponse(status=200, headers={
         "Content-Type": SSE, "Cache-Control": "no-cache", **route_headers(upstream.route, upstream.retries)})
     await response.prepare(request)
