@@ -114,7 +114,8 @@ async def test_requests_in_flight_on_a_cut_host_end_instead_of_hanging(lan: Lan)
         assert sorted(where for where, _ in results) == sorted(targets)  # one on each host
         for where, last in results:
             if where == targets[0]:
-                assert '"error"' in last and "unreachable" in last  # cut mid-stream: an error line, no hang
+                # cut mid-stream: no hang, and (issue 15) the answer is finished on the other host
+                assert '"done":true' in last and '"resumes":1' in last and targets[1] in last
             else:
                 assert '"done":true' in last
     print(f"\nstreams on the cut host ended {ended:.2f}s after the cut")
