@@ -23,9 +23,14 @@ CONFIG_OPTION = typer.Option(
     "--config",
     "-c",
     envvar="OLOL_CONFIG",
-    help="TOML config file ([MODE] section or top-level keys). Precedence: flag > env > file > default.",
+    show_default=False,
+    show_envvar=False,
+    help="TOML config file (\\[MODE] section or top-level keys). Precedence: flag > env > file > default.  "
+    "\\[env var: OLOL_CONFIG]  \\[default: none]",
 )
-LOG_LEVEL_OPTION = typer.Option(None, "--log-level", help="debug, info, warning, error \\[env var: OLOL_LOG_LEVEL].")
+LOG_LEVEL_OPTION = typer.Option(
+    None, "--log-level", help="debug, info, warning, error.  \\[env var: OLOL_LOG_LEVEL]  \\[default: info]"
+)
 
 
 def settings(section: str, config: Path | None) -> Settings:
