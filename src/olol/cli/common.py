@@ -32,6 +32,11 @@ LOG_LEVEL_OPTION = typer.Option(
     None, "--log-level", help="debug, info, warning, error.  \\[env var: OLOL_LOG_LEVEL]  \\[default: info]"
 )
 
+#: The proxy a client command talks to (`olol status`, `pull`, `models`, `drain`, `undrain`).
+PROXY_URL_OPTION = typer.Option(
+    "http://localhost:8000", "--url", "-u", envvar="OLOL_PROXY_URL", help="The proxy's URL."
+)
+
 
 def settings(section: str, config: Path | None) -> Settings:
     try:

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 import typer
 
 from olol.cli import security_options as sec
-from olol.cli.common import fail, open_proxy, proxy_error
+from olol.cli.common import PROXY_URL_OPTION, fail, open_proxy, proxy_error
 from olol.cli.options import Given, settings_options
 from olol.config import ConfigError
 
@@ -19,9 +19,6 @@ if TYPE_CHECKING:
 
 __all__ = ["register", "set_draining"]
 
-URL_OPTION = typer.Option(
-    "http://localhost:8000", "--url", "-u", envvar="OLOL_PROXY_URL", help="The proxy's URL [env: OLOL_PROXY_URL]."
-)
 
 
 def set_draining(url: str, host: str, draining: bool, credentials: ClientCredentials) -> dict[str, object]:
@@ -54,7 +51,7 @@ def register(app: typer.Typer) -> None:
     def drain(
         given: Given,
         host: str = typer.Argument(..., help="The host's id as `olol status` shows it (e.g. gpu1:50051)."),
-        url: str = URL_OPTION,
+        url: str = PROXY_URL_OPTION,
     ) -> None:
         """Stop routing new requests to HOST; the requests it serves now run to the end."""
         _run(url, host, True, given)
@@ -64,7 +61,7 @@ def register(app: typer.Typer) -> None:
     def undrain(
         given: Given,
         host: str = typer.Argument(..., help="The host's id as `olol status` shows it."),
-        url: str = URL_OPTION,
+        url: str = PROXY_URL_OPTION,
     ) -> None:
         """Route new requests to HOST again."""
         _run(url, host, False, given)

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 import typer
 
 from olol.cli import security_options as sec
-from olol.cli.common import fail, failure, open_proxy, read_proxy_json
+from olol.cli.common import PROXY_URL_OPTION, fail, failure, open_proxy, read_proxy_json
 from olol.cli.options import Given, settings_options
 from olol.cluster.backend import JSON
 from olol.config import ConfigError
@@ -27,9 +27,6 @@ if TYPE_CHECKING:
 __all__ = ["PullView", "register", "render_models"]
 
 
-URL_OPTION = typer.Option(
-    "http://localhost:8000", "--url", "-u", envvar="OLOL_PROXY_URL", help="The proxy's URL \\[env var: OLOL_PROXY_URL]."
-)
 
 
 def _stream(url: str, body: JSON, credentials: ClientCredentials) -> Iterator[JSON]:
@@ -170,7 +167,7 @@ def register(app: typer.Typer) -> None:
         ),
         quantize: str = typer.Option(None, "--quantize", "-q", help="Quantization to ask for, e.g. q5_0."),
         hosts: list[str] = typer.Option(None, "--host", help="Place exactly on this host (repeatable)."),
-        url: str = URL_OPTION,
+        url: str = PROXY_URL_OPTION,
         as_json: bool = typer.Option(False, "--json", help="Print the proxy's NDJSON feed as it comes."),
     ) -> None:
         """Place a model on the cluster: replicas, LAN copies between hosts, the best quantization per host.
@@ -218,7 +215,7 @@ def register(app: typer.Typer) -> None:
     @settings_options(sec.ClientCredentials, env_prefix="OLOL_")
     def models(
         given: Given,
-        url: str = URL_OPTION,
+        url: str = PROXY_URL_OPTION,
         as_json: bool = typer.Option(False, "--json", help="Print the raw /api/tags and placement JSON."),
     ) -> None:
         """Show which model is on which host, replicas against --min-replicas, and placements in progress."""

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 import typer
 
 from olol.cli import security_options as sec
-from olol.cli.common import fail, failure, read_proxy_json
+from olol.cli.common import PROXY_URL_OPTION, fail, failure, read_proxy_json
 from olol.cli.options import Given, settings_options
 from olol.config import ConfigError
 
@@ -108,13 +108,7 @@ def register(app: typer.Typer) -> None:
     @settings_options(sec.ClientCredentials, env_prefix="OLOL_")
     def status(
         given: Given,
-        url: str = typer.Option(
-            "http://localhost:8000",
-            "--url",
-            "-u",
-            envvar="OLOL_PROXY_URL",
-            help="The proxy's URL \\[env var: OLOL_PROXY_URL].",
-        ),
+        url: str = PROXY_URL_OPTION,
         as_json: bool = typer.Option(False, "--json", help="Print the raw /api/status JSON."),
     ) -> None:
         """Show the cluster: hosts, health, load, models, latency (from a running proxy)."""
