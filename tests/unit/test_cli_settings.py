@@ -53,7 +53,9 @@ def test_help_shows_every_settings_default_and_env_var(mode: str) -> None:
     for cls in classes:
         for f, flag in flagged(cls):
             line = lines[flag.names[0].split("/")[0]]
-            assert f"[env var: {env_var(f, flag, prefix)}]" in line, line
+            default = f.default_factory() if callable(f.default_factory) else f.default
+            many = ", comma separated" if isinstance(default, list) else ""  # a list's env var
+            assert f"[env var: {env_var(f, flag, prefix)}{many}]" in line, line
             assert "[default: " in line, line
 
 

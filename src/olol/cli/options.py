@@ -64,7 +64,8 @@ def _shown(f: dataclasses.Field[Any], flag: Flag) -> str:
 
 def help_text(f: dataclasses.Field[Any], flag: Flag, env_prefix: str) -> str:
     # Escaped: typer reads help as rich markup, where a bare `[default: ...]` is a tag and vanishes.
-    return escape(f"{flag.help}  [env var: {env_var(f, flag, env_prefix)}]  [default: {_shown(f, flag)}]")
+    many = ", comma separated" if isinstance(_default(f), list) else ""  # how the env var gives a list
+    return escape(f"{flag.help}  [env var: {env_var(f, flag, env_prefix)}{many}]  [default: {_shown(f, flag)}]")
 
 
 def _type(f: dataclasses.Field[Any], flag: Flag) -> Any:
