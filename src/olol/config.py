@@ -11,6 +11,7 @@ order are all made from that one declaration (`olol.cli.options`).
 
 from __future__ import annotations
 
+import copy
 import os
 import tomllib
 from collections.abc import Callable, Mapping
@@ -20,7 +21,7 @@ from typing import Any, TypeVar
 
 T = TypeVar("T")
 
-__all__ = ["FLAG", "ConfigError", "Flag", "Settings", "load_file", "setting"]
+__all__ = ["FLAG", "ConfigError", "Flag", "Settings", "coerce", "load_file", "setting"]
 
 #: The key of a dataclass field's metadata that holds its `Flag`.
 FLAG = "olol_flag"
@@ -35,7 +36,7 @@ class Flag:
     env: str | None = None  # None: OLOL_<MODE>_<KEY>, made by the CLI
     key: str | None = None  # TOML key; None: the field's name
     shown: str | None = None  # the default as --help says it, where the value says it badly (None, a path)
-    type: type | None = None  # the value's type where the default (None) does not tell it
+    type: Any = None  # the value's type where the default (None, []) does not tell it: int, list[str]
 
 
 def setting(
@@ -45,10 +46,12 @@ def setting(
     env: str | None = None,
     key: str | None = None,
     shown: str | None = None,
-    type: type | None = None,
+    type: Any = None,
 ) -> T:
     """A config dataclass field that is also a command-line flag (see the module's docstring)."""
     flag = Flag(names, help, env, key, shown, type)
+    if isinstance(default, list | dict):  # a mutable default is made afresh for each instance
+        return field(default_factory=lambda: copy.copy(default), metadata={FLAG: flag})
     return field(default=default, metadata={FLAG: flag})
 
 
@@ -90,7 +93,7 @@ class Settings:
         if env and env in self._env and self._env[env] != "":
             raw = self._env[env]
             try:
-                return parse(raw) if parse else _coerce(raw, default)
+                return parse(raw) if parse else coerce(raw, default)
             except ValueError as exc:
                 raise ConfigError(f"${env}={raw!r}: {exc}") from None
         file_key = key.replace("-", "_")
@@ -108,7 +111,8 @@ class Settings:
         return default
 
 
-def _coerce(raw: str, default: Any) -> Any:
+def coerce(raw: str, default: Any) -> Any:
+    """An environment variable's text as a value of the default's type (a list: comma-separated)."""
     if isinstance(default, bool):
         if raw.lower() in ("1", "true", "yes", "on"):
             return True
@@ -121,4 +125,9 @@ def _coerce(raw: str, default: Any) -> Any:
         return float(raw)
     if isinstance(default, list):
         return [part.strip() for part in raw.split(",") if part.strip()]
+    if isinstance(default, dict):  # SPEC=VALUE,SPEC=VALUE (a value's type is the reader's to check)
+        pairs = [part.strip().rpartition("=") for part in raw.split(",") if part.strip()]
+        if any(not spec or not sep for spec, sep, _ in pairs):
+            raise ValueError("expected SPEC=VALUE,SPEC=VALUE")
+        return {spec: value for spec, _, value in pairs}
     return raw

@@ -35,7 +35,7 @@ def resolve(env: dict[str, str] | None = None, file: dict[str, Any] | None = Non
     s = Settings("server", file or {}, env or {})
     names = ("flash_attention", "numa", "keep_alive", "memory_lock", "load_timeout", "quantize", "context_window",
              "debug", "max_memory")  # fmt: skip
-    return host_settings(s, log_level="info", **{n: flags.get(n) for n in names})
+    return host_settings(s, {n: flags.get(n) for n in names}, log_level="info")
 
 
 def test_defaults_are_ollamas() -> None:

@@ -1,10 +1,9 @@
 """/etc/olol/*.toml: valid TOML as shipped and uncommented, keys the modes read, defaults that are true.
 
-The truth is each mode's CLI: every `s.get("key", flag, default, ...)` call in
-src/olol/cli/<mode>.py (and the modules it declares options in: olol server's host tuning in
-cli/host_options.py) names a setting the config file may hold and its default, and so does
-every `setting(...)` field of a config dataclass the mode's command takes whole with
-`@settings_options(Class, ...)` (olol server: AgentConfig).
+The truth is each mode's CLI: every setting of the dataclasses its command lists in `SETTINGS`
+(`olol.config.setting` fields: key and default), and every `s.get("key", flag, default, ...)` call
+left in src/olol/cli/<mode>.py (and the modules it declares options in: olol server's host tuning in
+cli/host_options.py), names a setting the config file may hold and its default.
 """
 
 from __future__ import annotations
@@ -20,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from olol.config import FLAG
+from olol.cli.options import flagged
 from tests.packaging._support import COMMON, MODES, ROOT
 
 COMMENTED_SETTING = re.compile(r"^#(\[[a-z_.-]+\]|[A-Za-z_\"][^=]* = .+)$")
@@ -39,40 +38,15 @@ def shown(mode: str) -> dict[str, Any]:
     return section
 
 
-def declared_settings(module: str, name: str) -> dict[str, object]:
-    """key -> default of the settings a config dataclass declares with `olol.config.setting`
-    (what `@settings_options(Class, ...)` turns into the mode's options and config keys)."""
-    cls = getattr(importlib.import_module(module), name)
-    keys: dict[str, object] = {}
-    for f in dataclasses.fields(cls):
-        flag = f.metadata.get(FLAG)
-        if flag is not None:
-            has_default = f.default is not dataclasses.MISSING
-            keys[flag.key or f.name] = f.default if has_default else NO_DEFAULT
-    return keys
-
-
 def read_by_cli(mode: str) -> dict[str, object]:
     """key -> default of every setting the mode's CLI reads (NO_DEFAULT where it is not a literal)."""
     trees = [ast.parse((ROOT / "src/olol/cli" / module).read_text()) for module in CLI_MODULE[mode]]
     keys: dict[str, object] = {"log_level": "info"}  # read by cli.common.setup_logging
-    imported = {
-        alias.asname or alias.name: node.module
-        for tree in trees
-        for node in ast.walk(tree)
-        if isinstance(node, ast.ImportFrom) and node.module
-        for alias in node.names
-    }
-    for node in (node for tree in trees for node in ast.walk(tree)):
-        # @settings_options(AgentConfig, ...): the dataclass's declared settings are read too.
-        if (
-            isinstance(node, ast.Call)
-            and isinstance(node.func, ast.Name)
-            and node.func.id == "settings_options"
-            and node.args
-            and isinstance(node.args[0], ast.Name)
-        ):
-            keys.update(declared_settings(imported[node.args[0].id], node.args[0].id))
+    module = importlib.import_module("olol.cli." + CLI_MODULE[mode][0].removesuffix(".py"))
+    for cls in module.SETTINGS:
+        for f, flag in flagged(cls):
+            default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+            keys[flag.key or f.name] = default
     for node in (node for tree in trees for node in ast.walk(tree)):
         if (
             isinstance(node, ast.Call)

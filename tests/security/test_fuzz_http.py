@@ -20,7 +20,8 @@ import requests
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from olol.security.schema import BODY_SPECS, MESSAGE_FIELDS, MESSAGES, OPTION_KINDS, Kind
+from olol.proxy.api.bodies import MESSAGE_FIELDS, MESSAGES, OPTION_KINDS, Kind
+from olol.proxy.endpoints import BODY_SPECS
 from tests.security.fuzz_known import known_5xx
 from tests.security.live_cluster import LiveCluster
 

@@ -17,7 +17,7 @@ from hypothesis import HealthCheck, settings
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import response_schema_conformance
 
-from olol.security.openapi import openapi_spec
+from olol.proxy.endpoints import openapi_spec
 from tests.security.fuzz_known import known_5xx
 from tests.security.live_cluster import LiveCluster
 

@@ -82,7 +82,7 @@ async def test_each_poison_request_is_a_400_and_no_host_goes_down(cluster: Runni
 
 
 async def test_the_deepest_format_the_body_check_lets_through_reaches_the_host(cluster: RunningProxy) -> None:
-    from olol.security.schema import MAX_DEPTH
+    from olol.proxy.api.bodies import MAX_DEPTH
 
     body = {"model": MODEL, "messages": [USER], "format": nested(MAX_DEPTH - 2), "stream": False}
     async with aiohttp.ClientSession() as http, http.post(cluster.url + "/api/chat", json=body) as r:

@@ -14,7 +14,7 @@ from olol import PROTOCOL_VERSION, __version__
 from olol.agent.hardware import hardware_report
 from olol.agent.state import HostStateTracker
 from olol.backends.host_settings import HostSettings
-from olol.cluster.backend import Backend
+from olol.cluster.backend import Backend, close_stream
 from olol.errors import BadRequest
 from olol.proto import pb
 from olol.wire import convert
@@ -58,7 +58,7 @@ class AgentCore:
                 async for chunk in stream:
                     yield convert.generate_chunk_to_pb(chunk)
             finally:
-                await _aclose(stream)
+                await close_stream(stream)
 
     async def chat(self, request: pb.ChatRequest) -> AsyncIterator[pb.ChatChunk]:
         body = convert.chat_request_from_pb(request)
@@ -68,7 +68,7 @@ class AgentCore:
                 async for chunk in stream:
                     yield convert.chat_chunk_to_pb(chunk)
             finally:
-                await _aclose(stream)
+                await close_stream(stream)
 
     async def embed(self, request: pb.EmbedRequest) -> pb.EmbedResponse:
         if not request.input:
@@ -94,7 +94,7 @@ class AgentCore:
             async for line in stream:
                 yield convert.progress_to_pb(line)
         finally:
-            await _aclose(stream)
+            await close_stream(stream)
 
     def pull(self, request: pb.PullRequest) -> AsyncIterator[pb.Progress]:
         _need_model(request.model)
@@ -179,8 +179,3 @@ def _digest(digest: str) -> str:
     return "sha256:" + hexpart
 
 
-async def _aclose(stream: AsyncIterator[object]) -> None:
-    # Closing the backend stream is what tells the backend to stop generating.
-    aclose = getattr(stream, "aclose", None)
-    if aclose is not None:
-        await aclose()

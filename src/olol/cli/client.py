@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import sys
-from pathlib import Path
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import typer
 
 from olol.cli import security_options as sec
 from olol.cli.common import fail
-from olol.config import ConfigError
+from olol.cli.options import Given, resolve, settings_options
+from olol.config import ConfigError, Settings, setting
 
 if TYPE_CHECKING:
     from olol.client.credentials import ClientCredentials
@@ -70,31 +71,45 @@ async def _run(
         await backend.close()
 
 
+#: Environment variables of `olol client`'s settings that have no historical name of their own.
+ENV_PREFIX = "OLOL_CLIENT_"
+
+
+@dataclass
+class ClientOptions:
+    """`olol client`'s settings (no config file: flag > env > default)."""
+
+    host: str = setting("localhost", "--host", help="Agent host.")
+    port: int = setting(50051, "--port", "-p", help="Agent gRPC port.")
+    url: str | None = setting(
+        None, "--url", "-u", help="A proxy's (or Ollama's) HTTP URL instead of an agent: http(s)://host:port.",
+        shown="none: the agent at --host:--port",
+    )
+    model: str = setting("", "--model", "-m", help="Model name, e.g. llama3.2 or tiny.", shown="required")
+    prompt: str = setting("", "--prompt", help="The prompt (or user message with --chat).", shown="required")
+    chat: bool = setting(False, "--chat", help="Use the chat endpoint instead of generate.")
+    system: str | None = setting(None, "--system", help="System prompt.")
+    temperature: float | None = setting(
+        None, "--temperature", help="Sampling temperature (0 = greedy).", type=float, shown="the model's"
+    )
+    seed: int | None = setting(None, "--seed", help="Sampling seed.", type=int, shown="random")
+    num_predict: int | None = setting(
+        None, "--num-predict", "-n", help="Maximum tokens to generate.", type=int, shown="the model's"
+    )
+    stream: bool = setting(True, "--stream/--no-stream", help="Print tokens as they arrive.")
+    token: str | None = setting(
+        None, "--token", help="Cluster token, for an agent; prefer the environment variable: a flag shows in ps.",
+        env="OLOL_TOKEN",
+    )
+    token_file: str | None = setting(
+        None, "--token-file", help="File holding the cluster token.", env="OLOL_TOKEN_FILE"
+    )
+
+
 def register(app: typer.Typer) -> None:
     @app.command("client")
-    def client(
-        host: str = typer.Option("localhost", "--host", help="Agent host."),
-        port: int = typer.Option(50051, "--port", "-p", help="Agent gRPC port."),
-        url: str = typer.Option(
-            None, "--url", "-u", help="A proxy's (or Ollama's) HTTP URL instead of an agent: http(s)://host:port."
-        ),
-        model: str = typer.Option(..., "--model", "-m", help="Model name, e.g. llama3.2 or tiny."),
-        prompt: str = typer.Option(..., "--prompt", help="The prompt (or user message with --chat)."),
-        chat: bool = typer.Option(False, "--chat", help="Use the chat endpoint instead of generate."),
-        system: str = typer.Option(None, "--system", help="System prompt."),
-        temperature: float = typer.Option(None, "--temperature", help="Sampling temperature (0 = greedy)."),
-        seed: int = typer.Option(None, "--seed", help="Sampling seed."),
-        num_predict: int = typer.Option(None, "--num-predict", "-n", help="Maximum tokens to generate."),
-        stream: bool = typer.Option(True, "--stream/--no-stream", help="Print tokens as they arrive."),
-        token: str = typer.Option(
-            None, "--token", help="Cluster token, for an agent \\[env var: OLOL_TOKEN; prefer it: a flag shows in ps]."
-        ),
-        token_file: Path = sec.TOKEN_FILE,
-        api_key: str = sec.CLIENT_API_KEY,
-        ca: Path = sec.CLIENT_CA,
-        cert: Path = sec.CLIENT_CERT,
-        client_key: Path = sec.CLIENT_KEY,
-    ) -> None:
+    @settings_options(ClientOptions, sec.ClientCredentials, env_prefix=ENV_PREFIX)
+    def client(given: Given) -> None:
         """Send one prompt to an OLOL agent (or with --url, a proxy) and print the answer.
 
         Examples:
@@ -102,17 +117,19 @@ def register(app: typer.Typer) -> None:
           olol client --host gpu1 --token-file ~/.olol/token --ca ca.crt --model tiny --prompt "Hello"
           olol client --url https://olol.lan:11434 --api-key KEY --ca ca.crt --model tiny --prompt "Hello"
         """
-        options = {
-            k: v
-            for k, v in (("temperature", temperature), ("seed", seed), ("num_predict", num_predict))
-            if v is not None
-        }
         try:
-            credentials = sec.client_credentials(
-                api_key=api_key, token=token, token_file=token_file, ca=ca, cert=cert, key=client_key
-            )
+            o = ClientOptions(**resolve(ClientOptions, Settings("client"), given, env_prefix=ENV_PREFIX))
+            for name in ("model", "prompt"):
+                if not getattr(o, name):
+                    fail(f"--{name} is required")
+            options = {
+                k: v
+                for k, v in (("temperature", o.temperature), ("seed", o.seed), ("num_predict", o.num_predict))
+                if v is not None
+            }
+            credentials = sec.client_credentials(given, token=o.token, token_file=o.token_file)
         except ConfigError as exc:
             fail(str(exc))
-        target = url if url else f"{host}:{port}"
-        code = asyncio.run(_run(target, model, prompt, chat, system, options, stream, credentials))
+        target = o.url if o.url else f"{o.host}:{o.port}"
+        code = asyncio.run(_run(target, o.model, o.prompt, o.chat, o.system, options, o.stream, credentials))
         raise typer.Exit(code=code)

@@ -23,9 +23,19 @@ CONFIG_OPTION = typer.Option(
     "--config",
     "-c",
     envvar="OLOL_CONFIG",
-    help="TOML config file ([MODE] section or top-level keys). Precedence: flag > env > file > default.",
+    show_default=False,
+    show_envvar=False,
+    help="TOML config file (\\[MODE] section or top-level keys). Precedence: flag > env > file > default.  "
+    "\\[env var: OLOL_CONFIG]  \\[default: none]",
 )
-LOG_LEVEL_OPTION = typer.Option(None, "--log-level", help="debug, info, warning, error \\[env var: OLOL_LOG_LEVEL].")
+LOG_LEVEL_OPTION = typer.Option(
+    None, "--log-level", help="debug, info, warning, error.  \\[env var: OLOL_LOG_LEVEL]  \\[default: info]"
+)
+
+#: The proxy a client command talks to (`olol status`, `pull`, `models`, `drain`, `undrain`).
+PROXY_URL_OPTION = typer.Option(
+    "http://localhost:8000", "--url", "-u", envvar="OLOL_PROXY_URL", help="The proxy's URL."
+)
 
 
 def settings(section: str, config: Path | None) -> Settings:

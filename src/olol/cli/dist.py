@@ -2,109 +2,94 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import typer
 
 from olol.cli import security_options as sec
 from olol.cli.common import CONFIG_OPTION, LOG_LEVEL_OPTION, fail, settings, setup_logging
-from olol.cli.rpc import TOKEN_FILE_OPTION, TOKEN_OPTION, as_path, as_str, no_grpc_fork_handlers
-from olol.config import ConfigError
+from olol.cli.options import Given, resolve, settings_options
+from olol.cli.rpc import as_path, no_grpc_fork_handlers
+from olol.config import ConfigError, setting
+
+#: Environment variables of `olol dist`'s settings that have no historical name of their own.
+ENV_PREFIX = "OLOL_DIST_"
+
+
+@dataclass
+class DistOptions:
+    """`olol dist`'s own settings (the CLI maps them onto `DistConfig` and `DistRun`)."""
+
+    servers: str = setting(
+        "", "--servers", "--rpc-servers",
+        help="rpc-servers, in split order (by latency, the one holding the output layer may move last): "
+        "h1:port,h2:port.", env="OLOL_RPC_SERVERS", shown="none (--discovery)",
+    )
+    model: str = setting(
+        "", "--model", "-m", help="GGUF path, or an Ollama model name (resolved through the Ollama models directory).",
+        shown="required",
+    )
+    models_dir: str | None = setting(None, "--models-dir", help="Ollama models directory.", env="OLLAMA_MODELS",
+                                     shown="~/.ollama/models")
+    prompt: str | None = setting(None, "--prompt", help="Run this one completion, print it and exit.", shown="serve")
+    n_predict: int = setting(128, "--n-predict", "-n", help="Tokens to generate for --prompt.")
+    temperature: float | None = setting(
+        None, "--temperature", help="Sampling temperature for --prompt.", type=float, shown="llama-server's"
+    )
+    plan_only: bool = setting(False, "--plan-only", help="Print the layer plan as a table and exit.")
+    transport: str = setting(
+        "tunnel", "--transport",
+        help="tunnel (authenticated by the cluster token, optional TLS: ggml bytes on the rpc-servers' data ports, "
+        "or in gRPC messages where there is none), grpc (the tunnel in gRPC messages only: just the gRPC port "
+        "needs to be open; slower per token) or direct (llama-server dials the ggml workers: trusted networks only).",
+    )
+    host: str = setting("127.0.0.1", "--host", help="Address of the HTTP endpoint.")
+    port: int = setting(8080, "--port", "-p", help="Port of the HTTP endpoint (llama-server's API).")
+    agent_port: int | None = setting(
+        None, "--agent-port", help="Also serve the model as an OLOL agent (gRPC) on this port, for `olol proxy`.",
+        type=int, shown="off",
+    )
+    alias: str | None = setting(None, "--alias", help="Model name served.", shown="the file's stem")
+    ctx_size: int | None = setting(
+        None, "--ctx-size", help="Context tokens.", type=int, shown="the workers' advised --context-window, else 2048"
+    )
+    kv_type: str | None = setting(
+        None, "--kv-type", help="KV cache type: f16, q8_0, q4_0.", shown="the workers' --quantize, else f16"
+    )
+    flash_attention: bool | None = setting(
+        None, "--flash-attention/--no-flash-attention", help="llama-server -fa.", type=bool,
+        shown="on if every worker advises it",
+    )
+    threads: int | None = setting(None, "--threads", "-t", help="CPU threads of llama-server.", type=int,
+                                  shown="llama.cpp's")
+    parallel: int | None = setting(None, "--parallel", help="Requests llama-server serves at once.", type=int,
+                                   shown="llama-server's")
+    margin: float = setting(0.1, "--margin", help="Share of each worker's free memory kept spare.")
+    objective: str = setting(
+        "latency", "--objective",
+        help="What the layer plan minimises: latency (time per token of a request: llama.cpp runs the stages one "
+        "after another, plus a round trip each) or balanced (the slowest stage, for when stages overlap).",
+    )
+    llama_server_bin: str | None = setting(
+        None, "--llama-server-bin", help="llama-server executable.", env="OLOL_LLAMA_SERVER", shown="found or built"
+    )
+    discovery: bool = setting(
+        False, "--discovery/--no-discovery",
+        help="Without --servers: find rpc-servers that advertise over mDNS (`olol rpc-server --discovery`).",
+        env="OLOL_DISCOVERY",
+    )
+    discovery_wait: float = setting(3.0, "--discovery-wait", help="Seconds to look for rpc-servers.")
+
+
+#: What `olol dist` takes: its own settings and the bundles it shares with other modes.
+SETTINGS = (DistOptions, sec.TokenTls, sec.Lan)
 
 
 def register(app: typer.Typer) -> None:
     @app.command("dist")
-    def dist(
-        servers: str = typer.Option(
-            None,
-            "--servers",
-            "--rpc-servers",
-            help="rpc-servers, in split order (by latency, the one holding the output layer may move last): "
-            "h1:port,h2:port \\[env var: OLOL_RPC_SERVERS].",
-        ),
-        model: str = typer.Option(
-            None,
-            "--model",
-            "-m",
-            help="GGUF path, or an Ollama model name (resolved through the Ollama models directory).",
-        ),
-        models_dir: Path = typer.Option(None, "--models-dir",
-            help="Ollama models directory \\[env var: OLLAMA_MODELS]."),
-        prompt: str = typer.Option(None, "--prompt", help="Run this one completion, print it and exit."),
-        n_predict: int = typer.Option(
-            None, "--n-predict", "-n", help="Tokens to generate for --prompt. \\[default: 128]", show_default=False
-        ),
-        temperature: float = typer.Option(None, "--temperature", help="Sampling temperature for --prompt."),
-        plan_only: bool = typer.Option(False, "--plan-only", help="Print the layer plan as a table and exit."),
-        transport: str = typer.Option(
-            None,
-            "--transport",
-            help="tunnel (authenticated by the cluster token, optional TLS: ggml bytes on the "
-            "rpc-servers' data ports, or in gRPC messages where there is none), grpc (the tunnel in gRPC "
-            "messages only: just the gRPC port needs to be open; slower per token) or direct "
-            "(llama-server dials the ggml workers: trusted networks only). \\[default: tunnel]",
-            show_default=False,
-        ),
-        host: str = typer.Option(
-            None, "--host", help="Address of the HTTP endpoint.  \\[default: 127.0.0.1]", show_default=False
-        ),
-        port: int = typer.Option(
-            None,
-            "--port",
-            "-p",
-            help="Port of the HTTP endpoint (llama-server's API). \\[default: 8080]",
-            show_default=False,
-        ),
-        agent_port: int = typer.Option(
-            None, "--agent-port", help="Also serve the model as an OLOL agent (gRPC) on this port, for `olol proxy`."
-        ),
-        alias: str = typer.Option(None, "--alias", help="Model name served (default: the file's stem)."),
-        ctx_size: int = typer.Option(
-            None, "--ctx-size", help="Context tokens (default: the workers' advised --context-window, else 2048)."
-        ),
-        kv_type: str = typer.Option(
-            None, "--kv-type", help="KV cache type: f16, q8_0, q4_0 (default: the workers' --quantize, else f16)."
-        ),
-        flash_attention: bool = typer.Option(
-            None,
-            "--flash-attention/--no-flash-attention",
-            help="llama-server -fa (default: on if every worker advises it).",
-        ),
-        threads: int = typer.Option(None, "--threads", "-t", help="CPU threads of llama-server."),
-        parallel: int = typer.Option(None, "--parallel", help="Requests llama-server serves at once."),
-        margin: float = typer.Option(
-            None, "--margin", help="Share of each worker's free memory kept spare. \\[default: 0.1]", show_default=False
-        ),
-        objective: str = typer.Option(
-            None,
-            "--objective",
-            help="What the layer plan minimises: latency (time per token of a request: llama.cpp runs the "
-            "stages one after another, plus a round trip each) or balanced (the slowest stage, for when "
-            "stages overlap). \\[default: latency]",
-            show_default=False,
-        ),
-        llama_server_bin: str = typer.Option(
-            None, "--llama-server-bin", help="llama-server executable \\[env var: OLOL_LLAMA_SERVER]."
-        ),
-        token: str = TOKEN_OPTION,
-        token_file: Path = TOKEN_FILE_OPTION,
-        tls_ca: Path = typer.Option(None, "--tls-ca", help="PEM CA: reach rpc-servers over TLS, verified by it."),
-        tls_cert: Path = typer.Option(None, "--tls-cert", help="PEM client certificate (mutual TLS)."),
-        tls_key: Path = typer.Option(None, "--tls-key", help="PEM key of --tls-cert."),
-        discovery: bool = typer.Option(
-            None,
-            "--discovery/--no-discovery",
-            show_default=False,
-            help="Without --servers: find rpc-servers that advertise over mDNS (`olol rpc-server --discovery`).",
-        ),
-        discovery_wait: float = typer.Option(
-            None, "--discovery-wait", help="Seconds to look for rpc-servers. \\[default: 3]", show_default=False
-        ),
-        interface: str = sec.INTERFACE,
-        cluster: str = sec.CLUSTER,
-        config: Path = CONFIG_OPTION,
-        log_level: str = LOG_LEVEL_OPTION,
-    ) -> None:
+    @settings_options(*SETTINGS, env_prefix=ENV_PREFIX)
+    def dist(given: Given, config: Path = CONFIG_OPTION, log_level: str = LOG_LEVEL_OPTION) -> None:
         """Split one model across rpc-servers and serve it (or run one --prompt, or --plan-only).
 
         Examples:
@@ -115,8 +100,6 @@ def register(app: typer.Typer) -> None:
         """
         no_grpc_fork_handlers()
         from olol.cli.dist_run import DistRun, run_dist
-        from olol.security.tls import TlsFiles
-        from olol.security.tokens import load_token
         from olol.split.coordinator import DistConfig
         from olol.split.model_source import ModelSourceError, resolve_model
         from olol.split.workers import parse_servers
@@ -124,51 +107,48 @@ def register(app: typer.Typer) -> None:
         s = settings("dist", config)
         setup_logging(s, log_level)
         try:
-            name: str = s.get("model", model, "")
-            if not name:
+            o = DistOptions(**resolve(DistOptions, s, given, env_prefix=ENV_PREFIX))
+            if not o.model:
                 fail("--model is required")
-            path = resolve_model(name, s.get("models_dir", as_str(models_dir), None, env="OLLAMA_MODELS"))
-            stem = name if not Path(name).expanduser().is_file() else None
-            cluster_token = load_token(s.get("token", token, None), s.get("token_file", as_str(token_file), None))
-            listed = s.get("servers", servers, "", env="OLOL_RPC_SERVERS")
-            finding = sec.discovery_settings(s, discovery=discovery, interface=interface, cluster=cluster)
+            path = resolve_model(o.model, o.models_dir)
+            stem = o.model if not Path(o.model).expanduser().is_file() else None
+            cluster_token, tls = sec.token_and_tls(s, given, ENV_PREFIX)
+            listed = o.servers
+            finding = sec.discovery_settings(s, given, ENV_PREFIX)
+            finding.enabled = o.discovery
             if not listed and finding.enabled:
                 import asyncio
 
                 from olol.discovery.rpc_finder import find_rpc_servers
 
-                wait = s.get("discovery_wait", discovery_wait, 3.0)
+                wait = o.discovery_wait
                 listed = ",".join(asyncio.run(find_rpc_servers(finding, cluster_token, wait=wait)))
                 if not listed:
                     fail(f"no rpc-server of cluster {finding.cluster!r} advertised within {wait:g}s")
             cfg = DistConfig(
                 servers=parse_servers(listed),
                 model=path,
-                alias=s.get("alias", alias, stem),
-                transport=s.get("transport", transport, "tunnel"),
+                alias=o.alias if o.alias is not None else stem,
+                transport=o.transport,
                 token=cluster_token,
-                tls=TlsFiles(
-                    s.get("tls_cert", as_str(tls_cert), None),
-                    s.get("tls_key", as_str(tls_key), None),
-                    s.get("tls_ca", as_str(tls_ca), None),
-                ),
-                ctx_size=s.get("ctx_size", ctx_size, None),
-                kv_type=s.get("kv_type", kv_type, None),
-                flash_attention=s.get("flash_attention", flash_attention, None),
-                threads=s.get("threads", threads, None),
-                parallel=s.get("parallel", parallel, None),
-                margin=s.get("margin", margin, 0.1),
-                objective=s.get("objective", objective, "latency"),
-                llama_server_bin=as_path(s.get("llama_server_bin", llama_server_bin, None, env="OLOL_LLAMA_SERVER")),
+                tls=tls,
+                ctx_size=o.ctx_size,
+                kv_type=o.kv_type,
+                flash_attention=o.flash_attention,
+                threads=o.threads,
+                parallel=o.parallel,
+                margin=o.margin,
+                objective=o.objective,
+                llama_server_bin=as_path(o.llama_server_bin),
             )
             run = DistRun(
-                plan_only=plan_only,
-                prompt=prompt,
-                n_predict=s.get("n_predict", n_predict, 128),
-                temperature=temperature,
-                host=s.get("host", host, "127.0.0.1"),
-                port=s.get("port", port, 8080),
-                agent_port=s.get("agent_port", agent_port, None),
+                plan_only=o.plan_only,
+                prompt=o.prompt,
+                n_predict=o.n_predict,
+                temperature=o.temperature,
+                host=o.host,
+                port=o.port,
+                agent_port=o.agent_port,
             )
         except (ConfigError, ModelSourceError, ValueError, OSError) as exc:
             fail(str(exc))

@@ -5,13 +5,13 @@ from __future__ import annotations
 import json
 import urllib.error
 import urllib.parse
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import typer
 
 from olol.cli import security_options as sec
-from olol.cli.common import fail, open_proxy, proxy_error
+from olol.cli.common import PROXY_URL_OPTION, fail, open_proxy, proxy_error
+from olol.cli.options import Given, settings_options
 from olol.config import ConfigError
 
 if TYPE_CHECKING:
@@ -19,9 +19,6 @@ if TYPE_CHECKING:
 
 __all__ = ["register", "set_draining"]
 
-URL_OPTION = typer.Option(
-    "http://localhost:8000", "--url", "-u", envvar="OLOL_PROXY_URL", help="The proxy's URL [env: OLOL_PROXY_URL]."
-)
 
 
 def set_draining(url: str, host: str, draining: bool, credentials: ClientCredentials) -> dict[str, object]:
@@ -32,10 +29,9 @@ def set_draining(url: str, host: str, draining: bool, credentials: ClientCredent
     return reply
 
 
-def _run(url: str, host: str, draining: bool, api_key: str | None, ca: Path | None, cert: Path | None,
-         key: Path | None) -> None:
+def _run(url: str, host: str, draining: bool, given: Given) -> None:
     try:
-        credentials = sec.client_credentials(api_key=api_key, ca=ca, cert=cert, key=key)
+        credentials = sec.client_credentials(given)
     except ConfigError as exc:
         fail(str(exc))
     try:
@@ -51,25 +47,21 @@ def _run(url: str, host: str, draining: bool, api_key: str | None, ca: Path | No
 
 def register(app: typer.Typer) -> None:
     @app.command("drain")
+    @settings_options(sec.ClientCredentials, env_prefix="OLOL_")
     def drain(
+        given: Given,
         host: str = typer.Argument(..., help="The host's id as `olol status` shows it (e.g. gpu1:50051)."),
-        url: str = URL_OPTION,
-        api_key: str = sec.CLIENT_API_KEY,
-        ca: Path = sec.CLIENT_CA,
-        cert: Path = sec.CLIENT_CERT,
-        client_key: Path = sec.CLIENT_KEY,
+        url: str = PROXY_URL_OPTION,
     ) -> None:
         """Stop routing new requests to HOST; the requests it serves now run to the end."""
-        _run(url, host, True, api_key, ca, cert, client_key)
+        _run(url, host, True, given)
 
     @app.command("undrain")
+    @settings_options(sec.ClientCredentials, env_prefix="OLOL_")
     def undrain(
+        given: Given,
         host: str = typer.Argument(..., help="The host's id as `olol status` shows it."),
-        url: str = URL_OPTION,
-        api_key: str = sec.CLIENT_API_KEY,
-        ca: Path = sec.CLIENT_CA,
-        cert: Path = sec.CLIENT_CERT,
-        client_key: Path = sec.CLIENT_KEY,
+        url: str = PROXY_URL_OPTION,
     ) -> None:
         """Route new requests to HOST again."""
-        _run(url, host, False, api_key, ca, cert, client_key)
+        _run(url, host, False, given)

@@ -11,13 +11,13 @@ from __future__ import annotations
 import json
 import urllib.error
 from collections.abc import Iterator
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import typer
 
 from olol.cli import security_options as sec
-from olol.cli.common import fail, failure, open_proxy, read_proxy_json
+from olol.cli.common import PROXY_URL_OPTION, fail, failure, open_proxy, read_proxy_json
+from olol.cli.options import Given, settings_options
 from olol.cluster.backend import JSON
 from olol.config import ConfigError
 
@@ -27,9 +27,6 @@ if TYPE_CHECKING:
 __all__ = ["PullView", "register", "render_models"]
 
 
-URL_OPTION = typer.Option(
-    "http://localhost:8000", "--url", "-u", envvar="OLOL_PROXY_URL", help="The proxy's URL \\[env var: OLOL_PROXY_URL]."
-)
 
 
 def _stream(url: str, body: JSON, credentials: ClientCredentials) -> Iterator[JSON]:
@@ -43,9 +40,9 @@ def _stream(url: str, body: JSON, credentials: ClientCredentials) -> Iterator[JS
                 yield json.loads(raw)
 
 
-def _credentials(api_key: str | None, ca: Path | None, cert: Path | None, key: Path | None) -> ClientCredentials:
+def _credentials(given: Given) -> ClientCredentials:
     try:
-        credentials: ClientCredentials = sec.client_credentials(api_key=api_key, ca=ca, cert=cert, key=key)
+        credentials: ClientCredentials = sec.client_credentials(given)
     except ConfigError as exc:
         fail(str(exc))
         raise  # unreachable; keeps type checkers content
@@ -160,7 +157,9 @@ def render_models(tags: JSON, status: JSON) -> Any:
 
 def register(app: typer.Typer) -> None:
     @app.command("pull")
+    @settings_options(sec.ClientCredentials, env_prefix="OLOL_")
     def pull(
+        given: Given,
         model: str = typer.Argument(..., help="Model to place, e.g. llama3.2:3b"),
         replicas: int = typer.Option(None, "--replicas", "-r", help="Hosts to place it on (default: the proxy's)."),
         min_replicas: int = typer.Option(
@@ -168,12 +167,8 @@ def register(app: typer.Typer) -> None:
         ),
         quantize: str = typer.Option(None, "--quantize", "-q", help="Quantization to ask for, e.g. q5_0."),
         hosts: list[str] = typer.Option(None, "--host", help="Place exactly on this host (repeatable)."),
-        url: str = URL_OPTION,
+        url: str = PROXY_URL_OPTION,
         as_json: bool = typer.Option(False, "--json", help="Print the proxy's NDJSON feed as it comes."),
-        api_key: str = sec.CLIENT_API_KEY,
-        ca: Path = sec.CLIENT_CA,
-        cert: Path = sec.CLIENT_CERT,
-        client_key: Path = sec.CLIENT_KEY,
     ) -> None:
         """Place a model on the cluster: replicas, LAN copies between hosts, the best quantization per host.
 
@@ -192,7 +187,7 @@ def register(app: typer.Typer) -> None:
         ):
             if value is not None:
                 body[key] = value
-        credentials = _credentials(api_key, ca, cert, client_key)
+        credentials = _credentials(given)
         console = Console()
         view = PullView(console)
         try:
@@ -217,16 +212,14 @@ def register(app: typer.Typer) -> None:
             console.print(view.summary())
 
     @app.command("models")
+    @settings_options(sec.ClientCredentials, env_prefix="OLOL_")
     def models(
-        url: str = URL_OPTION,
+        given: Given,
+        url: str = PROXY_URL_OPTION,
         as_json: bool = typer.Option(False, "--json", help="Print the raw /api/tags and placement JSON."),
-        api_key: str = sec.CLIENT_API_KEY,
-        ca: Path = sec.CLIENT_CA,
-        cert: Path = sec.CLIENT_CERT,
-        client_key: Path = sec.CLIENT_KEY,
     ) -> None:
         """Show which model is on which host, replicas against --min-replicas, and placements in progress."""
-        credentials = _credentials(api_key, ca, cert, client_key)
+        credentials = _credentials(given)
         try:
             tags = read_proxy_json(url, "/api/tags", credentials)
             status = read_proxy_json(url, "/api/status", credentials)

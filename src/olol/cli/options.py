@@ -5,9 +5,12 @@ Each field declared with `olol.config.setting` becomes one option whose help end
 `olol.config.Settings` under its TOML key: the default, the environment variable and the
 help live in the field alone, so they cannot drift apart.
 
+A command may take several such dataclasses: its mode's own and the option bundles it shares
+with other modes (`olol.cli.security_options`: token and TLS, discovery, client credentials).
+
     @app.command("server")
-    @settings_options(AgentConfig, env_prefix="OLOL_SERVER_")
-    def server(given: Given, token: str = sec.TOKEN, ...) -> None:
+    @settings_options(AgentConfig, sec.TokenTls, env_prefix="OLOL_SERVER_")
+    def server(given: Given, config: Path = CONFIG_OPTION) -> None:
         cfg = AgentConfig(**resolve(AgentConfig, s, given, env_prefix="OLOL_SERVER_"), security=...)
 """
 
@@ -22,7 +25,7 @@ from typing import Any, TypeVar
 import typer
 from rich.markup import escape
 
-from olol.config import FLAG, Flag, Settings
+from olol.config import FLAG, Flag, Settings, coerce
 
 __all__ = ["Given", "env_var", "flagged", "help_text", "resolve", "settings_options"]
 
@@ -52,6 +55,8 @@ def _shown(f: dataclasses.Field[Any], flag: Flag) -> str:
     if flag.shown is not None:
         return flag.shown
     value = _default(f)
+    if isinstance(value, list | dict):
+        return ", ".join(map(str, value)) or "none"
     if isinstance(value, bool):
         return "on" if value else "off"
     return "none" if value is None else f"{value:g}" if isinstance(value, float) else str(value)
@@ -59,18 +64,19 @@ def _shown(f: dataclasses.Field[Any], flag: Flag) -> str:
 
 def help_text(f: dataclasses.Field[Any], flag: Flag, env_prefix: str) -> str:
     # Escaped: typer reads help as rich markup, where a bare `[default: ...]` is a tag and vanishes.
-    return escape(f"{flag.help}  [env var: {env_var(f, flag, env_prefix)}]  [default: {_shown(f, flag)}]")
+    many = ", comma separated" if isinstance(_default(f), list) else ""  # how the env var gives a list
+    return escape(f"{flag.help}  [env var: {env_var(f, flag, env_prefix)}{many}]  [default: {_shown(f, flag)}]")
 
 
-def _type(f: dataclasses.Field[Any], flag: Flag) -> type:
+def _type(f: dataclasses.Field[Any], flag: Flag) -> Any:
     if flag.type is not None:
         return flag.type
     value = _default(f)
     return type(value) if value is not None else str
 
 
-def settings_options(cls: type, *, env_prefix: str) -> Callable[[F], F]:
-    """Give the decorated command one option per setting of `cls`; it receives them as `given`."""
+def settings_options(*classes: type, env_prefix: str) -> Callable[[F], F]:
+    """Give the decorated command one option per setting of `classes`; it receives them as `given`."""
 
     def decorate(command: F) -> F:
         own = [p for name, p in inspect.signature(command).parameters.items() if name != "given"]
@@ -81,9 +87,11 @@ def settings_options(cls: type, *, env_prefix: str) -> Callable[[F], F]:
                 default=typer.Option(None, *flag.names, help=help_text(f, flag, env_prefix), show_default=False),
                 annotation=_type(f, flag),
             )
+            for cls in classes
             for f, flag in flagged(cls)
         ]
         names = {p.name for p in generated}
+        assert len(names) == len(generated), f"two settings of one name in {classes}"
 
         @functools.wraps(command)
         def wrapper(**kwargs: Any) -> Any:
@@ -101,12 +109,22 @@ def settings_options(cls: type, *, env_prefix: str) -> Callable[[F], F]:
     return decorate
 
 
+def _parser(kind: Any) -> Callable[[str], Any] | None:
+    """How to read the environment variable of a setting whose default (None) does not tell its type."""
+    if kind is bool:
+        return lambda raw: coerce(raw, False)
+    return kind if kind in (int, float) else None
+
+
 def resolve(cls: type, s: Settings, given: Given, *, env_prefix: str) -> dict[str, Any]:
     """Each setting of `cls`: the flag given, else its environment variable, else the file, else the default."""
     out: dict[str, Any] = {}
     for f, flag in flagged(cls):
         kind = _type(f, flag)
-        parse = kind if kind in (int, float) and _default(f) is None else None
-        out[f.name] = s.get(flag.key or f.name, given.get(f.name), _default(f), env=env_var(f, flag, env_prefix),
+        parse = _parser(kind) if _default(f) is None else None
+        given_value = given.get(f.name)
+        if given_value == [] or given_value == {}:  # a repeatable option given no times
+            given_value = None
+        out[f.name] = s.get(flag.key or f.name, given_value, _default(f), env=env_var(f, flag, env_prefix),
                             parse=parse)
     return out

@@ -18,34 +18,14 @@ from olol.config import ConfigError
 ENV_PREFIX = "OLOL_SERVER_"
 
 
+#: What `olol server` takes: the agent's settings and the bundles it shares with other modes.
+SETTINGS = (AgentConfig, ho.HostOptions, sec.TokenTls, sec.Advertise, sec.Mdns, sec.Lan)
+
+
 def register(app: typer.Typer) -> None:
     @app.command("server")
-    @settings_options(AgentConfig, env_prefix=ENV_PREFIX)
-    def server(
-        given: Given,
-        context_window: int = ho.CONTEXT_WINDOW,
-        flash_attention: bool = ho.FLASH_ATTENTION,
-        numa: bool = ho.NUMA,
-        keep_alive: str = ho.KEEP_ALIVE,
-        memory_lock: bool = ho.MEMORY_LOCK,
-        load_timeout: str = ho.LOAD_TIMEOUT,
-        quantize: str = ho.QUANTIZE,
-        debug: bool = ho.DEBUG,
-        max_memory: str = ho.MAX_MEMORY,
-        token: str = sec.TOKEN,
-        token_file: Path = sec.TOKEN_FILE,
-        tls_cert: Path = sec.TLS_CERT,
-        tls_key: Path = sec.TLS_KEY,
-        tls_ca: Path = sec.TLS_CA,
-        discovery: bool = sec.DISCOVERY_AGENT,
-        mdns: bool = sec.MDNS,
-        interface: str = sec.INTERFACE,
-        cluster: str = sec.CLUSTER,
-        proxy: list[str] = sec.PROXY,
-        advertise_host: str = sec.ADVERTISE_HOST,
-        config: Path = CONFIG_OPTION,
-        log_level: str = LOG_LEVEL_OPTION,
-    ) -> None:
+    @settings_options(*SETTINGS, env_prefix=ENV_PREFIX)
+    def server(given: Given, config: Path = CONFIG_OPTION, log_level: str = LOG_LEVEL_OPTION) -> None:
         """Serve this host's Ollama or llama.cpp over OLOL's gRPC API (the agent).
 
         Examples:
@@ -58,30 +38,21 @@ def register(app: typer.Typer) -> None:
         # Ollama's own variables count for the host too: OLLAMA_DEBUG, then OLLAMA_LOG_LEVEL.
         level = s.get("log_level", log_level, None, env="OLOL_LOG_LEVEL") or os.environ.get("OLLAMA_LOG_LEVEL")
         try:
-            debug_on = s.get("debug", debug, False, env="OLLAMA_DEBUG")
+            debug_on = resolve(ho.HostOptions, s, given, env_prefix=ENV_PREFIX)["debug"]
         except ConfigError as exc:
             fail(str(exc))
         level = "debug" if debug_on else (level or "info").lower()
         setup_logging(s, level)
         try:
-            host_settings = ho.host_settings(
-                s, flash_attention=flash_attention, numa=numa, keep_alive=keep_alive, memory_lock=memory_lock,
-                load_timeout=load_timeout, quantize=quantize, context_window=context_window, debug=debug,
-                max_memory=max_memory, log_level=level,
-            )  # fmt: skip
+            host_settings = ho.host_settings(s, given, log_level=level)
             resolved = resolve(AgentConfig, s, given, env_prefix=ENV_PREFIX)
             if host_settings.context_window is not None:
                 resolved["ctx_size"] = host_settings.context_window  # --context-window names the same thing
             cfg = AgentConfig(
                 **resolved,
                 settings=host_settings,
-                security=sec.security_settings(
-                    s, token=token, token_file=token_file, tls_cert=tls_cert, tls_key=tls_key, tls_ca=tls_ca
-                ),
-                discovery=sec.discovery_settings(
-                    s, discovery=discovery, mdns=mdns, interface=interface, cluster=cluster, proxy=proxy,
-                    advertise_host=advertise_host,
-                ),
+                security=sec.security_settings(s, given, ENV_PREFIX),
+                discovery=sec.discovery_settings(s, given, ENV_PREFIX, sec.Advertise, sec.Mdns),
             )
         except ConfigError as exc:
             fail(str(exc))

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import json
 import urllib.error
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import typer
 
 from olol.cli import security_options as sec
-from olol.cli.common import fail, failure, read_proxy_json
+from olol.cli.common import PROXY_URL_OPTION, fail, failure, read_proxy_json
+from olol.cli.options import Given, settings_options
 from olol.config import ConfigError
 
 if TYPE_CHECKING:
@@ -105,23 +105,15 @@ def settings_summary(settings: dict[str, str]) -> str:
 
 def register(app: typer.Typer) -> None:
     @app.command("status")
+    @settings_options(sec.ClientCredentials, env_prefix="OLOL_")
     def status(
-        url: str = typer.Option(
-            "http://localhost:8000",
-            "--url",
-            "-u",
-            envvar="OLOL_PROXY_URL",
-            help="The proxy's URL \\[env var: OLOL_PROXY_URL].",
-        ),
+        given: Given,
+        url: str = PROXY_URL_OPTION,
         as_json: bool = typer.Option(False, "--json", help="Print the raw /api/status JSON."),
-        api_key: str = sec.CLIENT_API_KEY,
-        ca: Path = sec.CLIENT_CA,
-        cert: Path = sec.CLIENT_CERT,
-        client_key: Path = sec.CLIENT_KEY,
     ) -> None:
         """Show the cluster: hosts, health, load, models, latency (from a running proxy)."""
         try:
-            credentials = sec.client_credentials(api_key=api_key, ca=ca, cert=cert, key=client_key)
+            credentials = sec.client_credentials(given)
         except ConfigError as exc:
             fail(str(exc))
         try:

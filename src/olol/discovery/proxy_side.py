@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 
 from olol.cluster import Cluster
-from olol.discovery.advert import REGISTER_PATH, Advert
+from olol.discovery.advert import Advert
 from olol.discovery.membership import AddHost, Membership, RemoveHost
 from olol.discovery.registration import registration_handler
 from olol.discovery.rpc_roster import RpcRoster
@@ -143,14 +143,16 @@ def install_discovery(
     cluster: Cluster,
     add: AddHost,
     remove: RemoveHost,
-) -> None:
-    """Discovery for this app's proxy, when enabled: hosts join through `add` and leave through `remove`."""
+) -> Any:
+    """Discovery for this app's proxy, when enabled: hosts join through `add` and leave through `remove`.
+
+    Returns the handler of signed registrations (`POST REGISTER_PATH`) for the proxy's route table, or
+    None when registrations are off.
+    """
     if not (settings.enabled or settings.scan_subnet):
-        return
+        return None
     discovery = ProxyDiscovery(settings, security, Membership(cluster, add, remove))
     app[DISCOVERY] = discovery
-    if settings.enabled:
-        app.router.add_post(REGISTER_PATH, discovery.register_handler())
 
     async def start(_app: web.Application) -> None:
         await discovery.start()
@@ -160,3 +162,4 @@ def install_discovery(
 
     app.on_startup.append(start)
     app.on_cleanup.append(stop)
+    return discovery.register_handler() if settings.enabled else None

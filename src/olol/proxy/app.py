@@ -6,11 +6,13 @@ import logging
 
 from aiohttp import web
 
+from olol.discovery.advert import REGISTER_PATH
 from olol.discovery.proxy_side import install_discovery
 from olol.errors import HostsDown, ModelNotFound, OlolError
 from olol.proxy.admission import QueueFull
+from olol.proxy.api.table import Route, RouteTable, Scope
 from olol.proxy.context import CONTEXT, ProxyContext
-from olol.proxy.http import hosts, inference, manage, observe, openai, placement, sessions, views
+from olol.proxy.endpoints import ROUTES
 from olol.proxy.http.io import json_reply
 from olol.proxy.openai.responses import error_body
 from olol.proxy.ui import install_ui
@@ -66,42 +68,22 @@ def _errors(request: web.Request, exc: Exception) -> web.Response:
 def build_app(ctx: ProxyContext) -> web.Application:
     # No body size limit: blobs (model weights) are uploaded through the proxy.
     app = web.Application(client_max_size=0)
-    # API keys, rate and body limits, Ollama-shaped 4xx, and the errors above: one middleware.
-    install_guards(app, ctx.config.security, on_error=_errors)
+    api = RouteTable(ROUTES)  # every endpoint; modules below add the rows of theirs
     # mDNS, registrations, subnet scan: only when enabled.
-    install_discovery(app, ctx.config.discovery, ctx.config.security, ctx.cluster, ctx.add_host, ctx.remove_host)
+    register = install_discovery(
+        app, ctx.config.discovery, ctx.config.security, ctx.cluster, ctx.add_host, ctx.remove_host
+    )
+    if register is not None:
+        api.add(Route("POST", REGISTER_PATH, register, scope=Scope.OPEN))
     if ctx.config.distributed.enabled:  # models split across rpc-servers; grpc loads only then
         from olol.proxy.distributed import install_distributed
 
-        install_distributed(app, ctx)
+        install_distributed(app, ctx, api)
+    install_ui(app, ctx, api)  # the dashboard at /ui/
+    # API keys, rate and body limits, Ollama-shaped 4xx, and the errors above: one middleware.
+    install_guards(app, ctx.config.security, api.policy(), on_error=_errors)
     app[CONTEXT] = ctx
     if ctx.hider is not None:
         app.on_response_prepare.append(ctx.hider.headers_hook())
-    r = app.router
-    r.add_get("/", views.root)  # aiohttp adds HEAD for every GET route
-    r.add_get("/api/version", views.version)
-    r.add_get("/api/tags", views.tags)
-    r.add_get("/api/ps", views.ps)
-    r.add_post("/api/show", views.show)
-    r.add_post("/api/generate", inference.generate)
-    r.add_post("/api/chat", inference.chat)
-    r.add_post("/api/embed", inference.embed)
-    r.add_post("/api/embeddings", inference.embeddings)
-    r.add_post("/api/pull", placement.pull)  # replicas, LAN copies, smart quantization
-    r.add_post("/api/push", manage.push)
-    r.add_post("/api/create", manage.create)
-    r.add_post("/api/copy", manage.copy)
-    r.add_delete("/api/delete", manage.delete)
-    r.add_head("/api/blobs/{digest}", manage.blob_exists)
-    r.add_post("/api/blobs/{digest}", manage.blob_upload)
-    r.add_post("/v1/chat/completions", openai.chat_completions)
-    r.add_post("/v1/completions", openai.completions)
-    r.add_post("/v1/embeddings", openai.embeddings)
-    r.add_get("/v1/models", openai.models)
-    r.add_get("/v1/models/{model:.+}", openai.model)
-    r.add_get("/api/status", observe.status)
-    r.add_get("/metrics", observe.metrics)
-    sessions.register(r)
-    hosts.register(r)
-    install_ui(app, ctx)  # the dashboard at /ui/
+    api.install(app)
     return app

@@ -25,7 +25,11 @@ class ProxyConfig:
     port: int = setting(DEFAULT_PORT, "--port", "-p", help="HTTP port; 11434 makes it a true drop-in for Ollama.",
                         env="OLOL_PORT")
     #: Hosts of the cluster: agents as "host:50051", plain Ollama servers as "http://host:11434".
-    servers: list[str] = field(default_factory=list)
+    servers: list[str] = setting(
+        [], "--servers", "-s",
+        help="Hosts, comma-separated or repeated: agents as host:50051, plain Ollama as http://host:11434.",
+        env="OLLAMA_SERVERS", type=list[str], shown="none (--discovery)",
+    )
     #: Routing policy: "adaptive" (default), "least_connections" or "round_robin".
     balancer: str = setting(
         DEFAULT_POLICY, "--balancer", help="Routing policy: adaptive, least_connections, round_robin."
@@ -91,11 +95,17 @@ class ProxyConfig:
     #: Parallel slots assumed for a plain Ollama host (its OLLAMA_NUM_PARALLEL, which its API does not tell).
     default_parallel: int = setting(4, "--default-parallel", help="Parallel slots assumed for plain Ollama hosts.")
     #: Per-host overrides of `default_parallel`, keyed by server spec.
-    host_parallel: dict[str, int] = field(default_factory=dict)
+    host_parallel: dict[str, int] = setting(
+        {}, "--host-parallel", help="SERVER=SLOTS (repeatable).", type=list[str], shown="--default-parallel"
+    )
     #: Per-host weights (default 1.0): a host with weight 2 is treated as twice as fast by "adaptive".
-    host_weights: dict[str, float] = field(default_factory=dict)
+    host_weights: dict[str, float] = setting(
+        {}, "--host-weight", help="SERVER=WEIGHT (repeatable).", type=list[str], shown="1"
+    )
     #: Per-host priority tiers (default 0): tier 1 only takes work when every tier-0 host is full.
-    host_tiers: dict[str, int] = field(default_factory=dict)
+    host_tiers: dict[str, int] = setting(
+        {}, "--host-tier", help="SERVER=TIER, 0 first (repeatable).", type=list[str], shown="0"
+    )
     #: Seconds in-flight requests get to finish on SIGTERM/SIGINT before they are cut.
     shutdown_timeout: float = 10.0
     #: Cluster token for agents, HTTPS/TLS, API keys and input limits (docs/security.md); default: open, as before.
@@ -104,7 +114,10 @@ class ProxyConfig:
     discovery: DiscoverySettings = field(default_factory=DiscoverySettings)
     #: Directory of durable state (chat sessions in `sessions.db`); None keeps sessions in memory.
     #: `olol proxy` defaults it to the XDG state dir (`$XDG_STATE_HOME/olol`, else ~/.local/state/olol).
-    state_dir: str | None = None
+    state_dir: str | None = setting(
+        None, "--state-dir", help="Where chat sessions are kept (sessions.db).", env="OLOL_STATE_DIR",
+        shown="$XDG_STATE_HOME/olol or ~/.local/state/olol",
+    )
     #: Seconds a chat session may stay idle before it expires; 0 = never.
     session_ttl: float = setting(
         7 * 24 * 3600.0, "--session-ttl", help="Seconds a chat session may stay idle before it expires; 0 = never.",

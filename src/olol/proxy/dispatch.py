@@ -16,7 +16,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Collection
 from typing import Any, TypeVar
 
 from olol.cluster import Cluster, normalize
-from olol.cluster.backend import JSON, Backend
+from olol.cluster.backend import JSON, Backend, close_stream
 from olol.cluster.routing import RouteRequest
 from olol.errors import BackendUnavailable, BadRequest, Cancelled, ModelNotFound, OlolError
 from olol.proxy.liveness import CallGuard, InFlightCalls, stall_timeout
@@ -86,12 +86,6 @@ def _retry_reason(exc: BaseException) -> str | None:
     return None
 
 
-async def _aclose(iterator: AsyncIterator[JSON]) -> None:
-    close = getattr(iterator, "aclose", None)
-    if close is not None:
-        await close()
-
-
 class Upstream:
     """A stream that has produced its first chunk on one host; iterate it once, then it is closed."""
 
@@ -149,7 +143,7 @@ class Upstream:
     async def aclose(self) -> None:
         self._guard.close()
         try:
-            await _aclose(self._rest)
+            await close_stream(self._rest)
         finally:
             self.route.lease.release()
 
@@ -198,7 +192,7 @@ class Dispatcher:
             except StopAsyncIteration:
                 raise BackendUnavailable(f"{route.host_id} closed the stream without a reply") from None
             except BaseException:
-                await _aclose(iterator)
+                await close_stream(iterator)
                 raise
             finally:
                 guard.close()

@@ -39,6 +39,7 @@ from olol.backends.llamacpp.backend import LlamaCppBackend
 from olol.cluster import Host, normalize
 from olol.discovery.proxy_side import DISCOVERY
 from olol.errors import BackendUnavailable, Busy, OlolError
+from olol.proxy.api.table import Route, RouteTable
 from olol.proxy.monitor import HostMonitor
 from olol.proxy.policies import Candidate, Policy
 from olol.security.http import PARSED_BODY
@@ -312,8 +313,9 @@ def _wanted(body: dict[str, Any], headers: Any) -> bool | None:
 DISTRIBUTED: web.AppKey[DistributedModels] = web.AppKey("olol_distributed", DistributedModels)
 
 
-def install_distributed(app: web.Application, ctx: ProxyContext) -> DistributedModels:
-    """Wire split models into the app: the routing middleware, the policy wrapper, `/api/distributed`,
+def install_distributed(app: web.Application, ctx: ProxyContext, api: RouteTable) -> DistributedModels:
+    """Wire split models into the app: the routing middleware, the policy wrapper, `/api/distributed` (a row
+    of the proxy's route table `api`),
     and start-up/clean-up (after the configured hosts' first probe, before the context closes backends)."""
     discovery = app.get(DISCOVERY)  # installed before this, when discovery is on
     service = DistributedModels(ctx, discovery.rpc_targets if discovery is not None else None)
@@ -349,7 +351,7 @@ def install_distributed(app: web.Application, ctx: ProxyContext) -> DistributedM
         await service.stop()
 
     app.middlewares.append(route_split)
-    app.router.add_get("/api/distributed", distributed_status)
+    api.add(Route("GET", "/api/distributed", distributed_status))
     app.on_startup.append(start)
     app.on_cleanup.append(stop)
     app[DISTRIBUTED] = service

@@ -8,6 +8,10 @@ before any handler, in the order that spends the least on a request that is
 going to be refused (who is asking, how often, then what they sent). One
 middleware rather than three: each aiohttp middleware layer is another
 coroutine and partial per request, a measurable share of the proxy's CPU.
+
+What each route allows (open, read-only keys, a body and its check) is the app's
+to say: it hands the gate a `RoutePolicy` made from its route table
+(`olol.proxy.api`), so this module knows no endpoint of its own.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ import logging
 import math
 import ssl
 from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import web
@@ -26,16 +31,15 @@ from aiohttp.typedefs import Middleware
 from olol.security.apikeys import READ, ApiKey
 from olol.security.cors import CorsPolicy
 from olol.security.limits import BodyBudget, RateLimiter, trim_heap
-from olol.security.schema import BODY_SPECS, InvalidBody, parse_body
 from olol.security.settings import SecuritySettings
 from olol.wire.errors import error_body
 
 __all__ = [
     "API_KEY",
-    "OPEN_PATHS",
     "PARSED_BODY",
-    "READ_PATHS",
     "ErrorReply",
+    "InvalidBody",
+    "RoutePolicy",
     "error_response",
     "https_context",
     "install_guards",
@@ -50,11 +54,30 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 #: The app's reply to an exception a handler raised (anything but aiohttp's own replies and a reset client).
 ErrorReply = Callable[[web.Request, Exception], web.StreamResponse]
 
-#: Answered without a key: liveness (it only says "Ollama is running"), registrations, which are signed instead,
-#: and the dashboard's static page (it shows nothing until it has a key: its data comes from `/ui/events`).
-OPEN_PATHS = frozenset({"/", "/olol/register", "/ui", "/ui/", "/ui/static/{name}"})
-#: What a read-only key may see: liveness, version, status, metrics and the dashboard's feed.
-READ_PATHS = frozenset({"/", "/api/version", "/api/status", "/metrics", "/olol/openapi.json", "/ui/events"})
+
+
+class InvalidBody(ValueError):
+    """A body the app refuses before any handler; the message is what the client sees, with Ollama's status."""
+
+    def __init__(self, message: str, status: int = 400) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+@dataclass(frozen=True)
+class RoutePolicy:
+    """What the gate needs to know of the app's routes (patterns as aiohttp's: `/api/blobs/{digest}`)."""
+
+    #: Answered without a key (GET, HEAD, POST).
+    open: frozenset[str] = frozenset()
+    #: What a read-only key may GET (open routes included).
+    read: frozenset[str] = frozenset()
+    #: Streamed to their handler, never buffered: no JSON size limit, no body timeout.
+    unbuffered: frozenset[str] = frozenset()
+    #: (method, pattern) -> the spec `parse` checks that route's body against.
+    bodies: Mapping[tuple[str, str], Any] = field(default_factory=dict)
+    #: `parse(raw, spec or None, reject_unknown=...)`: the decoded body (None: empty), or `InvalidBody`.
+    parse: Callable[..., Any] = field(default=lambda raw, _spec, **_: json.loads(raw) if raw.strip() else None)
 
 
 def _request_key(name: str) -> Any:
@@ -72,8 +95,6 @@ _BODY_CHARGE: Any = _request_key("olol_body_charge")
 #: After a body this large the heap is trimmed (see `trim_heap`); smaller ones are not worth the call.
 _TRIM_AFTER = 8 << 20
 _TRIM_DELAY = 0.5
-#: Streamed straight to hosts, never buffered: no JSON size limit, no body timeout.
-_UNBUFFERED = frozenset({"/api/blobs/{digest}"})
 
 
 def route_pattern(request: web.Request) -> str:
@@ -110,8 +131,11 @@ def _shaped(request: web.Request, exc: web.HTTPException) -> web.Response:
     return error_response(request, exc.status, message, headers)
 
 
-def _make_gate(settings: SecuritySettings, on_error: ErrorReply | None) -> Middleware:
+def _make_gate(settings: SecuritySettings, policy: RoutePolicy, on_error: ErrorReply | None) -> Middleware:
     keys = settings.api_keys
+    open_paths, read_paths, unbuffered, bodies, parse_body = (
+        policy.open, policy.read, policy.unbuffered, policy.bodies, policy.parse
+    )
     limits = settings.limits
     cors = CorsPolicy.of(settings.origins)
     limiter = RateLimiter(limits.rate, limits.burst) if limits.rate else None
@@ -141,7 +165,7 @@ def _make_gate(settings: SecuritySettings, on_error: ErrorReply | None) -> Middl
             asyncio.get_running_loop().call_later(_TRIM_DELAY, trim)
 
     def authenticate(request: web.Request, pattern: str) -> ApiKey | None:
-        if not keys.enabled or (pattern in OPEN_PATHS and request.method in ("GET", "HEAD", "POST")):
+        if not keys.enabled or (pattern in open_paths and request.method in ("GET", "HEAD", "POST")):
             return None
         address = request.remote or ""
         if wait := failures.blocked(address):
@@ -160,12 +184,12 @@ def _make_gate(settings: SecuritySettings, on_error: ErrorReply | None) -> Middl
                 "unauthorized: a valid API key is required (Authorization: Bearer KEY)",
                 {"WWW-Authenticate": 'Bearer realm="olol"'},
             )
-        if key.scope == READ and not (pattern in READ_PATHS and request.method in ("GET", "HEAD")):
+        if key.scope == READ and not (pattern in read_paths and request.method in ("GET", "HEAD")):
             raise _refusal(request, 403, "forbidden: this API key is read-only (status and metrics)")
         return key
 
     async def read_body(request: web.Request, pattern: str) -> web.Request:
-        spec = BODY_SPECS.get((request.method, pattern))
+        spec = bodies.get((request.method, pattern))
         if spec is None and request.method in ("GET", "HEAD", "OPTIONS"):
             return request
         length = request.content_length
@@ -225,7 +249,7 @@ def _make_gate(settings: SecuritySettings, on_error: ErrorReply | None) -> Middl
         cross_origin(request)  # before the API key: browsers send no credentials with a preflight
         pattern = route_pattern(request)
         key = authenticate(request, pattern)
-        if limiter is not None and pattern not in OPEN_PATHS:
+        if limiter is not None and pattern not in open_paths:
             identity = f"key:{key.name}" if key else f"addr:{request.remote}"
             wait = limiter.acquire(identity)
             if wait:
@@ -237,7 +261,7 @@ def _make_gate(settings: SecuritySettings, on_error: ErrorReply | None) -> Middl
                 )
         if key is not None:
             request[API_KEY] = key  # a clone made for the body limit copies it
-        if pattern not in _UNBUFFERED and request.method not in ("GET", "HEAD"):
+        if pattern not in unbuffered and request.method not in ("GET", "HEAD"):
             request = await read_body(request, pattern)
         return request
 
@@ -280,18 +304,17 @@ def _allow_origin(cors: CorsPolicy) -> Callable[[web.Request, web.StreamResponse
     return on_prepare
 
 
-def install_guards(app: web.Application, settings: SecuritySettings, *, on_error: ErrorReply | None = None) -> None:
+def install_guards(
+    app: web.Application, settings: SecuritySettings, policy: RoutePolicy, *, on_error: ErrorReply | None = None
+) -> None:
     """Put the gate first among the app's middlewares (call before the app starts, while it can still change).
 
-    `on_error` answers what a handler (or the guard) raised, inside the gate's shaping of aiohttp's
-    refusals, exactly where an error middleware of the app's own would sit; it is called from the
-    `except` block, so it may log the exception with its traceback.
+    `policy` says what each route allows. `on_error` answers what a handler (or the guard) raised, inside
+    the gate's shaping of aiohttp's refusals, exactly where an error middleware of the app's own would sit;
+    it is called from the `except` block, so it may log the exception with its traceback.
     """
-    app.middlewares.insert(0, _make_gate(settings, on_error))
+    app.middlewares.insert(0, _make_gate(settings, policy, on_error))
     app.on_response_prepare.append(_allow_origin(CorsPolicy.of(settings.origins)))
-    from olol.security.openapi import openapi_handler
-
-    app.router.add_get("/olol/openapi.json", openapi_handler)
     if settings.api_keys.enabled:
         log.info("proxy HTTP API: %d API key(s) required", len(settings.api_keys))
 

@@ -11,9 +11,10 @@ from __future__ import annotations
 from aiohttp import web
 
 from olol.errors import OlolError
+from olol.proxy.api.table import Route
 from olol.proxy.http.io import ctx, json_reply
 
-__all__ = ["drain", "register", "undrain"]
+__all__ = ["ROUTES", "drain", "undrain"]
 
 
 def _host_reply(request: web.Request, draining: bool) -> web.Response:
@@ -34,7 +35,9 @@ async def undrain(request: web.Request) -> web.Response:
     return _host_reply(request, False)
 
 
-def register(router: web.UrlDispatcher) -> None:
-    # `.+`: host ids are server specs and may hold ':' and '/' ("http://gpu1:11434").
-    router.add_post("/api/hosts/{id:.+}/drain", drain)
-    router.add_post("/api/hosts/{id:.+}/undrain", undrain)
+#: This module's rows of the proxy's route table (olol.proxy.endpoints).
+# `.+`: host ids are server specs and may hold ':' and '/' ("http://gpu1:11434").
+ROUTES = (
+    Route("POST", "/api/hosts/{id:.+}/drain", drain),
+    Route("POST", "/api/hosts/{id:.+}/undrain", undrain),
+)

@@ -21,8 +21,8 @@ from olol.cluster.fanout import FanOut, as_olol_error, fan_out
 from olol.errors import BadRequest, ModelNotFound, OlolError, Unsupported
 from olol.placement.progress import DONE, ProgressMerger, fan_in
 from olol.placement.targets import pull_targets
+from olol.proxy.api.bodies import valid_digest
 from olol.proxy.http.io import ctx, json_reply, read_json, require_model, wants_stream, write_ndjson
-from olol.security.schema import valid_digest
 
 __all__ = ["blob_exists", "blob_upload", "copy", "create", "delete", "pull", "push"]
 

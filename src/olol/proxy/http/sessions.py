@@ -23,13 +23,14 @@ from aiohttp import web
 from olol.cluster.backend import JSON
 from olol.errors import BadRequest, OlolError
 from olol.proxy.aggregate import collect_chat
+from olol.proxy.api.bodies import CHAT, InvalidBody, check_body
+from olol.proxy.api.table import Route
 from olol.proxy.http.io import ctx, json_reply, read_json, require_model, wants_stream, write_ndjson
 from olol.security.apikeys import ADMIN
 from olol.security.http import API_KEY
-from olol.security.schema import BODY_SPECS, InvalidBody, check_body
 from olol.sessions.manager import TURN_KEYS, SessionManager
 
-__all__ = ["chat", "create", "delete", "get", "list_sessions", "register"]
+__all__ = ["ROUTES", "chat", "create", "delete", "get", "list_sessions"]
 
 
 def _manager(request: web.Request) -> SessionManager:
@@ -68,7 +69,7 @@ def _check_as_chat(body: JSON, messages: Any) -> None:
     if isinstance(messages, list):
         chat["messages"] = [m for m in messages if not isinstance(m, str)]  # plain text is a user message
     try:
-        check_body(chat, BODY_SPECS["POST", "/api/chat"], reject_unknown=False)
+        check_body(chat, CHAT, reject_unknown=False)
     except InvalidBody as exc:
         raise OlolError(str(exc), status=exc.status) from None
 
@@ -123,11 +124,13 @@ async def delete(request: web.Request) -> web.Response:
     return json_reply({})
 
 
-def register(router: web.UrlDispatcher) -> None:
-    router.add_post("/api/sessions", create)
-    router.add_get("/api/sessions", list_sessions)
-    router.add_get("/api/sessions/{id}", get)
-    router.add_post("/api/sessions/{id}/chat", chat)
+#: This module's rows of the proxy's route table (olol.proxy.api.routes).
+ROUTES = (
+    Route("POST", "/api/sessions", create),
+    Route("GET", "/api/sessions", list_sessions),
+    Route("GET", "/api/sessions/{id}", get),
+    Route("POST", "/api/sessions/{id}/chat", chat),
     # The session as an Ollama host: `ollama.Client(host=".../api/sessions/<id>").chat(model, [new message])`.
-    router.add_post("/api/sessions/{id}/api/chat", chat)
-    router.add_delete("/api/sessions/{id}", delete)
+    Route("POST", "/api/sessions/{id}/api/chat", chat),
+    Route("DELETE", "/api/sessions/{id}", delete),
+)

@@ -1,6 +1,7 @@
 """The dashboard at `/ui/`: hosts, models, traffic, a playground and operator actions, live.
 
-`install_ui(app, ctx)` is the one hook the proxy calls; everything the page
+`install_ui(app, ctx, api)` is the one hook the proxy calls (it adds the page's rows to the proxy's route
+table: the page itself is open, its data feed needs a key that may read); everything the page
 needs (HTML, JavaScript, CSS, uPlot) ships in `static/` as package data, so it
 works from a wheel or the one-file binary with no network and no build step.
 """
@@ -11,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
+from olol.proxy.api.table import Route, RouteTable, Scope
 from olol.proxy.ui.feed import DashboardFeed
 from olol.proxy.ui.routes import FEED, events, index, redirect, static
 from olol.proxy.ui.snapshot import build_snapshot
@@ -27,7 +29,9 @@ def ui_url(proxy_url: str) -> str:
     return proxy_url.rstrip("/") + "/ui/"
 
 
-def install_ui(app: web.Application, ctx: ProxyContext, *, interval: float = UPDATE_INTERVAL) -> None:
+def install_ui(
+    app: web.Application, ctx: ProxyContext, api: RouteTable, *, interval: float = UPDATE_INTERVAL
+) -> None:
     def build() -> dict[str, Any]:
         split = None
         if ctx.config.distributed.enabled:  # its module (and grpc) is loaded only when the feature is on
@@ -43,8 +47,10 @@ def install_ui(app: web.Application, ctx: ProxyContext, *, interval: float = UPD
         await feed.stop()
 
     app.on_shutdown.append(stop_feed)
-    r = app.router
-    r.add_get("/ui", redirect)
-    r.add_get("/ui/", index)
-    r.add_get("/ui/static/{name}", static)
-    r.add_get("/ui/events", events)
+    # The static page shows nothing until it has a key: its data comes from `/ui/events`.
+    api.add(
+        Route("GET", "/ui", redirect, scope=Scope.OPEN),
+        Route("GET", "/ui/", index, scope=Scope.OPEN),
+        Route("GET", "/ui/static/{name}", static, scope=Scope.OPEN),
+        Route("GET", "/ui/events", events, scope=Scope.READ),
+    )

@@ -8,8 +8,9 @@ request never costs a routing decision and never reaches code that assumes a
 well-typed body. JSON Python accepts but Go does not (NaN, Infinity), and
 nesting deep enough to exhaust the parser, are 400s too.
 
-The table is also the source of the proxy's OpenAPI description
-(`olol.security.openapi`), so the published contract and the check are one.
+Each spec is a row's `body` in the proxy's route table (`olol.proxy.endpoints`), which is also
+the source of the OpenAPI description (`olol.proxy.api.openapi`): the published contract and the
+check are one. The security gate (`olol.security.http`) runs `parse_body` before any handler.
 """
 
 from __future__ import annotations
@@ -22,17 +23,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from olol.errors import BadRequest
+from olol.security.http import InvalidBody
 from olol.wire.values import duration_from_json
 
-__all__ = ["BODY_SPECS", "MAX_DEPTH", "BodySpec", "InvalidBody", "check_body", "parse_body"]
-
-
-class InvalidBody(ValueError):
-    """A body Ollama would refuse; the message is what the client sees, with Ollama's status for it."""
-
-    def __init__(self, message: str, status: int = 400) -> None:
-        super().__init__(message)
-        self.status = status
+__all__ = ["MAX_DEPTH", "BodySpec", "InvalidBody", "check_body", "parse_body"]
 
 
 # ---------------------------------------------------------------------- kinds
@@ -231,69 +225,57 @@ def _create_digests(body: dict[str, Any]) -> str | None:
 
 
 _COMMON = {"model": STRING, "keep_alive": DURATION, "options": OBJECT, "stream": BOOL}
-_GENERATE = BodySpec("GenerateRequest", {
+GENERATE = BodySpec("GenerateRequest", {
     **_COMMON, "prompt": STRING, "suffix": STRING, "system": STRING, "template": STRING, "context": INTS,
     "raw": BOOL, "format": FORMAT, "images": STRINGS, "think": THINK, "truncate": BOOL, "shift": BOOL,
     "logprobs": BOOL, "top_logprobs": INT, "_debug_render_only": BOOL, "width": INT, "height": INT, "steps": INT,
 }, rules=(_served_name, _keep_alive))  # fmt: skip
-_CHAT = BodySpec("ChatRequest", {
+CHAT = BodySpec("ChatRequest", {
     **_COMMON, "messages": MESSAGES, "tools": OBJECTS, "format": FORMAT, "think": THINK, "truncate": BOOL,
     "shift": BOOL, "logprobs": BOOL, "top_logprobs": INT, "_debug_render_only": BOOL,
 }, rules=(_served_name, _keep_alive))  # fmt: skip
-_EMBED = BodySpec(
+EMBED = BodySpec(
     "EmbedRequest", {**_COMMON, "input": STR_OR_STRS, "truncate": BOOL, "dimensions": INT},
     rules=(_served_name, _keep_alive),
 )
-_EMBEDDINGS = BodySpec("EmbeddingRequest", {**_COMMON, "prompt": STRING}, rules=(_served_name, _keep_alive))
+EMBEDDINGS = BodySpec("EmbeddingRequest", {**_COMMON, "prompt": STRING}, rules=(_served_name, _keep_alive))
 _NAMED = {"model": STRING, "name": STRING}
 _TRANSFER = {**_NAMED, "insecure": BOOL, "username": STRING, "password": STRING, "stream": BOOL}
-_CREATE = BodySpec("CreateRequest", {
+CREATE = BodySpec("CreateRequest", {
     **_NAMED, "stream": BOOL, "quantize": STRING, "quantization": STRING, "from": STRING, "files": STR_MAP,
     "adapters": STR_MAP, "template": STRING, "license": STR_OR_STRS, "system": STRING, "parameters": OBJECT,
     "messages": MESSAGES, "renderer": STRING, "parser": STRING, "requires": STRING, "path": STRING,
     "modelfile": STRING,
 }, rules=(_model_name, _create_source, _create_digests))  # fmt: skip
-_SHOW = BodySpec(
+SHOW = BodySpec(
     "ShowRequest",
     {**_NAMED, "system": STRING, "template": STRING, "verbose": BOOL, "options": OBJECT},
     rules=(_served_name,),
 )
 
-_OAI_CHAT = BodySpec("ChatCompletionRequest", {
+OAI_CHAT = BodySpec("ChatCompletionRequest", {
     "model": STRING, "messages": OBJECTS, "stream": BOOL, "temperature": NUMBER, "top_p": NUMBER, "seed": INT,
     "max_tokens": INT, "max_completion_tokens": INT, "frequency_penalty": NUMBER, "presence_penalty": NUMBER,
     "stop": STR_OR_STRS, "tools": OBJECTS, "response_format": OBJECT, "stream_options": OBJECT, "n": INT,
 }, closed=False)  # fmt: skip
-_OAI_COMPLETION = BodySpec("CompletionRequest", {
+OAI_COMPLETION = BodySpec("CompletionRequest", {
     "model": STRING, "prompt": STR_OR_STRS, "suffix": STRING, "stream": BOOL, "temperature": NUMBER,
     "top_p": NUMBER, "seed": INT, "max_tokens": INT, "frequency_penalty": NUMBER, "presence_penalty": NUMBER,
     "stop": STR_OR_STRS, "stream_options": OBJECT, "echo": BOOL, "n": INT,
 }, closed=False)  # fmt: skip
-_OAI_EMBED = BodySpec(
+OAI_EMBED = BodySpec(
     "EmbedRequest", {"model": STRING, "input": ANY, "dimensions": INT, "encoding_format": STRING}, closed=False
 )
 
-#: (method, path) -> the body it takes. Paths are aiohttp's route patterns.
-BODY_SPECS: dict[tuple[str, str], BodySpec] = {
-    ("POST", "/api/generate"): _GENERATE,
-    ("POST", "/api/chat"): _CHAT,
-    ("POST", "/api/embed"): _EMBED,
-    ("POST", "/api/embeddings"): _EMBEDDINGS,
-    ("POST", "/api/show"): _SHOW,
-    # OLOL's placement extensions (olol.proxy.http.placement): replicas, smart quantization, targets.
-    ("POST", "/api/pull"): BodySpec(
-        "PullRequest",
-        {**_TRANSFER, "replicas": INT, "min_replicas": INT, "quantize": STRING, "hosts": STRINGS},
-        rules=(_model_name,),
-    ),
-    ("POST", "/api/push"): BodySpec("PushRequest", _TRANSFER, rules=(_model_name,)),
-    ("POST", "/api/create"): _CREATE,
-    ("POST", "/api/copy"): BodySpec("CopyRequest", {"source": STRING, "destination": STRING}, rules=(_copy_names,)),
-    ("DELETE", "/api/delete"): BodySpec("DeleteRequest", _NAMED, rules=(_delete_name,)),
-    ("POST", "/v1/chat/completions"): _OAI_CHAT,
-    ("POST", "/v1/completions"): _OAI_COMPLETION,
-    ("POST", "/v1/embeddings"): _OAI_EMBED,
-}
+# OLOL's placement extensions (olol.proxy.http.placement): replicas, smart quantization, targets.
+PULL = BodySpec(
+    "PullRequest",
+    {**_TRANSFER, "replicas": INT, "min_replicas": INT, "quantize": STRING, "hosts": STRINGS},
+    rules=(_model_name,),
+)
+PUSH = BodySpec("PushRequest", _TRANSFER, rules=(_model_name,))
+COPY = BodySpec("CopyRequest", {"source": STRING, "destination": STRING}, rules=(_copy_names,))
+DELETE = BodySpec("DeleteRequest", _NAMED, rules=(_delete_name,))
 
 
 # ---------------------------------------------------------------------- checking

@@ -1,4 +1,4 @@
-"""The proxy's OpenAPI description, generated from the same table that checks request bodies.
+"""The proxy's OpenAPI description, generated from its route table (the rows that check request bodies).
 
 Published at `GET /olol/openapi.json`, so clients and fuzzers (schemathesis)
 see exactly the contract the proxy enforces: which fields each route takes,
@@ -8,23 +8,15 @@ under /v1).
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
-from aiohttp import web
-
 import olol
-from olol.security.schema import BODY_SPECS, MESSAGE_FIELDS, MESSAGES, BodySpec
+from olol.proxy.api.bodies import MESSAGE_FIELDS, MESSAGES, BodySpec
+from olol.proxy.api.table import Route
 
-__all__ = ["openapi_handler", "openapi_spec"]
+__all__ = ["document"]
 
-_GETS = {
-    "/": "Liveness: `Ollama is running`",
-    "/api/version": "Version",
-    "/api/tags": "Models on the cluster's hosts",
-    "/api/ps": "Models loaded on the cluster's hosts",
-    "/api/status": "Cluster status (OLOL)",
-    "/v1/models": "Models (OpenAI)",
-}
 _ERROR = {"type": "object", "required": ["error"], "properties": {"error": {"type": "string"}}}
 _OAI_ERROR = {"type": "object", "required": ["error"], "properties": {"error": {"type": "object"}}}
 _STATUSES = ("400", "401", "403", "404", "413", "429", "499", "500", "501", "502", "503", "504")
@@ -49,17 +41,21 @@ def _responses(path: str, ok: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def openapi_spec() -> dict[str, Any]:
+def document(routes: Iterable[Route]) -> dict[str, Any]:
+    """The OpenAPI document of `routes`: GET rows with a summary, then every row with a body."""
+    rows = list(routes)
     paths: dict[str, Any] = {}
     ok = {"description": "success (a JSON object, or NDJSON / SSE when streaming)"}
-    for path, summary in _GETS.items():
-        paths.setdefault(path, {})["get"] = {"summary": summary, "responses": _responses(path, ok)}
-    for (method, path), spec in BODY_SPECS.items():
-        paths.setdefault(path, {})[method.lower()] = {
-            "summary": spec.struct,
-            "requestBody": {"required": True, "content": {"application/json": {"schema": _body_schema(spec)}}},
-            "responses": _responses(path, ok),
-        }
+    for row in rows:
+        if row.method == "GET" and row.summary is not None:
+            paths.setdefault(row.path, {})["get"] = {"summary": row.summary, "responses": _responses(row.path, ok)}
+    for row in rows:
+        if row.body is not None:
+            paths.setdefault(row.path, {})[row.method.lower()] = {
+                "summary": row.summary or row.body.struct,
+                "requestBody": {"required": True, "content": {"application/json": {"schema": _body_schema(row.body)}}},
+                "responses": _responses(row.path, ok),
+            }
     return {
         "openapi": "3.0.3",
         "info": {"title": "OLOL proxy (Ollama-compatible API)", "version": olol.__version__},
@@ -67,7 +63,3 @@ def openapi_spec() -> dict[str, Any]:
         "security": [{}, {"apiKey": []}],
         "paths": paths,
     }
-
-
-async def openapi_handler(_request: web.Request) -> web.Response:
-    return web.json_response(openapi_spec())
