@@ -26,9 +26,10 @@ class ProxyConfig:
                         env="OLOL_PORT")
     #: Hosts of the cluster: agents as "host:50051", plain Ollama servers as "http://host:11434".
     servers: list[str] = field(default_factory=list)
-    #: Routing policy: "adaptive" (default), "least_connections" or "round_robin".
+    #: Routing policy: "adaptive" (default), "cache_aware", "least_connections" or "round_robin".
     balancer: str = setting(
-        DEFAULT_POLICY, "--balancer", help="Routing policy: adaptive, least_connections, round_robin."
+        DEFAULT_POLICY, "--balancer",
+        help="Routing policy: adaptive, cache_aware (KV-cache prefixes), least_connections, round_robin."
     )
     #: Hosts a `/api/pull` (and blob upload) goes to; None = every healthy host, most free memory first.
     replicas: int | None = setting(None, "--replicas", help="Hosts an /api/pull goes to.", type=int,
