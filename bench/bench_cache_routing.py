@@ -40,10 +40,10 @@ from bench._report import median, table, write_section
 from bench.bench_proxy_harness import figure, machine, percentile, save_plot
 from olol.agent.config import AgentConfig
 from olol.agent.server import AioAgent
-from olol.backends.llamacpp.process import LlamaServerConfig, LlamaServerProcess
 from olol.backends.llamacpp.backend import LlamaCppBackend
 from olol.backends.llamacpp.bins import ensure_built
 from olol.backends.llamacpp.gemma_model import NAME, ensure_gemma
+from olol.backends.llamacpp.process import LlamaServerConfig, LlamaServerProcess
 from olol.proxy import ProxyConfig, start_proxy
 
 POLICIES = ("round_robin", "least_connections", "adaptive", "cache_aware")

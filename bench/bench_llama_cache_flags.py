@@ -22,9 +22,9 @@ import aiohttp
 from bench._report import table, write_section
 from bench.bench_cache_routing import words
 from bench.bench_proxy_harness import machine
-from olol.backends.llamacpp.process import LlamaServerConfig, LlamaServerProcess
 from olol.backends.llamacpp.bins import ensure_built
 from olol.backends.llamacpp.gemma_model import ensure_gemma
+from olol.backends.llamacpp.process import LlamaServerConfig, LlamaServerProcess
 
 SETTINGS = (
     ("--parallel 1", ["--parallel", "1"]),

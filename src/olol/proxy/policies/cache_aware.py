@@ -29,9 +29,9 @@ from collections.abc import Sequence
 
 from olol.cluster import CacheBook, LatencyBook, normalize
 from olol.cluster.caches import CHARS_PER_TOKEN
+from olol.cluster.routing import Candidate
 from olol.proxy.affinity.ring import load_bound
 from olol.proxy.policies.adaptive import COLD_LOAD_PENALTY, FALLBACK_PENALTY, Adaptive
-from olol.cluster.routing import Candidate
 
 __all__ = ["CacheAware"]
 
