@@ -70,7 +70,7 @@ class Sizes:
     clients: int = 4
 
 
-QUICK = Sizes(users=4, turns=3, systems=4, system_tokens=300, questions=10, unrelated=8, unrelated_tokens=100,
+QUICK = Sizes(users=5, turns=3, systems=3, system_tokens=300, questions=12, unrelated=8, unrelated_tokens=100,
               predict=8, clients=4)
 
 
@@ -140,6 +140,9 @@ async def workload(kind: str, url: str, sizes: Sizes, seed: int, tag: str) -> Ru
                 messages = [{"role": "system", "content": f"{tag} User {u}. " + words(rnd, 100)},
                             {"role": "user", "content": words(rnd, 25)}]
                 for _ in range(sizes.turns):
+                    # A user reads and types between turns: without it the users move in lockstep and
+                    # round robin sends each one back to the same host by accident.
+                    await asyncio.sleep(rnd.uniform(0.0, 1.5))
                     reply = await chat(http, url, messages, sizes.predict, run)
                     messages += [{"role": "assistant", "content": reply}, {"role": "user", "content": words(rnd, 25)}]
 
@@ -246,7 +249,8 @@ def report(summary: dict[tuple[str, str], dict[str, float]], args: argparse.Name
         f"`python -m bench.bench_cache_routing {'--quick ' if args.quick else ''}--rounds {args.rounds}`: "
         f"{args.hosts} llama-servers on Gemma 3 270M Q4_K_M, each `-t 1 -c {args.ctx} --parallel {args.slots} "
         f"{args.llama_args}` behind an agent; {header}. Whole run: {minutes:.1f} min.\n\n"
-        f"Sizes: (a) chat {sizes.users} users x {sizes.turns} turns (~100-token system, ~25-token questions); "
+        f"Sizes: (a) chat {sizes.users} users x {sizes.turns} turns (~100-token system, ~25-token questions, "
+        "0-1.5 s to read and type before each turn); "
         f"(b) {sizes.systems} system prompts of ~{sizes.system_tokens} tokens, {sizes.questions} questions; "
         f"(c) {sizes.unrelated} unrelated ~{sizes.unrelated_tokens}-token prompts; {sizes.predict} output tokens "
         f"a reply (greedy); {sizes.clients} closed-loop clients for (b) and (c), one per user for (a). "
