@@ -46,3 +46,10 @@ def test_prefix_text_grows_with_the_conversation_and_matches_generate() -> None:
     assert prefix_text({"prompt": ""}) is None and prefix_text({}) is None
     assert session_key(None, {"messages": turn1}, conversations=False) is None
     assert session_key("u1", {"messages": turn1}, conversations=False) == "h:u1"
+
+
+def test_prefix_text_keeps_lone_surrogates_from_json() -> None:
+    from olol.proxy.affinity import prefix_text
+
+    text = prefix_text({"prompt": "odd \ud800 text"})  # valid JSON ("\\ud800"), not encodable as plain UTF-8
+    assert text is not None and text.endswith("\x1e".encode())
