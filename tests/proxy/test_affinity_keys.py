@@ -52,4 +52,4 @@ def test_prefix_text_keeps_lone_surrogates_from_json() -> None:
     from olol.proxy.affinity import prefix_text
 
     text = prefix_text({"prompt": "odd \ud800 text"})  # valid JSON ("\\ud800"), not encodable as plain UTF-8
-    assert text is not None and text.endswith("\x1e".encode())
+    assert text is not None and text.endswith(b"\x1e")
