@@ -456,6 +456,7 @@ def test_done_reason_and_stats() -> None:
         "total_duration": 99,
         "load_duration": 1,
         "prompt_eval_count": 5,
+        "prompt_eval_cached_count": 2,
         "prompt_eval_duration": 1_500_000,
         "eval_count": 7,
         "eval_duration": 10_250_000,

@@ -50,3 +50,9 @@ def framing(request: pytest.FixtureRequest) -> ModuleType:
 def binpack(request: pytest.FixtureRequest) -> ModuleType:
     module: ModuleType = request.param
     return module
+
+
+@pytest.fixture(scope="module", params=implementations("prefix"))
+def prefix(request: pytest.FixtureRequest) -> ModuleType:
+    module: ModuleType = request.param
+    return module

@@ -31,3 +31,25 @@ def test_different_system_prompt_is_another_conversation() -> None:
 def test_no_key_without_header_or_user_message() -> None:
     assert session_key(None, {"model": "m", "prompt": "hi"}) is None
     assert session_key("  ", chat(("system", "s"))) is None
+
+
+def test_prefix_text_grows_with_the_conversation_and_matches_generate() -> None:
+    from olol.proxy.affinity import prefix_text
+
+    turn1 = [{"role": "system", "content": "be brief"}, {"role": "user", "content": "hi"}]
+    turn2 = [*turn1, {"role": "assistant", "content": "hello"}, {"role": "user", "content": "more"}]
+    one, two = prefix_text({"messages": turn1}), prefix_text({"messages": turn2})
+    assert one is not None and two is not None and two.startswith(one) and len(two) > len(one)
+    assert prefix_text({"system": "be brief", "prompt": "hi"}) == one  # same words, same cache key
+    with_tools = prefix_text({"messages": turn1, "tools": [{"type": "function"}]})
+    assert with_tools is not None and with_tools.endswith(one) and with_tools != one
+    assert prefix_text({"prompt": ""}) is None and prefix_text({}) is None
+    assert session_key(None, {"messages": turn1}, conversations=False) is None
+    assert session_key("u1", {"messages": turn1}, conversations=False) == "h:u1"
+
+
+def test_prefix_text_keeps_lone_surrogates_from_json() -> None:
+    from olol.proxy.affinity import prefix_text
+
+    text = prefix_text({"prompt": "odd \ud800 text"})  # valid JSON ("\\ud800"), not encodable as plain UTF-8
+    assert text is not None and text.endswith(b"\x1e")

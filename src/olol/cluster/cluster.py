@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from olol.cluster.caches import CacheBook
 from olol.cluster.host import Host
 from olol.cluster.names import normalize
 from olol.cluster.stats import LatencyBook
@@ -75,8 +76,10 @@ class Cluster:
     def __init__(self, hosts: Iterable[Host] = (), stats: LatencyBook | None = None) -> None:
         self.hosts: dict[str, Host] = {}
         self.stats = stats or LatencyBook()
+        self.caches = CacheBook()
         self._on_capacity: list[Listener] = []
         self._on_down: list[Listener] = []
+        self.on_down(lambda host: self.caches.forget(host.id))
         for host in hosts:
             self.add(host)
 
@@ -165,5 +168,6 @@ class Cluster:
         for host in self.hosts.values():
             entry = host.to_json()
             entry["latency"] = self.stats.snapshot(host.id)
+            entry["cache"] = self.caches.to_json(host.id)
             hosts.append(entry)
         return {"hosts": hosts, "models": self.model_index()}

@@ -10,17 +10,18 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from olol.cluster import Host
 
-__all__ = ["Candidate", "Policy", "RouteRequest"]
+__all__ = ["Candidate", "Policy", "PrefixPolicy", "RouteRequest"]
 
 
 @dataclass(frozen=True)
 class RouteRequest:
     model: str
     session: str | None = None  # affinity key, see `olol.proxy.affinity.session_key`
+    prefix: bytes | None = None  # routing text for a prefix-aware policy, see `olol.proxy.affinity.prefix_text`
 
 
 @dataclass(frozen=True, eq=False)
@@ -47,4 +48,15 @@ class Policy(Protocol):
         What the router asks on every request without an affinity key: one pass, no sort of the
         whole field. A call advances the policy's turn exactly as `rank` does.
         """
+        ...
+
+
+@runtime_checkable
+class PrefixPolicy(Protocol):
+    """A policy that also routes on the prompt itself (`olol.proxy.policies.cache_aware`)."""
+
+    name: str
+
+    def route(self, candidates: Sequence[Candidate], text: bytes) -> tuple[Candidate, str] | None:
+        """The host for a prompt with routing text `text` and the reason to report, or None if all are saturated."""
         ...

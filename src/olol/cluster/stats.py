@@ -120,5 +120,10 @@ class LatencyBook:
         for (host, model), stats in self._stats.items():
             yield host, model, stats
 
+    def rates(self, model: str) -> list[float]:
+        """Measured generation speeds (tokens/s) of `model`, one per host that has one."""
+        return [s.tokens_per_s.value for (_, m), s in self._stats.items()
+                if m == model and s.tokens_per_s.value is not None]
+
     def snapshot(self, host: str) -> dict[str, Any]:
         return {m: s.to_json() for (h, m), s in self._stats.items() if h == host}

@@ -30,9 +30,10 @@ class ProxyConfig:
         help="Hosts, comma-separated or repeated: agents as host:50051, plain Ollama as http://host:11434.",
         env="OLLAMA_SERVERS", type=list[str], shown="none (--discovery)",
     )
-    #: Routing policy: "adaptive" (default), "least_connections" or "round_robin".
+    #: Routing policy: "adaptive" (default), "cache_aware", "least_connections" or "round_robin".
     balancer: str = setting(
-        DEFAULT_POLICY, "--balancer", help="Routing policy: adaptive, least_connections, round_robin."
+        DEFAULT_POLICY, "--balancer",
+        help="Routing policy: adaptive, cache_aware (KV-cache prefixes), least_connections, round_robin."
     )
     #: Hosts a `/api/pull` (and blob upload) goes to; None = every healthy host, most free memory first.
     replicas: int | None = setting(None, "--replicas", help="Hosts an /api/pull goes to.", type=int,

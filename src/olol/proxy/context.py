@@ -81,7 +81,8 @@ class ProxyContext:
         quant = (quant or QuantMatcher()) if config.quant_fallback else None
         # A host that restarts, or misses probes under load, is back within 3 probe intervals.
         grace = min(3 * config.probe_interval, config.max_queue_wait, config.first_byte_timeout or math.inf)
-        router = Router(cluster, make_policy(config.balancer, cluster.stats), admission, rejoin_grace=grace,
+        policy = make_policy(config.balancer, cluster.stats, cluster.caches, load_factor=config.affinity_load_factor)
+        router = Router(cluster, policy, admission, rejoin_grace=grace,
                         affinity=affinity, quant=quant)
         metrics = ProxyMetrics(cluster, admission, affinity)
         dispatcher = Dispatcher(cluster, router, metrics, first_byte_timeout=config.first_byte_timeout,

@@ -329,6 +329,7 @@ class Dispatcher:
 
     def finished(self, upstream: Upstream, final: JSON, chunks: int) -> None:
         route = upstream.route
+        self.cluster.caches.observe(route.host_id, final)
         tokens = final.get("eval_count")
         duration = final.get("eval_duration")
         load = final.get("load_duration")

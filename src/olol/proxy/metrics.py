@@ -80,6 +80,7 @@ class _ClusterCollector(Collector):
             up.add_metric([host.id], 1.0 if host.healthy else 0.0)
             load.add_metric([host.id], float(host.load))
             capacity.add_metric([host.id], float(host.parallel))
+        yield from self._caches()
         depth = GaugeMetricFamily("olol_queue_depth", "Requests waiting for a host, per model", labels=["model"])
         for model, n in self._admission.depths().items():
             depth.add_metric([model], float(n))
@@ -93,6 +94,27 @@ class _ClusterCollector(Collector):
             yield lookups
             yield GaugeMetricFamily("olol_affinity_sessions", "Conversations pinned to a host",
                                     value=float(self._affinity.to_json()["sessions"]))
+
+
+    def _caches(self) -> Iterator[Metric]:
+        prompt = CounterMetricFamily("olol_host_prompt_tokens",
+                                     "Prompt tokens sent to the host, of replies that reported cache use",
+                                     labels=["host"])
+        cached = CounterMetricFamily("olol_host_cached_prompt_tokens",
+                                     "Of those, prompt tokens the host served from its KV cache", labels=["host"])
+        ratio = GaugeMetricFamily("olol_host_cache_hit_ratio", "Cached / sent prompt tokens", labels=["host"])
+        index = GaugeMetricFamily("olol_host_prefix_index_bytes",
+                                  "Prompt bytes the proxy's prefix index holds for the host", labels=["host"])
+        caches = self._cluster.caches
+        for host in self._cluster.hosts.values():
+            stats = caches.get(host.id)
+            if stats is not None:
+                prompt.add_metric([host.id], float(stats.prompt_tokens))
+                cached.add_metric([host.id], float(stats.cached_tokens))
+                if stats.hit_rate is not None:
+                    ratio.add_metric([host.id], stats.hit_rate)
+            index.add_metric([host.id], float(caches.indexed(host.id)[0]))
+        yield from (prompt, cached, ratio, index)
 
 
 class ProxyMetrics:

@@ -2,8 +2,10 @@
 
 Order of questions: which hosts can serve this model (eligibility, with
 quantization fallback); of those not saturated, does the conversation have a
-home (affinity, bounded load); else which does the policy rank first. If every
-eligible host is saturated the request waits its turn in the model's queue.
+home (affinity, bounded load); else which does the policy rank first (a
+prefix-aware policy is also shown the prompt). If every eligible host is
+saturated the request waits its turn in the model's queue. Under a prefix-aware
+policy the prompt is then noted as cached on the host it went to, however chosen.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from dataclasses import dataclass
 from olol.cluster import Cluster, Lease, normalize
 from olol.cluster.eligibility import candidates
 from olol.cluster.quant_matcher import QuantMatcher
-from olol.cluster.routing import Candidate, Policy, RouteRequest
+from olol.cluster.routing import Candidate, Policy, PrefixPolicy, RouteRequest
 from olol.errors import HostsDown, ModelNotFound
 from olol.proxy.admission import AdmissionQueue, QueueFull
 from olol.proxy.affinity import SessionAffinity
@@ -114,8 +116,22 @@ class Router:
         slow = any(_SLOW.search(h.last_error) for h in them)
         return error, self.admission.max_wait if slow else self.rejoin_grace
 
+    @property
+    def prefix_aware(self) -> bool:
+        """Whether requests should carry their routing text (`RouteRequest.prefix`)."""
+        return isinstance(self.policy, PrefixPolicy)
+
     def pick(self, request: RouteRequest, eligible: list[Candidate]) -> tuple[Candidate, str] | None:
         """The best candidate with a free slot and why, or None when all are saturated."""
+        picked = self._choose(request, eligible)
+        if picked is not None and request.prefix:
+            self.cluster.caches.record(picked[0].host, picked[0].model, request.prefix)
+        return picked
+
+    def _choose(self, request: RouteRequest, eligible: list[Candidate]) -> tuple[Candidate, str] | None:
+        if (request.session is None or self.affinity is None) and request.prefix and isinstance(
+                self.policy, PrefixPolicy):
+            return self.policy.route(eligible, request.prefix)
         if request.session is None or self.affinity is None:
             best = self.policy.best(eligible)  # the common case: one pass, no full ranking
             return None if best is None else (best, self.policy.name)

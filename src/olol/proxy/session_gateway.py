@@ -19,7 +19,7 @@ from olol.cluster import Cluster, Host, normalize
 from olol.cluster.backend import JSON
 from olol.cluster.routing import RouteRequest
 from olol.errors import OlolError
-from olol.proxy.affinity import session_key
+from olol.proxy.affinity import prefix_text, session_key
 from olol.proxy.dispatch import Dispatcher, Upstream
 from olol.proxy.router import Router, route_headers
 from olol.sessions.trim import DEFAULT_CONTEXT
@@ -73,8 +73,9 @@ class ProxyChatGateway:
 
     async def open_chat(self, body: JSON, session_id: str) -> _Stream:
         key = session_key(session_id, {}) if self.affinity else None
+        prefix = prefix_text(body) if self.router.prefix_aware else None
         upstream = await self.dispatcher.open_stream(
-            "session_chat", RouteRequest(str(body["model"]), key), body, _chat_call
+            "session_chat", RouteRequest(str(body["model"]), key, prefix), body, _chat_call
         )
         return _Stream(upstream)
 

@@ -30,7 +30,9 @@ JSON = dict[str, Any]
 F = TypeVar("F", bound=Callable[..., Any])
 
 _OPTION_FIELDS = {f.name: f for f in pb.Options.DESCRIPTOR.fields if f.name != "extra"}
-_STAT_FIELDS = [f.name for f in pb.Stats.DESCRIPTOR.fields]
+# Optional stats (proto3 `optional`) are carried only when the backend reported them.
+_OPTIONAL_STATS = [f.name for f in pb.Stats.DESCRIPTOR.fields if f.has_presence]
+_STAT_FIELDS = [f.name for f in pb.Stats.DESCRIPTOR.fields if f.name not in _OPTIONAL_STATS]
 _DETAIL_FIELDS = [f.name for f in pb.ModelDetails.DESCRIPTOR.fields]
 
 
@@ -346,12 +348,19 @@ def embed_request_from_pb(msg: pb.EmbedRequest) -> JSON:
 
 # ----------------------------------------------------------------------- inference results
 def _stats_to_pb(chunk: JSON) -> pb.Stats:
-    return pb.Stats(**{k: int(chunk.get(k) or 0) for k in _STAT_FIELDS})
+    stats = pb.Stats(**{k: int(chunk.get(k) or 0) for k in _STAT_FIELDS})
+    for key in _OPTIONAL_STATS:
+        if isinstance(chunk.get(key), int):
+            setattr(stats, key, chunk[key])
+    return stats
 
 
 def _stats_into(stats: pb.Stats, out: JSON) -> None:
     for key in _STAT_FIELDS:
         out[key] = getattr(stats, key)
+    for key in _OPTIONAL_STATS:
+        if stats.HasField(key):
+            out[key] = getattr(stats, key)
 
 
 def generate_chunk_to_pb(chunk: JSON) -> pb.GenerateChunk:

@@ -262,6 +262,7 @@ class LlamaCppBackend(Backend):
             "prompt": completion_prompt(prompt, request),  # a resume continues after the ids generated so far
             "stream": True,
             "return_tokens": True,  # the ids go with each chunk, so another host can resume exactly
+            "cache_prompt": True,  # reuse the slot's KV cache for a shared prefix (cache-aware routing counts on it)
             # The final event otherwise echoes the prompt and every setting back.
             "response_fields": list(_FINAL_FIELDS),
             **convert.sampling_params(request.get("options")),
@@ -318,6 +319,7 @@ class LlamaCppBackend(Backend):
         body: JSON = {
             "messages": sent,
             "stream": True,
+            "cache_prompt": True,
             "stream_options": {"include_usage": True},
             **convert.sampling_params(request.get("options")),
             **convert.format_params(request.get("format"), chat=True),

@@ -114,13 +114,16 @@ def final_stats(timings: Mapping[str, Any], *, total_ns: int, load_ns: int) -> J
 
     `prompt_eval_count` is the whole prompt (evaluated + reused from the KV
     cache), so clients adding it to `eval_count` get the context actually used;
-    `prompt_eval_duration` covers only the tokens that were evaluated.
+    `prompt_eval_cached_count` is the part reused (as Ollama reports it, from the
+    same `cache_n`), and `prompt_eval_duration` covers only the tokens evaluated.
     """
-    prompt_n = int(timings.get("prompt_n", 0)) + int(timings.get("cache_n", 0))
+    cached = int(timings.get("cache_n", 0))
+    prompt_n = int(timings.get("prompt_n", 0)) + cached
     return {
         "total_duration": total_ns,
         "load_duration": load_ns,
         "prompt_eval_count": prompt_n,
+        "prompt_eval_cached_count": cached,
         "prompt_eval_duration": round(float(timings.get("prompt_ms", 0.0)) * 1e6),
         "eval_count": int(timings.get("predicted_n", 0)),
         "eval_duration": round(float(timings.get("predicted_ms", 0.0)) * 1e6),

@@ -34,7 +34,7 @@ from olol.backends.llamacpp.gguf_header import read_gguf_header
 from olol.errors import BackendUnavailable
 from olol.lifecycle import stop_process
 
-__all__ = ["LlamaServerConfig", "LlamaServerProcess", "pooling_for"]
+__all__ = ["LlamaServerConfig", "LlamaServerProcess", "builtin_chat_template", "pooling_for", "sliding_window"]
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +61,11 @@ class LlamaServerConfig:
     verbosity: int | None = None  # `-lv N` (0 generic .. 4 debug); None: llama.cpp's default (3)
     embeddings: bool = True
     pooling: str | None = None  # None: the model's own, or "mean" if it has none (see pooling_for)
+    # None: the model's own; else the name of one of llama.cpp's built-in templates (its non-Jinja engine).
+    chat_template: str | None = None
+    # Keep the whole KV cache of sliding-window layers, so a prompt that shares only a prefix with the
+    # cached one (the next question under the same system prompt) reuses it; None: on for SWA models.
+    swa_full: bool | None = None
     metrics: bool = True
     host: str = "127.0.0.1"
     port: int = 0  # 0: let the kernel pick (read back from the log)
@@ -111,6 +116,11 @@ class LlamaServerConfig:
                 args += ["-b", str(ubatch), "-ub", str(ubatch)]
         if self.metrics:
             args.append("--metrics")
+        if self.chat_template:
+            # With Jinja on (llama-server's default) the value would be taken as template source, not a name.
+            args += ["--no-jinja", "--chat-template", self.chat_template]
+        if self.swa_full:
+            args.append("--swa-full")
         return args + list(self.extra_args)
 
 
@@ -125,6 +135,34 @@ def pooling_for(model_path: Path) -> str | None:
     except (ValueError, OSError):
         return None  # not a readable GGUF: llama-server will say what is wrong with it
     return None if f"{fields.get('general.architecture', '')}.pooling_type" in fields else "mean"
+
+
+# Model families whose base models ship without a chat template, and llama.cpp's built-in one for them.
+_BUILTIN_TEMPLATES = {"gemma": "gemma", "gemma2": "gemma", "gemma3": "gemma"}
+
+
+def sliding_window(model_path: Path) -> bool:
+    """Whether the GGUF's attention uses a sliding window (Gemma 2/3, ...), whose cache `--swa-full` keeps whole.
+
+    Measured on Gemma 3 270M: without it, a 243-token prompt sharing its first 236 tokens with the
+    cached one reused none of them (cache_n 0, 3.7 s); with it, cache_n 236 and 0.2-0.27 s.
+    """
+    try:
+        fields = read_gguf_header(model_path).fields
+    except (ValueError, OSError):
+        return False
+    return f"{fields.get('general.architecture', '')}.attention.sliding_window" in fields
+
+
+def builtin_chat_template(model_path: Path) -> str | None:
+    """llama.cpp's built-in `--chat-template` for a GGUF that has none of its own (e.g. Gemma base models)."""
+    try:
+        fields = read_gguf_header(model_path).fields
+    except (ValueError, OSError):
+        return None
+    if "tokenizer.chat_template" in fields:
+        return None
+    return _BUILTIN_TEMPLATES.get(str(fields.get("general.architecture", "")))
 
 
 def _find_prctl() -> Any:
@@ -215,7 +253,13 @@ class LlamaServerProcess:
         config = self.config
         if config.embeddings and config.pooling is None and config.model_path.is_file():
             pooling = await asyncio.to_thread(pooling_for, config.model_path)
-            self.config = dataclasses.replace(config, pooling=pooling)
+            self.config = config = dataclasses.replace(config, pooling=pooling)
+        if config.chat_template is None and config.model_path.is_file():
+            template = await asyncio.to_thread(builtin_chat_template, config.model_path)
+            self.config = config = dataclasses.replace(config, chat_template=template)
+        if config.swa_full is None and config.model_path.is_file():
+            self.config = dataclasses.replace(config, swa_full=await asyncio.to_thread(sliding_window,
+                                                                                    config.model_path))
         try:
             await self._spawn()
         except BaseException:

@@ -1,9 +1,12 @@
-"""Which conversation a request belongs to.
+"""Which conversation a request belongs to, and the text a host's KV cache would hold for it.
 
 An explicit `X-OLOL-Session` header wins. Otherwise a chat is identified by its
 prefix, system prompt plus first user message, which is exactly the part of
 the prompt a host's KV cache can reuse on the next turn. A request with neither
-has no key and is routed on load alone.
+has no key and is routed on load alone. Under the cache-aware policy only the
+header makes a key (`conversations=False`): the conversation prefix is then a
+special case of the prompt's routing text (`prefix_text`), which the next turn
+extends.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ from typing import Any
 
 from olol.cluster import normalize
 
-__all__ = ["SESSION_HEADER", "session_key"]
+__all__ = ["SESSION_HEADER", "prefix_text", "session_key"]
 
 SESSION_HEADER = "X-OLOL-Session"
 
@@ -29,9 +32,11 @@ def _printable(header: str) -> str:
     return header.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
 
 
-def session_key(header: str | None, body: dict[str, Any]) -> str | None:
+def session_key(header: str | None, body: dict[str, Any], *, conversations: bool = True) -> str | None:
     if header and header.strip():
         return "h:" + _printable(header.strip())
+    if not conversations:
+        return None
     messages = body.get("messages")
     if not isinstance(messages, list):
         return None
@@ -42,3 +47,32 @@ def session_key(header: str | None, body: dict[str, Any]) -> str | None:
     # The model is part of the key: the same opening line to another model is another cache.
     prefix = json.dumps([normalize(str(body.get("model", ""))), system, user], sort_keys=True, default=str)
     return "c:" + hashlib.blake2b(prefix.encode(), digest_size=12).hexdigest()
+
+
+# Separators that cannot occur in normal text, so a message boundary never looks like content.
+_ROLE, _END = "\x1f", "\x1e"
+
+
+def _text(value: Any) -> str:
+    return value if isinstance(value, str) else json.dumps(value, sort_keys=True, default=str)
+
+
+def prefix_text(body: dict[str, Any]) -> bytes | None:
+    """The prompt as a host's cache sees it, in order: tools, then each message (or system + prompt).
+
+    A chat's next turn appends messages, so its text extends this one; `/api/generate` is laid
+    out as a system and a user message, so the same words reach the same cache either way.
+    """
+    messages = body.get("messages")
+    if isinstance(messages, list):
+        turns = [(str(m.get("role", "")), m.get("content") or "") for m in messages if isinstance(m, dict)]
+    elif isinstance(body.get("prompt"), str) and body["prompt"]:
+        turns = [("system", body["system"])] if isinstance(body.get("system"), str) and body["system"] else []
+        turns.append(("user", body["prompt"]))
+    else:
+        return None
+    if not turns:
+        return None
+    head = _text(body["tools"]) + _END if body.get("tools") else ""
+    text = head + "".join(f"{role}{_ROLE}{_text(content)}{_END}" for role, content in turns)
+    return text.encode("utf-8", "surrogatepass")  # JSON may carry lone surrogates ("\ud800"): keep them, do not fail

@@ -34,7 +34,11 @@ def new_id(prefix: str) -> str:
 def _usage(final: JSON) -> JSON:
     prompt = int(final.get("prompt_eval_count") or 0)
     done = int(final.get("eval_count") or 0)
-    return {"prompt_tokens": prompt, "completion_tokens": done, "total_tokens": prompt + done}
+    usage: JSON = {"prompt_tokens": prompt, "completion_tokens": done, "total_tokens": prompt + done}
+    cached = final.get("prompt_eval_cached_count")
+    if isinstance(cached, int):  # as Ollama's own OpenAI bridge reports it (openai/openai.go)
+        usage["prompt_tokens_details"] = {"cached_tokens": cached}
+    return usage
 
 
 def _finish(final: JSON, tool_calls: bool) -> str | None:

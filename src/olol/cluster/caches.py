@@ -1,0 +1,131 @@
+"""What each host's KV cache holds, and how much of what it was sent it actually reused.
+
+Two views of one thing. The prefix indexes (one per model, `olol._fast.prefix`)
+are the proxy's own model of each host's prompt cache: the text it routed there,
+evicted least-recently-sent first within a budget that follows the host's KV
+cache (context x parallel slots). The counters are the hosts' own word: the
+prompt tokens they were sent and how many of them they served from cache
+(`prompt_eval_cached_count`, which Ollama reports and OLOL's llama.cpp backend
+fills from llama-server's `timings.cache_n`), plus the speed at which they
+evaluate the rest, which prices a cache hit in seconds.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from olol._fast.prefix import PrefixIndex
+from olol.cluster.host import Host
+from olol.cluster.names import normalize
+from olol.cluster.stats import Ewma
+
+__all__ = ["CHARS_PER_TOKEN", "CacheBook", "HostCacheStats"]
+
+# Prompt bytes a token stands for, roughly (English text with common tokenizers): turns the
+# index's bytes into tokens and a host's token budget into bytes.
+CHARS_PER_TOKEN = 4.0
+# Context per slot assumed for a host that has not said (an Ollama host reports none in /api/ps).
+DEFAULT_CONTEXT = 4096
+# Ollama's field for prompt tokens read from the KV cache (api/types.go `PromptEvalCachedCount`).
+CACHED_FIELD = "prompt_eval_cached_count"
+
+
+@dataclass
+class HostCacheStats:
+    prompt_tokens: int = 0  # prompt tokens of requests that reported their cache use
+    cached_tokens: int = 0  # of those, served from the host's KV cache
+    prompt_rate: Ewma = field(default_factory=Ewma)  # evaluated prompt tokens/s
+
+    @property
+    def hit_rate(self) -> float | None:
+        return self.cached_tokens / self.prompt_tokens if self.prompt_tokens else None
+
+
+class CacheBook:
+    def __init__(self) -> None:
+        self._indexes: dict[str, PrefixIndex] = {}  # normalised model -> index of its hosts
+        self._stats: dict[str, HostCacheStats] = {}
+
+    # ------------------------------------------------------------------ the proxy's model of the caches
+    @staticmethod
+    def budget(host: Host, model: str) -> int:
+        """Bytes of prompt text `host` can keep cached for `model`: its context x slots, in bytes."""
+        entry = host.running.get(normalize(model)) or {}
+        context = entry.get("context_length")
+        tokens = (context if isinstance(context, int) and context > 0 else DEFAULT_CONTEXT) * max(1, host.parallel)
+        return int(tokens * CHARS_PER_TOKEN)
+
+    def match(self, model: str, text: bytes) -> dict[str, int]:
+        """Bytes of the longest prefix of `text` each host holds for `model` (hosts holding none are absent)."""
+        index = self._indexes.get(normalize(model))
+        return index.match(text) if index is not None else {}
+
+    def record(self, host: Host, model: str, text: bytes) -> None:
+        """`text` was just sent to `host` for `model`: its engine now caches it."""
+        name = normalize(model)
+        index = self._indexes.get(name)
+        if index is None:
+            index = self._indexes[name] = PrefixIndex()
+        try:
+            index.set_host(host.id, self.budget(host, name))
+        except ValueError:  # more than MAX_HOSTS serve this model: the rest are routed on load alone
+            return
+        index.insert(host.id, text)
+
+    def room(self, host: Host, model: str) -> int:
+        """Bytes of `host`'s cache for `model` not yet holding any indexed prefix."""
+        index = self._indexes.get(normalize(model))
+        used = index.used(host.id) if index is not None else 0
+        return self.budget(host, model) - used
+
+    def forget(self, host_id: str) -> None:
+        """The host went down: whatever it had cached is gone (a restarted engine starts empty)."""
+        for index in self._indexes.values():
+            index.remove_host(host_id)
+
+    # ------------------------------------------------------------------ the hosts' own word
+    def observe(self, host_id: str, final: dict[str, Any]) -> None:
+        """Learn from a reply's final stats: cache use (when reported) and prompt evaluation speed."""
+        prompt = final.get("prompt_eval_count")
+        cached = final.get(CACHED_FIELD)
+        duration = final.get("prompt_eval_duration")
+        if not isinstance(prompt, int) or prompt <= 0:
+            return
+        stats = self._stats.setdefault(host_id, HostCacheStats())
+        evaluated = prompt
+        if isinstance(cached, int) and 0 <= cached <= prompt:
+            stats.prompt_tokens += prompt
+            stats.cached_tokens += cached
+            evaluated = prompt - cached
+        if isinstance(duration, (int, float)) and duration > 0 and evaluated > 0:
+            stats.prompt_rate.update(evaluated / (duration / 1e9))
+
+    def prompt_rate(self, host_id: str) -> float | None:
+        """Prompt tokens/s `host_id` evaluates, else the mean of measured hosts, else None."""
+        own = self._stats.get(host_id)
+        if own is not None and own.prompt_rate.value is not None:
+            return own.prompt_rate.value
+        rates = [s.prompt_rate.value for s in self._stats.values() if s.prompt_rate.value is not None]
+        return sum(rates) / len(rates) if rates else None
+
+    def get(self, host_id: str) -> HostCacheStats | None:
+        return self._stats.get(host_id)
+
+    def indexed(self, host_id: str) -> tuple[int, int]:
+        """(bytes, prompts) the proxy believes `host_id` holds, over all models."""
+        used = sum(index.used(host_id) for index in self._indexes.values())
+        entries = sum(index.entries(host_id) for index in self._indexes.values())
+        return used, entries
+
+    def to_json(self, host_id: str) -> dict[str, Any]:
+        stats = self._stats.get(host_id) or HostCacheStats()
+        used, entries = self.indexed(host_id)
+        return {
+            "prompt_tokens": stats.prompt_tokens,
+            "cached_tokens": stats.cached_tokens,
+            "hit_rate": stats.hit_rate,
+            "prompt_tokens_per_s": stats.prompt_rate.value,
+            "index_bytes": used,
+            "index_prompts": entries,
+        }

@@ -1,0 +1,132 @@
+"""Cache-aware routing: send a prompt where its longest prefix is already in a KV cache.
+
+Time to first token is mostly prompt evaluation, and Ollama and llama.cpp both
+skip the part of a prompt whose KV cache they still hold. So, among the hosts
+within the load bound (the bounded-load rule of session affinity: at most
+`load_factor` x the mean load, counting this request), the cost of a host is its
+expected service time with the prompt evaluation its cache saves taken off: the
+prompt it lacks over its measured prompt tokens/s, plus the expected output over
+its tokens/s, scaled by its queue, plus the adaptive policy's cold-load and
+fallback penalties. With equal loads the longest match wins; a fast host with a
+cold cache can still beat a slow host with a warm one; a warm host past the
+bound loses its turn to the others' costs. A warm host with every slot busy
+may still take a prompt within the bound (it waits there for a slot, and its
+cost counts that queue) as long as some host is free; when none is, the request
+waits in the proxy's queue as under every policy.
+
+A prompt no host holds (less than `min_match` bytes anywhere) goes, among the
+least loaded hosts, to the one with the most room left in its cache (SGLang's
+rule), so that together the hosts hold more prefixes than any one could.
+
+Conversation affinity is a special case: a chat's next turn extends the text the
+previous turn was routed with, so it matches the host that served it. An explicit
+`X-OLOL-Session` header still pins, in the router, before this policy is asked.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from olol.cluster import CacheBook, LatencyBook, normalize
+from olol.cluster.caches import CHARS_PER_TOKEN
+from olol.cluster.routing import Candidate
+from olol.proxy.affinity.ring import load_bound
+from olol.proxy.policies.adaptive import COLD_LOAD_PENALTY, FALLBACK_PENALTY, Adaptive
+
+__all__ = ["CacheAware"]
+
+# Below this a "match" is a shared template header or greeting, not a prompt worth following.
+MIN_MATCH = 256
+# Cost differences below both of these are measurement noise, not a faster host.
+NOISE_S = 0.05
+NOISE_SHARE = 0.2
+# Prompt evaluation speed assumed before any host reported one (tokens/s); only ratios matter then.
+DEFAULT_PROMPT_RATE = 500.0
+
+
+class CacheAware:
+    name = "cache_aware"
+
+    def __init__(self, stats: LatencyBook, caches: CacheBook, *, load_factor: float = 1.25,
+                 min_match: int = MIN_MATCH) -> None:
+        self._adaptive = Adaptive(stats)
+        self._stats = stats
+        self._caches = caches
+        self.load_factor = load_factor
+        self.min_match = min_match
+
+    # A request without a prompt (an embedding, a load) has nothing to match: the adaptive order.
+    def rank(self, candidates: Sequence[Candidate]) -> list[Candidate]:
+        return self._adaptive.rank(candidates)
+
+    def best(self, candidates: Sequence[Candidate]) -> Candidate | None:
+        return self._adaptive.best(candidates)
+
+    def route(self, candidates: Sequence[Candidate], text: bytes) -> tuple[Candidate, str] | None:
+        """The host for a prompt whose routing text is `text`, and why; None when every host is saturated."""
+        free = [c for c in candidates if not c.host.saturated]
+        if not free:
+            return None
+        matched = self._matches(candidates, text)
+        bound = load_bound({c.host.id: c.host.load for c in candidates}, self.load_factor)
+        within = [c for c in candidates if c.host.load + 1 <= bound]
+        if max((matched.get(c.host.id, 0) for c in within), default=0) < self.min_match:
+            return self._most_room([c for c in free if c in within] or free), self.name
+        # A warm host whose slots are all busy may still take the prompt while within the bound: it queues
+        # there for a slot (its cost counts the queue), where a cold host would evaluate the whole prompt.
+        pool = within or free
+        costs = {c.host.id: self._cost(c, len(text), matched.get(c.host.id, 0)) for c in pool}
+        warm = min(pool, key=lambda c: (-matched.get(c.host.id, 0), costs[c.host.id], c.host.id))
+        cheapest = min(pool, key=lambda c: (costs[c.host.id], c.host.id))
+        # Estimates are noisy (EWMAs of a few requests): another host must be clearly cheaper to take a prompt
+        # from the host that holds its prefix, or turns would wander on jitter and lose their cache.
+        margin = max(NOISE_S, NOISE_SHARE * costs[warm.host.id])
+        choice = cheapest if costs[cheapest.host.id] < costs[warm.host.id] - margin else warm
+        length = matched.get(choice.host.id, 0)
+        if length < self.min_match:
+            return choice, self.name
+        return choice, f"cache:{len(text[:length].decode('utf-8', 'ignore'))}"
+
+    def _matches(self, candidates: Sequence[Candidate], text: bytes) -> dict[str, int]:
+        # One index per served model; under quantization fallback candidates may serve different ones.
+        out: dict[str, int] = {}
+        for model in {c.model for c in candidates}:
+            found = self._caches.match(model, text)
+            out.update({c.host.id: found[c.host.id] for c in candidates if c.model == model and c.host.id in found})
+        return out
+
+    def _cost(self, candidate: Candidate, prompt: int, matched: int) -> float:
+        """Expected seconds on this host: the prompt its cache lacks, then the output, behind its queue.
+
+        Priced from rates, not from the time-to-first-token EWMA the adaptive policy uses: that
+        mixes prompt lengths and cache hits, so a host that just evaluated a long cold prompt would
+        look slow to the very conversation whose cache it now holds.
+        """
+        host, model = candidate.host, normalize(candidate.model)
+        rate = self._caches.prompt_rate(host.id) or DEFAULT_PROMPT_RATE
+        service = max(0, prompt - matched) / CHARS_PER_TOKEN / rate + self._generation(host.id, model)
+        cost = service * (host.load + 1) / max(1, host.parallel)
+        if not candidate.loaded:
+            learned = self._stats.cold_load(model)
+            cost += COLD_LOAD_PENALTY if learned is None else learned
+        if not candidate.exact:
+            cost += FALLBACK_PENALTY * service
+        return cost / max(host.weight, 1e-6)
+
+    def _generation(self, host_id: str, model: str) -> float:
+        """Seconds the expected output takes here (the model's mean speed for an unmeasured host; 0 if none is)."""
+        entry = self._stats.get(host_id, model)
+        rate = entry.tokens_per_s.value if entry is not None else None
+        if rate is None:
+            rates = self._stats.rates(model)
+            rate = sum(rates) / len(rates) if rates else None
+        return self._stats.expected_tokens(model) / rate if rate else 0.0
+
+    def _most_room(self, pool: Sequence[Candidate]) -> Candidate:
+        least = min(c.host.load for c in pool)
+        idle = [c for c in pool if c.host.load == least]
+        # Equal room (e.g. empty caches): the adaptive choice, which rotates over identical idle hosts.
+        room = {c.host.id: self._caches.room(c.host, c.model) for c in idle}
+        most = max(room.values())
+        roomiest = [c for c in idle if room[c.host.id] == most]
+        return self._adaptive.best(roomiest) or roomiest[0]
