@@ -154,3 +154,30 @@ def test_snapshot_says_draining_and_down_with_why_and_since_when() -> None:
     assert [h["state"] for h in hosts] == ["draining", "down", "up"]
     assert hosts[1]["err"] == "connection refused" and "err" not in hosts[0]
     assert all(0 <= h["for_s"] < 5 for h in hosts)
+
+
+def test_a_host_that_reported_its_cache_use_shows_the_hit_rate_api_status_shows() -> None:
+    ctx = large_context(3, 6)
+    a, b, _c = ctx.cluster.hosts.values()
+    model = next(iter(a.models))
+    ctx.cluster.caches.record(a, model, b"You are a helpful assistant. " * 10)
+    ctx.cluster.caches.observe(a.id, {"prompt_eval_count": 400, "prompt_eval_cached_count": 300,
+                                      "prompt_eval_duration": 10**8})
+    ctx.cluster.caches.observe(b.id, {"prompt_eval_count": 50})  # no cache use reported: no rate to show
+    hosts = build_snapshot(ctx)["hosts"]
+    status = {h["id"]: h["cache"] for h in ctx.cluster.to_json()["hosts"]}  # what /api/status renders
+    assert hosts[0]["hit"] == status[a.id]["hit_rate"] == 0.75
+    assert hosts[0]["idx"] == status[a.id]["index_bytes"] > 0
+    assert "hit" not in hosts[1] and "idx" not in hosts[1] and "hit" not in hosts[2]
+
+
+def test_traffic_counts_broken_streams_and_those_resumed_elsewhere() -> None:
+    ctx = large_context(2, 2)
+    assert build_snapshot(ctx)["traffic"]["resumes"] == 0
+    resumes = ctx.metrics.resumes
+    resumes.labels("connection", "resumed").inc(3)
+    resumes.labels("timeout", "resumed").inc()
+    resumes.labels("connection", "no_host").inc()
+    resumes.labels("connection", "refused_tool_call").inc()
+    traffic = build_snapshot(ctx)["traffic"]
+    assert (traffic["resumes"], traffic["resumed"]) == (6, 4)

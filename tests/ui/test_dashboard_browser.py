@@ -84,9 +84,12 @@ async def test_page_shows_every_host_and_model_with_no_console_errors(  # type: 
             assert set(shown) == {"llama3.2:latest", "llama3.2:1b-q8_0", "nomic-embed-text:latest", "qwen3:0.6b"}
             assert await page.text_content("#s-hosts") == "3 / 3"
             assert await page.text_content("#access") == "full key"
+            assert await page.text_content("#s-resumes") == "0 / 0"  # no stream broke (issue 15's counter)
             # Let the charts and the routing list fill in (the feed ticks once a second).
             await page.wait_for_function("() => document.querySelectorAll('#recent tr td.mono').length >= 6")
             await page.wait_for_function("() => document.querySelector('#s-rps').textContent !== '0.0'", timeout=10_000)
+            legend = await page.eval_on_selector_all("#traffic-chart .u-label", "ls => ls.map(l => l.textContent)")
+            assert "resumes/s" in legend
             # A chat in the playground too, so the screenshot shows every part of the page at work.
             await page.fill("#pg-input", "Which host are you?")
             await page.click("#pg-send")

@@ -50,9 +50,13 @@ class Labelled(Generic[M]):
             child = self._children[values] = self.metric.labels(*values)
         return child
 
-    def total(self) -> float:
-        """The sum over every label set of a counter (read once a second by the dashboard, not per request)."""
-        return sum(s.value for family in self.metric.collect() for s in family.samples if s.name.endswith("_total"))
+    def total(self, **match: str) -> float:
+        """The sum over the label sets of a counter that have the `match` values (all of them by default).
+
+        Read once a second by the dashboard, not per request.
+        """
+        return sum(s.value for family in self.metric.collect() for s in family.samples
+                   if s.name.endswith("_total") and all(s.labels.get(k) == v for k, v in match.items()))
 
 
 @dataclass(frozen=True, slots=True)

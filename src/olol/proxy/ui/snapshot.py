@@ -40,7 +40,8 @@ def _best_latency(ctx: ProxyContext) -> dict[str, tuple[float | None, float | No
     return best
 
 
-def _host(host: Host, now: float, latency: tuple[float | None, float | None]) -> JSON:
+def _host(host: Host, now: float, latency: tuple[float | None, float | None], cache: JSON) -> JSON:
+    """One host's row; `cache` is its `CacheBook.to_json`, the very entry /api/status shows as `hosts[].cache`."""
     ttft, tps = latency
     hw = host.hardware
     entry: JSON = {
@@ -58,9 +59,11 @@ def _host(host: Host, now: float, latency: tuple[float | None, float | None]) ->
         entry["vram_total"], entry["vram_free"] = hw["vram_total"], hw.get("vram_free")
     if hw.get("ram_total"):
         entry["ram_total"] = hw["ram_total"]
-    hit = getattr(host, "cache_hit_rate", None)  # where the host's backend reports its prompt cache
-    if hit is not None:
-        entry["hit"] = hit
+    # Sent only when known, as the other optional fields: absent keys keep a large cluster's update small.
+    if cache["hit_rate"] is not None:  # the host's own word: prompt tokens it served from its KV cache
+        entry["hit"] = cache["hit_rate"]
+    if cache["index_bytes"]:  # prompt text the proxy believes that cache holds (what cache_aware routes on)
+        entry["idx"] = cache["index_bytes"]
     if host.last_error and host.state == "down":
         entry["err"] = host.last_error[:200]
     return entry
@@ -98,6 +101,9 @@ def _traffic(ctx: ProxyContext) -> JSON:
         "requests": m.requests.total(),
         "errors": m.errors.total(),
         "failovers": m.retries.total(),
+        # Streams that broke after the first byte (issue 15), and those of them finished on another host.
+        "resumes": m.resumes.total(),
+        "resumed": m.resumes.total(outcome="resumed"),
         "queues": ctx.admission.depths(),
         "sessions": ctx.affinity.to_json()["sessions"] if ctx.affinity is not None else None,
     }
@@ -110,11 +116,12 @@ def build_snapshot(ctx: ProxyContext, split: JSON | None = None) -> JSON:
     index = {h.id: i for i, h in enumerate(hosts)}
     recent = list(ctx.metrics.recent)[-RECENT_ROUTES:]
     latency = _best_latency(ctx)
+    caches = ctx.cluster.caches
     return {
         "t": round(time.time(), 3),
         "uptime_s": round(now - ctx.started_at, 1),
         "balancer": ctx.router.policy.name,
-        "hosts": [_host(h, now, latency.get(h.id, (None, None))) for h in hosts],
+        "hosts": [_host(h, now, latency.get(h.id, (None, None)), caches.to_json(h.id)) for h in hosts],
         "models": _models(ctx, index),
         "traffic": _traffic(ctx),
         "recent": [[round(r.at, 3), r.model, r.host, r.reason, round(r.ttft_s, 4)] for r in reversed(recent)],

@@ -14,7 +14,7 @@
   let retryMs = 1000;
   let abort = null;
   let watchdog = null;
-  const traffic = { t: [], rps: [], eps: [], fps: [], queued: [] };
+  const traffic = { t: [], rps: [], eps: [], fps: [], rsps: [], queued: [] };
   const hostHistory = new Map(); // host id -> {t, ttft, tps, load}
   let trafficPlot = null;
   let hostPlot = null;
@@ -197,7 +197,7 @@
     if (prev) {
       const dt = Math.max(0.001, s.t - prev.t);
       const rate = (k) => Math.max(0, (s.traffic[k] - prev.traffic[k]) / dt);
-      push(traffic, { t: s.t, rps: rate("requests"), eps: rate("errors"), fps: rate("failovers"), queued: queuedNow(s) });
+      push(traffic, { t: s.t, rps: rate("requests"), eps: rate("errors"), fps: rate("failovers"), rsps: rate("resumes"), queued: queuedNow(s) });
       $("s-rps").textContent = rate("requests").toFixed(1);
     } else {
       $("s-rps").textContent = "0.0";
@@ -230,6 +230,8 @@
     $("s-models").textContent = s.models.length;
     $("s-errors").textContent = Math.round(s.traffic.errors);
     $("s-failovers").textContent = Math.round(s.traffic.failovers);
+    // Streams broken after the first byte: "finished elsewhere / broken" (an older proxy sends neither).
+    $("s-resumes").textContent = s.traffic.resumes === undefined ? "–" : Math.round(s.traffic.resumed) + " / " + Math.round(s.traffic.resumes);
     $("s-queued").textContent = queuedNow(s);
     $("s-sessions").textContent = s.traffic.sessions === null ? "–" : s.traffic.sessions;
     $("s-uptime").textContent = duration(s.uptime_s);
@@ -269,7 +271,8 @@
       const mem = el("td");
       mem.append(el("div", h.ram_free === null || h.ram_free === undefined ? "–" : "RAM " + bytes(h.ram_free) + (h.ram_total ? " / " + bytes(h.ram_total) : ""), "small"));
       if (h.vram_total !== undefined) mem.append(el("div", "VRAM " + bytes(h.vram_free) + " / " + bytes(h.vram_total), "small"));
-      const hit = h.hit === undefined || h.hit === null ? "–" : Math.round(h.hit * 100) + "%";
+      const hit = el("td", h.hit === undefined || h.hit === null ? "–" : Math.round(h.hit * 100) + "%");
+      if (h.idx) hit.append(el("div", bytes(h.idx) + " indexed", "small muted"));
       const act = el("td", null, "actions");
       const draining = h.state === "draining";
       const b = el("button", draining ? "Undrain" : "Drain", "act small-btn");
@@ -278,7 +281,7 @@
       b.disabled = !canAct();
       b.onclick = () => drain(h.id, !draining);
       act.append(b);
-      tr.append(id, st, load, models, mem, el("td", ms(h.ttft)), el("td", h.tps === null ? "–" : h.tps.toFixed(1)), el("td", hit), act);
+      tr.append(id, st, load, models, mem, el("td", ms(h.ttft)), el("td", h.tps === null ? "–" : h.tps.toFixed(1)), hit, act);
       return tr;
     });
     replaceRows($("hosts"), rows);
@@ -400,11 +403,12 @@
         scales: { x: { time: true } },
         series: [{}, { label: "requests/s", stroke: "#2f6fed", width: 2, fill: "rgba(47,111,237,0.08)" },
           { label: "errors/s", stroke: "#d64545", width: 2 }, { label: "failovers/s", stroke: "#e0a100", width: 2 },
+          { label: "resumes/s", stroke: "#7c3aed", width: 2 },
           { label: "queued", stroke: "#0891b2", width: 1, dash: [4, 4] }],
         axes: [{}, { size: 40 }],
-      }, [[], [], [], [], []], tNode);
+      }, [[], [], [], [], [], []], tNode);
     }
-    feed(trafficPlot, [traffic.t, traffic.rps, traffic.eps, traffic.fps, traffic.queued]);
+    feed(trafficPlot, [traffic.t, traffic.rps, traffic.eps, traffic.fps, traffic.rsps, traffic.queued]);
     const hNode = $("host-chart");
     const hist = hostHistory.get($("history-host").value);
     if (!hostPlot) {
