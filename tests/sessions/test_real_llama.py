@@ -122,7 +122,8 @@ async def test_trimming_keeps_a_long_conversation_going_on_llama(llama_agent: Ag
             assert lines[-1]["done"], lines[-1]
             finals.append(lines[-1])
         stored = await get(http, proxy.url, session["id"])
-        # The whole history sent at once is more than llama.cpp can take: trimming is what kept it going.
+        # The whole history sent at once is more than a slot can take: the host trims a plain chat too (issue 14,
+        # as Ollama's chatPrompt does) and answers, saying how many messages it left out.
         async with http.post(
             proxy.url + "/api/chat",
             json={"model": TINY, "messages": transcript(stored), "stream": False, "options": GREEDY},
@@ -134,7 +135,11 @@ async def test_trimming_keeps_a_long_conversation_going_on_llama(llama_agent: Ag
     assert all(f["prompt_eval_count"] + 24 <= window for f in finals)  # llama.cpp's own count of what it read
     assert all(chat[0] == {"role": "system", "content": "Be brief."} for chat in llama.chats)
     assert stored["message_count"] == 25
-    assert untrimmed[0] >= 400 and "context" in untrimmed[1]["error"]
+    # Issue 14 changed this: a chat longer than the context was a 400 ("exceeds the available context size").
+    status, answer = untrimmed
+    assert status == 200 and answer["done"], answer
+    assert 0 < answer["olol"]["trimmed"] < 25 and answer["prompt_eval_count"] < window
+    assert llama.chats[-1] == transcript(stored)  # the backend was given it all and trimmed it itself
 
 
 async def test_host_death_moves_a_session_between_llama_agents(llama_agent: AgentStarter) -> None:
