@@ -32,29 +32,9 @@ import aiohttp
 
 from bench._report import table, write_section
 from bench.bench_soak import TOKEN, SimHost, _free_port, _spawn
+from tests.support.poison import MODEL, POISON, USER, nested
 
 MiB = 1 << 20
-MODEL = "llama3.2"
-USER = {"role": "user", "content": "hi"}
-
-
-def _nested(depth: int) -> dict[str, Any]:
-    value: dict[str, Any] = {}
-    for _ in range(depth):
-        value = {"a": value}
-    return value
-
-
-POISON: list[tuple[str, dict[str, Any]]] = [
-    ("/api/generate", {"model": MODEL, "prompt": "x", "context": [None]}),
-    ("/api/generate", {"model": MODEL, "prompt": "x", "images": [None]}),
-    ("/api/generate", {"model": MODEL, "prompt": "x", "keep_alive": 1e300}),
-    ("/api/chat", {"model": MODEL, "messages": [{**USER, "images": [None]}]}),
-    ("/api/chat", {"model": MODEL, "messages": [{**USER, "tool_calls": [None]}]}),
-    ("/api/chat", {"model": MODEL, "messages": [USER], "tools": [None]}),
-    ("/api/chat", {"model": MODEL, "messages": [USER], "format": _nested(50)}),
-    ("/api/chat", {"model": MODEL, "messages": [USER], "format": _nested(500)}),
-]
 
 
 def _rss(pid: int) -> tuple[float, float]:
@@ -237,7 +217,7 @@ def _fuzz_sync(url: str, examples: int) -> dict[int, int]:
         st.lists(st.none() | st.integers() | st.text(max_size=5) | st.dictionaries(st.text(max_size=4), scalars),
                  max_size=3),
         st.floats(min_value=1e9, max_value=1e308) | st.sampled_from(["1e300s", "99999999999h", "-1", "5m"]),
-        st.integers(min_value=20, max_value=600).map(_nested),
+        st.integers(min_value=20, max_value=600).map(nested),
     )  # fmt: skip
     values = anything | almost
     fields = st.sampled_from([

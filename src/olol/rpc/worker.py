@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from olol.backends.llamacpp.bins import find_rpc_server
-from olol.lifecycle import stop_process
+from olol.lifecycle import cancel_and_wait, stop_process
 from olol.rpc.devices import list_devices, resolve_devices, worker_env
 from olol.rpc.ggml_client import GgmlError
 from olol.rpc.probe import DEFAULT_MATRIX_BYTES, WorkerProbe, probe_worker
@@ -195,10 +195,7 @@ class GgmlWorker:
 
     async def close(self) -> None:
         self._closing = True
-        if self._supervisor is not None:
-            self._supervisor.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._supervisor
+        await cancel_and_wait(self._supervisor)
         await self._terminate()
 
     async def kill(self) -> None:

@@ -23,7 +23,7 @@ import aiohttp
 from olol.backends.host_settings import HostSettings
 from olol.backends.ollama.backend import OllamaBackend
 from olol.errors import BackendUnavailable
-from olol.lifecycle import stop_process
+from olol.lifecycle import cancel_and_wait, stop_process
 
 __all__ = ["OllamaServe", "SupervisedOllamaBackend"]
 
@@ -79,11 +79,8 @@ class OllamaServe:
 
     async def close(self) -> None:
         self._closing = True
-        if self._supervisor is not None:
-            self._supervisor.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._supervisor
-            self._supervisor = None
+        await cancel_and_wait(self._supervisor)
+        self._supervisor = None
         await stop_process(self._proc, 10.0)
 
     async def _spawn(self) -> None:
