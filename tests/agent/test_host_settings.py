@@ -283,3 +283,12 @@ def test_slot_counts_that_do_not_divide_the_batch_get_one_that_loads(tmp_path: P
 
     assert "-ub 510" in argv(3) and "-b 510" in argv(3)
     assert "-ub" not in argv(4) and "-ub" not in argv(3, embeddings=False)
+
+
+def test_a_quiet_log_level_still_shows_the_line_that_gives_the_port(tmp_path: Path) -> None:
+    # `--port 0` is read back from llama-server's info-level "listening on" line: at -lv 2 (warnings) the
+    # server was never found ready (olol demo hung for its whole load timeout).
+    quiet = HostSettings(log_level="warning").llama_server_options()
+    config = LlamaServerConfig(model_path=tmp_path / "m.gguf", **quiet)
+    assert "-lv 3" in " ".join(config.argv(Path("/bin/llama-server"), 0))
+    assert "-lv 2" in " ".join(config.argv(Path("/bin/llama-server"), 8080))  # a fixed port needs no log line

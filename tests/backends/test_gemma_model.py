@@ -36,6 +36,11 @@ async def test_generates_english_and_chats_with_the_builtin_template(gemma_model
         assert "France" in "".join(c["response"] for c in chunks) or "Paris" in "".join(
             c["response"] for c in chunks)
         assert backend.process is not None and backend.process.config.chat_template == "gemma"
+        # A GGUF without a chat template has Ollama's `{{ .Prompt }}`: a plain generate is the same completion as
+        # a raw one (the built-in template llama-server got for chat must not wrap it: that made the model echo).
+        plain = [c async for c in backend.generate({"model": "gemma3-270m", "prompt": "The capital of France is",
+                                                    "options": options})]
+        assert "".join(c["response"] for c in plain) == "".join(c["response"] for c in chunks)
         reply = [c async for c in backend.chat({"model": "gemma3-270m", "options": options,
                                                 "messages": [{"role": "user", "content": "Say hello."}]})]
         assert reply[-1]["done"] and reply[-1]["eval_count"] > 0

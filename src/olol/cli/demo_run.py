@@ -33,7 +33,8 @@ class DemoConfig:
     bind: str = "127.0.0.1"
     threads: int = 1
     ctx_size: int = 1024
-    prompt: str = "Tell me about clusters."
+    # Gemma 3 270M is a base model: it continues text well and chats poorly, so the first request is a completion.
+    prompt: str = "The capital of France is"
     serve: bool = True  # keep serving after the first chat (False: exit, for scripts and tests)
     # "gemma": Gemma 3 270M from PyPI (`olol.backends.llamacpp.gemma_model`); "tiny": the generated random-weight model
     # (offline); anything else: the path of a GGUF of your own.
@@ -104,17 +105,17 @@ def _stop_agents(agents: list[_Agent]) -> None:
             a.proc.wait()
 
 
-async def _chat_once(url: str, model: str, prompt: str, say: Callable[[str], None]) -> str:
+async def _generate_once(url: str, model: str, prompt: str, say: Callable[[str], None]) -> str:
     import aiohttp
 
     body = {
         "model": model,
-        "messages": [{"role": "user", "content": prompt}],
+        "prompt": prompt,
         "stream": True,
         "options": {"num_predict": 32, "temperature": 0},
     }
     text: list[str] = []
-    async with aiohttp.ClientSession() as session, session.post(f"{url}/api/chat", json=body) as resp:
+    async with aiohttp.ClientSession() as session, session.post(f"{url}/api/generate", json=body) as resp:
         host = resp.headers.get("X-OLOL-Host", "?")
         import json
 
@@ -124,10 +125,10 @@ async def _chat_once(url: str, model: str, prompt: str, say: Callable[[str], Non
                 chunk = json.loads(line)
                 if "error" in chunk:
                     raise RuntimeError(chunk["error"])
-                text.append(chunk["message"]["content"])
+                text.append(chunk["response"])
                 final = chunk
     answer = "".join(text)
-    say(f"\nchat via {url}/api/chat -> served by {host}:\n  {answer!r}")
+    say(f"\n{url}/api/generate -> served by {host}:\n  {prompt}{answer}")
     say(f"  ({final.get('eval_count')} tokens, done_reason={final.get('done_reason')})")
     return answer
 
@@ -144,15 +145,15 @@ async def _run(cfg: DemoConfig, agents: list[_Agent], model_name: str, say: Call
     try:
         say(f"proxy (Ollama API) on {proxy.url}")
         say(f"dashboard on {ui_url(proxy.url)}  (open it in a browser)")
-        await _chat_once(proxy.url, model_name, cfg.prompt, say)
+        await _generate_once(proxy.url, model_name, cfg.prompt, say)
         import aiohttp
 
         async with aiohttp.ClientSession() as session, session.get(f"{proxy.url}/api/status") as resp:
             Console().print(render_status(await resp.json()))
         if cfg.serve:
             say(
-                f'\nServing. Try:  curl {proxy.url}/api/chat -d \'{{"model": "{model_name}", "messages": '
-                f'[{{"role": "user", "content": "hi"}}]}}\''
+                f'\nServing. Try:  curl {proxy.url}/api/generate -d \'{{"model": "{model_name}", '
+                f'"prompt": "The tallest mountain in the world is"}}\''
             )
             say(f"               olol status --url {proxy.url}      (Ctrl-C stops the cluster)")
             say(f"               dashboard: {ui_url(proxy.url)}")

@@ -209,6 +209,13 @@ class LlamaCppBackend(Backend):
         """The requested model's name, once it is known to be the one this server serves."""
         yield await self._check_model(request)
 
+    async def _has_own_template(self) -> bool:
+        """Whether the GGUF carries a chat template. A base model (Gemma 3 270M) has none: Ollama gives such a
+        model the template `{{ .Prompt }}`, so /api/generate sends its prompt as written; the built-in template
+        llama-server is started with for it serves /api/chat only."""
+        file = await self._model_file()
+        return file is None or file.chat_template is not None
+
     async def _model_file(self, *, verbose: bool = False) -> ModelFile | None:
         if self._path is None:
             props_path = (await self._get_props()).get("model_path")
@@ -253,7 +260,7 @@ class LlamaCppBackend(Backend):
         if not prompt:
             yield self._done_loading(name, request, {"response": ""})
             return
-        if not request.get("raw"):
+        if not request.get("raw") and await self._has_own_template():
             system = request.get("system")
             messages = [{"role": "system", "content": system}] if system else []
             messages.append({"role": "user", "content": prompt})

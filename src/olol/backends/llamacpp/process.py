@@ -42,6 +42,7 @@ log = logging.getLogger(__name__)
 # size = ..."): the only honest account of what a loaded model holds, and where.
 _BUFFER = re.compile(r"(?P<device>[\w.\-]+)\s+(?:model|KV|compute|output|RS)\s+buffer size\s*=\s*(?P<mib>[\d.]+) MiB")
 _UBATCH = 512  # llama-server's default n_ubatch
+_INFO = 3  # llama.cpp's -lv level that logs the "listening on" line
 _LISTENING = re.compile(r"listening on https?://(?P<host>\[[^\]]+\]|[^:\s]+):(?P<port>\d+)")
 
 
@@ -98,7 +99,9 @@ class LlamaServerConfig:
         if self.mlock:
             args += ["--load-mode", "mmap+mlock"]
         if self.verbosity is not None:
-            args += ["-lv", str(self.verbosity)]
+            # With --port 0 the port is read back from llama-server's "listening on" line, which it logs at
+            # info level (3): a quieter level would hide it and the server would never be found ready.
+            args += ["-lv", str(max(self.verbosity, _INFO) if port == 0 else self.verbosity)]
         if self.threads is not None:
             args += ["-t", str(self.threads)]
         if self.alias:
