@@ -282,7 +282,9 @@ async def test_playground_chat_streams_through_a_real_llama_cpp_host(  # type: i
             answer = await page.text_content("#pg-log .msg-assistant .msg-text") or ""
             assert answer.strip()
             lengths = await page.evaluate("window.lengths")
-            assert len({n for n in lengths if 0 < n < len(answer)}) >= 2, lengths  # it streamed
+            # It streamed: the page showed part of the answer before the whole. (One partial length is enough:
+            # the tiny model writes ~400 tokens/s, so a busy browser may paint several chunks at once.)
+            assert any(0 < n < len(answer) for n in lengths), lengths
             await asyncio.sleep(2)  # the routing list and the host's TTFT catch up
             await page.evaluate("() => window.scrollTo(0, 0)")
             await page.screenshot(path=str(SCREENSHOTS / "dashboard-playground.png"), full_page=True)
