@@ -52,6 +52,15 @@ async def stop_host(host: NetHost) -> None:
     host.processes.clear()
 
 
+async def kill_host(host: NetHost) -> None:
+    """SIGKILL, as a crash would: no goodbye, so only the proxy's liveness probe can drop it."""
+    for proc in host.processes:
+        proc.kill()
+    for proc in host.processes:
+        await proc.wait()
+    host.processes.clear()
+
+
 async def test_rpc_servers_are_found_apart_from_agents(lan: Lan, llama_bins: LlamaBinaries) -> None:
     agent_host, r1, r2, stranger = lan.add_host("a"), lan.add_host("r1"), lan.add_host("r2"), lan.add_host("s")
     agent, w1, w2, _ = await asyncio.gather(
@@ -60,7 +69,9 @@ async def test_rpc_servers_are_found_apart_from_agents(lan: Lan, llama_bins: Lla
         start_rpc_in(lan, r2, llama_bins),
         start_rpc_in(lan, stranger, llama_bins, token=STRANGER_TOKEN),
     )
-    async with discovering_proxy(lan) as proxy:
+    # Probes every second: a crashed worker is dropped after two missed probes.
+    fast = DiscoverySettings(enabled=True, interface=lan.root_if, register_interval=1.0)
+    async with discovering_proxy(lan, discovery=fast) as proxy:
         discovery = proxy.runner.app[DISCOVERY]
         browser = discovery.browser
         assert browser is not None
@@ -84,6 +95,10 @@ async def test_rpc_servers_are_found_apart_from_agents(lan: Lan, llama_bins: Lla
 
         await stop_host(r1)  # its mDNS goodbye drops it at once
         await wait_for(lambda: discovery.rpc_targets() == [w2], timeout=10)
+        assert set(proxy.context.cluster.hosts) == {agent}
+
+        await kill_host(r2)  # no goodbye: two missed probes drop it
+        await wait_for(lambda: discovery.rpc_targets() == [], timeout=10)
         assert set(proxy.context.cluster.hosts) == {agent}
 
 

@@ -7,7 +7,7 @@ loads it (and runs without it installed).
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import functools
 import logging
 import socket
 import time
@@ -81,12 +81,14 @@ class MdnsAdvertiser:
     async def stop(self) -> None:
         if self._zc is None:
             return
-        with contextlib.suppress(Exception):  # a closed network must not block shutdown
+        try:  # a closed network must not block shutdown
             # The call only schedules the goodbyes; closing before they are out would cancel them,
             # and browsers would keep this host until its records expire (minutes) instead of at once.
             goodbyes = await self._zc.async_unregister_service(self._info)
             async with asyncio.timeout(_GOODBYE_TIMEOUT):
                 await goodbyes
+        except Exception as exc:
+            log.warning("mDNS goodbye for %s not sent (%s): proxies drop it once unreachable", self._info.name, exc)
         await self._zc.async_close()
         self._zc = None
 
@@ -107,6 +109,7 @@ class MdnsBrowser:
         self._zc: Any = None
         self._browser: Any = None
         self._tasks: set[asyncio.Task[None]] = set()
+        self._resolving: dict[str, asyncio.Task[None]] = {}  # name -> its read of the TXT record in flight
 
     async def start(self) -> None:
         from zeroconf.asyncio import AsyncServiceBrowser
@@ -129,14 +132,25 @@ class MdnsBrowser:
         from zeroconf import ServiceStateChange
 
         if state_change is ServiceStateChange.Removed:
+            # A read begun on an earlier update must not finish after the goodbye and bring the host back.
+            pending = self._resolving.pop(name, None)
+            if pending is not None:
+                pending.cancel()
             self._spawn(self.on_lost(name))
         else:  # Added or Updated: (re)read the TXT record, it may have changed
-            self._spawn(self._resolve(zeroconf, service_type, name))
+            task = self._spawn(self._resolve(zeroconf, service_type, name))
+            self._resolving[name] = task
+            task.add_done_callback(functools.partial(self._resolved, name))
 
-    def _spawn(self, coro: Awaitable[None]) -> None:
+    def _resolved(self, name: str, task: asyncio.Task[None]) -> None:
+        if self._resolving.get(name) is task:
+            del self._resolving[name]
+
+    def _spawn(self, coro: Awaitable[None]) -> asyncio.Task[None]:
         task: asyncio.Task[None] = asyncio.ensure_future(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+        return task
 
     async def _resolve(self, zeroconf: Any, service_type: str, name: str) -> None:
         from zeroconf.asyncio import AsyncServiceInfo

@@ -22,6 +22,7 @@ from aiohttp import web
 from olol.cluster import Cluster
 from olol.discovery.advert import Advert
 from olol.discovery.membership import AddHost, Membership, RemoveHost
+from olol.discovery.reach import accepts
 from olol.discovery.registration import registration_handler
 from olol.discovery.rpc_roster import RpcRoster
 from olol.discovery.settings import DiscoverySettings
@@ -107,6 +108,7 @@ class ProxyDiscovery:
             await asyncio.sleep(max(1.0, self.settings.register_interval))
             await self.membership.expire()
             self.rpc.expire()
+            await self.rpc.check(_accepts_target)
 
     def rpc_targets(self) -> list[str]:
         """The rpc-servers of this cluster known now (on mDNS or registered), as `host:port`, sorted."""
@@ -131,6 +133,11 @@ class ProxyDiscovery:
         # Another live advert for the same address (the host restarted under a new name) keeps it.
         if target is not None and target not in self._by_name.values():
             await self.membership.leave(target, "mDNS goodbye")
+
+
+async def _accepts_target(target: str) -> bool:
+    host, _, port = target.rpartition(":")
+    return await accepts(host.strip("[]"), int(port))
 
 
 DISCOVERY: web.AppKey[ProxyDiscovery] = web.AppKey("olol_discovery", ProxyDiscovery)

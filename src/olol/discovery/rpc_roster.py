@@ -8,8 +8,10 @@ lapses unless renewed, and a signed `leave` drops it at once.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
+from collections.abc import Awaitable, Callable
 
 from olol.discovery.advert import Advert
 
@@ -24,6 +26,7 @@ class RpcRoster:
         self.origins: dict[str, str] = {}  # key -> "mdns" or "register"
         self._targets: dict[str, str] = {}  # key -> host:port to dial
         self._leases: dict[str, float] = {}  # registered key -> monotonic time its registration lapses
+        self._misses: dict[str, int] = {}  # key -> liveness probes missed in a row
 
     @staticmethod
     def registered_key(target: str) -> str:
@@ -52,6 +55,7 @@ class RpcRoster:
         target = self._targets.pop(key, None)
         del self.adverts[key], self.origins[key]
         self._leases.pop(key, None)
+        self._misses.pop(key, None)
         if target is not None and target not in self._targets.values():
             log.info("rpc-server %s left: %s", target, reason)
         return True
@@ -64,7 +68,29 @@ class RpcRoster:
             self.forget(key, "registration expired")
         return lapsed
 
+    async def check(self, reachable: Callable[[str], Awaitable[bool]], misses: int = 2) -> list[str]:
+        """Probe every known rpc-server; drop those that missed `misses` probes in a row. Returns their keys.
+
+        An mDNS goodbye drops a worker that stops cleanly; one killed outright (or whose
+        goodbye was lost) would otherwise stay a split target until its records expire, minutes later.
+        """
+        keys = [key for key in self._targets]
+        results = await asyncio.gather(*(reachable(self._targets[key]) for key in keys))
+        dropped = []
+        for key, alive in zip(keys, results, strict=True):
+            if key not in self._targets:  # forgotten while we probed
+                continue
+            if alive:
+                self._misses.pop(key, None)
+                continue
+            self._misses[key] = self._misses.get(key, 0) + 1
+            if self._misses[key] >= misses:
+                self.forget(key, f"not answering ({misses} probes missed)")
+                dropped.append(key)
+        return dropped
+
     def clear(self) -> None:
+        self._misses.clear()
         self.adverts.clear()
         self.origins.clear()
         self._targets.clear()

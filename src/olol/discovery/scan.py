@@ -12,12 +12,12 @@ checks out, at the address we dialed, joins.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import ipaddress
 import logging
 from typing import TYPE_CHECKING, Any
 
 from olol.discovery.advert import format_target
+from olol.discovery.reach import accepts
 from olol.lifecycle import cancel_and_wait
 from olol.security.grpc_auth import CHALLENGE_KEY, verify_proof
 from olol.security.signing import new_nonce
@@ -113,15 +113,7 @@ class SubnetScanner:
         return joined
 
     async def _probe(self, address: str, port: int) -> bool:
-        try:
-            async with asyncio.timeout(_CONNECT_TIMEOUT):
-                _, writer = await asyncio.open_connection(address, port)
-        except (OSError, TimeoutError):
-            return False
-        writer.close()
-        with contextlib.suppress(Exception):
-            await writer.wait_closed()
-        return await self._is_member(address, port)
+        return await accepts(address, port, _CONNECT_TIMEOUT) and await self._is_member(address, port)
 
     async def _is_member(self, address: str, port: int) -> bool:
         import grpc
