@@ -46,6 +46,7 @@ from olol.backends.llamacpp.gemma_model import NAME, ensure_gemma
 from olol.backends.llamacpp.process import LlamaServerConfig, LlamaServerProcess
 from olol.proxy import ProxyConfig, start_proxy
 
+TRACE = bool(os.environ.get("OLOL_BENCH_TRACE"))  # one line a request, to see why a policy did what it did
 POLICIES = ("round_robin", "least_connections", "adaptive", "cache_aware")
 WORKLOADS = ("chat", "shared", "unrelated")
 _VOCABULARY = (
@@ -70,7 +71,7 @@ class Sizes:
     clients: int = 4
 
 
-QUICK = Sizes(users=5, turns=3, systems=3, system_tokens=300, questions=12, unrelated=8, unrelated_tokens=100,
+QUICK = Sizes(users=5, turns=3, systems=6, system_tokens=300, questions=24, unrelated=8, unrelated_tokens=100,
               predict=8, clients=4)
 
 
@@ -86,6 +87,7 @@ class Sample:
     cached: int
     output: int
     route: str
+    host: str = ""
 
 
 @dataclass
@@ -115,6 +117,7 @@ async def chat(http: aiohttp.ClientSession, url: str, messages: list[dict[str, s
     async with http.post(url + "/api/chat", json=body) as resp:
         resp.raise_for_status()
         route = resp.headers.get("X-OLOL-Route", "")
+        host = resp.headers.get("X-OLOL-Host", "")
         async for line in resp.content:
             if not line.strip():
                 continue
@@ -125,7 +128,12 @@ async def chat(http: aiohttp.ClientSession, url: str, messages: list[dict[str, s
             if chunk.get("done"):
                 final = chunk
     run.samples.append(Sample(first or 0.0, int(final.get("prompt_eval_count", 0)),
-                              int(final.get("prompt_eval_cached_count", 0)), int(final.get("eval_count", 0)), route))
+                              int(final.get("prompt_eval_cached_count", 0)), int(final.get("eval_count", 0)),
+                              route, host))
+    if TRACE:
+        s = run.samples[-1]
+        print(f"  {time.perf_counter() - start:6.2f}s ttft={s.ttft:5.2f} {s.host[-6:]} {s.route:22s} "
+              f"prompt={s.prompt} cached={s.cached} :: {messages[0]['content'][:24]!r}", flush=True)
     return "".join(text)
 
 
@@ -213,7 +221,8 @@ async def bench(args: argparse.Namespace, sizes: Sizes) -> dict[tuple[str, str],
     results: dict[tuple[str, str], list[dict[str, float]]] = {}
     try:
         for r in range(args.rounds):
-            order = POLICIES[r % len(POLICIES):] + POLICIES[:r % len(POLICIES)]
+            chosen = tuple(p for p in POLICIES if p in args.policies)
+            order = chosen[r % len(chosen):] + chosen[:r % len(chosen)]
             for kind in args.workloads:
                 for policy in order:
                     t0 = time.perf_counter()
@@ -239,6 +248,8 @@ def report(summary: dict[tuple[str, str], dict[str, float]], args: argparse.Name
     for kind in args.workloads:
         rr = summary[(kind, "round_robin")]
         for policy in POLICIES:
+            if (kind, policy) not in summary:
+                continue
             s = summary[(kind, policy)]
             rows.append((kind, policy, f"{s['ttft_p50']:.2f}", f"{s['ttft_p95']:.2f}",
                          f"{s['ttft_p50'] / rr['ttft_p50']:.2f}x", f"{s['tokens_per_s']:.2f}", f"{s['evaluated']:,.0f}",
@@ -285,6 +296,7 @@ def main() -> None:
     parser.add_argument("--slots", type=int, default=2, help="llama-server --parallel")
     parser.add_argument("--llama-args", default="--cache-ram 0", help="more llama-server flags")
     parser.add_argument("--workloads", nargs="+", default=list(WORKLOADS), choices=WORKLOADS)
+    parser.add_argument("--policies", nargs="+", default=list(POLICIES), choices=POLICIES)
     parser.add_argument("--no-write", action="store_true", help="print, do not touch BENCHMARKS.md")
     args = parser.parse_args()
     sizes = QUICK if args.quick else Sizes()

@@ -56,3 +56,27 @@ async def test_session_header_still_pins(ollama_sim_factory) -> None:  # type: i
                 hosts.add(r.headers["X-OLOL-Host"])
                 assert r.headers["X-OLOL-Route"].startswith("affinity:")
         assert len(hosts) == 1
+
+
+async def test_a_prefix_is_followed_once_answered_not_while_its_first_request_runs(ollama_sim_factory) -> None:  # type: ignore[no-untyped-def]
+    """An engine's slots do not share a prompt still being evaluated: a second request with the same long
+    prefix, sent while the first runs, would only queue behind it cold. It goes to the other host; once
+    both answered, later requests follow the prefix to either."""
+    import asyncio
+
+    sims = await ollama_sim_factory.many(2, parallel=2, latency=0.3)
+    system = "You are the billing agent. Follow the billing handbook to the letter. " * 12
+
+    async def ask(http: aiohttp.ClientSession, question: str) -> tuple[str, str]:
+        body = {"model": MODEL, "messages": [{"role": "system", "content": system},
+                                             {"role": "user", "content": question}]}
+        async with http.post(proxy.url + "/api/chat", json=body) as r:
+            await ndjson(r)
+            return r.headers["X-OLOL-Host"], r.headers["X-OLOL-Route"]
+
+    async with proxy_over(*sims, balancer="cache_aware") as proxy, aiohttp.ClientSession() as http:
+        first, second = await asyncio.gather(ask(http, "question one"), ask(http, "question two"))
+        assert first[1] == second[1] == "cache_aware"  # nobody held it yet: most room, then the other host
+        assert first[0] != second[0]
+        later = [await ask(http, f"question {i}") for i in range(3)]
+        assert all(reason.startswith("cache:") for _, reason in later), later

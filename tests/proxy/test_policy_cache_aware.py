@@ -148,3 +148,27 @@ def test_a_busy_warm_host_within_the_bound_queues_the_turn_rather_than_go_cold()
     # Bound: ceil(1.25 x (3 + 1) / 2) = 3. Warm: ~1.2 s x 3/2 in its queue; cold: ~6.9 s x 2/2.
     choice, reason = policy(book, stats).route([cand(warm), cand(cold)], chat("hello", "hi", "more")) or (None, "")
     assert choice is not None and choice.host is warm and reason.startswith("cache:")
+
+
+def test_a_miss_teaches_how_many_prompts_a_host_keeps() -> None:
+    """An engine without a host-memory prompt cache keeps one prompt a slot: the index learns it from
+    a prompt routed for its cache that came back uncached, and stops promising what the host let go."""
+    book = CacheBook()
+    a = host("a", loaded=[M])
+    prompts = [prefix_text({"messages": [{"role": "system", "content": f"agent {i} " * 200}]}) for i in range(3)]
+    assert all(prompts)
+    for text in prompts:
+        book.answered(a, M, text or b"", 0, {"prompt_eval_count": 400, "prompt_eval_cached_count": 0})
+    assert book.to_json("a")["index_prompts"] == 3 and book.cap("a") is None
+    first = prompts[0] or b""
+    expected = book.match(M, first)["a"]
+    # Sent to `a` for its cache, evaluated from scratch: it keeps fewer than three.
+    book.answered(a, M, first, expected, {"prompt_eval_count": 400, "prompt_eval_cached_count": 2})
+    assert book.cap("a") == 2 and book.to_json("a")["index_prompts"] == 2
+    assert "a" not in book.match(M, prompts[1] or b"")  # the least recently sent went
+    assert book.match(M, first)["a"] == expected  # the prompt just evaluated is there
+    # A hit at the bound raises it again: the host may keep more than the miss suggested.
+    book.answered(a, M, first, expected, {"prompt_eval_count": 400, "prompt_eval_cached_count": 390})
+    assert book.cap("a") == 3
+    book.answered(a, M, prompts[1] or b"", 0, {"prompt_eval_count": 400, "prompt_eval_cached_count": 0})
+    assert book.to_json("a")["index_prompts"] == 3 and book.to_json("a")["prompt_cap"] == 3

@@ -3,7 +3,10 @@
 Two views of one thing. The prefix indexes (one per model, `olol._fast.prefix`)
 are the proxy's own model of each host's prompt cache: the text it routed there,
 evicted least-recently-sent first within a budget that follows the host's KV
-cache (context x parallel slots). The counters are the hosts' own word: the
+cache (context x parallel slots), and to as many prompts as the host showed it
+keeps: an engine without a host-memory prompt cache (Ollama; llama-server with
+`--cache-ram 0`) holds one prompt a slot, however short, and a prompt routed to
+a host for its cache that comes back uncached says so. The counters are the hosts' own word: the
 prompt tokens they were sent and how many of them they served from cache
 (`prompt_eval_cached_count`, which Ollama reports and OLOL's llama.cpp backend
 fills from llama-server's `timings.cache_n`), plus the speed at which they
@@ -29,6 +32,8 @@ CHARS_PER_TOKEN = 4.0
 DEFAULT_CONTEXT = 4096
 # Ollama's field for prompt tokens read from the KV cache (api/types.go `PromptEvalCachedCount`).
 CACHED_FIELD = "prompt_eval_cached_count"
+# A prompt routed for its cache that reused less than this share of the expected prefix was a miss.
+MISS_SHARE = 0.5
 
 
 @dataclass
@@ -46,6 +51,7 @@ class CacheBook:
     def __init__(self) -> None:
         self._indexes: dict[str, PrefixIndex] = {}  # normalised model -> index of its hosts
         self._stats: dict[str, HostCacheStats] = {}
+        self._caps: dict[str, int] = {}  # host id -> prompts it showed it keeps (absent: its budget alone bounds)
 
     # ------------------------------------------------------------------ the proxy's model of the caches
     @staticmethod
@@ -72,6 +78,35 @@ class CacheBook:
         except ValueError:  # more than MAX_HOSTS serve this model: the rest are routed on load alone
             return
         index.insert(host.id, text)
+        cap = self._caps.get(host.id)
+        if cap is not None and index.entries(host.id) > cap:
+            budget = index.budget(host.id)
+            while index.entries(host.id) > cap:  # a smaller budget evicts the least recently sent first
+                index.set_host(host.id, index.used(host.id) - 1)
+            index.set_host(host.id, budget)
+
+    def answered(self, host: Host, model: str, text: bytes, expected: int, final: dict[str, Any]) -> None:
+        """`host` answered a prompt whose routing text is `text`, sent there for `expected` cached bytes
+        (0: not for its cache): learn from the reply, then index the text as the host's cache.
+
+        A miss means the host keeps fewer prompts than the index believed: it is held to one fewer than it
+        had. A hit at that bound raises it by one, so the bound follows the host back up.
+        """
+        self.observe(host.id, final)
+        cached = final.get(CACHED_FIELD)
+        index = self._indexes.get(normalize(model))
+        if expected > 0 and isinstance(cached, int) and index is not None:
+            held = index.entries(host.id)
+            cap = self._caps.get(host.id)
+            if cached * CHARS_PER_TOKEN < MISS_SHARE * expected:
+                self._caps[host.id] = max(1, held - 1)
+            elif cap is not None and held >= cap:
+                self._caps[host.id] = cap + 1
+        self.record(host, model, text)
+
+    def cap(self, host_id: str) -> int | None:
+        """Prompts `host_id` showed it keeps at most, or None while no miss said so."""
+        return self._caps.get(host_id)
 
     def room(self, host: Host, model: str) -> int:
         """Bytes of `host`'s cache for `model` not yet holding any indexed prefix."""
@@ -128,4 +163,5 @@ class CacheBook:
             "prompt_tokens_per_s": stats.prompt_rate.value,
             "index_bytes": used,
             "index_prompts": entries,
+            "prompt_cap": self._caps.get(host_id),
         }

@@ -329,7 +329,14 @@ class Dispatcher:
 
     def finished(self, upstream: Upstream, final: JSON, chunks: int) -> None:
         route = upstream.route
-        self.cluster.caches.observe(route.host_id, final)
+        if route.prefix:
+            # Indexed once answered, not when sent: until its prompt is evaluated no other request can
+            # reuse it (an engine's slots do not share a prompt in progress), so a second request with the
+            # same prefix, sent meanwhile, is better off on another host than behind it on this one.
+            expected = int(route.reason[6:]) if route.reason.startswith("cache:") else 0
+            self.cluster.caches.answered(route.candidate.host, route.model, route.prefix, expected, final)
+        else:
+            self.cluster.caches.observe(route.host_id, final)
         tokens = final.get("eval_count")
         duration = final.get("eval_duration")
         load = final.get("load_duration")

@@ -39,6 +39,7 @@ class Route:
     candidate: Candidate
     reason: str  # how the host was chosen: the policy's name or "affinity:<outcome>"
     queued_s: float = 0.0
+    prefix: bytes = b""  # the request's routing text, indexed as the host's cache once it has answered
 
     @property
     def host_id(self) -> str:
@@ -122,13 +123,6 @@ class Router:
         return isinstance(self.policy, PrefixPolicy)
 
     def pick(self, request: RouteRequest, eligible: list[Candidate]) -> tuple[Candidate, str] | None:
-        """The best candidate with a free slot and why, or None when all are saturated."""
-        picked = self._choose(request, eligible)
-        if picked is not None and request.prefix:
-            self.cluster.caches.record(picked[0].host, picked[0].model, request.prefix)
-        return picked
-
-    def _choose(self, request: RouteRequest, eligible: list[Candidate]) -> tuple[Candidate, str] | None:
         if (request.session is None or self.affinity is None) and request.prefix and isinstance(
                 self.policy, PrefixPolicy):
             return self.policy.route(eligible, request.prefix)
@@ -178,7 +172,8 @@ class Router:
             if picked is None:
                 return None
             candidate, reason = picked
-            return Route(self.cluster.acquire(candidate.host, candidate.model), candidate, reason)
+            return Route(self.cluster.acquire(candidate.host, candidate.model), candidate, reason,
+                         prefix=request.prefix or b"")
 
         try:
             route, waited = await self.admission.admit(normalize(request.model), attempt, front=retry)
