@@ -133,7 +133,7 @@ async def chat(http: aiohttp.ClientSession, url: str, messages: list[dict[str, s
     if TRACE:
         s = run.samples[-1]
         print(f"  {time.perf_counter() - start:6.2f}s ttft={s.ttft:5.2f} {s.host[-6:]} {s.route:22s} "
-              f"prompt={s.prompt} cached={s.cached} :: {messages[0]['content'][:24]!r}", flush=True)
+              f"prompt={s.prompt} cached={s.cached} :: {messages[0]['content'][:34]!r}", flush=True)
     return "".join(text)
 
 

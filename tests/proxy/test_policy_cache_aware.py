@@ -172,3 +172,16 @@ def test_a_miss_teaches_how_many_prompts_a_host_keeps() -> None:
     assert book.cap("a") == 3
     book.answered(a, M, prompts[1] or b"", 0, {"prompt_eval_count": 400, "prompt_eval_cached_count": 0})
     assert book.to_json("a")["index_prompts"] == 3 and book.to_json("a")["prompt_cap"] == 3
+
+
+def test_a_prefix_busy_in_a_running_request_is_not_offered_to_another() -> None:
+    book = CacheBook()
+    a, b = host("a", loaded=[M]), host("b", loaded=[M])
+    first = chat("hello")
+    book.record(a, M, first)
+    book.record(b, M, first)
+    book.begin("a", chat("hello", "a question still running"))
+    choice, reason = policy(book).route([cand(a), cand(b)], chat("hello", "another")) or (None, "")
+    assert choice is not None and choice.host is b and reason.startswith("cache:")
+    book.end("a", chat("hello", "a question still running"))
+    assert not book.busy("a", chat("hello", "another"), len(first) // 64 * 64)

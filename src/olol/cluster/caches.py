@@ -52,6 +52,7 @@ class CacheBook:
         self._indexes: dict[str, PrefixIndex] = {}  # normalised model -> index of its hosts
         self._stats: dict[str, HostCacheStats] = {}
         self._caps: dict[str, int] = {}  # host id -> prompts it showed it keeps (absent: its budget alone bounds)
+        self._running: dict[str, list[bytes]] = {}  # host id -> routing texts of its requests in flight
 
     # ------------------------------------------------------------------ the proxy's model of the caches
     @staticmethod
@@ -103,6 +104,26 @@ class CacheBook:
             elif cap is not None and held >= cap:
                 self._caps[host.id] = cap + 1
         self.record(host, model, text)
+
+    def begin(self, host_id: str, text: bytes) -> None:
+        """A request with routing text `text` started on `host_id`."""
+        self._running.setdefault(host_id, []).append(text)
+
+    def end(self, host_id: str, text: bytes) -> None:
+        running = self._running.get(host_id, [])
+        if text in running:
+            running.remove(text)
+        if not running:
+            self._running.pop(host_id, None)
+
+    def busy(self, host_id: str, text: bytes, length: int) -> bool:
+        """Whether a request in flight on `host_id` holds the first `length` bytes of `text` in its slot.
+
+        An engine's slots share no prompt: while that request runs, another one with the same prefix
+        gets another slot on that host and evaluates the prefix again.
+        """
+        head = text[:length]
+        return any(other.startswith(head) for other in self._running.get(host_id, ()))
 
     def cap(self, host_id: str) -> int | None:
         """Prompts `host_id` showed it keeps at most, or None while no miss said so."""

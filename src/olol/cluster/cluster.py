@@ -25,11 +25,12 @@ Listener = Callable[[Host], object]  # return values are ignored
 class Lease:
     """One request's claim on one host; records its latency stats and frees the slot once."""
 
-    __slots__ = ("_cluster", "_released", "cold", "first_byte_at", "host", "model", "started_at")
+    __slots__ = ("_cluster", "_released", "cold", "first_byte_at", "host", "model", "prefix", "started_at")
 
-    def __init__(self, cluster: Cluster, host: Host, model: str) -> None:
+    def __init__(self, cluster: Cluster, host: Host, model: str, prefix: bytes = b"") -> None:
         self._cluster = cluster
         self.host = host
+        self.prefix = prefix  # the request's routing text, running on the host until released
         self.model = normalize(model)
         self.cold = not host.is_loaded(model)  # the host had to load the model for this request
         self.started_at = time.monotonic()
@@ -66,6 +67,8 @@ class Lease:
             return
         self._released = True
         self._cluster._release(self.host)
+        if self.prefix:
+            self._cluster.caches.end(self.host.id, self.prefix)
 
     @property
     def released(self) -> bool:
@@ -155,9 +158,12 @@ class Cluster:
             self.capacity_changed(host)  # requests queued for its models may go there now
 
     # ------------------------------------------------------------------ load
-    def acquire(self, host: Host, model: str) -> Lease:
+    def acquire(self, host: Host, model: str, prefix: bytes = b"") -> Lease:
+        """Claim a slot of `host` for a request (`prefix`: its routing text, while cache-aware routing is on)."""
         host.in_flight += 1
-        return Lease(self, host, model)
+        if prefix:
+            self.caches.begin(host.id, prefix)
+        return Lease(self, host, model, prefix)
 
     def _release(self, host: Host) -> None:
         host.in_flight -= 1

@@ -172,8 +172,9 @@ class Router:
             if picked is None:
                 return None
             candidate, reason = picked
-            return Route(self.cluster.acquire(candidate.host, candidate.model), candidate, reason,
-                         prefix=request.prefix or b"")
+            prefix = request.prefix or b""
+            lease = self.cluster.acquire(candidate.host, candidate.model, prefix)
+            return Route(lease, candidate, reason, prefix=prefix)
 
         try:
             route, waited = await self.admission.admit(normalize(request.model), attempt, front=retry)

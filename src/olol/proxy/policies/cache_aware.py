@@ -18,6 +18,10 @@ A prompt no host holds (less than `min_match` bytes anywhere) goes, among the
 least loaded hosts, to the one with the most room left in its cache (SGLang's
 rule), so that together the hosts hold more prefixes than any one could.
 
+A host running a request with the same prefix does not count as holding it:
+an engine's slots share no prompt, so a second request there evaluates it again
+in another slot (concurrent questions under one system prompt spread instead).
+
 Conversation affinity is a special case: a chat's next turn extends the text the
 previous turn was routed with, so it matches the host that served it. An explicit
 `X-OLOL-Session` header still pins, in the router, before this policy is asked.
@@ -93,7 +97,8 @@ class CacheAware:
         for model in {c.model for c in candidates}:
             found = self._caches.match(model, text)
             out.update({c.host.id: found[c.host.id] for c in candidates if c.model == model and c.host.id in found})
-        return out
+        # A prefix whose slot is busy with another request is no prefix this request can use now.
+        return {host: length for host, length in out.items() if not self._caches.busy(host, text, length)}
 
     def _cost(self, candidate: Candidate, prompt: int, matched: int) -> float:
         """Expected seconds on this host: the prompt its cache lacks, then the output, behind its queue.
