@@ -237,6 +237,9 @@ async def test_a_chat_longer_than_the_context_drops_the_oldest_and_keeps_the_sys
         # ... and no more than needed: one more turn would not have fitted (Ollama keeps all that fit).
         longer = {**request, "messages": [system, *turns[trimmed - 1 :]]}
         assert (await collect(agent.client.chat(longer)))[-1]["olol"]["trimmed"] == 1
+        # `truncate: false` crosses the agent's gRPC too: refused as Ollama refuses it, nothing dropped.
+        with pytest.raises(BadRequest, match="exceeds the available context size"):
+            await collect(agent.client.chat({**request, "truncate": False}))
         # A client of the proxy reads the same count on the final chunk.
         async with (
             proxy_over(agent.target) as proxy,

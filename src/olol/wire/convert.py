@@ -308,6 +308,8 @@ def chat_request_to_pb(body: JSON) -> pb.ChatRequest:
     msg.messages.extend(message_to_pb(m) for m in messages)
     msg.tools.extend(_tool_to_pb(t) for t in body.get("tools") or [])
     msg.resume_tokens.extend(int(t) for t in body.get(RESUME_TOKENS) or [])
+    if body.get("truncate") is not None:
+        msg.truncate = bool(body["truncate"])
     _common_to_pb(body, msg)
     return msg
 
@@ -316,6 +318,8 @@ def chat_request_from_pb(msg: pb.ChatRequest) -> JSON:
     out: JSON = {"model": msg.model, "messages": [message_from_pb(m) for m in msg.messages]}
     if msg.tools:
         out["tools"] = [_tool_from_pb(t) for t in msg.tools]
+    if msg.HasField("truncate"):
+        out["truncate"] = msg.truncate
     if msg.resume_tokens:
         out[RESUME_TOKENS] = list(msg.resume_tokens)
     return _common_from_pb(msg, out)
