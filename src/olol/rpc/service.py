@@ -268,9 +268,7 @@ class _Session:
     async def _connect(self) -> asyncio.StreamWriter:
         worker = self.service.worker
         self.service.stats.worker_connections += 1
-        self.reader, self.writer = await asyncio.open_connection(worker.host, worker.port, limit=READ_SIZE)
-        sock = self.writer.get_extra_info("socket")
-        if sock is not None:
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        sock = await worker.open_socket()  # with TCP_NODELAY; an isolated worker's comes from its gate
+        self.reader, self.writer = await asyncio.open_connection(sock=sock, limit=READ_SIZE)
         self.connected.set()
         return self.writer
