@@ -110,3 +110,17 @@ async def test_without_a_namespace_nothing_starts(monkeypatch: pytest.MonkeyPatc
     monkeypatch.setattr(isolation, "gate_command", lambda: [sys.executable, "-c", refuse])
     proc, gate, why = await start_gate(["/bin/false"], dict(os.environ), free_port(), spawn_worker_process, 30)
     assert gate is None and why == "unshare: [Errno 1] not permitted" and proc.returncode == 0
+
+
+async def test_the_one_file_binary_runs_the_gate_as_itself(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`olol _netns-gate ...` (what a Nuitka build runs: it has no `python -m`) is the same gate."""
+    from olol.rpc import isolation
+
+    monkeypatch.setattr(isolation, "gate_command", lambda: [sys.executable, "-m", "olol", "_netns-gate"])
+    port = free_port()
+    proc, gate = await _started(port)
+    try:
+        assert int(await _answer(gate), 16) & (1 << (signal.SIGPIPE - 1))
+    finally:
+        gate.close()
+        await asyncio.wait_for(proc.wait(), 10)

@@ -63,7 +63,7 @@ class RpcServerOptions:
     worker_port: int = setting(0, "--worker-port", help="Port of the ggml worker; 0: a free one.")
     worker_isolation: bool = setting(
         True, "--worker-isolation/--no-worker-isolation",
-        help="Linux: run a loopback ggml worker in a network namespace of its own, so no other local process "
+        help="Linux: run a loopback ggml worker in a network namespace of its own, so no other local user "
         "can reach it or hold its one connection (where none can be made: the host's loopback, with a warning). "
         "Off: on the host's 127.0.0.1, for coordinators on this host using --transport direct.",
     )
@@ -93,7 +93,7 @@ def register(app: typer.Typer) -> None:
         Coordinators reach the worker through OLOL's tunnel: tickets from the gRPC service (cluster
         token, optional TLS) admit them to the data port (--data-port, default --port + 1), which
         validates every ggml frame before the worker sees it. On Linux the worker itself runs in a
-        network namespace of its own (--worker-isolation): only this process can connect to it.
+        network namespace of its own (--worker-isolation): no other local user can connect to it.
 
         With --discovery it advertises itself over mDNS (role "rpc", signed with the cluster
         token): `olol dist --discovery` finds it, and proxies keep it apart from inference hosts.

@@ -4,7 +4,8 @@ opens connections to it for the rpc-server (`python -m olol.rpc.netns_gate`, or 
 Why: ggml-rpc-server has no authentication, serves one client at a time and can only listen on TCP.
 On the host's 127.0.0.1 any local user could connect first and hold it (every tunnel then waits) or
 speak ggml RPC to it directly. In a namespace whose only interface is its own `lo`, nothing on the
-host can reach it at all. The rpc-server cannot create sockets in that namespace itself (setns(2)
+host's network can reach it (entering the namespace takes root, or the rpc-server's own user, who
+could read its memory anyway). The rpc-server cannot create sockets in that namespace itself (setns(2)
 needs CAP_SYS_ADMIN, and joining a user namespace a single-threaded process), so this gate, which
 lives there, connects on its behalf and hands each socket over a Unix socket pair (SCM_RIGHTS): a
 socket stays in the namespace it was created in, whoever holds its descriptor.

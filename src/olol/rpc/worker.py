@@ -4,7 +4,7 @@ The worker is bound to loopback on a private port by default: it has no
 authentication, so only OLOL's tunnel (or, with `--transport direct`, a
 deliberately wider bind) reaches it. On Linux that loopback is the worker's
 own, in a network namespace made for it (`olol.rpc.isolation`), so no other
-process on the host can reach it or hold its one connection; where no
+local user can reach it or hold its one connection; where no
 namespace can be made it falls back to the host's 127.0.0.1 with a warning.
 It serves one client connection at a time and frees everything when that
 connection closes, which shapes this module:
