@@ -124,3 +124,50 @@ async def test_the_one_file_binary_runs_the_gate_as_itself(monkeypatch: pytest.M
     finally:
         gate.close()
         await asyncio.wait_for(proc.wait(), 10)
+
+
+def _unprivileged_python() -> list[str] | None:
+    """A command prefix that runs Python with olol importable as an unprivileged user (None: none here)."""
+    import shutil
+    import subprocess
+
+    if os.geteuid() != 0:
+        return [sys.executable]  # already unprivileged
+    setpriv = shutil.which("setpriv")
+    for python in (sys.executable, "/usr/bin/python3"):
+        if setpriv is None or not os.path.exists(python):
+            continue
+        argv = [setpriv, "--reuid=65534", "--regid=65534", "--clear-groups", python]
+        # os.access too: an exec that only works outside a user namespace (seen in some sandboxes) is no good.
+        check = "import os, sys, olol.rpc.netns_gate; sys.exit(not os.access(sys.executable, os.X_OK))"
+        probe = subprocess.run([*argv, "-c", check], env=_env(), capture_output=True)
+        if probe.returncode == 0:
+            return argv
+    return None
+
+
+def _env() -> dict[str, str]:
+    import olol
+
+    return {**os.environ, "PYTHONPATH": os.path.dirname(os.path.dirname(olol.__file__))}
+
+
+async def test_an_unprivileged_user_gets_the_namespace_too(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Not root: a user namespace of its own (mapping only its uid) makes the network namespace possible."""
+    from olol.rpc import isolation
+
+    prefix = _unprivileged_python()
+    if prefix is None:
+        pytest.skip("no Python here that an unprivileged user may run with olol importable")
+    monkeypatch.setattr(isolation, "gate_command", lambda: [*prefix, "-m", "olol.rpc.netns_gate"])
+    port = free_port()
+    proc, gate, why = await start_gate([prefix[-1], "-c", STAND_IN, str(port)], _env(), port, spawn_worker_process, 30)
+    assert gate is not None, why
+    try:
+        assert int(await _answer(gate), 16) & (1 << (signal.SIGPIPE - 1))
+        assert psutil.Process(gate.worker_pid).uids().real == (os.geteuid() or 65534)  # its own uid, not root
+        with pytest.raises(ConnectionRefusedError):
+            socket.create_connection(("127.0.0.1", port), timeout=2).close()
+    finally:
+        gate.close()
+        await asyncio.wait_for(proc.wait(), 10)
