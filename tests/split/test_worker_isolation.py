@@ -18,11 +18,13 @@ import grpc
 import pytest
 
 from olol._fast.framing import RpcCommand, encode_request
+from olol.errors import BackendUnavailable
 from olol.rpc import isolation
 from olol.rpc.ggml_client import GGML_TYPE_I8, GgmlClient, RpcTensor
 from olol.rpc.server import RpcServer
 from olol.rpc.worker import WorkerConfig, isolation_wanted
-from tests.split.conftest import RpcFactory
+from olol.split.workers import RemoteWorker
+from tests.split.conftest import TOKEN, DistFactory, RpcFactory
 from tests.split.test_data_port import fresh_ticket, stream
 from tests.split.test_tunnel_security import DEVICE_COUNT, HELLO, replies, tunnel
 
@@ -126,3 +128,16 @@ def test_only_a_loopback_worker_is_isolated() -> None:
     assert isolation_wanted(WorkerConfig()) and isolation_wanted(WorkerConfig(host="localhost"))
     assert not isolation_wanted(WorkerConfig(host="0.0.0.0")) and not isolation_wanted(WorkerConfig(host="10.1.2.3"))
     assert not isolation_wanted(WorkerConfig(isolate=False))
+
+
+async def test_direct_transport_to_an_isolated_worker_says_how_to_expose_it(
+    rpc_server: RpcFactory, dist: DistFactory
+) -> None:
+    server = await rpc_server()
+    remote = RemoteWorker(server.target, token=TOKEN)
+    try:
+        assert (await remote.capabilities()).direct_endpoint == ""  # nothing outside its namespace can dial it
+    finally:
+        await remote.close()
+    with pytest.raises(BackendUnavailable, match="--no-worker-isolation"):
+        await dist([server], transport="direct")

@@ -77,7 +77,8 @@ class RpcWorkerService(rpc.RpcWorkerServicer):
         self.token = token
         self.max_frame = max_frame
         self.device_kind = device_kind
-        self.direct_endpoint = direct_endpoint or worker.endpoint
+        # "": none (an isolated worker cannot be dialled from outside its namespace).
+        self.direct_endpoint = worker.endpoint if direct_endpoint is None else direct_endpoint
         self.advice = advice or WorkerAdvice()
         self.preseeded = preseeded if preseeded is not None else []
         self.memory_limit = memory_limit
