@@ -10,6 +10,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
+import signal
 import socket
 import struct
 import sys
@@ -141,3 +143,15 @@ async def test_direct_transport_to_an_isolated_worker_says_how_to_expose_it(
         await remote.close()
     with pytest.raises(BackendUnavailable, match="--no-worker-isolation"):
         await dist([server], transport="direct")
+
+
+async def test_a_crashed_isolated_worker_is_restarted_in_a_fresh_namespace(rpc_server: RpcFactory) -> None:
+    server = await rpc_server()
+    old = server.worker.pid
+    assert old is not None and server.worker.isolated
+    os.kill(old, signal.SIGKILL)  # the ggml-rpc-server itself, as a crash would: its gate exits with it
+    async with asyncio.timeout(30):
+        while server.worker.restarts == 0:
+            await asyncio.sleep(0.05)
+    assert await server.worker.wait_running(5) and server.worker.isolated and server.worker.pid != old
+    assert await asyncio.wait_for(one_session(server, "stream"), 15) == 1
