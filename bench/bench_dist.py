@@ -63,7 +63,9 @@ class Worker:
 async def start_worker(threads: int, *extra: str, cgroup: Path | None = None) -> Worker:
     """`olol rpc-server` (and so its ggml worker) as a process; in `cgroup` (cgroup v1 cpu) if given."""
     argv = [sys.executable, "-m", "olol.rpc", "--host", "127.0.0.1", "--port", "0", "-t", str(threads),
-            "--token", TOKEN, "--log-level", "warning", *extra]  # fmt: skip
+            "--token", TOKEN, "--log-level", "warning",
+            "--no-worker-isolation",  # plain llama-server and `--transport direct` dial the ggml worker itself
+            *extra]  # fmt: skip
     if cgroup is not None:  # join the group before exec, so the worker is born (and measured) in it
         argv = ["sh", "-c", f'echo $$ > {cgroup}/cgroup.procs && exec "$@"', "sh", *argv]
     proc = await asyncio.create_subprocess_exec(*argv, stdout=asyncio.subprocess.PIPE)

@@ -88,7 +88,8 @@ async def test_rpc_server_process_flags_and_cleanup(llama_bins: object) -> None:
         await worker.close()
         assert caps.threads == 1 and caps.devices[0].name == "CPU" and caps.devices[0].free_bytes == 64 * MIB
         assert (caps.context_window, caps.quantize, caps.flash_attention) == (1024, "q8_0", True)
-        assert caps.protocol_version == "7.0.0" and caps.direct_endpoint == f"127.0.0.1:{m[2]}"
+        # The worker runs in a network namespace of its own: nothing can dial it directly (issue 20).
+        assert caps.protocol_version == "7.0.0" and caps.direct_endpoint == ""
         workers = [p for p in psutil.Process(proc.pid).children(recursive=True) if "ggml-rpc" in " ".join(p.cmdline())]
         assert workers
     finally:

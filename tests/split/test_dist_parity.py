@@ -14,7 +14,9 @@ pytestmark = pytest.mark.slow
 async def test_split_output_equals_single_host(
     rpc_server: RpcFactory, dist: DistFactory, baseline_text: str, transport: str, n_workers: int
 ) -> None:
-    servers = [await rpc_server(memory_limit=limit) for limit in LIMITS[n_workers]]
+    # Same-host --transport direct dials the workers themselves: they must be on the host's loopback.
+    worker = {"isolate": transport != "direct"}
+    servers = [await rpc_server(memory_limit=limit, worker=worker) for limit in LIMITS[n_workers]]
     coordinator = await dist(servers, transport=transport)
     assert coordinator.plan is not None
     assert coordinator.plan.tensor_split == {2: (4, 1), 3: (2, 2, 1)}[n_workers]

@@ -29,7 +29,8 @@ async def test_probe_measure_and_restart(llama_bins: LlamaBinaries) -> None:
             while worker.restarts == 0:
                 await asyncio.sleep(0.05)
         assert await worker.wait_running(1.0) and worker.port == port  # same port: direct-mode coordinators keep it
-        again = probe_worker(worker.host, worker.port, timeout=10)
+        # Through the worker's own connection path: on Linux it lives in a network namespace of its own.
+        again = probe_worker(worker.host, worker.port, timeout=10, sock=worker.connect_blocking(10))
         assert again.devices[0].name == "dev0"  # the protocol itself has no names: OLOL asked ggml for them
     finally:
         await worker.close()

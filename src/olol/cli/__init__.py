@@ -124,6 +124,12 @@ def rewrite_mode(args: Sequence[str]) -> list[str]:
 
 def main(argv: Sequence[str] | None = None) -> None:
     args = rewrite_mode(sys.argv[1:] if argv is None else argv)
+    if args[:1] == ["_netns-gate"]:
+        # The ggml worker's namespace gate (olol.rpc.netns_gate), which the one-file binary, having no
+        # `python -m`, runs as itself: before typer, and before anything that could start a thread.
+        from olol.rpc.netns_gate import main as gate
+
+        sys.exit(gate(args[1:]))
     if args == ["version"]:
         # What scripts, health checks and install checks run most: the command's own text, without typer.
         from olol.cli.info import print_version

@@ -61,6 +61,12 @@ class RpcServerOptions:
         help="Bind of the ggml worker: keep loopback unless coordinators use --transport direct.",
     )
     worker_port: int = setting(0, "--worker-port", help="Port of the ggml worker; 0: a free one.")
+    worker_isolation: bool = setting(
+        True, "--worker-isolation/--no-worker-isolation",
+        help="Linux: run a loopback ggml worker in a network namespace of its own, so no other local user "
+        "can reach it or hold its one connection (where none can be made: the host's loopback, with a warning). "
+        "Off: on the host's 127.0.0.1, for coordinators on this host using --transport direct.",
+    )
     max_frame: str = setting("4GiB", "--max-frame", help="Largest ggml message accepted.")
     max_memory: str | None = setting(
         None, "--max-memory", help="Memory per device offered to split models (e.g. 12GiB).", shown="all free"
@@ -86,7 +92,8 @@ def register(app: typer.Typer) -> None:
 
         Coordinators reach the worker through OLOL's tunnel: tickets from the gRPC service (cluster
         token, optional TLS) admit them to the data port (--data-port, default --port + 1), which
-        validates every ggml frame before the worker sees it.
+        validates every ggml frame before the worker sees it. On Linux the worker itself runs in a
+        network namespace of its own (--worker-isolation): no other local user can connect to it.
 
         With --discovery it advertises itself over mDNS (role "rpc", signed with the cluster
         token): `olol dist --discovery` finds it, and proxies keep it apart from inference hosts.
@@ -123,6 +130,7 @@ def register(app: typer.Typer) -> None:
                     binary=as_path(o.rpc_bin),
                     host=o.worker_host,
                     port=o.worker_port,
+                    isolate=o.worker_isolation,
                     threads=o.threads,
                     device=o.device,
                     cache_dir=Path(o.cache_dir).expanduser() if o.cache or seeds else None,

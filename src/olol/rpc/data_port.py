@@ -230,7 +230,8 @@ class _ClientSide(RelaySide):
         self.port.stats.worker_connections += 1
         loop = asyncio.get_running_loop()
         try:
-            _, side = await loop.create_connection(lambda: _WorkerSide(self), worker.host, worker.port)
+            sock = await worker.open_socket()  # an isolated worker's comes from its gate
+            _, side = await loop.create_connection(lambda: _WorkerSide(self), sock=sock)
         except OSError as exc:
             log.warning("data port: ggml worker %s: %s", worker.endpoint, exc)
             self.abort()

@@ -83,10 +83,11 @@ class RpcTensor:
 class GgmlClient:
     """One connection to a ggml-rpc-server. Use as a context manager; `timeout` bounds the whole session."""
 
-    def __init__(self, host: str, port: int, timeout: float = 5.0) -> None:
+    def __init__(self, host: str, port: int, timeout: float = 5.0, sock: socket.socket | None = None) -> None:
+        """`sock`: a connection already open to host:port (an isolated worker's, opened by its gate)."""
         self._deadline = time.monotonic() + timeout
         try:
-            self._sock = socket.create_connection((host, port), timeout=timeout)
+            self._sock = sock if sock is not None else socket.create_connection((host, port), timeout=timeout)
         except OSError as exc:
             raise GgmlError(f"cannot connect to ggml worker {host}:{port}: {exc}") from exc
         self._sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)

@@ -28,7 +28,9 @@ import json
 import logging
 import mmap
 import os
+import socket
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -113,11 +115,13 @@ def seed_cache(
     *,
     timeout: float = 600.0,
     device: int = 0,
+    connect: Callable[[float], socket.socket] | None = None,
 ) -> SeedReport:
     """Upload the cacheable weights of `path` to the worker at host:port with the cache flag.
 
     The worker must run with `-c` and `LLAMA_CACHE=cache_dir`, and no other
-    client may hold it (see `preseed`). Raises GgmlError if the worker refuses.
+    client may hold it (see `preseed`). Raises GgmlError if the worker refuses. `connect(timeout)`
+    opens the connection (an isolated worker's comes from `GgmlWorker.connect_blocking`).
     """
     if already_seeded(path, cache_dir):
         return SeedReport(path, 0, 0, skipped=True)
@@ -127,7 +131,8 @@ def seed_cache(
     with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as data:
         view = memoryview(data)
         try:
-            with GgmlClient(host, port, timeout=timeout) as client:
+            sock = connect(timeout) if connect is not None else None
+            with GgmlClient(host, port, timeout=timeout, sock=sock) as client:
                 client.hello()
                 alignment = client.alignment(device)
                 largest = max(t.size for t in tensors)
@@ -153,7 +158,9 @@ async def preseed(worker: GgmlWorker, path: Path, *, log_wait: float = 2.0) -> S
         raise ValueError("pre-seeding needs the worker's tensor cache (--cache)")
     async with worker.lock:
         worker.take_saved()  # forget older lines
-        report = await asyncio.to_thread(seed_cache, path, worker.host, worker.port, cache_dir)
+        report = await asyncio.to_thread(
+            seed_cache, path, worker.host, worker.port, cache_dir, connect=worker.connect_blocking
+        )
         # The worker logs "saved to '<file>'" per tensor; its log is read on this loop, a moment later.
         files: list[str] = []
         deadline = time.monotonic() + log_wait

@@ -10,6 +10,7 @@ fewer threads than another on the same machine.
 
 from __future__ import annotations
 
+import socket
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -56,13 +57,15 @@ def probe_worker(
     measure: bool = False,
     matrix_bytes: int = DEFAULT_MATRIX_BYTES,
     device_names: Sequence[str] = (),
+    sock: socket.socket | None = None,
 ) -> WorkerProbe:
     """HELLO, DEVICE_COUNT and GET_DEVICE_MEMORY per device (and the speed test if `measure`).
 
     Holds the worker's only client connection for the duration: call it only
-    while no llama-server uses the worker. Raises GgmlError on any failure.
+    while no llama-server uses the worker. Raises GgmlError on any failure. `sock`: a connection already
+    open to the worker (`GgmlWorker.connect_blocking`), which the probe then owns.
     """
-    with GgmlClient(host, port, timeout=timeout) as client:
+    with GgmlClient(host, port, timeout=timeout, sock=sock) as client:
         version = client.hello()
         devices = []
         for index in range(client.device_count()):

@@ -168,7 +168,10 @@ async def _bind_data_port(data_port: DataPort, config: RpcServerConfig) -> None:
 
 
 def _direct_endpoint(worker: GgmlWorker) -> str:
-    """What a coordinator gives llama-server for --transport direct (a wildcard bind: the hostname)."""
+    """What a coordinator gives llama-server for --transport direct (a wildcard bind: the hostname; an
+    isolated worker: none, nothing outside its namespace can dial it)."""
+    if worker.isolated:
+        return ""
     if worker.config.host in ("0.0.0.0", "", "::"):
         import socket
 

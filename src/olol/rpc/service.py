@@ -77,7 +77,8 @@ class RpcWorkerService(rpc.RpcWorkerServicer):
         self.token = token
         self.max_frame = max_frame
         self.device_kind = device_kind
-        self.direct_endpoint = direct_endpoint or worker.endpoint
+        # "": none (an isolated worker cannot be dialled from outside its namespace).
+        self.direct_endpoint = worker.endpoint if direct_endpoint is None else direct_endpoint
         self.advice = advice or WorkerAdvice()
         self.preseeded = preseeded if preseeded is not None else []
         self.memory_limit = memory_limit
@@ -268,9 +269,7 @@ class _Session:
     async def _connect(self) -> asyncio.StreamWriter:
         worker = self.service.worker
         self.service.stats.worker_connections += 1
-        self.reader, self.writer = await asyncio.open_connection(worker.host, worker.port, limit=READ_SIZE)
-        sock = self.writer.get_extra_info("socket")
-        if sock is not None:
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        sock = await worker.open_socket()  # with TCP_NODELAY; an isolated worker's comes from its gate
+        self.reader, self.writer = await asyncio.open_connection(sock=sock, limit=READ_SIZE)
         self.connected.set()
         return self.writer

@@ -2,8 +2,12 @@
 
 The worker is bound to loopback on a private port by default: it has no
 authentication, so only OLOL's tunnel (or, with `--transport direct`, a
-deliberately wider bind) reaches it. It serves one client connection at a time
-and frees everything when that connection closes, which shapes this module:
+deliberately wider bind) reaches it. On Linux that loopback is the worker's
+own, in a network namespace made for it (`olol.rpc.isolation`), so no other
+local user can reach it or hold its one connection; where no
+namespace can be made it falls back to the host's 127.0.0.1 with a warning.
+It serves one client connection at a time and frees everything when that
+connection closes, which shapes this module:
 
 * probes (HELLO, DEVICE_COUNT, GET_DEVICE_MEMORY, the speed test) run only
   while no tunnel session holds the worker, under a lock, with a deadline, and
@@ -31,9 +35,17 @@ from olol.backends.llamacpp.bins import find_rpc_server
 from olol.lifecycle import cancel_and_wait, stop_process
 from olol.rpc.devices import list_devices, resolve_devices, worker_env
 from olol.rpc.ggml_client import GgmlError
+from olol.rpc.isolation import Gate, start_gate
 from olol.rpc.probe import DEFAULT_MATRIX_BYTES, WorkerProbe, probe_worker
 
-__all__ = ["GgmlWorker", "WorkerConfig", "WorkerUnavailable", "free_port", "spawn_worker_process"]
+__all__ = [
+    "GgmlWorker",
+    "WorkerConfig",
+    "WorkerUnavailable",
+    "free_port",
+    "isolation_wanted",
+    "spawn_worker_process",
+]
 
 log = logging.getLogger(__name__)
 
@@ -52,8 +64,10 @@ def _die_with_parent_prefix() -> list[str]:
     return [setpriv, "--pdeathsig", "TERM", "--"] if setpriv else []
 
 
-async def spawn_worker_process(argv: list[str], env: dict[str, str]) -> asyncio.subprocess.Process:
-    """Start the worker with SIGPIPE ignored and a death signal tied to this process.
+async def spawn_worker_process(
+    argv: list[str], env: dict[str, str], pass_fds: tuple[int, ...] = ()
+) -> asyncio.subprocess.Process:
+    """Start the worker (or its namespace gate) with SIGPIPE ignored and a death signal tied to this process.
 
     ggml-rpc-server writes replies with plain send(): with SIGPIPE at its default, a client that
     hangs up at the wrong moment kills the worker instead of ending its session with EPIPE.
@@ -74,6 +88,7 @@ async def spawn_worker_process(argv: list[str], env: dict[str, str]) -> asyncio.
         env=env,
         start_new_session=True,  # Ctrl-C at a terminal reaches us; we stop the worker in order
         restore_signals=False,
+        pass_fds=pass_fds,
     )
 
 
@@ -100,6 +115,16 @@ class WorkerConfig:
     max_backoff: float = 5.0
     stable_after: float = 60.0  # a run this long resets the restart budget
     log_lines: int = 200
+    #: Linux: a loopback worker runs in a network namespace of its own, reachable only through this process
+    #: (off: the host's 127.0.0.1, which same-host `--transport direct` coordinators need). A wider bind is a
+    #: deliberate exposure and is never isolated.
+    isolate: bool = True
+
+
+def isolation_wanted(config: WorkerConfig) -> bool:
+    """Linux, asked for, and a loopback bind (anything wider is a deliberate exposure)."""
+    loopback = config.host == "localhost" or config.host.startswith("127.")
+    return config.isolate and loopback and sys.platform == "linux"
 
 
 @dataclass
@@ -129,6 +154,9 @@ class GgmlWorker:
         self._restarting = False  # between a crash and the restarted worker's first probe
         self._started_at = 0.0
         self._failures = 0
+        self._gate: Gate | None = None
+        # None: not tried yet; then whether the worker runs in its own namespace (decided once, at start).
+        self._isolated: bool | None = None if isolation_wanted(config) else False
 
     # -- state ---------------------------------------------------------------
 
@@ -143,6 +171,18 @@ class GgmlWorker:
     @property
     def endpoint(self) -> str:
         return f"{self.host}:{self._port}"
+
+    @property
+    def isolated(self) -> bool:
+        """Whether the worker runs in a network namespace of its own (its endpoint is then its own loopback)."""
+        return bool(self._isolated)
+
+    @property
+    def pid(self) -> int | None:
+        """The ggml-rpc-server's pid (the gate's child when isolated)."""
+        if self._gate is not None:
+            return self._gate.worker_pid
+        return self._proc.pid if self._proc is not None else None
 
     @property
     def running(self) -> bool:
@@ -201,7 +241,32 @@ class GgmlWorker:
     async def kill(self) -> None:
         """SIGKILL the worker, leaving supervision on (tests simulate a crash with it)."""
         if self._proc is not None and self._proc.returncode is None:
-            self._proc.kill()
+            self._proc.kill()  # the gate, when isolated: its worker dies with it
+
+    async def open_socket(self) -> socket.socket:
+        """A connected, non-blocking socket to the worker, for the event loop (a tunnel session)."""
+        if self._gate is not None:
+            return await self._gate.connect()
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        try:
+            sock.setblocking(False)
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            await asyncio.get_running_loop().sock_connect(sock, (self.host, self._port))
+        except BaseException:
+            sock.close()
+            raise
+        return sock
+
+    def connect_blocking(self, timeout: float) -> socket.socket:
+        """A connected, blocking socket to the worker, for OLOL's own sessions (probes, seeding) in threads.
+        Raises GgmlError."""
+        gate = self._gate
+        try:
+            if gate is not None:
+                return gate.connect_blocking(timeout)
+            return socket.create_connection((self.host, self._port), timeout=timeout)
+        except OSError as exc:
+            raise GgmlError(f"cannot connect to ggml worker {self.endpoint}: {exc}") from exc
 
     async def wait_running(self, timeout: float) -> bool:
         """Whether the worker runs (and answered its probe), waiting up to `timeout` for a restart."""
@@ -251,6 +316,7 @@ class GgmlWorker:
             measure=measure,
             matrix_bytes=self.config.matrix_bytes,
             device_names=self.device_names,
+            sock=self.connect_blocking(self.config.probe_timeout),
         )
 
     async def _spawn(self) -> None:
@@ -259,8 +325,27 @@ class GgmlWorker:
             self.config.cache_dir.mkdir(parents=True, exist_ok=True)
             env["LLAMA_CACHE"] = str(self.config.cache_dir)  # the worker caches under $LLAMA_CACHE/rpc
         argv = self._argv()
-        log.info("starting %s", " ".join(argv))
-        self._proc = await spawn_worker_process(argv, env)
+        where = " in its own network namespace" if self._isolated is not False else ""
+        log.info("starting %s%s", " ".join(argv), where)
+        self._close_gate()
+        if self._isolated is False:
+            self._proc = await spawn_worker_process(argv, env)
+        else:
+            self._proc, self._gate, why = await start_gate(
+                argv, env, self._port, spawn_worker_process, self.config.start_timeout
+            )
+            if self._gate is None:
+                if self._isolated:  # it worked before: a restart must not quietly expose the worker
+                    raise WorkerUnavailable(f"the ggml worker's network namespace failed: {why}")
+                log.warning(
+                    "ggml worker NOT isolated (%s): it listens on the host's %s, where any local user can "
+                    "connect to it or hold its one connection; --no-worker-isolation says this is intended",
+                    why, self.endpoint,
+                )  # fmt: skip
+                self._isolated = False
+                self._proc = await spawn_worker_process(argv, env)
+            else:
+                self._isolated = True
         self._started_at = time.monotonic()
         assert self._proc.stdout is not None and self._proc.stderr is not None
         self._readers = [asyncio.create_task(self._read(s)) for s in (self._proc.stdout, self._proc.stderr)]
@@ -318,8 +403,14 @@ class GgmlWorker:
             self._restarting = False
             self._state.restarts += 1
 
+    def _close_gate(self) -> None:
+        if self._gate is not None:
+            self._gate.close()
+            self._gate = None
+
     async def _terminate(self) -> None:
         await stop_process(self._proc, 5.0)
+        self._close_gate()
         for reader in self._readers:
             reader.cancel()
         self._readers = []

@@ -215,6 +215,13 @@ class Coordinator:
 
     async def _endpoints(self, plan: DistPlan, devices: list[WorkerInfo]) -> dict[str, str]:
         if self.config.transport == "direct":
+            closed = sorted({d.address for d in devices if d.address in plan.used_addresses and not d.direct_endpoint})
+            if closed:
+                raise BackendUnavailable(
+                    f"--transport direct: the ggml worker of {', '.join(closed)} cannot be dialled (it runs in a "
+                    "network namespace of its own: start that rpc-server with --worker-host ADDRESS for other "
+                    "hosts, or --no-worker-isolation for this one)"
+                )
             return {d.address: d.direct_endpoint for d in devices}
         by_address = {w.address: w for w in self.workers}
         for address in plan.used_addresses:
