@@ -54,7 +54,9 @@ def unit(root: Path, name: str) -> dict[str, dict[str, list[str]]]:
 @pytest.mark.parametrize("name", UNITS)
 def test_unit_is_unprivileged_and_hardened(installed: Path, name: str) -> None:
     service = unit(installed, name)["Service"]
-    for key, want in REQUIRED.items():
+    # The rpc-server's ggml worker runs in a user + network namespace of its own (docs/security.md).
+    required = {**REQUIRED, "RestrictNamespaces": "user net"} if name == "olol-rpc-server.service" else REQUIRED
+    for key, want in required.items():
         assert service.get(key, [None])[-1] == want, f"{name}: {key}={service.get(key)} (want {want!r})"
     assert "root" not in service.get("User", [])
     assert "DynamicUser" not in service  # a fixed user owns /var/lib/olol across restarts
@@ -115,12 +117,17 @@ def test_systemd_analyze_verify_catches_a_broken_unit(installed: Path, tmp_path:
 
 @pytest.mark.parametrize("name", UNITS)
 def test_exposure_score(installed: Path, name: str) -> None:
-    """systemd's own security review rates each unit OK (below 2.0 of 10; 10 is root, unconfined)."""
+    """systemd's own security review rates each unit OK (below 2.0 of 10; 10 is root, unconfined).
+
+    The rpc-server's unit may reach 2.0: it allows user and network namespaces, which put the
+    unauthenticated ggml worker where no other local user can reach it (a bigger gain than the 0.4).
+    """
     require("systemd-analyze")
     done = run(["systemd-analyze", "security", "--offline=yes", f"--root={installed}", name], check=False)
     match = re.search(r"Overall exposure level for \S+: ([0-9.]+)", done.stdout)
     assert match, done.stdout + done.stderr
-    assert float(match.group(1)) < 2.0, done.stdout
+    limit = 2.05 if name.startswith("olol-rpc-server") else 2.0
+    assert float(match.group(1)) < limit, done.stdout
 
 
 def test_every_mode_has_a_unit_and_a_config() -> None:
