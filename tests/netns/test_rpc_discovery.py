@@ -43,19 +43,11 @@ async def start_rpc_in(lan: Lan, host: NetHost, bins: LlamaBinaries, token: str 
     return f"{host.address}:{RPC_PORT}"
 
 
-async def stop_host(host: NetHost) -> None:
-    """SIGTERM, as an operator would: the rpc-server says goodbye on mDNS before it goes."""
+async def stop_host(host: NetHost, crash: bool = False) -> None:
+    """SIGTERM, as an operator would (the rpc-server says goodbye on mDNS before it goes), or SIGKILL,
+    as a crash would (no goodbye: only the proxy's liveness probe can drop it)."""
     for proc in host.processes:
-        proc.terminate()
-    for proc in host.processes:
-        await proc.wait()
-    host.processes.clear()
-
-
-async def kill_host(host: NetHost) -> None:
-    """SIGKILL, as a crash would: no goodbye, so only the proxy's liveness probe can drop it."""
-    for proc in host.processes:
-        proc.kill()
+        proc.kill() if crash else proc.terminate()
     for proc in host.processes:
         await proc.wait()
     host.processes.clear()
@@ -97,7 +89,7 @@ async def test_rpc_servers_are_found_apart_from_agents(lan: Lan, llama_bins: Lla
         await wait_for(lambda: discovery.rpc_targets() == [w2], timeout=10)
         assert set(proxy.context.cluster.hosts) == {agent}
 
-        await kill_host(r2)  # no goodbye: two missed probes drop it
+        await stop_host(r2, crash=True)  # no goodbye: two missed probes drop it
         await wait_for(lambda: discovery.rpc_targets() == [], timeout=10)
         assert set(proxy.context.cluster.hosts) == {agent}
 
