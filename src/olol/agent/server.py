@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import signal
-import threading
 from concurrent import futures
 from dataclasses import dataclass
 from typing import Any
@@ -153,14 +151,17 @@ def run_agent(config: AgentConfig) -> None:
     if config.use_async:
         asyncio.run(_run_aio(config))
         return
+    asyncio.run(_run_threaded(config))
+
+
+async def _run_threaded(config: AgentConfig) -> None:
+    # The gRPC server has threads and a loop of its own; this loop only waits for the signal, and
+    # keeps its handlers while the server drains (a second Ctrl-C then does nothing).
     agent = ThreadedAgent.start(config)
     _announce(config, agent.port, "threaded")
-    stop = threading.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stop.set())
-    stop.wait()
+    await wait_for_signal()
     log.info("shutting down: draining in-flight calls (up to %.0fs)", config.grace)
-    agent.stop()
+    await asyncio.to_thread(agent.stop)
 
 
 async def _run_aio(config: AgentConfig) -> None:
