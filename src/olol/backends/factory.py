@@ -8,8 +8,8 @@ OLOL agent's gRPC address.
 a folder under `olol/backends/` (its adapter, and `local.build` making it from the agent's settings)
 and one line there.
 
-Adapters other than Ollama's are imported only when one is asked for: a proxy or client over plain
-Ollama hosts never loads grpc (the agent adapter) nor numpy (llama.cpp's).
+The llama.cpp adapter is imported only when an agent serves it (`llamacpp/local.py`): it brings
+numpy, which no proxy or client needs.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from collections.abc import Callable, Mapping
 from ssl import SSLContext
 from typing import TYPE_CHECKING
 
+from olol.backends.agent import AgentBackend
 from olol.backends.llamacpp import local as llamacpp_local
 from olol.backends.local import LocalOptions
 from olol.backends.ollama import local as ollama_local
@@ -51,9 +52,6 @@ def make_backend(
     target = spec.strip()
     if is_ollama_url(target):
         return OllamaBackend(target, parallel=parallel or 1, headers=headers, ssl=ssl)
-    # Here, not at the top: grpc is loaded only when agents are configured (import cost, not a cycle).
-    from olol.backends.agent import AgentBackend
-
     return AgentBackend(target, token=token, tls=tls)
 
 

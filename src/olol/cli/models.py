@@ -4,6 +4,8 @@
 pull feed (each layer line names its host and that host's totals), prints the
 notes the proxy sends (a LAN copy, a fallback, a substitution), and ends with
 a table of where the model went and how.
+
+Imports inside functions are start-up cost kept off the other commands (see `olol.cli`).
 """
 
 from __future__ import annotations

@@ -1,4 +1,7 @@
-"""`olol status`: the cluster as a table, from the proxy's `/api/status`."""
+"""`olol status`: the cluster as a table, from the proxy's `/api/status`.
+
+Imports inside functions are start-up cost kept off the other commands (see `olol.cli`).
+"""
 
 from __future__ import annotations
 
