@@ -6,7 +6,6 @@ adapters never import the agent.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Protocol
 
 from olol.backends.host_settings import HostSettings
@@ -15,31 +14,17 @@ __all__ = ["LocalOptions"]
 
 
 class LocalOptions(Protocol):
-    @property
-    def backend(self) -> str: ...
-    @property
-    def settings(self) -> HostSettings: ...
-    @property
-    def parallel(self) -> int | None: ...
-    @property
-    def ollama_host(self) -> str: ...
-    @property
-    def ollama_serve(self) -> bool: ...
-    @property
-    def ollama_bin(self) -> str | None: ...
-    @property
-    def llama_url(self) -> str | None: ...
-    @property
-    def model(self) -> str | None: ...
-    @property
-    def model_name(self) -> str | None: ...
-    @property
-    def models_dir(self) -> str | None: ...
-    @property
-    def llama_server_bin(self) -> str | None: ...
-    @property
-    def ctx_size(self) -> int: ...
-    @property
-    def threads(self) -> int | None: ...
-    @property
-    def llama_args(self) -> Sequence[str]: ...
+    backend: str
+    settings: HostSettings
+    parallel: int | None
+    ollama_host: str
+    ollama_serve: bool
+    ollama_bin: str | None
+    llama_url: str | None
+    model: str | None
+    model_name: str | None
+    models_dir: str | None
+    llama_server_bin: str | None
+    ctx_size: int
+    threads: int | None
+    llama_args: list[str]
