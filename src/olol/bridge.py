@@ -14,6 +14,8 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Itera
 from concurrent.futures import CancelledError, Future
 from typing import TypeVar, cast
 
+from olol.lifecycle import close_stream
+
 T = TypeVar("T")
 
 __all__ = ["LoopThread"]
@@ -84,10 +86,8 @@ class LoopThread:
                     return
                 yield item
         finally:
-            aclose = getattr(stream, "aclose", None)
-            if aclose is not None:
-                with contextlib.suppress(RuntimeError, CancelledError, TimeoutError):
-                    self._submit(aclose()).result(timeout=10)
+            with contextlib.suppress(RuntimeError, CancelledError, TimeoutError):
+                self._submit(close_stream(stream)).result(timeout=10)
 
     def aiter(self, items: Iterator[T]) -> AsyncIterator[T]:
         """A blocking iterator (a client-streaming request) as an async one on the loop."""

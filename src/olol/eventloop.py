@@ -23,7 +23,7 @@ def event_loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
     if os.environ.get("OLOL_EVENT_LOOP", "").strip().lower() == "asyncio":
         return None
     try:
-        import uvloop
+        import uvloop  # an optional dependency (not on Windows): here, so a missing one is only slower
     except ImportError:
         return None
     return uvloop.new_event_loop

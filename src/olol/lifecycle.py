@@ -1,8 +1,9 @@
 """Stopping what a service started (a background task, a child process), and being told to stop.
 
 Shared because each stop has one right order that is easy to get subtly wrong:
-a cancelled task must be awaited (or its cleanup never runs), and a child gets
-SIGTERM and a grace period before SIGKILL (or a wedged one outlives us). Every
+a cancelled task must be awaited (or its cleanup never runs), a child gets
+SIGTERM and a grace period before SIGKILL (or a wedged one outlives us), and a
+stream abandoned part way is closed (that is what stops its producer). Every
 long-running command waits for SIGINT/SIGTERM the same way (`wait_for_signal`).
 """
 
@@ -11,10 +12,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
-__all__ = ["cancel_and_wait", "ready_until_signal", "stop_process", "wait_for_signal"]
+__all__ = ["cancel_and_wait", "close_stream", "ready_until_signal", "stop_process", "wait_for_signal"]
 
 
 async def cancel_and_wait(task: asyncio.Task[Any] | None) -> None:
@@ -24,6 +25,17 @@ async def cancel_and_wait(task: asyncio.Task[Any] | None) -> None:
     task.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await task
+
+
+async def close_stream(stream: AsyncIterator[Any]) -> None:
+    """Close a stream early: for a backend's stream, that is what tells the backend to stop generating.
+
+    Not `contextlib.aclosing`: streams are typed `AsyncIterator` (an adapter may return any async
+    iterator), which need not have `aclose`, and callers close them in `except` blocks too.
+    """
+    aclose = getattr(stream, "aclose", None)
+    if aclose is not None:
+        await aclose()
 
 
 async def stop_process(

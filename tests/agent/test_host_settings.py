@@ -18,8 +18,9 @@ import pytest
 from typer.testing import CliRunner
 
 from olol.agent.config import AgentConfig
-from olol.agent.server import AioAgent, build_backend
+from olol.agent.server import AioAgent
 from olol.backends.agent import AgentBackend
+from olol.backends.factory import make_local_backend
 from olol.backends.host_settings import HostSettings
 from olol.backends.llamacpp.process import LlamaServerConfig
 from olol.backends.ollama.serve import SupervisedOllamaBackend
@@ -169,7 +170,7 @@ async def test_ollama_serve_gets_every_variable_and_is_restarted(fake_ollama: tu
                             load_timeout=90.0, debug=True, max_memory=4 << 30)  # fmt: skip
     config = AgentConfig(host="127.0.0.1", port=0, ollama_host=url, ollama_serve=True, settings=settings,
                          state_interval=0.2)  # fmt: skip
-    backend = build_backend(config)
+    backend = make_local_backend(config)
     assert isinstance(backend, SupervisedOllamaBackend)
     agent = await AioAgent.start(config, backend)
     client = AgentBackend(agent.target)

@@ -14,7 +14,7 @@ import psutil
 import pytest
 
 from olol.agent.config import AgentConfig
-from olol.agent.server import build_backend
+from olol.backends.factory import make_local_backend
 from olol.backends.host_settings import HostSettings
 from olol.backends.llamacpp.bins import LlamaBinaries
 from olol.backends.llamacpp.host import LlamaHostBackend
@@ -86,7 +86,7 @@ async def test_every_setting_reaches_the_running_llama_server(
                             debug=True, load_timeout=77.0)  # fmt: skip
     config = AgentConfig(backend="llamacpp", models_dir=str(root), llama_server_bin=str(llama_bins.llama_server),
                          threads=1, parallel=3, settings=settings, ctx_size=256)  # fmt: skip
-    backend = build_backend(config)
+    backend = make_local_backend(config)
     assert isinstance(backend, LlamaHostBackend)
     try:
         final = (await collect(backend.chat(chat("a"))))[-1]

@@ -126,10 +126,14 @@ def test_split_name(quant: ModuleType, name: str, base: str, level: str | None) 
     assert quant.base_name(name) == base
 
 
-def test_normalize_name(quant: ModuleType) -> None:
-    assert quant.normalize_name("Llama3") == "llama3:latest"
-    assert quant.normalize_name("llama3:8b") == "llama3:8b"
-    assert quant.normalize_name("host:11434/ns/model") == "host:11434/ns/model:latest"
+def test_names_are_compared_with_the_one_normaliser(quant: ModuleType) -> None:
+    # (The normaliser's own cases: tests/fast/test_names.py.) The default registry is no part of a name,
+    # nor is a GGUF file's extension.
+    assert quant.best_match("registry.ollama.ai/library/llama3:8b-q5_1", REGISTRY) == "llama3:8b-q5_1"
+    assert quant.best_match("library/llama3:8b-q4_0", REGISTRY) == "llama3:8b-q5_1"
+    assert quant.best_match("llama3:8b-q8_0", ["library/llama3:8b-q8_0"]) == "library/llama3:8b-q8_0"
+    assert quant.best_match("Llama3.gguf", ["llama3:latest"]) == "llama3:latest"
+    assert quant.split_name("registry.ollama.ai/library/llama3:8b-Q4_0") == ("llama3:8b", "q4_0")
 
 
 REGISTRY = [
@@ -198,7 +202,6 @@ names = st.text(alphabet=st.sampled_from("abQK_-.:/0123458 fpi"), max_size=24) |
 def test_compiled_matches_twin(name: str, other: str, models: list[str]) -> None:
     twin, compiled = both("quant")
     assert compiled.split_name(name) == twin.split_name(name)
-    assert compiled.normalize_name(name) == twin.normalize_name(name)
     assert compiled.compatible(name, other) == twin.compatible(name, other)
     assert compiled.candidates(name) == twin.candidates(name)
     assert compiled.rank(name) == twin.rank(name)

@@ -244,6 +244,28 @@ async def test_body_cut_short_raises() -> None:
         pool.close()
 
 
+async def test_interim_reply_is_skipped_and_a_malformed_one_raises() -> None:
+    async def interim(conn: Conn, _request: bytes) -> bool:
+        conn.send(b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\nX-A:  b \r\n\r\nok")
+        return True
+
+    async def garbled(conn: Conn, _request: bytes) -> bool:
+        conn.send(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n{}\n\r\n")
+        return True
+
+    async with serving(interim, garbled) as server:
+        pool = HttpPool(server.url)
+        resp = await pool.post("/api/generate", b"{}")
+        assert (resp.status, resp.headers["x-a"], await resp.read()) == (200, "b", b"ok")
+        resp.close()
+        resp = await pool.post("/api/generate", b"{}")
+        with pytest.raises(ConnectionClosed, match="malformed reply"):
+            await resp.read()
+        resp.close()
+        assert server.connections == 1
+        pool.close()
+
+
 async def test_backend_maps_errors_and_stream_breaks_to_ollama_errors() -> None:
     async def broken_stream(conn: Conn, _request: bytes) -> bool:
         conn.send(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n10\r\n{\"done\":false}\n\r\n")

@@ -120,6 +120,12 @@ def test_url_without_scheme_and_a_plain_ollama(server: _Server) -> None:
         assert "404: 404" not in result.output and "unknown url type" not in result.output
 
 
+def test_json_output_can_be_asked_for_by_the_environment(server: _Server) -> None:
+    result = CliRunner().invoke(app, ["status", "--url", server.address], env={"OLOL_JSON": "1"})
+    if server.olol_proxy:
+        assert result.exit_code == 0 and json.loads(result.output)["balancer"] == "adaptive"
+
+
 def test_a_mistyped_scheme_in_servers_is_refused() -> None:
     result = CliRunner().invoke(app, ["proxy", "--servers", "htp://gpu1:11434"])
     assert result.exit_code == 2 and "unknown scheme htp://" in result.output

@@ -70,6 +70,15 @@ def test_every_option_of_every_mode_shows_its_default_and_env_var(mode: str) -> 
         assert "[default: " in line, f"olol {mode} {name}: {line}"
 
 
+@pytest.mark.parametrize("command", ["status", "models"])
+def test_the_cluster_views_show_every_default_and_env_var(command: str) -> None:
+    lines = help_lines(command)
+    assert "--json" in lines and "--url" in lines
+    for name, line in lines.items():
+        if name not in NOT_SETTINGS:
+            assert "[env var: " in line and "[default: " in line, f"olol {command} {name}: {line}"
+
+
 def test_flag_beats_env_beats_file_beats_default() -> None:
     file = {"server": {"ctx_size": 1024, "port": 6000}}
     env = {"OLOL_SERVER_CTX_SIZE": "4096", "OLOL_SERVER_THREADS": "3"}

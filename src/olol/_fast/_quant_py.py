@@ -4,8 +4,9 @@ Pure-Python twin of `quant_c.pyx` (same API, same behaviour); import the facade
 `olol._fast.quant` rather than this module. The rule itself lives in
 `_quant_table`.
 
-Names are compared case-insensitively with Ollama's default tag: `llama3` is
-`llama3:latest`. The level is the last `-`, `.` or `_`-separated part of the
+Names are compared as Ollama compares them (`olol._fast.names.normalize`: case-insensitively,
+without the default registry, with the default tag: `llama3` is `llama3:latest`), and a GGUF
+file's name without `.gguf`. The level is the last `-`, `.` or `_`-separated part of the
 tag (or, for a name without a tag such as a GGUF file name, of the name), so
 `llama3:8b-instruct-Q4_K_M` is base `llama3:8b-instruct` at `q4_k_m`, and
 `Llama-3-8B.Q4_K_M.gguf` is base `llama-3-8b:latest` at `q4_k_m`.
@@ -25,6 +26,7 @@ from olol._fast._quant_table import (
     TOKENS,
     UNSPECIFIED_POSITION,
 )
+from olol._fast.names import drop_default_prefix, normalize
 
 __all__ = [
     "LEVELS",
@@ -33,7 +35,6 @@ __all__ = [
     "candidates",
     "compatible",
     "normalize_level",
-    "normalize_name",
     "parse_level",
     "rank",
     "split_name",
@@ -43,14 +44,9 @@ _GGUF = ".gguf"
 
 
 def _clean(name: str) -> str:
+    """Lower-case, without `.gguf` and the default registry: what the parser reads."""
     s = name.strip().lower()
-    return s[: -len(_GGUF)] if s.endswith(_GGUF) else s
-
-
-def normalize_name(name: str) -> str:
-    """Lower-case, without `.gguf`, with the default tag `:latest` when none is given."""
-    s = _clean(name)
-    return s if s.rfind(":") > s.rfind("/") else s + ":latest"
+    return drop_default_prefix(s[: -len(_GGUF)] if s.endswith(_GGUF) else s)
 
 
 def split_name(name: str) -> tuple[str, str | None]:
@@ -134,13 +130,13 @@ def best_match(requested_model: str, available_models: Sequence[str]) -> str | N
     the most preferred compatible level (`candidates` order; with no level
     requested, the best quantized one). Ties keep the order of `available_models`.
     """
-    wanted = normalize_name(requested_model)
+    wanted = normalize(_clean(requested_model))
     base, level = split_name(requested_model)
     preference = UNSPECIFIED_POSITION if level is None else CANDIDATE_POSITION[level]
     best: str | None = None
     best_position = len(LEVELS)
     for name in available_models:
-        if normalize_name(name) == wanted:
+        if normalize(_clean(name)) == wanted:
             return name
         other_base, other_level = split_name(name)
         if other_level is None or other_base != base:

@@ -19,7 +19,6 @@ __all__ = [
     "candidates",
     "compatible",
     "normalize_level",
-    "normalize_name",
     "parse_level",
     "rank",
     "split_name",
@@ -33,7 +32,6 @@ if TYPE_CHECKING:
         candidates,
         compatible,
         normalize_level,
-        normalize_name,
         parse_level,
         rank,
         split_name,
@@ -46,7 +44,6 @@ else:
     candidates = _impl.candidates
     compatible = _impl.compatible
     normalize_level = _impl.normalize_level
-    normalize_name = _impl.normalize_name
     parse_level = _impl.parse_level
     rank = _impl.rank
     split_name = _impl.split_name

@@ -8,6 +8,7 @@ replaces two `rfind`s, `parse_level` and `best_match` never build a base name
 they do not need, and the tables are C-typed dicts instead of module globals.
 """
 
+from olol._fast.names import DEFAULT_PREFIXES as _DEFAULT_PREFIXES, normalize
 from olol._fast._quant_table import (
     CANDIDATE_POSITION as _CANDIDATE_POSITION,
     CANDIDATES as _CANDIDATES,
@@ -26,7 +27,6 @@ __all__ = [
     "candidates",
     "compatible",
     "normalize_level",
-    "normalize_name",
     "parse_level",
     "rank",
     "split_name",
@@ -57,8 +57,12 @@ cdef extern from "Python.h":
     const unsigned char* PyUnicode_1BYTE_DATA(object o)
 
 
+cdef tuple PREFIXES = tuple(_DEFAULT_PREFIXES)
+
+
 cdef str _clean(str name):
-    """`name.strip().lower()` without `.gguf`, skipping both calls for names already clean."""
+    """`name.strip().lower()` without `.gguf` and the default registry, skipping both calls for names
+    already clean."""
     cdef Py_ssize_t n = len(name)
     cdef Py_ssize_t i
     cdef const unsigned char* data
@@ -72,7 +76,11 @@ cdef str _clean(str name):
                 break
     cdef str s = name if clean else name.strip().lower()
     if s.endswith(".gguf"):
-        return s[:len(s) - 5]
+        s = s[:len(s) - 5]
+    cdef str prefix
+    for prefix in PREFIXES:
+        if s.startswith(prefix):
+            return s[len(prefix):]
     return s
 
 
@@ -124,14 +132,6 @@ cdef str _base(str s, Parsed* p, object level):
     if p.tagged:
         return s[:p.colon] + ":" + (s[p.start:p.cut] or "latest")
     return s[:p.cut] + ":latest"
-
-
-cpdef str normalize_name(str name):
-    """Lower-case, without `.gguf`, with the default tag `:latest` when none is given."""
-    cdef str s = _clean(name)
-    if s.rfind(":") > s.rfind("/"):
-        return s
-    return s + ":latest"
 
 
 cpdef tuple split_name(str name):
@@ -190,8 +190,8 @@ def candidates(str requested):
 
 def best_match(str requested_model, available_models):
     """The available model that best serves `requested_model`, or None (see `_quant_py`)."""
-    cdef str wanted = normalize_name(requested_model)
     cdef str s = _clean(requested_model)
+    cdef str wanted = normalize(s)
     cdef Parsed p
     level = _find_level(s, &p)
     cdef str base = _base(s, &p, level)
@@ -202,9 +202,7 @@ def best_match(str requested_model, available_models):
     for name in available_models:
         other = _clean(name)
         other_level = _find_level(other, &p)
-        # The normalized name, without building it: clean, plus ":latest" when untagged.
-        if (other == wanted) if p.tagged else (len(other) + 7 == len(wanted) and wanted.startswith(other)
-                                                and wanted.endswith(":latest")):
+        if normalize(other) == wanted:  # the one normaliser (cached): an exact name wins
             return name
         if other_level is None:
             continue

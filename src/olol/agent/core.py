@@ -14,8 +14,9 @@ from olol import PROTOCOL_VERSION, __version__
 from olol.agent.hardware import hardware_report
 from olol.agent.state import HostStateTracker
 from olol.backends.host_settings import HostSettings
-from olol.cluster.backend import Backend, close_stream
+from olol.cluster.backend import Backend
 from olol.errors import BadRequest
+from olol.lifecycle import close_stream
 from olol.proto import pb
 from olol.wire import convert
 

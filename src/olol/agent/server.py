@@ -1,14 +1,11 @@
-"""Agent lifecycle: build the backend, serve gRPC (threaded or asyncio), drain on SIGTERM."""
+"""Agent lifecycle: build the backend (`olol.backends.factory`), serve gRPC (threaded or asyncio), drain on SIGTERM."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import signal
-import threading
 from concurrent import futures
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import grpc
@@ -17,6 +14,7 @@ from olol.agent.config import AgentConfig
 from olol.agent.core import AgentCore
 from olol.agent.servicers import add_to_server, aio_servicer, sync_servicer
 from olol.agent.transfer import TransferService, add_transfer_service, build_transfer_service
+from olol.backends.factory import make_local_backend
 from olol.bridge import LoopThread
 from olol.cluster.backend import Backend
 from olol.discovery.agent_side import Announcer, advertised_addresses, start_announcer
@@ -25,7 +23,7 @@ from olol.security.serving import bind_grpc, grpc_interceptors
 
 log = logging.getLogger("olol.agent")
 
-__all__ = ["AioAgent", "ThreadedAgent", "build_backend", "run_agent"]
+__all__ = ["AioAgent", "ThreadedAgent", "run_agent"]
 
 # Large enough for a batch of embeddings or a blob chunk; grpc's default is 4 MiB.
 _MAX_MESSAGE = 64 * 1024 * 1024
@@ -38,44 +36,6 @@ _OPTIONS = [
     ("grpc.http2.min_recv_ping_interval_without_data_ms", 500),
     ("grpc.http2.max_ping_strikes", 0),
 ]
-
-
-def build_backend(config: AgentConfig) -> Backend:
-    config.settings.warn_fallbacks()
-    if config.backend == "ollama":
-        from olol.backends.ollama.backend import OllamaBackend
-
-        if config.ollama_serve:
-            from olol.backends.ollama.serve import SupervisedOllamaBackend
-
-            return SupervisedOllamaBackend(
-                config.ollama_host, config.settings, parallel=config.parallel or 1, binary=config.ollama_bin
-            )
-
-        return OllamaBackend(config.ollama_host, parallel=config.parallel or 1, settings=config.settings)
-    if config.backend == "llamacpp":
-        from olol.backends.llamacpp.backend import LlamaCppBackend
-
-        if config.llama_url:  # a llama-server someone else runs: attach, tune nothing
-            return LlamaCppBackend(url=config.llama_url, model_path=config.model, model_name=config.model_name)
-        if not config.model and not config.models_dir:
-            raise ValueError("--backend llamacpp needs --llama-url URL, --model PATH or --models-dir DIR")
-        from olol.backends.llamacpp.host import LlamaHostBackend
-        from olol.backends.llamacpp.process import LlamaServerConfig
-
-        options = {"ctx_size": config.ctx_size, **config.settings.llama_server_options()}  # the settings win
-        template = LlamaServerConfig(
-            model_path=Path(config.model or config.models_dir or "."),
-            threads=config.threads,
-            parallel=config.parallel or 4,
-            binary=Path(config.llama_server_bin) if config.llama_server_bin else None,
-            extra_args=tuple(config.llama_args),
-            **options,
-        )
-        return LlamaHostBackend(
-            template, models_dir=config.models_dir, model_name=config.model_name, settings=config.settings
-        )
-    raise ValueError(f"unknown backend {config.backend!r} (choose ollama or llamacpp)")
 
 
 @dataclass
@@ -98,7 +58,7 @@ class ThreadedAgent:
     def start(cls, config: AgentConfig, backend: Backend | None = None) -> ThreadedAgent:
         loop = LoopThread()
         core = AgentCore(
-            backend or build_backend(config), parallel=config.parallel, state_interval=config.state_interval,
+            backend or make_local_backend(config), parallel=config.parallel, state_interval=config.state_interval,
             settings=config.settings,
         )
         try:
@@ -146,7 +106,7 @@ class AioAgent:
     @classmethod
     async def start(cls, config: AgentConfig, backend: Backend | None = None) -> AioAgent:
         core = AgentCore(
-            backend or build_backend(config), parallel=config.parallel, state_interval=config.state_interval,
+            backend or make_local_backend(config), parallel=config.parallel, state_interval=config.state_interval,
             settings=config.settings,
         )
         await core.start()
@@ -191,14 +151,17 @@ def run_agent(config: AgentConfig) -> None:
     if config.use_async:
         asyncio.run(_run_aio(config))
         return
+    asyncio.run(_run_threaded(config))
+
+
+async def _run_threaded(config: AgentConfig) -> None:
+    # The gRPC server has threads and a loop of its own; this loop only waits for the signal, and
+    # keeps its handlers while the server drains (a second Ctrl-C then does nothing).
     agent = ThreadedAgent.start(config)
     _announce(config, agent.port, "threaded")
-    stop = threading.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stop.set())
-    stop.wait()
+    await wait_for_signal()
     log.info("shutting down: draining in-flight calls (up to %.0fs)", config.grace)
-    agent.stop()
+    await asyncio.to_thread(agent.stop)
 
 
 async def _run_aio(config: AgentConfig) -> None:

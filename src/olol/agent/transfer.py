@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import shutil
 import time
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
@@ -16,12 +17,15 @@ from typing import Any
 
 import psutil
 
+from olol.agent import servicers
 from olol.agent.config import AgentConfig
+from olol.agent.hardware import gpus
 from olol.bridge import LoopThread
 from olol.cluster.backend import Backend
 from olol.errors import BadRequest, ModelNotFound, Unsupported
 from olol.proto import models_grpc as rpc
 from olol.proto import models_pb as pb
+from olol.security.tokens import token_metadata
 from olol.transfer._memory import keep_freed_buffers
 from olol.transfer.blobs import read_chunks
 from olol.transfer.client import TransferClient
@@ -33,6 +37,7 @@ from olol.transfer.paths import default_ollama_models, default_transfer_dir
 from olol.transfer.registry import DEFAULT_REGISTRY, RegistrySource
 from olol.transfer.stores import BlobNotFound, GgufDir, ModelStore, OllamaModelsDir
 from olol.transfer.throttle import BandwidthLimiter
+from olol.wire.status import protocol_metadata
 
 __all__ = ["TRANSFER_METHODS", "TransferService", "add_transfer_service", "build_transfer_service"]
 
@@ -185,8 +190,6 @@ class TransferService:
     def _vram_free(self) -> int:
         at, value = self._vram
         if time.monotonic() - at > _VRAM_TTL:
-            from olol.agent.hardware import gpus
-
             value = sum(g.memory_free for g in gpus())
             self._vram = (time.monotonic(), value)
         return value
@@ -218,8 +221,6 @@ def _progress(line: dict[str, Any]) -> pb.FetchProgress:
 
 
 def _disk_free(path: Path) -> int:
-    import shutil
-
     for candidate in (path, *path.parents):
         if candidate.exists():
             return shutil.disk_usage(candidate).free
@@ -237,9 +238,6 @@ def build_transfer_service(config: AgentConfig, backend: Backend) -> TransferSer
         store = GgufDir(Path(config.models_dir or Path(str(config.model)).parent).expanduser())
     staging = Path(config.transfer_dir).expanduser() if config.transfer_dir else default_transfer_dir()
     # Peers are called with this agent's own cluster credentials (the same token and TLS files it serves with).
-    from olol.security.tokens import token_metadata
-    from olol.wire.status import protocol_metadata
-
     metadata = (*protocol_metadata(), *token_metadata(config.security.token))
     keep_freed_buffers()  # a copy's 1 MiB buffers, reused rather than faulted in afresh for every chunk
     credentials = config.security.tls.channel_credentials() if config.security.tls.enabled else None
@@ -257,8 +255,6 @@ def build_transfer_service(config: AgentConfig, backend: Backend) -> TransferSer
 
 def add_transfer_service(server: Any, service: TransferService, loop: LoopThread | None = None) -> None:
     """Register `service` on an agent's server: threaded when `loop` is given, else asyncio."""
-    from olol.agent import servicers
-
     if loop is None:
         attrs = {
             name: servicers._aio_method(getattr(service, attr), shape)

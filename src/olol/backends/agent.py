@@ -12,6 +12,7 @@ import grpc
 from olol.cluster.backend import JSON, Backend, BackendInfo
 from olol.errors import OlolError
 from olol.proto import pb, rpc
+from olol.security.tokens import token_metadata
 from olol.wire import convert
 from olol.wire.status import error_from_rpc, protocol_metadata
 
@@ -51,8 +52,6 @@ class AgentBackend(Backend):
         tls: TlsFiles | None = None,
         extra_metadata: tuple[tuple[str, str], ...] = (),
     ) -> None:
-        from olol.security.tokens import token_metadata
-
         self.target = target.removeprefix("grpc://")
         self.timeout = timeout  # for unary calls; streams run as long as they produce
         self.tls = tls if tls is not None and tls.enabled else None

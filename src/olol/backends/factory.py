@@ -1,23 +1,34 @@
-"""The one place a target becomes a `Backend`: for the proxy's `--servers`, discovered hosts, and clients.
+"""The one place a `Backend` is built: a remote target, or the engine an agent serves on its own host.
 
-URLs with a scheme are plain Ollama servers (or an OLOL proxy, which speaks Ollama's API); anything
-else is an OLOL agent's gRPC address. The agent adapter is imported only when an agent is asked for,
-so a proxy or client over plain Ollama hosts never loads grpc.
+`make_backend`: a target of the proxy's `--servers`, a discovered host, or a client's. URLs with a
+scheme are plain Ollama servers (or an OLOL proxy, which speaks Ollama's API); anything else is an
+OLOL agent's gRPC address.
+
+`make_local_backend`: `olol server --backend NAME`, one entry of `ENGINES` a name. A new engine is
+a folder under `olol/backends/` (its adapter, and `local.build` making it from the agent's settings)
+and one line there.
+
+The llama.cpp adapter is imported only when an agent serves it (`llamacpp/local.py`): it brings
+numpy, which no proxy or client needs.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from ssl import SSLContext
 from typing import TYPE_CHECKING
 
+from olol.backends.agent import AgentBackend
+from olol.backends.llamacpp import local as llamacpp_local
+from olol.backends.local import LocalOptions
+from olol.backends.ollama import local as ollama_local
 from olol.backends.ollama.backend import OllamaBackend
 from olol.cluster.backend import Backend
 
 if TYPE_CHECKING:
     from olol.security.tls import TlsFiles
 
-__all__ = ["is_ollama_url", "make_backend"]
+__all__ = ["ENGINES", "is_ollama_url", "make_backend", "make_local_backend"]
 
 
 def is_ollama_url(spec: str) -> bool:
@@ -41,7 +52,21 @@ def make_backend(
     target = spec.strip()
     if is_ollama_url(target):
         return OllamaBackend(target, parallel=parallel or 1, headers=headers, ssl=ssl)
-    # Here, not at the top: grpc is loaded only when agents are configured (import cost, not a cycle).
-    from olol.backends.agent import AgentBackend
-
     return AgentBackend(target, token=token, tls=tls)
+
+
+#: `olol server --backend` name -> how its engine is built from the agent's settings (each engine's
+#: folder has its `local.build`).
+ENGINES: dict[str, Callable[[LocalOptions], Backend]] = {
+    "ollama": ollama_local.build,
+    "llamacpp": llamacpp_local.build,
+}
+
+
+def make_local_backend(options: LocalOptions) -> Backend:
+    """The engine `olol server` serves (`options.backend` names it); warns of host settings it ignores."""
+    options.settings.warn_fallbacks()
+    build = ENGINES.get(options.backend)
+    if build is None:
+        raise ValueError(f"unknown backend {options.backend!r} (choose {' or '.join(ENGINES)})")
+    return build(options)

@@ -1,4 +1,7 @@
-"""`olol certs`: a cluster token, a small cluster CA and host certificates, for people who have no PKI."""
+"""`olol certs`: a cluster token, a small cluster CA and host certificates, for people who have no PKI.
+
+Imports inside functions are start-up cost kept off the other commands (see `olol.cli`).
+"""
 
 from __future__ import annotations
 

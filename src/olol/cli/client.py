@@ -1,4 +1,7 @@
-"""`olol client`: send one prompt to an agent (gRPC) or a proxy (`--url`) and stream the answer."""
+"""`olol client`: send one prompt to an agent (gRPC) or a proxy (`--url`) and stream the answer.
+
+Imports inside functions are start-up cost kept off the other commands (see `olol.cli`).
+"""
 
 from __future__ import annotations
 
@@ -13,6 +16,7 @@ from olol.cli import security_options as sec
 from olol.cli.common import fail
 from olol.cli.options import Given, resolve, settings_options
 from olol.config import ConfigError, Settings, setting
+from olol.errors import OlolError
 
 if TYPE_CHECKING:
     from olol.client.credentials import ClientCredentials
@@ -29,7 +33,6 @@ async def _run(
     credentials: ClientCredentials,
 ) -> int:
     from olol.aio import backend_for
-    from olol.errors import OlolError
 
     backend = backend_for(target, credentials)
     try:

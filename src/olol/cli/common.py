@@ -38,6 +38,12 @@ PROXY_URL_OPTION = typer.Option(
 )
 
 
+def json_option(what: str) -> Any:
+    """`--json` of the commands that print tables: `what` is printed instead (OLOL_JSON=1 for scripts)."""
+    return typer.Option(False, "--json", envvar="OLOL_JSON", show_envvar=False,
+                        help=f"Print {what}.  \\[env var: OLOL_JSON]  \\[default: off]")
+
+
 def settings(section: str, config: Path | None) -> Settings:
     try:
         return Settings(section, load_file(config))

@@ -1,4 +1,7 @@
-"""`olol demo`."""
+"""`olol demo`.
+
+Imports inside functions are start-up cost kept off the other commands (see `olol.cli`).
+"""
 
 from __future__ import annotations
 

@@ -6,12 +6,15 @@ needs no download), starts N agents as
 separate processes (each supervising its own llama-server), puts the proxy in
 front of them, sends a chat through the proxy, prints the cluster table, and
 keeps serving until Ctrl-C, then stops everything it started.
+
+Imports inside functions are start-up cost kept off the other commands (see `olol.cli`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import signal
 import subprocess
@@ -117,8 +120,6 @@ async def _generate_once(url: str, model: str, prompt: str, say: Callable[[str],
     text: list[str] = []
     async with aiohttp.ClientSession() as session, session.post(f"{url}/api/generate", json=body) as resp:
         host = resp.headers.get("X-OLOL-Host", "?")
-        import json
-
         final: dict[str, object] = {}
         async for line in resp.content:
             if line.strip():

@@ -1,4 +1,7 @@
-"""`olol dist`: one model split across `olol rpc-server` hosts, served by llama-server."""
+"""`olol dist`: one model split across `olol rpc-server` hosts, served by llama-server.
+
+Imports inside functions are start-up cost kept off the other commands (see `olol.cli`).
+"""
 
 from __future__ import annotations
 
@@ -12,6 +15,7 @@ from olol.cli.common import CONFIG_OPTION, LOG_LEVEL_OPTION, fail, settings, set
 from olol.cli.options import Given, resolve, settings_options
 from olol.cli.rpc import as_path, no_grpc_fork_handlers
 from olol.config import ConfigError, setting
+from olol.errors import OlolError
 
 #: Environment variables of `olol dist`'s settings that have no historical name of their own.
 ENV_PREFIX = "OLOL_DIST_"
@@ -152,7 +156,6 @@ def register(app: typer.Typer) -> None:
             )
         except (ConfigError, ModelSourceError, ValueError, OSError) as exc:
             fail(str(exc))
-        from olol.errors import OlolError
         from olol.split.planner import PlanError
 
         try:

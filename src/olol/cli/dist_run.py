@@ -1,4 +1,7 @@
-"""`olol dist` as a process: print the plan, run one request, or serve until stopped."""
+"""`olol dist` as a process: print the plan, run one request, or serve until stopped.
+
+Imports inside functions are start-up cost kept off the other commands (see `olol.cli`).
+"""
 
 from __future__ import annotations
 

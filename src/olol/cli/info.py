@@ -1,4 +1,7 @@
-"""`olol version`."""
+"""`olol version`.
+
+Imports inside functions are start-up cost kept off the other commands (see `olol.cli`).
+"""
 
 from __future__ import annotations
 

@@ -4,6 +4,8 @@
 pull feed (each layer line names its host and that host's totals), prints the
 notes the proxy sends (a LAN copy, a fallback, a substitution), and ends with
 a table of where the model went and how.
+
+Imports inside functions are start-up cost kept off the other commands (see `olol.cli`).
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 import typer
 
 from olol.cli import security_options as sec
-from olol.cli.common import PROXY_URL_OPTION, fail, failure, open_proxy, read_proxy_json
+from olol.cli.common import PROXY_URL_OPTION, fail, failure, json_option, open_proxy, read_proxy_json
 from olol.cli.options import Given, settings_options
 from olol.cluster.backend import JSON
 from olol.config import ConfigError
@@ -168,7 +170,7 @@ def register(app: typer.Typer) -> None:
         quantize: str = typer.Option(None, "--quantize", "-q", help="Quantization to ask for, e.g. q5_0."),
         hosts: list[str] = typer.Option(None, "--host", help="Place exactly on this host (repeatable)."),
         url: str = PROXY_URL_OPTION,
-        as_json: bool = typer.Option(False, "--json", help="Print the proxy's NDJSON feed as it comes."),
+        as_json: bool = json_option("the proxy's NDJSON feed as it comes"),
     ) -> None:
         """Place a model on the cluster: replicas, LAN copies between hosts, the best quantization per host.
 
@@ -216,7 +218,7 @@ def register(app: typer.Typer) -> None:
     def models(
         given: Given,
         url: str = PROXY_URL_OPTION,
-        as_json: bool = typer.Option(False, "--json", help="Print the raw /api/tags and placement JSON."),
+        as_json: bool = json_option("the raw /api/tags and placement JSON"),
     ) -> None:
         """Show which model is on which host, replicas against --min-replicas, and placements in progress."""
         credentials = _credentials(given)

@@ -1,4 +1,7 @@
-"""`olol proxy`: the cluster's one Ollama-compatible endpoint."""
+"""`olol proxy`: the cluster's one Ollama-compatible endpoint.
+
+Imports inside functions are start-up cost kept off the other commands (see `olol.cli`).
+"""
 
 from __future__ import annotations
 

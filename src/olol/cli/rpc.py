@@ -1,4 +1,7 @@
-"""`olol rpc-server`: a ggml RPC worker host (llama.cpp's ggml-rpc-server behind OLOL's tunnel)."""
+"""`olol rpc-server`: a ggml RPC worker host (llama.cpp's ggml-rpc-server behind OLOL's tunnel).
+
+Imports inside functions are start-up cost kept off the other commands (see `olol.cli`).
+"""
 
 from __future__ import annotations
 

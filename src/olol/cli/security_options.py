@@ -9,6 +9,8 @@
 Each is a dataclass of `olol.config.setting` fields, so its options, their `[env var: ...]  [default: ...]`
 help and the flag > env > config file > default resolution are made by `olol.cli.options`; a command lists
 the bundles it takes in `settings_options(...)`. The token also comes from `--token-file` or `$OLOL_TOKEN_FILE`.
+
+Imports inside functions are start-up cost kept off the other commands (see `olol.cli`).
 """
 
 from __future__ import annotations

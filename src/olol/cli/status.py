@@ -1,4 +1,7 @@
-"""`olol status`: the cluster as a table, from the proxy's `/api/status`."""
+"""`olol status`: the cluster as a table, from the proxy's `/api/status`.
+
+Imports inside functions are start-up cost kept off the other commands (see `olol.cli`).
+"""
 
 from __future__ import annotations
 
@@ -9,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 import typer
 
 from olol.cli import security_options as sec
-from olol.cli.common import PROXY_URL_OPTION, fail, failure, read_proxy_json
+from olol.cli.common import PROXY_URL_OPTION, fail, failure, json_option, read_proxy_json
 from olol.cli.options import Given, settings_options
 from olol.config import ConfigError
 
@@ -109,7 +112,7 @@ def register(app: typer.Typer) -> None:
     def status(
         given: Given,
         url: str = PROXY_URL_OPTION,
-        as_json: bool = typer.Option(False, "--json", help="Print the raw /api/status JSON."),
+        as_json: bool = json_option("the raw /api/status JSON"),
     ) -> None:
         """Show the cluster: hosts, health, load, models, latency (from a running proxy)."""
         try:

@@ -23,18 +23,7 @@ from olol.errors import Unsupported
 
 JSON = dict[str, Any]
 
-__all__ = ["JSON", "Backend", "BackendInfo", "close_stream"]
-
-
-async def close_stream(stream: AsyncIterator[Any]) -> None:
-    """Close a backend's stream early: that is what tells the backend to stop generating.
-
-    Not `contextlib.aclosing`: streams are typed `AsyncIterator` (an adapter may return any async
-    iterator), which need not have `aclose`, and callers close them in `except` blocks too.
-    """
-    aclose = getattr(stream, "aclose", None)
-    if aclose is not None:
-        await aclose()
+__all__ = ["JSON", "Backend", "BackendInfo"]
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from olol.discovery.advert import Advert
+from olol.discovery.mdns import MdnsAdvertiser
 from olol.discovery.netif import local_ipv4s, route_source
 from olol.discovery.registrar import Registrar
 from olol.discovery.settings import DiscoverySettings
@@ -83,8 +84,6 @@ class Announcer:
         if not token:
             log.warning("announcing without a cluster token: adverts and registrations are unsigned")
         if self.settings.enabled and self.settings.mdns:
-            from olol.discovery.mdns import MdnsAdvertiser
-
             advert = self.advert()
             advertiser = MdnsAdvertiser(advert, advert.signed(token), self.settings.interface)
             try:

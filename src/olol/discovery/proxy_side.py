@@ -21,10 +21,13 @@ from aiohttp import web
 
 from olol.cluster import Cluster
 from olol.discovery.advert import Advert
+from olol.discovery.mdns import MdnsBrowser
 from olol.discovery.membership import AddHost, Membership, RemoveHost
+from olol.discovery.netif import local_ipv4s, scan_network
 from olol.discovery.reach import accepts
 from olol.discovery.registration import registration_handler
 from olol.discovery.rpc_roster import RpcRoster
+from olol.discovery.scan import SubnetScanner
 from olol.discovery.settings import DiscoverySettings
 from olol.security.settings import SecuritySettings
 
@@ -63,8 +66,6 @@ class ProxyDiscovery:
         if not self.token:
             log.warning("discovery without a cluster token: any host on the network can join this cluster")
         if self.settings.enabled and self.settings.mdns:
-            from olol.discovery.mdns import MdnsBrowser
-
             self.browser = MdnsBrowser(
                 self._found,
                 self._lost,
@@ -74,9 +75,6 @@ class ProxyDiscovery:
             )
             await self.browser.start()
         if self.settings.scan_subnet:
-            from olol.discovery.netif import local_ipv4s, scan_network
-            from olol.discovery.scan import SubnetScanner
-
             network = scan_network(self.settings.interface)
             self.scanner = SubnetScanner(
                 self.membership,

@@ -13,6 +13,7 @@ import contextlib
 import logging
 
 from olol.discovery.advert import Advert
+from olol.discovery.mdns import MdnsBrowser
 from olol.discovery.settings import DiscoverySettings
 
 __all__ = ["find_rpc_servers"]
@@ -24,8 +25,6 @@ async def find_rpc_servers(
     settings: DiscoverySettings, token: str | None, *, wait: float = 3.0, want: int | None = None
 ) -> list[str]:
     """`host:port` of the rpc-servers advertising, sorted (a stable split order); may be empty."""
-    from olol.discovery.mdns import MdnsBrowser
-
     found: dict[str, str] = {}
     enough = asyncio.Event()
 

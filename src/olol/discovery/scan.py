@@ -16,11 +16,15 @@ import ipaddress
 import logging
 from typing import TYPE_CHECKING, Any
 
+import grpc
+
 from olol.discovery.advert import format_target
 from olol.discovery.reach import accepts
 from olol.lifecycle import cancel_and_wait
+from olol.proto import pb, rpc
 from olol.security.grpc_auth import CHALLENGE_KEY, verify_proof
 from olol.security.signing import new_nonce
+from olol.wire.status import protocol_metadata
 
 if TYPE_CHECKING:
     from olol.discovery.membership import Membership
@@ -116,11 +120,6 @@ class SubnetScanner:
         return await accepts(address, port, _CONNECT_TIMEOUT) and await self._is_member(address, port)
 
     async def _is_member(self, address: str, port: int) -> bool:
-        import grpc
-
-        from olol.proto import pb, rpc
-        from olol.wire.status import protocol_metadata
-
         challenge = new_nonce()
         target = format_target(address, port)
         credentials = self.tls.channel_credentials() if self.tls is not None else None

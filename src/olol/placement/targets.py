@@ -54,7 +54,7 @@ class Room:
 
 async def _capacity(host: Host) -> tuple[int | None, int | None, bool]:
     """(disk free, memory free, has transfer service) as the host's agent reports them."""
-    from olol.transfer.client import TransferClient  # grpc: only once there are agents to ask
+    from olol.transfer.client import TransferClient  # import cost (see replicate._copy): agents only
 
     try:
         async with TransferClient.like(host.backend) as client:

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 from olol.config import setting
 from olol.discovery.settings import DiscoverySettings
-from olol.proxy.policies import DEFAULT_POLICY
+from olol.proxy.policies import DEFAULT_POLICY, POLICIES
 from olol.security.settings import SecuritySettings
 from olol.split.settings import DistributedSettings
 
@@ -30,11 +30,8 @@ class ProxyConfig:
         help="Hosts, comma-separated or repeated: agents as host:50051, plain Ollama as http://host:11434.",
         env="OLLAMA_SERVERS", type=list[str], shown="none (--discovery)",
     )
-    #: Routing policy: "adaptive" (default), "cache_aware", "least_connections" or "round_robin".
-    balancer: str = setting(
-        DEFAULT_POLICY, "--balancer",
-        help="Routing policy: adaptive, cache_aware (KV-cache prefixes), least_connections, round_robin."
-    )
+    #: Routing policy: a name of `olol.proxy.policies` (the list is made there, so a new one shows here).
+    balancer: str = setting(DEFAULT_POLICY, "--balancer", help=f"Routing policy: {', '.join(POLICIES)}.")
     #: Hosts a `/api/pull` (and blob upload) goes to; None = every healthy host, most free memory first.
     replicas: int | None = setting(None, "--replicas", help="Hosts an /api/pull goes to.", type=int,
                                    shown="every healthy host")

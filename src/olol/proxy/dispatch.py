@@ -16,9 +16,10 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Collection
 from typing import Any, TypeVar
 
 from olol.cluster import Cluster, normalize
-from olol.cluster.backend import JSON, Backend, close_stream
+from olol.cluster.backend import JSON, Backend
 from olol.cluster.routing import RouteRequest
 from olol.errors import BackendUnavailable, BadRequest, Cancelled, ModelNotFound, OlolError
+from olol.lifecycle import close_stream
 from olol.proxy.liveness import CallGuard, InFlightCalls, stall_timeout
 from olol.proxy.metrics import ProxyMetrics
 from olol.proxy.router import NoEligibleHost, Route, Router

@@ -24,7 +24,7 @@ from typing import Any
 from olol.cluster import Cluster, Host
 from olol.cluster.backend import JSON
 from olol.errors import OlolError
-from olol.lifecycle import cancel_and_wait
+from olol.lifecycle import cancel_and_wait, close_stream
 
 __all__ = ["HostMonitor"]
 
@@ -145,10 +145,8 @@ class HostMonitor:
                 pending.cancel()
                 with contextlib.suppress(BaseException):
                     await pending
-            close = getattr(feed, "aclose", None)
-            if close is not None:
-                with contextlib.suppress(Exception):
-                    await close()
+            with contextlib.suppress(Exception):
+                await close_stream(feed)
 
     async def _probe(self) -> bool:
         try:

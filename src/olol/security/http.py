@@ -32,6 +32,7 @@ from olol.security.apikeys import READ, ApiKey
 from olol.security.cors import CorsPolicy
 from olol.security.limits import BodyBudget, RateLimiter, trim_heap
 from olol.security.settings import SecuritySettings
+from olol.security.tokens import is_loopback
 from olol.wire.errors import error_body
 
 __all__ = [
@@ -321,8 +322,6 @@ def install_guards(
 
 def warn_if_open_http(logger: logging.Logger, host: str, port: int, settings: SecuritySettings) -> None:
     """No API keys is the default (a trusted machine), but never silently on an address others reach."""
-    from olol.security.tokens import is_loopback
-
     if not settings.api_keys.enabled and not is_loopback(host):
         logger.warning(
             "no API keys: anyone who can reach %s:%d can use this proxy's HTTP API "

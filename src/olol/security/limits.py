@@ -63,7 +63,7 @@ class HttpLimits:
         if self.max_connections_per_client is not None:
             return self.max_connections_per_client
         try:
-            import resource
+            import resource  # Unix only: here, so Windows falls back below
 
             soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
         except (ImportError, OSError, ValueError):  # no such limit here (Windows)

@@ -67,7 +67,7 @@ class TlsFiles:
             return None
         if not self.has_identity:
             raise ValueError("a TLS server needs both --tls-cert and --tls-key")
-        import grpc
+        import grpc  # import cost: only a process with gRPC TLS needs it (see the TYPE_CHECKING note)
 
         key, cert, ca = _read(self.key), _read(self.cert), _read(self.ca)
         assert key is not None and cert is not None
@@ -83,7 +83,7 @@ class TlsFiles:
         if not self.enabled:
             return None
         self.check()
-        import grpc
+        import grpc  # import cost: only a process with gRPC TLS needs it (see the TYPE_CHECKING note)
 
         return grpc.ssl_channel_credentials(
             root_certificates=_read(self.ca), private_key=_read(self.key), certificate_chain=_read(self.cert)

@@ -15,19 +15,18 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
 
 import grpc
 
 from olol.errors import OlolError
 from olol.proto import sessions_grpc as rpc
 from olol.proto import sessions_pb as pb
+from olol.security.serving import bind_grpc, client_grpc_interceptors
+from olol.security.settings import SecuritySettings
 from olol.sessions import wire
 from olol.sessions.manager import SessionManager
 from olol.wire.status import STATUS_KEY, check_protocol, code_for
-
-if TYPE_CHECKING:
-    from olol.security.settings import SecuritySettings
 
 __all__ = ["SessionsGrpcServer", "SessionsServicer"]
 
@@ -113,8 +112,6 @@ class SessionsGrpcServer:
         grace: float = 5.0,
         security: SecuritySettings | None = None,
     ) -> None:
-        from olol.security.settings import SecuritySettings
-
         self.manager = manager
         self.host = host
         self.requested_port = port
@@ -124,8 +121,6 @@ class SessionsGrpcServer:
         self._server: grpc.aio.Server | None = None
 
     async def start(self) -> int:
-        from olol.security.serving import bind_grpc, client_grpc_interceptors
-
         server = grpc.aio.server(options=_OPTIONS, interceptors=client_grpc_interceptors(self.security, aio=True))
         generated: Any = rpc  # generated code is untyped
         generated.add_SessionsServicer_to_server(SessionsServicer(self.manager), server)

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from olol.cluster.backend import Backend
 from olol.errors import OlolError
+from olol.lifecycle import close_stream
 from olol.transfer.manifest import Layer, ModelManifest, blob_file_name, gguf_file_name
 from olol.transfer.stores import GgufDir
 
@@ -123,9 +124,7 @@ class OllamaSink(ModelSink):
             if last != "success":
                 raise OlolError(f"creating {name} ended without success (last status {last!r})")
         finally:
-            close = getattr(stream, "aclose", None)
-            if close is not None:
-                await close()
+            await close_stream(stream)
         return name
 
 

@@ -10,6 +10,7 @@ import functools
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+from google.protobuf import json_format
 from google.protobuf.message import Message as PbMessage
 
 from olol.errors import BadRequest
@@ -608,8 +609,6 @@ def create_request_from_pb(msg: pb.CreateRequest) -> JSON:
 
 def pb_to_json(msg: PbMessage) -> JSON:
     """Generic fallback for messages with no Ollama counterpart (host state, hardware)."""
-    from google.protobuf import json_format
-
     result: JSON = json_format.MessageToDict(
         msg, preserving_proto_field_name=True, always_print_fields_with_no_presence=True
     )

@@ -6,11 +6,12 @@ per call). Inference calls need much less: one POST of a JSON body, sent in one 
 read either whole or line by line. This does only that, over a pool of kept-alive connections per
 host; everything else the Ollama adapter does still goes through aiohttp.
 
-What it keeps of HTTP/1.1: status line and headers, bodies framed by Content-Length, by chunked
-transfer-encoding (trailers skipped) or by the connection closing; `Connection: close` and HTTP/1.0
-replies are not reused. A connection goes back to the pool only once its reply was read to the end;
-a reply abandoned part way (the caller stopped reading, was cancelled or timed out) closes its
-connection, which is how the host learns that the client is gone and stops generating.
+Reading a reply is llhttp's job (`httptools`, the parser under uvicorn): status line, headers,
+bodies framed by Content-Length, by chunked transfer-encoding (extensions and trailers skipped) or by
+the connection closing. `Connection: close` and HTTP/1.0 replies are not reused. A connection goes
+back to the pool only once its reply was read to the end; a reply abandoned part way (the caller
+stopped reading, was cancelled or timed out) closes its connection, which is how the host learns
+that the client is gone and stops generating.
 
 A kept-alive connection may have been closed by the server while it sat idle; a request on a reused
 connection that ends before any byte of the reply came back is therefore sent once more, on a fresh
@@ -25,9 +26,11 @@ from collections.abc import Mapping
 from typing import cast
 from urllib.parse import urlsplit
 
+import httptools
+
 __all__ = ["ConnectionClosed", "HttpPool", "HttpResponse"]
 
-# Reading is paused above this many unread bytes (a slow client downstream), resumed below the low mark.
+# Reading is paused above this many unread body bytes (a slow client downstream), resumed below the low mark.
 _HIGH_WATER = 1 << 20
 _LOW_WATER = 1 << 18
 # Idle connections kept per host; a burst above this closes the extra ones once it is over.
@@ -35,24 +38,70 @@ _MAX_IDLE = 64
 # A status line and headers bigger than this are not an Ollama server talking.
 _MAX_HEAD = 1 << 16
 
-_LENGTH, _CHUNKED, _UNTIL_CLOSE = 0, 1, 2
-
 
 class ConnectionClosed(ConnectionError):
     """The server closed the connection before the reply was complete."""
 
 
 class _Connection(asyncio.Protocol):
-    """One TCP (or TLS) connection: a byte buffer filled by the loop, and a waiter for more."""
+    """One TCP (or TLS) connection, its parser, and the reply being read on it.
+
+    The loop feeds bytes to the parser, whose callbacks (`on_*`) fill in the reply: its status and
+    headers, then body bytes, then the end. Readers wait on `wait()` for more.
+    """
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop
         self.transport: asyncio.Transport | None = None
-        self.buffer = bytearray()
+        self.parser = httptools.HttpResponseParser(self)
         self.closed = False  # no more bytes will come: EOF, error or closed by us
         self.error: BaseException | None = None
         self._waiter: asyncio.Future[None] | None = None
         self._paused = False
+        self.begin()
+
+    def begin(self) -> None:
+        """Forget the last reply: a request is about to be sent."""
+        self.received = 0  # bytes of this reply so far
+        self.status = 0
+        self.raw_headers: list[tuple[bytes, bytes]] = []
+        self.head_done = False
+        self.framed = False  # Content-Length or chunked: else the body ends when the connection does
+        self.until_close = False
+        self.keep_alive = False
+        self.body = bytearray()  # decoded body bytes not handed out yet
+        self.complete = False
+        self.extra = False  # bytes came after the reply: the connection cannot be reused
+
+    # ------------------------------------------------------------------ parser callbacks
+    # Kept to what framing needs (headers are decoded only if someone asks): they run for every reply.
+    def on_header(self, name: bytes, value: bytes) -> None:
+        if self.head_done:  # a trailer
+            return
+        self.raw_headers.append((name, value))
+        key = name.lower()
+        if key == b"content-length" or (key == b"transfer-encoding" and b"chunked" in value.lower()):
+            self.framed = True
+
+    def on_headers_complete(self) -> None:
+        if self.complete:  # a second reply after ours: the connection is out of step
+            self.extra = True
+            return
+        status = self.parser.get_status_code()
+        if 100 <= status < 200:  # an interim reply (100 Continue): the real one follows
+            self.raw_headers, self.framed = [], False
+            return
+        self.status = status
+        self.head_done = True
+        self.keep_alive = self.parser.should_keep_alive()
+        self.until_close = not self.framed and status not in (204, 304)
+
+    def on_body(self, body: bytes) -> None:
+        self.body += body
+
+    def on_message_complete(self) -> None:
+        if self.head_done:  # else the end of an interim reply
+            self.complete = True
 
     # ------------------------------------------------------------------ loop callbacks
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -60,20 +109,31 @@ class _Connection(asyncio.Protocol):
         self.transport = cast(asyncio.Transport, transport)
 
     def data_received(self, data: bytes) -> None:
-        self.buffer += data
-        if len(self.buffer) > _HIGH_WATER and not self._paused and self.transport is not None:
+        self.received += len(data)
+        try:
+            self.parser.feed_data(data)
+            if not self.head_done and self.received > _MAX_HEAD:
+                raise ConnectionClosed("response head too large")
+        except (httptools.HttpParserError, ConnectionClosed) as exc:
+            self.error = exc if isinstance(exc, ConnectionClosed) else ConnectionClosed(f"malformed reply: {exc}")
+            self.close()
+        if len(self.body) > _HIGH_WATER and not self._paused and self.transport is not None:
             self._paused = True
             self.transport.pause_reading()
         self._wake()
 
     def eof_received(self) -> bool:
-        self.closed = True
-        self._wake()
+        self._ended(None)
         return False  # let the transport close itself
 
     def connection_lost(self, exc: Exception | None) -> None:
+        self._ended(exc)
+
+    def _ended(self, exc: BaseException | None) -> None:
+        if self.head_done and self.until_close and self.error is None:
+            self.complete = True  # what the parser cannot know: the connection's end is the body's
         self.closed = True
-        self.error = exc
+        self.error = self.error or exc
         self._wake()
 
     def _wake(self) -> None:
@@ -87,13 +147,15 @@ class _Connection(asyncio.Protocol):
     async def wait(self) -> None:
         """Return once more bytes arrived; raise `ConnectionClosed` if none ever will."""
         if self.closed:
+            if isinstance(self.error, ConnectionClosed):
+                raise self.error
             raise ConnectionClosed(f"connection closed: {self.error}" if self.error else "connection closed")
         waiter = self._waiter = self.loop.create_future()
         await waiter
 
     def consumed(self) -> None:
-        """The reader took bytes out of the buffer: reading may resume."""
-        if self._paused and len(self.buffer) < _LOW_WATER and self.transport is not None:
+        """The reader took bytes out of the body: reading may resume."""
+        if self._paused and len(self.body) < _LOW_WATER and self.transport is not None:
             self._paused = False
             self.transport.resume_reading()
 
@@ -110,113 +172,49 @@ class HttpResponse:
     connection to its pool when the body was read to the end, and closes it otherwise.
     """
 
-    def __init__(self, pool: HttpPool, conn: _Connection, status: int, headers: dict[str, str],
-                 framing: int, length: int, keep_alive: bool) -> None:
-        self.status = status
-        self.headers = headers
+    def __init__(self, pool: HttpPool, conn: _Connection) -> None:
+        self.status = conn.status
+        self._raw_headers = conn.raw_headers
         self._pool = pool
         self._conn: _Connection | None = conn
-        self._framing = framing
-        # Content-Length: bytes still to come; chunked: bytes left in the current chunk (-1: a size line next).
-        self._left = length
-        self._keep_alive = keep_alive
-        self._body = bytearray()  # decoded body bytes not handed out yet
-        self._complete = framing == _LENGTH and length == 0
+
+    @property
+    def headers(self) -> dict[str, str]:
+        """The reply's headers, names lower-cased."""
+        return {k.decode("latin-1").lower(): v.decode("latin-1").strip() for k, v in self._raw_headers}
 
     # ------------------------------------------------------------------ reading
     async def read(self) -> bytes:
         """The rest of the body."""
-        while not self._complete:
-            await self._fill()
-        body = bytes(self._body)
-        self._body.clear()
+        conn = self._open()
+        while not conn.complete:
+            await conn.wait()
+        body = bytes(conn.body)
+        conn.body.clear()
+        conn.consumed()
         return body
 
     async def readline(self) -> bytes:
         """The next line with its `\\n` (the last one may lack it); b"" once the body is over."""
+        conn = self._open()
+        body = conn.body
         while True:
-            end = self._body.find(b"\n")
+            end = body.find(b"\n")
             if end >= 0:
-                line = bytes(self._body[: end + 1])
-                del self._body[: end + 1]
+                line = bytes(body[: end + 1])
+                del body[: end + 1]
+                conn.consumed()
                 return line
-            if self._complete:
-                line = bytes(self._body)
-                self._body.clear()
+            if conn.complete:
+                line = bytes(body)
+                body.clear()
                 return line
-            await self._fill()
-
-    async def _fill(self) -> None:
-        """Decode what the connection holds into the body; wait for more when that was nothing."""
-        conn = self._conn
-        if conn is None:
-            raise ConnectionClosed("response already closed")
-        if not self._decode(conn.buffer):
-            if conn.closed and self._framing == _UNTIL_CLOSE:
-                self._complete = True
-                return
             await conn.wait()
-            self._decode(conn.buffer)
-        conn.consumed()
 
-    def _decode(self, buf: bytearray) -> bool:
-        """Move framed body bytes from `buf` into the body; whether anything moved or completed."""
-        if self._framing == _LENGTH:
-            take = min(self._left, len(buf))
-            if not take:
-                return False
-            self._body += buf[:take]
-            del buf[:take]
-            self._left -= take
-            self._complete = self._left == 0
-            return True
-        if self._framing == _UNTIL_CLOSE:
-            if not buf:
-                return False
-            self._body += buf
-            buf.clear()
-            return True
-        return self._decode_chunks(buf)
-
-    def _decode_chunks(self, buf: bytearray) -> bool:
-        progressed = False
-        while buf and not self._complete:
-            if self._left > 0:  # inside a chunk's data
-                take = min(self._left, len(buf))
-                self._body += buf[:take]
-                del buf[:take]
-                self._left -= take
-                progressed = True
-                if self._left == 0:
-                    self._left = -2  # its CRLF next
-                continue
-            if self._left == -2:
-                if len(buf) < 2:
-                    break
-                if buf[:2] != b"\r\n":
-                    raise ConnectionClosed("malformed chunked body")
-                del buf[:2]
-                self._left = -1
-                continue
-            end = buf.find(b"\r\n")
-            if end < 0:
-                if len(buf) > _MAX_HEAD:
-                    raise ConnectionClosed("malformed chunked body")
-                break
-            if self._left == -3:  # trailers after the last chunk, up to an empty line
-                del buf[: end + 2]
-                if end == 0:
-                    self._complete = True
-                    progressed = True
-                continue
-            size_field = bytes(buf[:end]).split(b";", 1)[0].strip()
-            try:
-                size = int(size_field, 16)
-            except ValueError:
-                raise ConnectionClosed(f"malformed chunk size {size_field[:20]!r}") from None
-            del buf[: end + 2]
-            self._left = size if size else -3
-        return progressed
+    def _open(self) -> _Connection:
+        if self._conn is None:
+            raise ConnectionClosed("response already closed")
+        return self._conn
 
     # ------------------------------------------------------------------ the end
     def close(self) -> None:
@@ -224,7 +222,7 @@ class HttpResponse:
         conn, self._conn = self._conn, None
         if conn is None:
             return
-        if self._complete and self._keep_alive and not conn.buffer and not conn.closed:
+        if conn.complete and conn.keep_alive and not conn.extra and not conn.closed:
             self._pool.release(conn)
         else:
             self._pool.discard(conn)
@@ -273,11 +271,14 @@ class HttpPool:
                 conn = await self._connect(loop)
             try:
                 assert conn.transport is not None
+                conn.begin()
                 conn.transport.write(message)
-                return await self._read_head(conn)
+                while not conn.head_done:
+                    await conn.wait()
+                return HttpResponse(self, conn)
             except ConnectionClosed:
                 self.discard(conn)
-                if reused and not conn.buffer:
+                if reused and not conn.received:
                     # Closed while idle, before any byte of this reply: the server's idle timeout, not
                     # this request. Once more, on a fresh connection, so a request that really does
                     # kill connections is not replayed down the whole pool.
@@ -287,47 +288,6 @@ class HttpPool:
             except BaseException:
                 self.discard(conn)
                 raise
-
-    async def _read_head(self, conn: _Connection) -> HttpResponse:
-        buf = conn.buffer
-        while True:
-            end = buf.find(b"\r\n\r\n")
-            while end < 0:
-                if len(buf) > _MAX_HEAD:
-                    raise ConnectionClosed("response head too large")
-                await conn.wait()
-                end = buf.find(b"\r\n\r\n")
-            head = bytes(buf[:end]).decode("latin-1")
-            del buf[: end + 4]
-            lines = head.split("\r\n")
-            version, _, rest = lines[0].partition(" ")
-            try:
-                status = int(rest[:3])
-            except ValueError:
-                raise ConnectionClosed(f"malformed status line {lines[0][:40]!r}") from None
-            if 100 <= status < 200:
-                continue  # an interim reply (100 Continue): the real one follows
-            headers: dict[str, str] = {}
-            for line in lines[1:]:
-                name, _, value = line.partition(":")
-                headers[name.strip().lower()] = value.strip()
-            return self._response(conn, version, status, headers)
-
-    def _response(self, conn: _Connection, version: str, status: int, headers: dict[str, str]) -> HttpResponse:
-        connection = headers.get("connection", "").lower()
-        keep_alive = "close" not in connection if version == "HTTP/1.1" else "keep-alive" in connection
-        if "chunked" in headers.get("transfer-encoding", "").lower():
-            return HttpResponse(self, conn, status, headers, _CHUNKED, -1, keep_alive)
-        if status in (204, 304):
-            return HttpResponse(self, conn, status, headers, _LENGTH, 0, keep_alive)
-        length = headers.get("content-length")
-        if length is not None:
-            try:
-                size = int(length)
-            except ValueError:
-                raise ConnectionClosed(f"malformed Content-Length {length[:20]!r}") from None
-            return HttpResponse(self, conn, status, headers, _LENGTH, size, keep_alive)
-        return HttpResponse(self, conn, status, headers, _UNTIL_CLOSE, 0, False)
 
     # ------------------------------------------------------------------ the pool
     def _take(self) -> _Connection | None:
