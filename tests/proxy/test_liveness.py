@@ -166,3 +166,38 @@ async def test_a_wait_for_the_first_byte_moves_on_when_a_frozen_host_is_marked_d
     # The monitor's missed probes (about 1 s here), the grace, then the healthy host: not the 300 s timeout.
     assert time.monotonic() - started < 2 + FIRST_BYTE_GRACE + 1
     assert resp.headers["X-OLOL-Host"] == healthy.url and lines[-1]["done"]
+
+
+async def test_a_silent_stream_on_a_host_still_heard_from_waits_longer_but_not_forever() -> None:
+    """On one CPU thread a long prompt in another slot silences a stream for many seconds: a host whose
+    state feed (or probe) still arrives is busy, not frozen. Bounded all the same."""
+    from olol.proxy.liveness import VOUCHED_STALLS
+
+    cluster = fakes.cluster(fakes.host("a"))
+    calls = InFlightCalls(cluster)
+    host = cluster.hosts["a"]
+
+    async def heard_from() -> None:
+        while True:
+            host.last_seen = time.monotonic()
+            await asyncio.sleep(0.05)
+
+    feed = asyncio.create_task(heard_from())
+    try:
+        guard = calls.guard("a", stall=0.2)
+        assert await guard.wait(asyncio.sleep(0.5, "chunk")) == "chunk"  # 2.5 stall timeouts of silence
+        started = time.monotonic()
+        with pytest.raises(HostStalled):
+            await guard.wait(asyncio.sleep(30))
+        assert 0.2 * VOUCHED_STALLS <= time.monotonic() - started < 0.2 * VOUCHED_STALLS + 1.5
+        guard.close()
+    finally:
+        feed.cancel()
+    # Not heard from (a frozen host sends no state either): the plain stall timeout.
+    host.last_seen = time.monotonic() - 60
+    guard = calls.guard("a", stall=0.2)
+    started = time.monotonic()
+    with pytest.raises(HostStalled):
+        await guard.wait(asyncio.sleep(30))
+    assert time.monotonic() - started < 0.2 + 0.5
+    guard.close()

@@ -5,7 +5,11 @@ leaves a read pending forever: TCP says nothing until its keep-alive, minutes la
 proxy therefore watches every call it waits on:
 
 * while waiting for the next chunk of a stream, a `CallGuard` gives the host `stall` seconds;
-  past that the wait ends with `HostStalled` (and the stream can resume elsewhere);
+  past that the wait ends with `HostStalled` (and the stream can resume elsewhere), unless the
+  host is vouched for: healthy, and heard from (its state feed or a probe) within `VOUCH_FRESH`
+  seconds. A live host's stream goes quiet when another slot evaluates a long prompt (on one CPU
+  thread a 1,200-token prompt silenced the other slot's stream for 10-27 s); a frozen host sends
+  no state either. Even a vouched-for stream fails after `VOUCHED_STALLS` stall timeouts;
 * every guarded wait is registered under its host, so when the cluster marks the host down
   (its monitor saw no answer to a probe) its waits end with `HostAborted` once the host has
   stayed down, and sent the wait nothing, for `DOWN_GRACE` seconds (`FIRST_BYTE_GRACE` before a
@@ -24,6 +28,7 @@ cancel is taken back (`Task.uncancel`) and turned into the error, as `asyncio.ti
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Awaitable
 from typing import TypeVar
 
@@ -44,6 +49,11 @@ DOWN_GRACE = 2.0
 #: The same for a wait for the first byte, longer: silence before the first token is normal (a long
 #: prompt, a queue on the host), and on a loaded machine monitors mark starved but live hosts down.
 FIRST_BYTE_GRACE = 10.0
+#: Seconds since a host's last state snapshot or answered probe (one a second) within which it
+#: vouches for a silent stream: alive, just busy.
+VOUCH_FRESH = 3.0
+#: The longest a vouched-for stream may be silent, in stall timeouts: busy is bounded too.
+VOUCHED_STALLS = 6.0
 
 
 class HostStalled(BackendUnavailable):
@@ -123,7 +133,7 @@ class CallGuard:
 
     def _raise_if_aborted(self) -> None:
         if self.reason == "stall":
-            raise HostStalled(f"{self.host_id} sent nothing for {self.stall:.1f}s")
+            raise HostStalled(f"{self.host_id} sent nothing for {self._loop.time() - self._last:.1f}s")
         if self.reason is not None:
             raise HostAborted(f"{self.host_id} is down: {self.reason}")
 
@@ -143,7 +153,11 @@ class CallGuard:
         if self._waiting and down_due is not None and now >= down_due:
             self.abort(down or "marked down")
         elif self._waiting and stall_due is not None and now >= stall_due:
-            self.abort("stall")
+            stall = stall_due - self._last
+            if now < self._last + stall * VOUCHED_STALLS and self._calls.vouched(self.host_id):
+                self._handle = self._loop.call_at(now + min(1.0, stall), self._check)
+            else:
+                self.abort("stall")
         else:  # a chunk came since, or it is not yet due: look again when it would be
             self._handle = self._loop.call_at(max(min(dues), now + 0.05), self._check)
 
@@ -159,6 +173,11 @@ class InFlightCalls:
     def is_down(self, host_id: str) -> bool:
         host = self._cluster.get(host_id)
         return host is not None and not host.healthy
+
+    def vouched(self, host_id: str) -> bool:
+        """Whether `host_id` is up and was heard from within `VOUCH_FRESH` seconds (busy, not frozen)."""
+        host = self._cluster.get(host_id)
+        return host is not None and host.healthy and time.monotonic() - host.last_seen <= VOUCH_FRESH
 
     def guard(self, host_id: str, stall: float | None = None) -> CallGuard:
         return CallGuard(self, host_id, stall)
