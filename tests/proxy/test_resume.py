@@ -163,12 +163,15 @@ async def test_max_resumes_holds_and_every_host_failing_ends_with_one_error_line
     assert 'olol_errors_total{endpoint="chat",stage="mid_stream"} 1.0' in metrics
 
 
-async def test_no_other_host_ends_with_one_error_line_not_a_hang(ollama_sim_factory) -> None:  # type: ignore[no-untyped-def]
+async def test_no_other_host_ends_with_one_error_line_not_a_hang(ollama_sim_factory, caplog) -> None:  # type: ignore[no-untyped-def]
     sims = [await ollama_sim_factory(die_after_tokens=2, response_tokens=24) for _ in range(2)]
     async with proxy_over(*sims, affinity=False, max_queue_wait=1) as proxy, aiohttp.ClientSession() as http:
         lines = await _post(http, proxy.url + "/api/generate", GENERATE)
     assert "error" in lines[-1] and sum("error" in line for line in lines) == 1
     assert len(lines) == 5
+    # The log says why (both hosts tried), not that the model does not exist.
+    said = [r.getMessage() for r in caplog.records if "could not resume" in r.getMessage()]
+    assert said and "no other host has model" in said[-1] and "not found" not in said[-1]
 
 
 async def test_thinking_already_relayed_is_not_resumed(ollama_sim_factory) -> None:  # type: ignore[no-untyped-def]

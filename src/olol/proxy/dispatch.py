@@ -304,6 +304,8 @@ class Dispatcher:
             raise last
         if isinstance(last, TimeoutError):
             raise OlolError("no host answered in time", status=504)
+        if tried:  # every host with the model was tried already (a resume excludes the ones that failed)
+            raise OlolError(f"no other host has model {request.model!r}: tried {', '.join(tried)}", status=503)
         raise ModelNotFound(request.model)
 
     def _host_failed(self, route: Route, exc: BaseException, reason: str) -> None:
