@@ -37,6 +37,7 @@ from olol.wire.errors import error_body
 __all__ = [
     "API_KEY",
     "PARSED_BODY",
+    "RAW_BODY",
     "ErrorReply",
     "InvalidBody",
     "RoutePolicy",
@@ -88,6 +89,9 @@ def _request_key(name: str) -> Any:
 
 #: Key of the request's decoded JSON body, set by the guard once it checked it (absent for an empty body).
 PARSED_BODY: Any = _request_key("olol_parsed_body")
+#: Key of the bytes that body was decoded from, kept for small bodies only (a handler may send them on
+#: unchanged, see `olol.wire.raw`); a large body's bytes are dropped once decoded.
+RAW_BODY: Any = _request_key("olol_raw_body")
 #: Key of the `ApiKey` the request came with (absent when keys are off or the path is open).
 API_KEY: Any = _request_key("olol_api_key")
 #: Key of the bytes a request holds of the body budget (absent when none).
@@ -95,6 +99,10 @@ _BODY_CHARGE: Any = _request_key("olol_body_charge")
 #: After a body this large the heap is trimmed (see `trim_heap`); smaller ones are not worth the call.
 _TRIM_AFTER = 8 << 20
 _TRIM_DELAY = 0.5
+#: A body this large (or larger) is read into one buffer of its declared size and dropped once decoded:
+#: aiohttp's `read()` would grow a bytearray and copy it into bytes (twice its size at once), and
+#: keep those bytes for as long as the request lives, beside the decoded object.
+_LARGE_BODY = 1 << 20
 
 
 def route_pattern(request: web.Request) -> str:
@@ -148,6 +156,7 @@ def _make_gate(settings: SecuritySettings, policy: RoutePolicy, on_error: ErrorR
         # aiohttp keeps a keep-alive connection's last request alive until the next one arrives (up to
         # the keep-alive timeout), and with it the body's bytes and its decoded copy: drop both now.
         request.pop(PARSED_BODY, None)
+        request.pop(RAW_BODY, None)
         if isinstance(getattr(request, "_read_bytes", None), bytes):
             request._read_bytes = None  # aiohttp's cache of read(); nobody reads the body after its handler
 
@@ -204,8 +213,11 @@ def _make_gate(settings: SecuritySettings, policy: RoutePolicy, on_error: ErrorR
         if not budget.take(charge):
             raise _refusal(request, 503, "server busy: too many large request bodies in flight, please retry later",
                            {"Retry-After": "1"})
+        large = spec is not None and length is not None and length >= _LARGE_BODY
         try:
-            raw = await read_raw(limited)
+            # A route with a spec is read through `PARSED_BODY` (and `RAW_BODY`) only, so a large body
+            # need not stay in aiohttp's cache; other routes' handlers may read the bytes themselves.
+            raw: bytes | bytearray = await (read_large(limited, length) if large and length else read_raw(limited))
             if length is None:
                 budget.give(charge - len(raw))
                 charge = len(raw)
@@ -219,7 +231,28 @@ def _make_gate(settings: SecuritySettings, policy: RoutePolicy, on_error: ErrorR
         limited[_BODY_CHARGE] = charge  # given back by the gate once the handler is done
         if body is not None:
             limited[PARSED_BODY] = body  # handlers take it from here instead of decoding the JSON again
+            if not large:
+                limited[RAW_BODY] = raw
         return limited
+
+    async def read_large(limited: web.Request, length: int) -> bytearray:
+        """The body, read into one buffer of its declared length (the budget charged that much already)."""
+        buffer = bytearray(length)
+        filled = 0
+        try:
+            async with asyncio.timeout(limits.body_timeout):
+                with memoryview(buffer) as view:
+                    while filled < length:
+                        chunk = await limited.content.readany()
+                        if not chunk:
+                            break
+                        view[filled : filled + len(chunk)] = chunk  # never past `length`: aiohttp stops there
+                        filled += len(chunk)
+        except TimeoutError:
+            raise _refusal(limited, 408, f"request body not received within {limits.body_timeout:g}s") from None
+        if filled < length:
+            raise _refusal(limited, 400, "request body shorter than its Content-Length")
+        return buffer
 
     async def read_raw(limited: web.Request) -> bytes:
         try:
