@@ -104,6 +104,11 @@ MESSAGE_FIELDS: dict[str, Kind] = {
     "tool_calls": OBJECTS, "tool_name": STRING, "tool_call_id": STRING,
 }  # fmt: skip
 MESSAGES = Kind("[]api.Message", {"type": "array", "items": {"type": "object"}}, _list_of(_obj))
+# The objects inside tool calls and tool definitions, as Go decodes them (a string where a struct goes is a 400).
+TOOL_CALL_FUNCTION = Kind("api.ToolCallFunction", {"type": "object"}, _obj)
+TOOL_CALL_FIELDS: dict[str, Kind] = {"index": INT, "name": STRING, "arguments": OBJECT}
+TOOL_FUNCTION = Kind("api.ToolFunction", {"type": "object"}, _obj)
+TOOL_FIELDS: dict[str, Kind] = {"name": STRING, "description": STRING, "parameters": OBJECT}
 
 # Ollama's option types (api.Options), with FromMap's error texts; unknown options are ignored, as there.
 OPTION_KINDS: dict[str, Kind] = {
@@ -380,6 +385,18 @@ def _check_messages(spec: BodySpec, messages: list[Any]) -> None:
     for message in messages:
         for key, kind in MESSAGE_FIELDS.items():
             _check_field(spec, f"messages.{key}", kind, message.get(key))
+        if isinstance(message.get("tool_calls"), list):
+            _check_functions(spec, "messages.tool_calls", message["tool_calls"], TOOL_CALL_FUNCTION, TOOL_CALL_FIELDS)
+
+
+def _check_functions(spec: BodySpec, path: str, items: list[Any], kind: Kind, fields: Mapping[str, Kind]) -> None:
+    """Each item's `function` (items are objects already): what an agent's protobuf needs to be well-typed."""
+    for item in items:
+        function = item.get("function")
+        _check_field(spec, f"{path}.function", kind, function)
+        if isinstance(function, dict):
+            for key, field in fields.items():
+                _check_field(spec, f"{path}.function.{key}", field, function.get(key))
 
 
 def _check_options(options: Mapping[str, Any]) -> None:
@@ -426,6 +443,8 @@ def check_body(body: Any, spec: BodySpec, *, reject_unknown: bool = True) -> dic
             _check_field(spec, key, kind, body[key])
     if spec.fields.get("messages") is MESSAGES and isinstance(body.get("messages"), list):
         _check_messages(spec, body["messages"])
+    if spec.closed and spec.fields.get("tools") is OBJECTS and isinstance(body.get("tools"), list):
+        _check_functions(spec, "tools", body["tools"], TOOL_FUNCTION, TOOL_FIELDS)
     if isinstance(body.get("options"), dict):
         _check_options(body["options"])
     for key in _NAME_FIELDS:
