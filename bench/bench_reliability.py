@@ -119,8 +119,26 @@ async def _poison_for(url: str, seconds: float, rate: float) -> dict[int, int]:
     return tally
 
 
-def _poison_process(url: str, seconds: float, rate: float, out: Any) -> None:
-    out.put(asyncio.run(_poison_for(url, seconds, rate)))
+def _poison_process(url: str, seconds: float, rate: float, cpus: set[int] | None, out: Any) -> None:
+    if cpus is not None:
+        os.sched_setaffinity(0, cpus)
+    started, t0 = os.times(), time.monotonic()
+    tally = asyncio.run(_poison_for(url, seconds, rate))
+    ended = os.times()
+    out.put((tally, (ended.user + ended.system - started.user - started.system) / (time.monotonic() - t0)))
+
+
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU of a whole process (all its threads), from /proc."""
+    with open(f"/proc/{pid}/stat") as stat:
+        fields = stat.read().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _pin(pid: int, cpus: set[int]) -> None:
+    """Every thread of a process onto `cpus` (sched_setaffinity on a pid moves only its main thread)."""
+    for task in os.listdir(f"/proc/{pid}/task"):
+        os.sched_setaffinity(int(task), cpus)
 
 
 async def poison(args: argparse.Namespace) -> dict[str, Any]:
@@ -131,29 +149,44 @@ async def poison(args: argparse.Namespace) -> dict[str, Any]:
     try:
         await asyncio.gather(*(h.start() for h in hosts))
         proxy, url = await _proxy([h.spec for h in hosts], "--no-affinity")
+        # Pinned (`--pin`): the proxy alone on CPU 0 and the poison loops on CPU 1 in both phases, so the
+        # loops' own client (a core's worth of work back to back) does not take the proxy's CPU.
+        pin = args.pin and len(os.sched_getaffinity(0)) >= 2
+        if pin:
+            _pin(proxy.pid, {0})
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=120)) as http:
             await _normal_latencies(http, url, 2.0)  # warm-up
             # Alternating phases, so a change in the shared box's load hits both alike.
             rounds: list[tuple[list[float], list[float]]] = []
             tally: dict[int, int] = {}
             failed: list[int] = []
+            proxy_cpu: list[tuple[float, float]] = []  # share of a core, alone and under poison
+            loops_cpu: list[float] = []
             for _ in range(args.rounds):
+                c0, t0 = _cpu_seconds(proxy.pid), time.monotonic()
                 calm = await _normal_latencies(http, url, args.seconds)
+                calm_cpu = (_cpu_seconds(proxy.pid) - c0) / (time.monotonic() - t0)
                 # The poison loops run in a process of their own: in this one they would slow the timing clients.
                 context = multiprocessing.get_context("spawn")
                 results = context.Queue()
                 loops = context.Process(
-                    target=_poison_process, args=(url, args.seconds + 1.0, args.poison_rate, results)
+                    target=_poison_process,
+                    args=(url, args.seconds + 1.0, args.poison_rate, {1} if pin else None, results),
                 )
                 loops.start()
                 await asyncio.sleep(1.0)  # the loops are running
+                c0, t0 = _cpu_seconds(proxy.pid), time.monotonic()
                 under = await _normal_latencies(http, url, args.seconds, failed)
-                for status, count in (await asyncio.to_thread(results.get, True, 60)).items():
+                proxy_cpu.append((calm_cpu, (_cpu_seconds(proxy.pid) - c0) / (time.monotonic() - t0)))
+                statuses, client_cpu = await asyncio.to_thread(results.get, True, 60)
+                loops_cpu.append(client_cpu)
+                for status, count in statuses.items():
                     tally[status] = tally.get(status, 0) + count
                 await asyncio.to_thread(loops.join, 30)
                 rounds.append((calm, under))
             down = await _down_hosts(http, url)
-        return {"rounds": rounds, "tally": tally, "down": down, "failed": failed}
+        return {"rounds": rounds, "tally": tally, "down": down, "failed": failed, "pin": pin,
+                "proxy_cpu": proxy_cpu, "loops_cpu": loops_cpu}  # fmt: skip
     finally:
         await _stop(proxy)
         for h in hosts:
@@ -291,6 +324,8 @@ async def main() -> None:
     parser.add_argument("--rounds", type=int, default=3, help="alternating calm/poison rounds")
     parser.add_argument("--poison-rate", type=float, default=0.0, help="requests/s per poison loop; 0: back to back")
     parser.add_argument("--token-rate", type=float, default=20.0, help="tokens/s of the poison part's hosts")
+    parser.add_argument("--pin", action=argparse.BooleanOptionalAction, default=True,
+                        help="poison part: the proxy on CPU 0, the poison loops on CPU 1 (both phases)")
     parser.add_argument("--examples", type=int, default=300, help="hypothesis examples of the fuzz part")
     parser.add_argument("--report", action="store_true")
     args = parser.parse_args()
@@ -304,7 +339,10 @@ async def main() -> None:
         md = (
             "## Reliability: poison requests\n\n"
             f"`{command}` on {os.cpu_count()} CPUs ({_load()}): 3 agents over Ollama simulators "
-            f"({args.token_rate:g} tokens/s, 8 tokens an answer), `olol proxy` in its own process. 4 clients time "
+            f"({args.token_rate:g} tokens/s, 8 tokens an answer), `olol proxy` in its own process"
+            + (" pinned to CPU 0 (the poison loops' process to CPU 1, the hosts and timing clients unpinned)"
+               if r["pin"] else "")
+            + ". 4 clients time "
             f"normal `/api/chat` requests for {args.seconds:g} s alone, then for {args.seconds:g} s while 10 loops "
             f"in another process send the requests that once marked hosts down ({len(POISON)} kinds, round robin, "
             + (f"{args.poison_rate:g} requests/s each" if args.poison_rate else "back to back")
@@ -324,7 +362,10 @@ async def main() -> None:
             + "Poison answers by status: "
             + ", ".join(f"{k}: {v}" for k, v in sorted(r["tally"].items()))
             + f". Normal requests that failed under poison: {len(r['failed'])}"
-            + f". Hosts marked down at the end: {r['down']}.\n"
+            + f". Hosts marked down at the end: {r['down']}. Proxy CPU (median of the rounds, share of one core): "
+            + f"{statistics.median(c for c, _ in r['proxy_cpu']) * 100:.0f}% alone, "
+            + f"{statistics.median(u for _, u in r['proxy_cpu']) * 100:.0f}% under poison; the poison loops' "
+            + f"process: {statistics.median(r['loops_cpu']) * 100:.0f}%.\n"
         )
         print(md)
         if args.report:

@@ -85,3 +85,32 @@ async def test_session_turns_get_the_chat_body_checks(turn: dict[str, Any]) -> N
         seeded = {"model": MODEL, "messages": [turn["message"]], **{k: v for k, v in turn.items() if k != "message"}}
         async with http.post(proxy.url + "/api/sessions", data=json.dumps(seeded)) as r:
             assert r.status == 400, await r.text()
+
+
+TOOL_SHAPES = [
+    ({"messages": [{**USER, "tool_calls": [{"function": "f"}]}]},
+     "ChatRequest.messages.tool_calls.function of type api.ToolCallFunction"),
+    ({"messages": [{**USER, "tool_calls": [{"function": {"name": "f", "arguments": "{}"}}]}]},
+     "ChatRequest.messages.tool_calls.function.arguments of type map[string]interface {}"),
+    ({"messages": [USER], "tools": [{"function": "x"}]}, "ChatRequest.tools.function of type api.ToolFunction"),
+    ({"messages": [USER], "tools": [{"type": "function", "function": {"name": 7}}]},
+     "ChatRequest.tools.function.name of type string"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("fields", "message"), TOOL_SHAPES)
+async def test_tool_shapes_go_cannot_decode_are_refused_before_any_host(
+    ollama_sim: OllamaSim, fields: dict[str, Any], message: str
+) -> None:
+    # They used to pass the body checks, be routed, and fail in the agent's conversion: a host lease,
+    # a routing decision and a traceback for each such request of a client sending them back to back.
+    async with proxy_over(ollama_sim) as proxy, aiohttp.ClientSession() as http:
+        async with http.post(proxy.url + "/api/chat", json={"model": MODEL, **fields}) as r:
+            assert r.status == 400
+            assert message in (await r.json())["error"]
+        good = {"model": MODEL, "messages": [USER, {"role": "assistant", "content": "", "tool_calls": [
+            {"function": {"name": "f", "arguments": {"a": 1}}}]}], "stream": False,
+            "tools": [{"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}]}  # fmt: skip
+        async with http.post(proxy.url + "/api/chat", json=good) as r:
+            assert r.status == 200
+    assert ollama_sim.requests["/api/chat"] == 1

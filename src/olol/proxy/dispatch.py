@@ -23,6 +23,7 @@ from olol.lifecycle import close_stream
 from olol.proxy.liveness import CallGuard, InFlightCalls, stall_timeout
 from olol.proxy.metrics import ProxyMetrics
 from olol.proxy.router import NoEligibleHost, Route, Router
+from olol.wire.raw import JsonBody, RawChunk
 
 __all__ = ["Dispatcher", "Upstream"]
 
@@ -177,9 +178,9 @@ class Dispatcher:
         deadline = self._deadline()
 
         async def start(route: Route) -> tuple[AsyncIterator[JSON], JSON]:
-            sent = body if adapt is None else adapt(body, route)
+            sent = self._stream_body(body if adapt is None else adapt(body, route), route)
             try:  # a backend builds its request here (e.g. the agent's protobuf): a failure is the request's
-                iterator = call(route.candidate.host.backend, self._stream_body(sent, route))
+                iterator = call(route.candidate.host.backend, sent)
             except Exception as exc:
                 raise _request_error(exc) from exc
             first_byte = self._first_byte_deadline(deadline)
@@ -197,6 +198,8 @@ class Dispatcher:
                 raise
             finally:
                 guard.close()
+                if type(sent) is JsonBody:
+                    sent.forget()  # sent (or failed): a long stream does not keep a large body's bytes too
             return iterator, first
 
         route, (rest, first), retries = await self._failover(endpoint, request, start, exclude)
@@ -245,9 +248,12 @@ class Dispatcher:
         the chunks are folded here, as always.
         """
         upstream = self.upstream_body(body, route)
-        if body.get("stream") is not False or self._whole_reply_in_time(route):
+        if body.get("stream") is False and not self._whole_reply_in_time(route):
+            upstream = {**upstream, "stream": True}
+        # A body whose own bytes cannot go as they came is encoded only for a host that sends JSON.
+        if type(upstream) is JsonBody or (type(upstream) is RawChunk and upstream.raw is not None):
             return upstream
-        return {**upstream, "stream": True}
+        return JsonBody.wrap(upstream)
 
     def _whole_reply_in_time(self, route: Route) -> bool:
         if self.first_byte_timeout is None:

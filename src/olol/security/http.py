@@ -38,6 +38,7 @@ from olol.wire.errors import error_body
 __all__ = [
     "API_KEY",
     "PARSED_BODY",
+    "RAW_BODY",
     "ErrorReply",
     "InvalidBody",
     "RoutePolicy",
@@ -89,6 +90,9 @@ def _request_key(name: str) -> Any:
 
 #: Key of the request's decoded JSON body, set by the guard once it checked it (absent for an empty body).
 PARSED_BODY: Any = _request_key("olol_parsed_body")
+#: Key of the bytes that body was decoded from, kept for small bodies only (a handler may send them on
+#: unchanged, see `olol.wire.raw`); a large body's bytes are dropped once decoded.
+RAW_BODY: Any = _request_key("olol_raw_body")
 #: Key of the `ApiKey` the request came with (absent when keys are off or the path is open).
 API_KEY: Any = _request_key("olol_api_key")
 #: Key of the bytes a request holds of the body budget (absent when none).
@@ -96,6 +100,10 @@ _BODY_CHARGE: Any = _request_key("olol_body_charge")
 #: After a body this large the heap is trimmed (see `trim_heap`); smaller ones are not worth the call.
 _TRIM_AFTER = 8 << 20
 _TRIM_DELAY = 0.5
+#: A body this large (or larger) is read into one buffer of its declared size and dropped once decoded:
+#: aiohttp's `read()` would grow a bytearray and copy it into bytes (twice its size at once), and
+#: keep those bytes for as long as the request lives, beside the decoded object.
+_LARGE_BODY = 1 << 20
 
 
 def route_pattern(request: web.Request) -> str:
@@ -112,17 +120,25 @@ def error_response(
         body: object = error_body(status, message)
     else:
         body = {"error": message}
-    return web.Response(status=status, body=json.dumps(body).encode(), content_type="application/json", headers=headers)
+    # The header as a plain header: aiohttp's `content_type=` parses and rebuilds it on every reply.
+    return web.Response(status=status, body=json.dumps(body).encode(), headers={**_JSON, **(headers or {})})
 
 
-def _refusal(
-    request: web.Request, status: int, message: str, headers: Mapping[str, str] | None = None
-) -> web.HTTPException:
-    exc = web.HTTPException(headers=headers)
-    exc.set_status(status)
-    exc.body = error_response(request, status, message).body
-    exc.content_type = "application/json"
-    return exc
+_JSON = {"Content-Type": "application/json"}
+
+
+class _Refused(Exception):
+    """The gate's refusal of a request: answered by the gate itself, in Ollama's shape.
+
+    Not an `HTTPException`: building one (its text body, its headers) cost about as much as
+    checking the body it refuses, a cost a client sending bad requests back to back multiplies.
+    """
+
+    def __init__(self, status: int, message: str, headers: Mapping[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.headers = headers
 
 
 def _shaped(request: web.Request, exc: web.HTTPException) -> web.Response:
@@ -149,6 +165,7 @@ def _make_gate(settings: SecuritySettings, policy: RoutePolicy, on_error: ErrorR
         # aiohttp keeps a keep-alive connection's last request alive until the next one arrives (up to
         # the keep-alive timeout), and with it the body's bytes and its decoded copy: drop both now.
         request.pop(PARSED_BODY, None)
+        request.pop(RAW_BODY, None)
         if isinstance(getattr(request, "_read_bytes", None), bytes):
             request._read_bytes = None  # aiohttp's cache of read(); nobody reads the body after its handler
 
@@ -170,8 +187,7 @@ def _make_gate(settings: SecuritySettings, policy: RoutePolicy, on_error: ErrorR
             return None
         address = request.remote or ""
         if wait := failures.blocked(address):
-            raise _refusal(
-                request,
+            raise _Refused(
                 429,
                 "too many failed authentications, please retry later",
                 {"Retry-After": str(max(1, math.ceil(wait)))},
@@ -179,14 +195,13 @@ def _make_gate(settings: SecuritySettings, policy: RoutePolicy, on_error: ErrorR
         key = keys.from_header(request.headers.get("Authorization"))
         if key is None:
             failures.acquire(address)
-            raise _refusal(
-                request,
+            raise _Refused(
                 401,
                 "unauthorized: a valid API key is required (Authorization: Bearer KEY)",
                 {"WWW-Authenticate": 'Bearer realm="olol"'},
             )
         if key.scope == READ and not (pattern in read_paths and request.method in ("GET", "HEAD")):
-            raise _refusal(request, 403, "forbidden: this API key is read-only (status and metrics)")
+            raise _Refused(403, "forbidden: this API key is read-only (status and metrics)")
         return key
 
     async def read_body(request: web.Request, pattern: str) -> web.Request:
@@ -195,7 +210,7 @@ def _make_gate(settings: SecuritySettings, policy: RoutePolicy, on_error: ErrorR
             return request
         length = request.content_length
         if length is not None and length > limits.max_body:
-            raise _refusal(request, 413, f"request body too large (limit {limits.max_body} bytes)")
+            raise _Refused(413, f"request body too large (limit {limits.max_body} bytes)")
         # The parser never reads past a Content-Length it has accepted, so the size limit only needs a
         # clone (aiohttp's per-request `client_max_size`) for chunked bodies and the exact-limit edge.
         limited = request if length is not None and length < limits.max_body else (
@@ -203,24 +218,48 @@ def _make_gate(settings: SecuritySettings, policy: RoutePolicy, on_error: ErrorR
         # A body of unknown length is charged the most it may be until it is read.
         charge = length if length is not None else limits.max_body
         if not budget.take(charge):
-            raise _refusal(request, 503, "server busy: too many large request bodies in flight, please retry later",
+            raise _Refused(503, "server busy: too many large request bodies in flight, please retry later",
                            {"Retry-After": "1"})
+        large = spec is not None and length is not None and length >= _LARGE_BODY
         try:
-            raw = await read_raw(limited)
+            # A route with a spec is read through `PARSED_BODY` (and `RAW_BODY`) only, so a large body
+            # need not stay in aiohttp's cache; other routes' handlers may read the bytes themselves.
+            raw: bytes | bytearray = await (read_large(limited, length) if large and length else read_raw(limited))
             if length is None:
                 budget.give(charge - len(raw))
                 charge = len(raw)
             try:
                 body = parse_body(raw, spec, reject_unknown=limits.reject_unknown_fields)
             except InvalidBody as exc:
-                raise _refusal(request, exc.status, str(exc)) from None
+                raise _Refused(exc.status, str(exc)) from None
         except BaseException:
             budget.give(charge)  # refused: the gate never sees this request's charge
             raise
         limited[_BODY_CHARGE] = charge  # given back by the gate once the handler is done
         if body is not None:
             limited[PARSED_BODY] = body  # handlers take it from here instead of decoding the JSON again
+            if not large:
+                limited[RAW_BODY] = raw
         return limited
+
+    async def read_large(limited: web.Request, length: int) -> bytearray:
+        """The body, read into one buffer of its declared length (the budget charged that much already)."""
+        buffer = bytearray(length)
+        filled = 0
+        try:
+            async with asyncio.timeout(limits.body_timeout):
+                with memoryview(buffer) as view:
+                    while filled < length:
+                        chunk = await limited.content.readany()
+                        if not chunk:
+                            break
+                        view[filled : filled + len(chunk)] = chunk  # never past `length`: aiohttp stops there
+                        filled += len(chunk)
+        except TimeoutError:
+            raise _Refused(408, f"request body not received within {limits.body_timeout:g}s") from None
+        if filled < length:
+            raise _Refused(400, "request body shorter than its Content-Length")
+        return buffer
 
     async def read_raw(limited: web.Request) -> bytes:
         try:
@@ -230,9 +269,9 @@ def _make_gate(settings: SecuritySettings, policy: RoutePolicy, on_error: ErrorR
                 async with asyncio.timeout(limits.body_timeout):
                     raw = await limited.read()  # cached: the handler's own read() returns these bytes
         except TimeoutError:
-            raise _refusal(limited, 408, f"request body not received within {limits.body_timeout:g}s") from None
+            raise _Refused(408, f"request body not received within {limits.body_timeout:g}s") from None
         except web.HTTPRequestEntityTooLarge:
-            raise _refusal(limited, 413, f"request body too large (limit {limits.max_body} bytes)") from None
+            raise _Refused(413, f"request body too large (limit {limits.max_body} bytes)") from None
         return raw
 
     def cross_origin(request: web.Request) -> None:
@@ -254,8 +293,7 @@ def _make_gate(settings: SecuritySettings, policy: RoutePolicy, on_error: ErrorR
             identity = f"key:{key.name}" if key else f"addr:{request.remote}"
             wait = limiter.acquire(identity)
             if wait:
-                raise _refusal(
-                    request,
+                raise _Refused(
                     429,
                     "rate limit exceeded, please retry later",
                     {"Retry-After": str(max(1, math.ceil(wait)))},
@@ -279,8 +317,10 @@ def _make_gate(settings: SecuritySettings, policy: RoutePolicy, on_error: ErrorR
                         if charge >= _TRIM_AFTER:
                             forget_body(guarded)
                             trim_soon()
+            except _Refused as refused:
+                return error_response(request, refused.status, refused.message, refused.headers)
             except (web.HTTPException, ConnectionResetError):
-                raise  # aiohttp's own replies (and the guard's refusals), and a client that is gone
+                raise  # aiohttp's own replies, and a client that is gone
             except Exception as exc:
                 if on_error is None:
                     raise

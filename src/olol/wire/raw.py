@@ -11,7 +11,9 @@ from __future__ import annotations
 import json
 from typing import Any
 
-__all__ = ["RawChunk", "raw_bytes"]
+import orjson
+
+__all__ = ["JsonBody", "RawChunk", "raw_bytes"]
 
 
 class RawChunk(dict[str, Any]):
@@ -81,6 +83,39 @@ class RawChunk(dict[str, Any]):
         return dict, (dict(self),)  # copied or pickled as the plain object it stands for
 
 
+class JsonBody(RawChunk):
+    """A request body for a host that is encoded only if a writer asks for its bytes (`raw_bytes`).
+
+    A host that speaks JSON gets it encoded once, straight to bytes (no text in between, which a
+    large body would otherwise cost twice over: `json.dumps(...).encode()`); a host that converts the
+    object (an agent's protobuf) never pays for the encoding. `forget()` drops the bytes once they
+    are sent, so a long stream does not keep a large body twice.
+    """
+
+    __slots__ = ()
+
+    @classmethod
+    def wrap(cls, value: dict[str, Any]) -> JsonBody:
+        body = cls(value)
+        body.raw = None
+        return body
+
+    def encoded(self) -> bytes | None:
+        if self.raw is None:
+            try:
+                self.raw = orjson.dumps(self)
+            except TypeError:  # what orjson cannot take (an integer past 64 bits): the writer's own encoder
+                return None
+        return self.raw
+
+    def forget(self) -> None:
+        self.raw = None
+
+
 def raw_bytes(obj: object) -> bytes | None:
-    """The bytes `obj` was read from, when it is a `RawChunk` that nobody changed since."""
-    return obj.raw if type(obj) is RawChunk else None
+    """The bytes `obj` was read from, when it is a `RawChunk` that nobody changed since; a `JsonBody`'s encoding."""
+    if type(obj) is RawChunk:
+        return obj.raw
+    if type(obj) is JsonBody:
+        return obj.encoded()
+    return None

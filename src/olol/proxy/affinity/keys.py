@@ -45,8 +45,34 @@ def session_key(header: str | None, body: dict[str, Any], *, conversations: bool
     if user is None:
         return None
     # The model is part of the key: the same opening line to another model is another cache.
-    prefix = json.dumps([normalize(str(body.get("model", ""))), system, user], sort_keys=True, default=str)
-    return "c:" + hashlib.blake2b(prefix.encode(), digest_size=12).hexdigest()
+    digest = hashlib.blake2b(digest_size=12)
+    _hash_json(digest, [normalize(str(body.get("model", ""))), system, user])
+    return "c:" + digest.hexdigest()
+
+
+#: Strings longer than this are hashed in slices of it (see `_hash_json`).
+_SLICE = 1 << 16
+
+
+def _hash_json(digest: Any, items: list[Any]) -> None:
+    """Feed `json.dumps(items, sort_keys=True, default=str)` to `digest` without building it whole.
+
+    The key hashes a conversation's opening messages, which may be megabytes: their JSON text (and
+    its bytes) would be two more copies of them. A string's JSON escapes are per character, so
+    its slices' escapes, joined, are its own.
+    """
+    digest.update(b"[")
+    for n, item in enumerate(items):
+        if n:
+            digest.update(b", ")
+        if isinstance(item, str) and len(item) > _SLICE:
+            digest.update(b'"')
+            for start in range(0, len(item), _SLICE):
+                digest.update(json.dumps(item[start : start + _SLICE])[1:-1].encode())
+            digest.update(b'"')
+        else:
+            digest.update(json.dumps(item, sort_keys=True, default=str).encode())
+    digest.update(b"]")
 
 
 # Separators that cannot occur in normal text, so a message boundary never looks like content.

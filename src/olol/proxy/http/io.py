@@ -17,7 +17,7 @@ from olol.cluster.backend import JSON
 from olol.errors import BadRequest, OlolError
 from olol.proxy.context import CONTEXT, ProxyContext
 from olol.proxy.router import route_headers
-from olol.security.http import PARSED_BODY
+from olol.security.http import PARSED_BODY, RAW_BODY
 from olol.wire.raw import RawChunk, raw_bytes
 
 __all__ = [
@@ -48,13 +48,14 @@ async def read_json(request: web.Request, *, keep_bytes: bool = False) -> JSON:
 
     Those bytes go upstream as they are when nothing changes the object on its way (see
     `olol.wire.raw`); only handlers that pass the body on without changing it in place ask for them.
+    The gate keeps them for small bodies only: a large one is encoded again when it is sent, rather
+    than held twice (as bytes and as the object) for as long as its request lives.
     """
     body = request.get(PARSED_BODY)  # the HTTP guard decoded (and checked) it already
-    raw = None
-    if body is None or keep_bytes:
-        raw = await request.read()  # aiohttp keeps the body: a second read returns the same bytes
-    if body is None:
-        assert raw is not None
+    if body is not None:
+        raw = request.get(RAW_BODY) if keep_bytes else None
+    else:
+        raw = await request.read()
         if not raw.strip():
             raise BadRequest("missing request body")
         try:
