@@ -12,7 +12,7 @@
 #   packaging/install.sh --prefix /usr --destdir DIR --files-only   # stage files (package builds)
 #
 # Options:
-#   --standalone DIR   the unpacked build (its program is DIR/olol); default: dist/olol.dist of
+#   --standalone DIR   the unpacked build (its program is DIR/olol.bin); default: dist/olol.dist of
 #                      this checkout, else ./olol.dist, else the one file below
 #   --binary FILE      the one-file executable instead (default: dist/olol, else ./olol)
 #   --prefix DIR       program in DIR/lib/olol + DIR/bin/olol, units in DIR/lib/systemd/system
@@ -118,7 +118,7 @@ install_program_dir() {  # src dst: replace dst by a copy of src unless they are
 find_program() {  # the default program: the standalone build first, else the one file
   local candidate
   for candidate in "$HERE/../dist/olol.dist" "$PWD/olol.dist"; do
-    [[ -x "$candidate/olol" ]] && { standalone="$candidate"; return 0; }
+    [[ -x "$candidate/olol.bin" ]] && { standalone="$candidate"; return 0; }
   done
   for candidate in "$HERE/../dist/olol" "$PWD/olol"; do
     [[ -f "$candidate" && -x "$candidate" ]] && { binary="$candidate"; return 0; }
@@ -143,7 +143,7 @@ do_install() {
   [[ -n "$enable" ]] && validate_enable
   [[ -n "$binary" || -n "$standalone" ]] || find_program
   if [[ -n "$standalone" ]]; then
-    [[ -d "$standalone" && -x "$standalone/olol" ]] || die "no olol program at $standalone/olol (packaging/build-binary)"
+    [[ -d "$standalone" && -x "$standalone/olol.bin" ]] || die "no olol program at $standalone/olol.bin (packaging/build-binary)"
   else
     [[ -n "$binary" && -f "$binary" && -x "$binary" ]] ||
       die "no olol binary: build it (packaging/build-binary) or pass --standalone DIR or --binary FILE"
@@ -158,8 +158,8 @@ do_install() {
     install_program_dir "$standalone" "$D$programdir"
     # Relative, so the link holds inside a package root (DESTDIR) as on the host.
     mkdir -p "$D$bindir"
-    if [[ "$(readlink "$D$bindir/olol" 2>/dev/null)" != ../lib/olol/olol ]]; then
-      ln -sfn ../lib/olol/olol "$D$bindir/olol"
+    if [[ "$(readlink "$D$bindir/olol" 2>/dev/null)" != ../lib/olol/olol.bin ]]; then
+      ln -sfn ../lib/olol/olol.bin "$D$bindir/olol"
     fi
   else
     rm -rf "$D$programdir"

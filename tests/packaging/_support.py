@@ -20,7 +20,8 @@ MODES = ("proxy", "server", "rpc-server")
 UNITS = tuple(f"olol-{mode}.service" for mode in MODES)
 NOT_BUILT = "binary not built: run packaging/build-binary (or packaging/package-test)"
 # What fake_standalone() lays out: the program, a library beside it, data in a subfolder.
-FAKE_PROGRAM = ("olol", "libpython3.11.so.1.0", "certifi/cacert.pem", "BUILD")
+# Like Nuitka's, the program is olol.bin: `olol/` beside it is the package (data files, extensions).
+FAKE_PROGRAM = ("olol.bin", "libpython3.11.so.1.0", "certifi/cacert.pem", "olol/proxy/ui/static/index.html", "BUILD")
 
 
 def project_version() -> str:
@@ -85,7 +86,8 @@ def fake_standalone(directory: Path, version: str | None = None, build: str = "s
     finds the files beside it through its own real path, so it runs through the /usr/bin/olol symlink."""
     folder = directory / "olol.dist"
     (folder / "certifi").mkdir(parents=True)
-    program = folder / "olol"
+    (folder / "olol/proxy/ui/static").mkdir(parents=True)
+    program = folder / "olol.bin"
     program.write_text(
         "#!/bin/sh\n"
         'here="$(dirname "$(readlink -f "$0")")"\n'
@@ -95,6 +97,7 @@ def fake_standalone(directory: Path, version: str | None = None, build: str = "s
     (folder / "libpython3.11.so.1.0").write_bytes(b"\x7fELF stand-in library")
     (folder / "libpython3.11.so.1.0").chmod(0o755)
     (folder / "certifi/cacert.pem").write_text("stand-in data\n")
+    (folder / "olol/proxy/ui/static/index.html").write_text("<!doctype html>\n")
     (folder / "BUILD").write_text(f"{build}\n")
     return folder
 

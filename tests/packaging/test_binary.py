@@ -161,8 +161,8 @@ def test_build_carries_what_the_modes_need_and_no_build_tools() -> None:
 
 
 def test_standalone_folder_is_the_same_build_and_unpacks_nothing(binary: Path, bare_env: dict[str, str]) -> None:
-    """dist/olol.dist/olol (what the packages install) runs alone, reports the one file's build, writes no cache."""
-    program = DIST_STANDALONE / "olol"
+    """dist/olol.dist/olol.bin (what the packages install) runs alone, reports the one file's build, writes no cache."""
+    program = DIST_STANDALONE / "olol.bin"
     if not program.is_file():
         pytest.fail(NOT_BUILT)
     cache = Path(bare_env["XDG_CACHE_HOME"]) / "standalone"

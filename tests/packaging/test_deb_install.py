@@ -59,7 +59,7 @@ def make_base() -> Path:
 
 @pytest.fixture(scope="module")
 def deb(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    if not (DIST_STANDALONE / "olol").is_file():
+    if not (DIST_STANDALONE / "olol.bin").is_file():
         pytest.fail(NOT_BUILT)
     out = run([PACKAGING / "build-deb", "--out", tmp_path_factory.mktemp("deb")], timeout=600).stdout
     return Path(out.strip().splitlines()[-1])
@@ -103,7 +103,7 @@ def test_deb_installs_runs_and_uninstalls_cleanly(chroot: Path, deb: Path) -> No
     # Installed: the layout, the user, the locked-down config folder.
     listed = set(inside(chroot, "dpkg", "-L", "olol").stdout.split())
     assert expected_files(program=program_files(DIST_STANDALONE)) <= listed
-    assert os.readlink(chroot / "usr/bin/olol") == "../lib/olol/olol"
+    assert os.readlink(chroot / "usr/bin/olol") == "../lib/olol/olol.bin"
     assert inside(chroot, "getent", "passwd", "olol").stdout.split(":")[5:7] == ["/var/lib/olol", "/usr/sbin/nologin\n"]
     assert inside(chroot, "stat", "-c", "%a %U %G", "/etc/olol").stdout.split() == ["750", "root", "olol"]
     version = inside(chroot, "env", "XDG_CACHE_HOME=/tmp/cache", "olol", "version", timeout=120).stdout
@@ -157,14 +157,14 @@ def test_deb_installs_runs_and_uninstalls_cleanly(chroot: Path, deb: Path) -> No
 
 def test_install_script_on_a_fresh_host(chroot: Path) -> None:
     """packaging/install.sh for real (user, ownership), idempotent, and --uninstall --purge undoes it."""
-    if not (DIST_STANDALONE / "olol").is_file():
+    if not (DIST_STANDALONE / "olol.bin").is_file():
         pytest.fail(NOT_BUILT)
     shutil.copytree(PACKAGING, chroot / "tmp/packaging")
     shutil.copytree(DIST_STANDALONE, chroot / "tmp/olol.dist", symlinks=True)
     for _ in range(2):
         done = inside(chroot, "bash", "/tmp/packaging/install.sh", "--standalone", "/tmp/olol.dist")
         assert "installed olol " in done.stdout
-    assert os.readlink(chroot / "usr/local/bin/olol") == "../lib/olol/olol"
+    assert os.readlink(chroot / "usr/local/bin/olol") == "../lib/olol/olol.bin"
     assert inside(chroot, "getent", "passwd", "olol").returncode == 0
     assert inside(chroot, "stat", "-c", "%a %U %G", "/etc/olol/server.toml").stdout.split() == ["640", "root", "olol"]
     installed = inside(chroot, "/usr/local/bin/olol", "version", timeout=120).stdout

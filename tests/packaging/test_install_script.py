@@ -36,9 +36,9 @@ def test_lays_out_exactly_the_expected_files(tmp_path: Path, binary: Path, prefi
     install(root, binary, prefix=prefix)
     assert files_under(root) == expected_files(prefix)
     here = root / prefix.lstrip("/")
-    assert os.readlink(here / "bin/olol") == "../lib/olol/olol"  # relative: holds in a package root too
-    assert (here / "lib/olol/olol").read_bytes() == (binary / "olol").read_bytes()
-    assert oct((here / "lib/olol/olol").stat().st_mode & 0o777) == "0o755"
+    assert os.readlink(here / "bin/olol") == "../lib/olol/olol.bin"  # relative: holds in a package root too
+    assert (here / "lib/olol/olol.bin").read_bytes() == (binary / "olol.bin").read_bytes()
+    assert oct((here / "lib/olol/olol.bin").stat().st_mode & 0o777) == "0o755"
     assert oct((here / "lib/olol/certifi/cacert.pem").stat().st_mode & 0o777) == "0o644"
     # Through the symlink, the program finds the files beside it (as Nuitka's does, by its real path).
     assert run([here / "bin/olol"]).stdout.strip().endswith("(stand-in, build stand-in)")
@@ -52,10 +52,10 @@ def test_second_install_changes_nothing(tmp_path: Path, binary: Path) -> None:
     root = tmp_path / "root"
     install(root, binary)
     first = snapshot(root)
-    inode = (root / "usr/lib/olol/olol").stat().st_ino
+    inode = (root / "usr/lib/olol/olol.bin").stat().st_ino
     install(root, binary)
     assert snapshot(root) == first
-    assert (root / "usr/lib/olol/olol").stat().st_ino == inode  # equal program: not even copied again
+    assert (root / "usr/lib/olol/olol.bin").stat().st_ino == inode  # equal program: not even copied again
 
 
 def test_new_build_replaces_the_program_folder_whole(tmp_path: Path, binary: Path) -> None:
@@ -122,7 +122,7 @@ def test_uninstall_keeps_config_purge_removes_it_both_idempotent(tmp_path: Path,
         (["--purge"], "--purge goes with --uninstall"),
         (["--enable", "proxy,bogus"], "unknown mode 'bogus'"),
         (["--binary", "/nonexistent/olol"], "no olol binary"),
-        (["--standalone", "/nonexistent/olol.dist"], "no olol program at /nonexistent/olol.dist/olol"),
+        (["--standalone", "/nonexistent/olol.dist"], "no olol program at /nonexistent/olol.dist/olol.bin"),
         (["--frobnicate"], "unknown option --frobnicate"),
     ],
 )

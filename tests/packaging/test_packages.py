@@ -30,7 +30,7 @@ pytestmark = pytest.mark.packaging
 
 @pytest.fixture(scope="module")
 def built() -> Path:
-    if not (DIST_STANDALONE / "olol").is_file() or not DIST_BINARY.is_file():
+    if not (DIST_STANDALONE / "olol.bin").is_file() or not DIST_BINARY.is_file():
         pytest.fail(NOT_BUILT)
     return DIST_STANDALONE
 

@@ -88,10 +88,10 @@ def rpm(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_deb_ships_the_install_layout(deb: Path, tmp_path: Path) -> None:
     run(["dpkg-deb", "--extract", deb, tmp_path])
     assert files_under(tmp_path) == expected_files() | {"/usr/share/doc/olol/copyright"}
-    assert os.readlink(tmp_path / "usr/bin/olol") == "../lib/olol/olol"
+    assert os.readlink(tmp_path / "usr/bin/olol") == "../lib/olol/olol.bin"
     listing = run(["dpkg-deb", "--contents", deb]).stdout
-    assert re.search(r"^lrwxrwxrwx root/root .* \./usr/bin/olol -> \.\./lib/olol/olol$", listing, re.M)
-    assert re.search(r"^-rwxr-xr-x root/root .* \./usr/lib/olol/olol$", listing, re.M)
+    assert re.search(r"^lrwxrwxrwx root/root .* \./usr/bin/olol -> \.\./lib/olol/olol\.bin$", listing, re.M)
+    assert re.search(r"^-rwxr-xr-x root/root .* \./usr/lib/olol/olol\.bin$", listing, re.M)
     assert re.search(r"^-rw-r--r-- root/root .* \./usr/lib/olol/certifi/cacert.pem$", listing, re.M)
     assert re.search(r"^drwxr-x--- root/root .* \./etc/olol/$", listing, re.M)
 
@@ -161,8 +161,8 @@ def test_rpm_ships_the_install_layout(rpm: Path) -> None:
     entries = {fields[0]: fields for fields in (line.split() for line in dump)}
     files = {path for path, fields in entries.items() if fields[4].startswith(("010", "012"))}
     assert files == expected_files()
-    assert entries["/usr/bin/olol"][4] == "0120777" and entries["/usr/bin/olol"][-1] == "../lib/olol/olol"
-    assert entries["/usr/lib/olol/olol"][4] == "0100755"
+    assert entries["/usr/bin/olol"][4] == "0120777" and entries["/usr/bin/olol"][-1] == "../lib/olol/olol.bin"
+    assert entries["/usr/lib/olol/olol.bin"][4] == "0100755"
     assert entries["/etc/olol"][4:7] == ["040750", "root", "olol"]
     # The program's own libraries provide and require nothing of the system's.
     provides = run(["rpm", "-qp", "--provides", rpm]).stdout
