@@ -4,7 +4,7 @@ Start-up is paid on every `olol status`, systemd restart and test, so `olol MODE
 that mode's command module (`main()` builds an app holding just it), and the modes import their
 heavy dependencies (grpc, aiohttp, numpy) only when they run. `olol --help` and unknown commands
 get the full app, which `from olol.cli import app` also returns. `olol version` skips typer:
-importing it and coercing its options (through pydantic) is most of a start.
+importing it (and rich, which it brings) is most of a start.
 """
 
 from __future__ import annotations
