@@ -69,7 +69,8 @@ def test_new_build_replaces_the_program_folder_whole(tmp_path: Path, binary: Pat
     with (root / "usr/lib/olol/certifi/cacert.pem").open() as still_open:
         install(root, newer)
         assert still_open.read() == "stand-in data\n"
-    program = ("olol", "libpython3.11.so.1.0", "BUILD", "numpy.libs/libopenblas.so")
+    program = ("olol.bin", "libpython3.11.so.1.0", "BUILD", "olol/proxy/ui/static/index.html")
+    program += ("numpy.libs/libopenblas.so",)
     assert files_under(root) == expected_files(program=program)
     assert run([root / "usr/bin/olol"]).stdout.strip() == "olol 9.9.9 (stand-in, build newer)"
     assert not list(root.glob("usr/lib/olol.olol-*"))
