@@ -4,10 +4,14 @@
     python -m bench.bench_cache_routing --quick         # the sizes BENCHMARKS.md states
 
 Hosts: `--hosts` llama-servers on Gemma 3 270M (Q4_K_M, `olol.backends.llamacpp.gemma_model`), each
-`-t 1 -c CTX --parallel SLOTS --cache-ram 0`, each behind an in-process agent, so the
+`-t 1 -c CTX --parallel SLOTS --cache-ram 64`, each behind an in-process agent, so the
 proxy sees them as a real cluster does (state feed, gRPC streams). Prompt caches are
 sized so that no host can hold every prefix at once: a slot keeps one prompt's KV
-cache and `--cache-ram 0` turns off llama-server's host-memory prompt cache. OLOL
+cache and `--cache-ram 64` bounds llama-server's host-memory prompt cache to about
+half of workload (b)'s system prompts (llama.cpp's default, 8 GiB, holds every prompt
+of a 270M model on every host, where any policy hits). `--llama-args "--cache-ram 0"`
+leaves the slots alone: with as many closed-loop clients as slots in the cluster,
+the one free slot decides where a request can start, and no routing helps. OLOL
 starts llama-server with `--swa-full` for this sliding-window model (without it a
 prompt that only shares a prefix with the cached one reuses nothing).
 
@@ -294,7 +298,7 @@ def main() -> None:
     parser.add_argument("--hosts", type=int, default=2)
     parser.add_argument("--ctx", type=int, default=4096, help="llama-server -c (shared by its slots)")
     parser.add_argument("--slots", type=int, default=2, help="llama-server --parallel")
-    parser.add_argument("--llama-args", default="--cache-ram 0", help="more llama-server flags")
+    parser.add_argument("--llama-args", default="--cache-ram 64", help="more llama-server flags (see the docstring)")
     parser.add_argument("--workloads", nargs="+", default=list(WORKLOADS), choices=WORKLOADS)
     parser.add_argument("--policies", nargs="+", default=list(POLICIES), choices=POLICIES)
     parser.add_argument("--no-write", action="store_true", help="print, do not touch BENCHMARKS.md")
