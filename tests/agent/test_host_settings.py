@@ -124,7 +124,7 @@ def test_help_shows_every_setting_with_its_variable() -> None:
         ("--load-timeout", "OLLAMA_LOAD_TIMEOUT"), ("--quantize", "OLLAMA_QUANTIZE"),
         ("--context-window", "OLLAMA_CONTEXT_WINDOW"), ("--debug", "OLLAMA_DEBUG"),
         ("--max-memory", "OLOL_MAX_MEMORY"), ("--ollama-serve", "OLOL_OLLAMA_SERVE"),
-        ("--ctx-size", "OLOL_SERVER_CTX_SIZE"),
+        ("--ctx-size", "OLOL_SERVER_CTX_SIZE"), ("--log-level", "OLLAMA_LOG_LEVEL"),
     ]:  # fmt: skip
         assert flag in out and var in out, flag
 

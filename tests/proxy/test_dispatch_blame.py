@@ -26,8 +26,10 @@ def building_fails(backend: Backend, body: JSON) -> AsyncIterator[JSON]:
 async def test_an_error_building_the_request_is_a_400_on_one_host_only() -> None:
     a, b, c = host("a"), host("b"), host("c")
     d = dispatcher(a, b, c)
-    with pytest.raises(BadRequest, match="invalid request: TypeError"):
+    with pytest.raises(BadRequest) as caught:
         await d.open_stream("chat", RouteRequest("llama3"), {"model": "llama3"}, building_fails)
+    assert caught.value.message.startswith("invalid request:")
+    assert "TypeError" not in caught.value.message and "NoneType" not in caught.value.message  # words, not Python
     assert a.healthy and b.healthy and c.healthy
     assert a.in_flight == b.in_flight == c.in_flight == 0
 
@@ -40,6 +42,7 @@ async def test_an_untyped_non_transport_error_keeps_the_host_up(error: Exception
     with pytest.raises(OlolError) as caught:
         await collect(dispatcher(a, b))
     assert caught.value.status == 500
+    assert type(error).__name__ not in caught.value.message
     assert a.healthy and b.healthy
     assert fake(a).calls + fake(b).calls == 1  # the same request fails the same way anywhere: not retried
 

@@ -31,6 +31,12 @@ CONFIG_OPTION = typer.Option(
 LOG_LEVEL_OPTION = typer.Option(
     None, "--log-level", help="debug, info, warning, error.  \\[env var: OLOL_LOG_LEVEL]  \\[default: info]"
 )
+#: `olol server`'s: the host's Ollama variable counts too (as OLLAMA_DEBUG does for --debug).
+SERVER_LOG_LEVEL_OPTION = typer.Option(
+    None,
+    "--log-level",
+    help="debug, info, warning, error.  \\[env var: OLOL_LOG_LEVEL, then OLLAMA_LOG_LEVEL]  \\[default: info]",
+)
 
 #: The proxy a client command talks to (`olol status`, `pull`, `models`, `drain`, `undrain`).
 PROXY_URL_OPTION = typer.Option(

@@ -10,7 +10,7 @@ import typer
 from olol.agent.config import AgentConfig
 from olol.cli import host_options as ho
 from olol.cli import security_options as sec
-from olol.cli.common import CONFIG_OPTION, LOG_LEVEL_OPTION, fail, settings, setup_logging
+from olol.cli.common import CONFIG_OPTION, SERVER_LOG_LEVEL_OPTION, fail, settings, setup_logging
 from olol.cli.options import Given, resolve, settings_options
 from olol.config import ConfigError
 
@@ -25,7 +25,7 @@ SETTINGS = (AgentConfig, ho.HostOptions, sec.TokenTls, sec.Advertise, sec.Mdns, 
 def register(app: typer.Typer) -> None:
     @app.command("server")
     @settings_options(*SETTINGS, env_prefix=ENV_PREFIX)
-    def server(given: Given, config: Path = CONFIG_OPTION, log_level: str = LOG_LEVEL_OPTION) -> None:
+    def server(given: Given, config: Path = CONFIG_OPTION, log_level: str = SERVER_LOG_LEVEL_OPTION) -> None:
         """Serve this host's Ollama or llama.cpp over OLOL's gRPC API (the agent).
 
         Examples:

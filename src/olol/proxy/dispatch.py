@@ -23,6 +23,7 @@ from olol.lifecycle import close_stream
 from olol.proxy.liveness import CallGuard, InFlightCalls, stall_timeout
 from olol.proxy.metrics import ProxyMetrics
 from olol.proxy.router import NoEligibleHost, Route, Router
+from olol.wire.convert import INVALID_FOR_HOST
 from olol.wire.raw import JsonBody, RawChunk
 
 __all__ = ["Dispatcher", "Upstream"]
@@ -63,16 +64,25 @@ def _as_upstream_error(host_id: str, exc: Exception) -> OlolError:
     if isinstance(exc, OlolError):
         return exc
     if isinstance(exc, _TRANSPORT_ERRORS):
-        return BackendUnavailable(f"{host_id}: {type(exc).__name__}: {exc}")
+        return BackendUnavailable(f"{host_id}: {_transport_words(exc)}")
+    # Clients see words, never Python's exception text (issue 14); the log keeps the traceback.
     log.warning("untyped error from %s (host kept up)", host_id, exc_info=exc)
-    return _Untyped(f"internal error: {type(exc).__name__}: {exc}")
+    return _Untyped(f"internal error relaying from {host_id} (see the proxy's log)")
+
+
+def _transport_words(exc: BaseException) -> str:
+    """A transport failure as a client may read it: the OS's words, not the exception's type."""
+    if isinstance(exc, OSError) and exc.strerror:
+        return f"connection failed: {exc.strerror.lower()}"
+    return "connection closed"
 
 
 def _request_error(exc: Exception) -> OlolError:
     """An error raised while building a host's request: the request's fault (400), never the host's."""
     if isinstance(exc, OlolError):
         return exc
-    return BadRequest(f"invalid request: {type(exc).__name__}: {exc}")
+    log.info("request refused while building it for a host", exc_info=exc)
+    return BadRequest(INVALID_FOR_HOST)
 
 
 def _retry_reason(exc: BaseException) -> str | None:

@@ -39,7 +39,7 @@ _OPTIONS = [("grpc.max_receive_message_length", 64 * 1024 * 1024), ("grpc.max_se
 
 
 async def _abort(context: Context, exc: Exception) -> None:
-    err = exc if isinstance(exc, OlolError) else OlolError(f"internal error: {type(exc).__name__}: {exc}")
+    err = exc if isinstance(exc, OlolError) else OlolError("internal error (see the proxy's log)")
     if not isinstance(exc, OlolError):
         log.exception("sessions gRPC call failed", exc_info=exc)
     await context.abort(code_for(err), err.message, trailing_metadata=((STATUS_KEY, str(err.status)),))

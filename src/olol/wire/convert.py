@@ -7,6 +7,7 @@ in Ollama's words, so bad input fails at the edge with a 400, not deep inside.
 from __future__ import annotations
 
 import functools
+import logging
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -27,6 +28,8 @@ from olol.wire.values import (
     struct_to_dict,
 )
 
+log = logging.getLogger(__name__)
+
 JSON = dict[str, Any]
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -38,6 +41,10 @@ _DETAIL_FIELDS = [f.name for f in pb.ModelDetails.DESCRIPTOR.fields]
 
 
 # ----------------------------------------------------------------------- helpers
+#: What a client reads when a body passed the checks but cannot be built for a host (the log says why).
+INVALID_FOR_HOST = "invalid request: a value has a type or shape the host cannot take"
+
+
 def _request_builder(convert: F) -> F:
     """A request converter whose every failure is the request's 400.
 
@@ -55,7 +62,8 @@ def _request_builder(convert: F) -> F:
         except RecursionError:
             raise BadRequest("invalid request: nested too deeply") from None
         except Exception as exc:
-            raise BadRequest(f"invalid request: {type(exc).__name__}: {exc}") from exc
+            log.info("request refused by %s", convert.__name__, exc_info=exc)
+            raise BadRequest(INVALID_FOR_HOST) from exc
 
     return guarded  # type: ignore[return-value]
 
