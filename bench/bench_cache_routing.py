@@ -260,8 +260,8 @@ def report(summary: dict[tuple[str, str], dict[str, float]], args: argparse.Name
                          f"{s['evaluated'] / rr['evaluated']:.2f}x" if rr["evaluated"] else "-",
                          f"{100 * s['cache_routed']:.0f}%"))
     return (
-        "## KV-cache-aware routing on real llama.cpp (`bench_cache_routing`)\n\n"
-        f"`python -m bench.bench_cache_routing {'--quick ' if args.quick else ''}--rounds {args.rounds}`: "
+        f"## KV-cache-aware routing on real llama.cpp (`bench_cache_routing`{'' if args.quick else ', full sizes'})\n\n"
+        f"`python -m bench.bench_cache_routing {command_line(args)}`: "
         f"{args.hosts} llama-servers on Gemma 3 270M Q4_K_M, each `-t 1 -c {args.ctx} --parallel {args.slots} "
         f"{args.llama_args}` behind an agent; {header}. Whole run: {minutes:.1f} min.\n\n"
         f"Sizes: (a) chat {sizes.users} users x {sizes.turns} turns (~100-token system, ~25-token questions, "
@@ -276,19 +276,30 @@ def report(summary: dict[tuple[str, str], dict[str, float]], args: argparse.Name
     )
 
 
-def plot(summary: dict[tuple[str, str], dict[str, float]], kinds: list[str]) -> str:
+def command_line(args: argparse.Namespace) -> str:
+    """The options of this run that differ from the defaults, as typed."""
+    words = ["--quick"] if args.quick else []
+    words.append(f"--rounds {args.rounds}")
+    if args.workloads != list(WORKLOADS):
+        words.append("--workloads " + " ".join(args.workloads))
+    if args.policies != list(POLICIES):
+        words.append("--policies " + " ".join(args.policies))
+    return " ".join(words)
+
+
+def plot(summary: dict[tuple[str, str], dict[str, float]], kinds: list[str], policies: list[str], name: str) -> str:
     fig = figure(9.0, 3.6)
     axes = fig.subplots(1, 2)
-    width = 0.8 / len(POLICIES)
-    for i, policy in enumerate(POLICIES):
-        xs = [k + (i - len(POLICIES) / 2 + 0.5) * width for k in range(len(kinds))]
+    width = 0.8 / len(policies)
+    for i, policy in enumerate(policies):
+        xs = [k + (i - len(policies) / 2 + 0.5) * width for k in range(len(kinds))]
         axes[0].bar(xs, [summary[(k, policy)]["ttft_p50"] for k in kinds], width, label=policy)
         axes[1].bar(xs, [summary[(k, policy)]["evaluated"] for k in kinds], width, label=policy)
     for ax, title in zip(axes, ("TTFT p50 (s)", "prompt tokens evaluated"), strict=True):
         ax.set_xticks(range(len(kinds)), kinds)
         ax.set_title(title)
     axes[0].legend(fontsize=7)
-    return save_plot(fig, "cache_routing")
+    return save_plot(fig, name)
 
 
 def main() -> None:
@@ -311,8 +322,10 @@ def main() -> None:
     minutes = (time.perf_counter() - start) / 60
     markdown = report(summary, args, sizes, f"{header}, load average at the end {os.getloadavg()[0]:.1f}", minutes)
     if not args.no_write:
-        markdown += f"\n\n![cache routing]({plot(summary, args.workloads)})"
-        write_section("cache-routing", markdown)
+        # The quick sizes and the issue's sizes are two sections: the second takes hours here for every policy.
+        name = "cache-routing" if args.quick else "cache-routing-full"
+        markdown += f"\n\n![cache routing]({plot(summary, args.workloads, args.policies, name.replace('-', '_'))})"
+        write_section(name, markdown)
     print(markdown)
 
 
