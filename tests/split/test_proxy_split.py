@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -133,3 +134,69 @@ async def test_split_model_served_through_the_proxy_and_replanned(split: Split) 
     await kept.worker.kill()
     assert await chat(proxy, distributed=True) == (single_text, SPLIT_HOST)
     assert coordinator.generation == 3 and kept.worker.restarts == 1
+
+
+LONG = 256  # tokens: the split's one slot holds 512 (CTX), so the prompt and the whole answer fit
+
+
+async def stream_chat(proxy: RunningProxy, cut: Callable[[int], None] | None = None) -> list[dict[str, Any]]:
+    """A long streamed greedy chat on the split host: its lines; `cut(n)` is called after each of them."""
+    body = {"model": "tiny", "stream": True, "messages": [{"role": "user", "content": PROMPT}],
+            "options": {"temperature": 0, "num_predict": LONG, "seed": 1, "distributed": True}}  # fmt: skip
+    lines: list[dict[str, Any]] = []
+    timeout = aiohttp.ClientTimeout(total=300)
+    async with aiohttp.ClientSession(timeout=timeout) as http, http.post(proxy.url + "/api/chat", json=body) as r:
+        assert r.status == 200 and r.headers["X-OLOL-Host"] == SPLIT_HOST, await r.text()
+        async for raw in r.content:
+            if raw.strip():
+                lines.append(json.loads(raw))
+                if cut is not None:
+                    cut(len(lines))
+    return lines
+
+
+async def test_a_split_stream_cut_mid_answer_resumes_after_the_replan(split: Split) -> None:
+    """An rpc-server of the split goes away mid-answer: llama-server dies with it, the front ends the stream
+    with an error event, and the proxy resumes on the same `dist:` host once it re-planned over the other
+    worker, from the token ids relayed so far: the client sees the uninterrupted greedy answer, whole."""
+    proxy = split.proxy
+    service: DistributedModels = proxy.runner.app[DISTRIBUTED]
+    reference = await stream_chat(proxy)
+    assert service.active is not None
+    coordinator = service.active.coordinator
+    assert coordinator.generation == 1 and coordinator.plan is not None and coordinator.plan.tensor_split == (4, 1)
+    text = "".join(line["message"]["content"] for line in reference)
+    chunks = len(reference) - 1
+    assert chunks > 64, "the reference answer is too short to cut in the middle"
+    assert "olol" not in reference[-1]
+
+    lost, kept = split.servers
+    stopping: list[asyncio.Task[None]] = []
+    cut_at = chunks // 4  # stopping takes a moment: the cut lands well before the end
+
+    def cut(received: int) -> None:
+        if received == cut_at:
+            stopping.append(asyncio.create_task(lost.stop()))
+
+    lines = await stream_chat(proxy, cut)
+    await stopping[0]
+    async with aiohttp.ClientSession() as http, http.get(proxy.url + "/metrics") as r:
+        metrics = await r.text()
+
+    assert not any("error" in line for line in lines)
+    final = lines[-1]
+    assert final["done"] and final["done_reason"] == reference[-1]["done_reason"]
+    assert "".join(line["message"]["content"] for line in lines) == text  # byte for byte
+    assert final["eval_count"] == reference[-1]["eval_count"]  # the count covers both generations
+    assert final["olol"] == {"hosts": [SPLIT_HOST, SPLIT_HOST], "resumes": 1}
+    # One resume, for a failure of the host: whichever shows first, the front's error event (code 502:
+    # "error") or the health probe that finds the host re-planning (the stream is aborted: "host_down").
+    resumes = [line for line in metrics.splitlines() if line.startswith("olol_resumes_total{")]
+    assert len(resumes) == 1 and resumes[0].endswith(" 1.0"), resumes
+    assert resumes[0].split(" ")[0] in {
+        f'olol_resumes_total{{outcome="resumed",reason="{r}"}}' for r in ("error", "host_down")
+    }, resumes
+    assert 'stage="mid_stream"' not in metrics
+    # The coordinator re-planned over the worker left, which served the rest of the answer.
+    assert coordinator.generation == 2 and coordinator.failures
+    assert coordinator.plan is not None and coordinator.plan.used_addresses == (kept.target,)
