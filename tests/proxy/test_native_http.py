@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 
 import aiohttp
 import pytest
@@ -62,6 +63,25 @@ async def test_stream_is_ndjson_and_headers_say_where(two_hosts: list[OllamaSim]
             assert r.headers["Content-Type"].startswith("application/json")
             body = await r.json()
         assert body["response"] == "".join(line["response"] for line in lines) and "context" in body
+
+
+@pytest.mark.parametrize(("path", "body", "model"), [
+    ("/api/create", {"model": "brief", "from": "llama3.2", "system": "Be brief."}, "brief"),  # manage's feed
+    ("/api/pull", {"model": "qwen2.5:0.5b"}, "qwen2.5:0.5b"),  # placement's feed
+])
+async def test_a_streamed_success_comes_after_the_hosts_models_are_reread(
+    two_hosts: list[OllamaSim], path: str, body: dict[str, str], model: str
+) -> None:
+    # ollama-js stops reading at "success" and uses the model at once: the proxy must know it by then.
+    async with proxy_over(*two_hosts, probe_interval=60) as proxy, aiohttp.ClientSession() as http:
+        async with http.post(proxy.url + path, json=body) as r:
+            async for line in r.content:
+                if json.loads(line).get("status") == "success":
+                    break
+            known = [h.id for h in proxy.context.cluster.hosts_with(model)]
+        async with http.post(proxy.url + "/api/show", json={"model": model}) as r:
+            assert r.status == 200, await r.text()
+    assert known
 
 
 async def test_keep_alive_zero_unloads_everywhere(two_hosts: list[OllamaSim]) -> None:

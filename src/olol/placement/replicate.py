@@ -20,7 +20,7 @@ import asyncio
 import contextlib
 import logging
 from collections import Counter
-from collections.abc import AsyncGenerator, AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -83,8 +83,9 @@ class Replication:
     substitutions: list[Substitution] = field(default_factory=list)
 
     # ------------------------------------------------------------------ the feed
-    async def feed(self) -> AsyncGenerator[JSON, None]:
-        """The merged progress feed; ends with "success" (and an `olol` report) or an `{"error"}` line."""
+    async def feed(self, before_final: Callable[[], Awaitable[None]] | None = None) -> AsyncGenerator[JSON, None]:
+        """The merged progress feed; ends with "success" (and an `olol` report) or an `{"error"}` line
+        (`before_final` is awaited just before it)."""
         merger = ProgressMerger([t.host.id for t in self.targets])
         # Sources first: the host that starts a download must be one the others can copy from.
         order = sorted(self.targets, key=lambda t: not t.room.source)
@@ -94,6 +95,8 @@ class Replication:
                 if item is not DONE:
                     for line in self._merge(merger, host_id, item):
                         yield line
+        if before_final is not None:
+            await before_final()
         yield self._final(merger)
 
     def _merge(self, merger: ProgressMerger, host_id: str, item: object) -> list[JSON]:

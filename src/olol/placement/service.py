@@ -133,15 +133,26 @@ class PlacementService:
             run.substitutions.append(substitution)
         if replicas is not None and len(chosen) < replicas:
             notes.append(_note(f"only {len(chosen)} of {replicas} replicas can be placed"))
+        ids = [t.host.id for t in targets]
+        refreshed = False
+
+        async def refresh() -> None:
+            # Before the final line: a client uses the model as soon as it reads "success".
+            nonlocal refreshed
+            refreshed = True
+            with contextlib.suppress(Exception):
+                await self.refresh(ids)
+
         try:
             for line in notes:
                 yield line
-            async for line in run.feed():
+            async for line in run.feed(refresh):
                 yield line
         finally:
             self.jobs.end(job)
-            with contextlib.suppress(Exception):
-                await self.refresh([t.host.id for t in targets])
+            if not refreshed:  # stopped early (the client left): the hosts may have changed all the same
+                with contextlib.suppress(Exception):
+                    await self.refresh(ids)
 
     def _entries(self) -> list[JSON]:
         return [entry for h in self.cluster.hosts.values() for entry in h.models.values()]

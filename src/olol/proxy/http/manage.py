@@ -79,8 +79,10 @@ def _failure_codes(line: JSON, codes: dict[str, int], skipped: set[str]) -> None
         skipped.add(str(olol.get("host")))
 
 
-async def _merged_feed(hosts: Sequence[Host], op: StreamOp) -> AsyncGenerator[JSON, None]:
-    """Run a status stream on each host at once and yield one merged feed, ending with the final line."""
+async def _merged_feed(hosts: Sequence[Host], op: StreamOp,
+                       before_final: Callable[[], Awaitable[None]] | None = None) -> AsyncGenerator[JSON, None]:
+    """Run a status stream on each host at once and yield one merged feed, ending with the final line
+    (`before_final` is awaited just before it)."""
     merger = ProgressMerger([h.id for h in hosts])
     feeds = [(h.id, partial(op, h.backend)) for h in hosts]
     async with contextlib.aclosing(fan_in(feeds)) as items:
@@ -99,6 +101,8 @@ async def _merged_feed(hosts: Sequence[Host], op: StreamOp) -> AsyncGenerator[JS
             elif isinstance(item, dict):
                 for line in merger.feed(host_id, item):
                     yield line
+    if before_final is not None:
+        await before_final()
     yield merger.final()
 
 
@@ -150,14 +154,26 @@ def _replicas(request: web.Request) -> int | None:
 
 async def _feed_from(request: web.Request, body: JSON, hosts: Sequence[Host], op: StreamOp,
                      what: str) -> web.StreamResponse:
-    """Run a status stream on `hosts` and reply with the merged feed; then re-read their models."""
+    """Run a status stream on `hosts` and reply with the merged feed, re-reading their models first.
+
+    Before the final line, not after the reply: a client acts on "success" at once (ollama-js stops
+    reading there, before the end of the body), and must then find the model it created or pulled.
+    """
     if not hosts:
         raise OlolError(f"no healthy host to {what}", status=503)
+    ids = [h.id for h in hosts]
+    refreshed = False
+
+    async def refresh() -> None:
+        nonlocal refreshed
+        refreshed = True
+        await ctx(request).refresh(ids)
+
     try:
-        return await _reply_feed(request, body, _merged_feed(hosts, op),
-                                 {"X-OLOL-Host": ",".join(h.id for h in hosts)})
+        return await _reply_feed(request, body, _merged_feed(hosts, op, refresh), {"X-OLOL-Host": ",".join(ids)})
     finally:
-        await ctx(request).refresh([h.id for h in hosts])
+        if not refreshed:  # the feed stopped early (the client left): the hosts may have changed all the same
+            await ctx(request).refresh(ids)
 
 
 async def pull(request: web.Request) -> web.StreamResponse:
