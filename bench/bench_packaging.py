@@ -32,7 +32,7 @@ from bench._report import median, table, write_section
 
 ROOT = Path(__file__).resolve().parents[1]
 BINARY = ROOT / "dist" / "olol"
-STANDALONE = ROOT / "dist" / "olol.dist" / "olol"
+STANDALONE = ROOT / "dist" / "olol.dist" / "olol.bin"
 COLD_RUNS, WARM_RUNS, PROXY_RUNS = 5, 9, 7
 
 

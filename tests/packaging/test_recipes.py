@@ -308,6 +308,7 @@ def test_build_binary_options() -> None:
         assert f"--nofollow-import-to={unused} " in text
     assert "--nofollow-import-to='pygments.lexers.[!_]*'" in text
     assert "--nofollow-import-to=numpy.random" not in text  # the demo's tiny model uses it
+    assert "--no-deployment-flag=excluded-module-usage" in text  # yarl finds pydantic_core absent, not refused
     # Extension modules are stripped in the build venv (not auditwheel's *.libs), then imported.
     assert "xargs -0 -r strip --strip-unneeded" in text and "! -path '*.libs/*'" in text
     # ... in a venv of its own: what the interpreter has installed elsewhere never goes in unstripped.
