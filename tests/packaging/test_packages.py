@@ -45,6 +45,6 @@ def test_deb_and_rpm_of_the_build_agree(built: Path, tmp_path: Path) -> None:
     # One build, whichever way it is run.
     env = clean_env(XDG_CACHE_HOME=str(tmp_path / "cache"))
     onefile = run([DIST_BINARY, "version"], env=env, timeout=120).stdout.splitlines()[0]
-    standalone = run([built / "olol", "version"], env=env, timeout=120).stdout.splitlines()[0]
+    standalone = run([built / "olol.bin", "version"], env=env, timeout=120).stdout.splitlines()[0]
     assert d.version_output == r.version_output == standalone == onefile
     assert onefile.endswith(f", build {read_buildinfo()['BUILD_ID']})")
