@@ -17,11 +17,9 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from typing import Any
 
 from olol.errors import Unsupported
-
-JSON = dict[str, Any]
+from olol.wire.json_type import JSON
 
 __all__ = ["JSON", "Backend", "BackendInfo"]
 

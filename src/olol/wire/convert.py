@@ -16,6 +16,7 @@ from google.protobuf.message import Message as PbMessage
 
 from olol.errors import BadRequest
 from olol.proto import pb
+from olol.wire.json_type import JSON
 from olol.wire.tokens import RESUME_TOKENS, token_ids, with_token_ids
 from olol.wire.values import (
     b64decode,
@@ -30,7 +31,6 @@ from olol.wire.values import (
 
 log = logging.getLogger(__name__)
 
-JSON = dict[str, Any]
 F = TypeVar("F", bound=Callable[..., Any])
 
 _OPTION_FIELDS = {f.name: f for f in pb.Options.DESCRIPTOR.fields if f.name != "extra"}

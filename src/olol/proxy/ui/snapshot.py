@@ -12,13 +12,12 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from olol.cluster import Host
+from olol.cluster.backend import JSON
 
 if TYPE_CHECKING:
     from olol.proxy.context import ProxyContext
 
 __all__ = ["RECENT_ROUTES", "build_snapshot"]
-
-JSON = dict[str, Any]
 
 RECENT_ROUTES = 15  # routing decisions an update lists (the newest first)
 
