@@ -103,7 +103,7 @@ def test_rate_limiter_refills_and_bounds_its_table() -> None:
 
 
 BAD_BODIES = [
-    (b"{not json", "invalid JSON"),
+    (b"{not json", "invalid character 'n' looking for beginning of object key string"),  # Go's words, as Ollama
     (b"[1, 2]", "cannot unmarshal array"),
     (b'"text"', "cannot unmarshal string"),
     (b'{"model": 3, "prompt": "hi"}', "GenerateRequest.model of type string"),

@@ -24,6 +24,7 @@ from typing import Any
 
 from olol.errors import BadRequest
 from olol.security.http import InvalidBody
+from olol.wire.json_errors import go_syntax_error
 from olol.wire.values import duration_from_json
 
 __all__ = ["MAX_DEPTH", "BodySpec", "InvalidBody", "check_body", "parse_body"]
@@ -332,8 +333,10 @@ def _loads(raw: bytes | bytearray) -> Any:
         raise InvalidBody("json: exceeded max depth") from None
     except UnicodeError:
         raise InvalidBody("invalid JSON: invalid UTF-8 or lone surrogate in string") from None
-    except ValueError as exc:
-        raise InvalidBody(f"invalid JSON: {exc}") from None
+    except json.JSONDecodeError as exc:
+        raise InvalidBody(go_syntax_error(exc)) from None
+    except ValueError:  # Python's cap on integer digits (4,300): no Ollama field takes such a number
+        raise InvalidBody("invalid JSON: a number too long to decode") from None
     return body
 
 

@@ -18,6 +18,7 @@ from olol.errors import BadRequest, OlolError
 from olol.proxy.context import CONTEXT, ProxyContext
 from olol.proxy.router import route_headers
 from olol.security.http import PARSED_BODY, RAW_BODY
+from olol.wire.json_errors import go_syntax_error
 from olol.wire.raw import RawChunk, raw_bytes
 
 __all__ = [
@@ -60,8 +61,10 @@ async def read_json(request: web.Request, *, keep_bytes: bool = False) -> JSON:
             raise BadRequest("missing request body")
         try:
             body = json.loads(raw)
-        except ValueError as exc:
-            raise BadRequest(f"invalid JSON: {exc}") from None
+        except json.JSONDecodeError as exc:
+            raise BadRequest(go_syntax_error(exc)) from None
+        except ValueError:  # undecodable bytes, or an integer past Python's digit cap
+            raise BadRequest("invalid JSON: undecodable text or a number too long") from None
     if not isinstance(body, dict):
         raise BadRequest("request body must be a JSON object")
     return RawChunk.of(body, raw) if keep_bytes and raw is not None else body
