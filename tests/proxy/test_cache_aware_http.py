@@ -58,10 +58,11 @@ async def test_session_header_still_pins(ollama_sim_factory) -> None:  # type: i
         assert len(hosts) == 1
 
 
-async def test_a_prefix_is_followed_once_answered_not_while_its_first_request_runs(ollama_sim_factory) -> None:  # type: ignore[no-untyped-def]
+async def test_a_prefix_being_evaluated_is_waited_for_not_evaluated_twice(ollama_sim_factory) -> None:  # type: ignore[no-untyped-def]
     """An engine's slots do not share a prompt still being evaluated: a second request with the same long
-    prefix, sent while the first runs, would only queue behind it cold. It goes to the other host; once
-    both answered, later requests follow the prefix to either."""
+    prefix sent now would evaluate it again, here or on the other host. Waiting for the first one's slot
+    costs less (nothing measured says a cold start elsewhere is quicker), so the proxy holds it, then
+    sends it after the first, to the same host, for its cache; later requests follow the prefix there."""
     import asyncio
 
     sims = await ollama_sim_factory.many(2, parallel=2, latency=0.3)
@@ -75,8 +76,14 @@ async def test_a_prefix_is_followed_once_answered_not_while_its_first_request_ru
             return r.headers["X-OLOL-Host"], r.headers["X-OLOL-Route"]
 
     async with proxy_over(*sims, balancer="cache_aware") as proxy, aiohttp.ClientSession() as http:
-        first, second = await asyncio.gather(ask(http, "question one"), ask(http, "question two"))
-        assert first[1] == second[1] == "cache_aware"  # nobody held it yet: most room, then the other host
-        assert first[0] != second[0]
+        first = asyncio.create_task(ask(http, "question one"))
+        while not any(h["in_flight"] for h in (await (await http.get(proxy.url + "/api/status")).json())["hosts"]):
+            await asyncio.sleep(0.01)  # the first is on its host: the second finds its prefix in flight
+        second = await ask(http, "question two")
+        first_host, first_route = await first
+        assert first_route == "cache_aware"  # nobody held it yet: the host with the most room
+        assert second[0] == first_host
+        reason, queued = second[1].split(";")
+        assert reason.startswith("cache:") and float(queued.removeprefix("queued=")) > 0.05, second
         later = [await ask(http, f"question {i}") for i in range(3)]
-        assert all(reason.startswith("cache:") for _, reason in later), later
+        assert all(h == first_host and reason.startswith("cache:") for h, reason in later), later

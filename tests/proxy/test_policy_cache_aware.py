@@ -185,3 +185,54 @@ def test_a_prefix_busy_in_a_running_request_is_not_offered_to_another() -> None:
     assert choice is not None and choice.host is b and reason.startswith("cache:")
     book.end("a", chat("hello", "a question still running"))
     assert not book.busy("a", chat("hello", "another"), len(first) // 64 * 64)
+
+
+def slow_prompts(stats: LatencyBook, book: CacheBook, *hosts: str) -> None:
+    """Hosts that evaluate 100 prompt tokens/s and write 100 tokens/s: the system prompt costs ~6 s cold."""
+    for h in hosts:
+        measured(stats, book, h, prompt_rate=100, gen_rate=100)
+
+
+def test_a_prefix_in_flight_is_waited_for_when_a_cold_start_elsewhere_costs_more() -> None:
+    stats, book = LatencyBook(alpha=1.0), CacheBook()
+    a, b = host("a", loaded=[M], parallel=2, load=1), host("b", loaded=[M], parallel=2)
+    slow_prompts(stats, book, "a", "b")
+    book.begin("a", chat("hello", "the first question"), expected_s=1.0)
+    hold = policy(book, stats).patience([cand(a), cand(b)], chat("hello", "a second question"), {})
+    assert hold is not None and hold[0] == "a"
+    # Worth waiting until a cold start on b (the whole prompt) would have been as quick.
+    cold = policy(book, stats).expected(cand(b), chat("hello", "a second question"))
+    assert 1.0 < hold[1] < cold * (1 + 0.2)
+
+
+def test_a_cold_start_elsewhere_wins_when_the_prefix_frees_later_than_that() -> None:
+    stats, book = LatencyBook(alpha=1.0), CacheBook()
+    a, b = host("a", loaded=[M], parallel=2, load=1), host("b", loaded=[M], parallel=2)
+    slow_prompts(stats, book, "a", "b")
+    book.begin("a", chat("hello", "the first question"), expected_s=30.0)  # e.g. a long answer ahead
+    assert policy(book, stats).patience([cand(a), cand(b)], chat("hello", "a second question"), {}) is None
+
+
+def test_the_line_for_a_prefix_makes_waiting_dearer_until_another_host_takes_it() -> None:
+    stats, book = LatencyBook(alpha=1.0), CacheBook()
+    a, b = host("a", loaded=[M], parallel=2, load=1), host("b", loaded=[M], parallel=2)
+    slow_prompts(stats, book, "a", "b")
+    book.begin("a", chat("hello", "the first question"), expected_s=1.0)
+    router, text = policy(book, stats), chat("hello", "another question")
+    waits = [router.patience([cand(a), cand(b)], text, {"a": held}) for held in range(0, 200, 10)]
+    assert waits[0] is not None and waits[-1] is None
+    worth = [w[1] for w in waits if w is not None]
+    assert worth == sorted(worth, reverse=True)  # each one held ahead leaves less worth waiting for
+
+
+def test_nothing_in_flight_or_a_short_shared_head_is_routed_now() -> None:
+    stats, book = LatencyBook(alpha=1.0), CacheBook()
+    a, b = host("a", loaded=[M], parallel=2), host("b", loaded=[M], parallel=2)
+    slow_prompts(stats, book, "a", "b")
+    assert policy(book, stats).patience([cand(a), cand(b)], chat("hello"), {}) is None
+    book.begin("a", b"x" * 2000, expected_s=1.0)  # nothing in common with the prompt
+    assert policy(book, stats).patience([cand(a), cand(b)], chat("hello"), {}) is None
+    # Held free on b already: nothing to wait for on a.
+    book.begin("a", chat("hello", "q"), expected_s=1.0)
+    book.record(b, M, chat("hello", "q"))
+    assert policy(book, stats).patience([cand(a), cand(b)], chat("hello", "q", "a", "r"), {}) is None

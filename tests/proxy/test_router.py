@@ -131,3 +131,36 @@ async def test_host_down_purges_its_sessions() -> None:
     route.lease.release()
     r.cluster.mark_down(r.cluster.hosts[route.host_id], "gone")
     assert r.affinity is not None and r.affinity.pinned("s1") is None
+
+
+def cache_router(*hosts, wait: float = 5.0):  # type: ignore[no-untyped-def]
+    from olol.cluster import LatencyBook
+    from olol.proxy.policies import CacheAware
+
+    c = Cluster(hosts)
+    return Router(c, CacheAware(LatencyBook(), c.caches), AdmissionQueue(wait))
+
+
+PROMPT = b"You are the billing agent. Follow the billing handbook to the letter. " * 20
+
+
+async def test_a_prompt_whose_prefix_is_in_flight_is_held_for_that_host_then_sent_there() -> None:
+    r = cache_router(host("a", parallel=2, loaded=["llama3:latest"]), host("b", parallel=2, loaded=["llama3:latest"]))
+    first = await r.acquire(RouteRequest("llama3", prefix=PROMPT + b"question one"))
+    second = asyncio.create_task(r.acquire(RouteRequest("llama3", prefix=PROMPT + b"question two")))
+    await asyncio.sleep(0.05)
+    assert not second.done()  # held, though the other host is idle: it would evaluate the prefix again
+    r.cluster.caches.record(first.lease.host, "llama3", first.prefix)  # what the dispatcher does once answered
+    first.lease.release()
+    route = await asyncio.wait_for(second, 1)
+    assert route.host_id == first.host_id and route.reason.startswith("cache:") and route.queued_s >= 0.05
+
+
+async def test_a_held_prompt_goes_elsewhere_once_waiting_is_no_longer_worth_it() -> None:
+    r = cache_router(host("a", parallel=2, loaded=["llama3:latest"]), host("b", parallel=2, loaded=["llama3:latest"]))
+    first = await r.acquire(RouteRequest("llama3", prefix=PROMPT + b"question one"))
+    # Nothing measured: DEFAULT_PROMPT_RATE prices the whole prompt at ~0.7 s on b, so the wait is bounded by that.
+    route = await asyncio.wait_for(r.acquire(RouteRequest("llama3", prefix=PROMPT + b"question two")), 5)
+    assert route.host_id != first.host_id and 0.1 < route.queued_s < 2.0
+    first.lease.release()
+    route.lease.release()

@@ -15,15 +15,16 @@ evaluate the rest, which prices a cache hit in seconds.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from olol._fast.prefix import PrefixIndex
 from olol.cluster.host import Host
 from olol.cluster.names import normalize
 from olol.cluster.stats import Ewma
 
-__all__ = ["CHARS_PER_TOKEN", "CacheBook", "HostCacheStats"]
+__all__ = ["CHARS_PER_TOKEN", "CacheBook", "HostCacheStats", "Running"]
 
 # Prompt bytes a token stands for, roughly (English text with common tokenizers): turns the
 # index's bytes into tokens and a host's token budget into bytes.
@@ -47,12 +48,31 @@ class HostCacheStats:
         return self.cached_tokens / self.prompt_tokens if self.prompt_tokens else None
 
 
+class Running(NamedTuple):
+    """A request in flight on a host: its routing text and when it is expected to be done (monotonic s)."""
+
+    text: bytes
+    done_at: float
+
+
+def common_prefix(a: bytes, b: bytes) -> int:
+    """Length of the longest common prefix of `a` and `b` (a binary search of C-speed slice compares)."""
+    low, high = 0, min(len(a), len(b))
+    while low < high:
+        mid = (low + high + 1) // 2
+        if a[:mid] == b[:mid]:
+            low = mid
+        else:
+            high = mid - 1
+    return low
+
+
 class CacheBook:
     def __init__(self) -> None:
         self._indexes: dict[str, PrefixIndex] = {}  # normalised model -> index of its hosts
         self._stats: dict[str, HostCacheStats] = {}
         self._caps: dict[str, int] = {}  # host id -> prompts it showed it keeps (absent: its budget alone bounds)
-        self._running: dict[str, list[bytes]] = {}  # host id -> routing texts of its requests in flight
+        self._running: dict[str, list[Running]] = {}  # host id -> its requests in flight
 
     # ------------------------------------------------------------------ the proxy's model of the caches
     @staticmethod
@@ -105,16 +125,34 @@ class CacheBook:
                 self._caps[host.id] = cap + 1
         self.record(host, model, text)
 
-    def begin(self, host_id: str, text: bytes) -> None:
-        """A request with routing text `text` started on `host_id`."""
-        self._running.setdefault(host_id, []).append(text)
+    def begin(self, host_id: str, text: bytes, expected_s: float = 0.0) -> None:
+        """A request with routing text `text` started on `host_id`, expected to take `expected_s` seconds."""
+        self._running.setdefault(host_id, []).append(Running(text, time.monotonic() + expected_s))
 
     def end(self, host_id: str, text: bytes) -> None:
         running = self._running.get(host_id, [])
-        if text in running:
-            running.remove(text)
+        for i, entry in enumerate(running):
+            if entry.text == text:
+                del running[i]
+                break
         if not running:
             self._running.pop(host_id, None)
+
+    def in_flight(self, host_id: str, text: bytes) -> tuple[int, float] | None:
+        """The longest prefix of `text` a request in flight on `host_id` shares with it, and the seconds
+        until the first request sharing that much is expected to be done (0 once overdue); None if none runs.
+
+        Not yet in the index (a prompt is indexed once answered), but in the host's cache once it is done:
+        the slot that evaluates it keeps it for the next request with that prefix.
+        """
+        best: tuple[int, float] | None = None
+        now = time.monotonic()
+        for entry in self._running.get(host_id, ()):
+            length = common_prefix(text, entry.text)
+            remaining = max(0.0, entry.done_at - now)
+            if best is None or length > best[0] or (length == best[0] and remaining < best[1]):
+                best = (length, remaining)
+        return best
 
     def busy(self, host_id: str, text: bytes, length: int) -> bool:
         """Whether a request in flight on `host_id` holds the first `length` bytes of `text` in its slot.
@@ -123,7 +161,7 @@ class CacheBook:
         gets another slot on that host and evaluates the prefix again.
         """
         head = text[:length]
-        return any(other.startswith(head) for other in self._running.get(host_id, ()))
+        return any(other.text.startswith(head) for other in self._running.get(host_id, ()))
 
     def cap(self, host_id: str) -> int | None:
         """Prompts `host_id` showed it keeps at most, or None while no miss said so."""

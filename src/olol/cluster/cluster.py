@@ -158,11 +158,12 @@ class Cluster:
             self.capacity_changed(host)  # requests queued for its models may go there now
 
     # ------------------------------------------------------------------ load
-    def acquire(self, host: Host, model: str, prefix: bytes = b"") -> Lease:
-        """Claim a slot of `host` for a request (`prefix`: its routing text, while cache-aware routing is on)."""
+    def acquire(self, host: Host, model: str, prefix: bytes = b"", expected_s: float = 0.0) -> Lease:
+        """Claim a slot of `host` for a request (`prefix`: its routing text, while cache-aware routing is on;
+        `expected_s`: how long it should take there)."""
         host.in_flight += 1
         if prefix:
-            self.caches.begin(host.id, prefix)
+            self.caches.begin(host.id, prefix, expected_s)
         return Lease(self, host, model, prefix)
 
     def _release(self, host: Host) -> None:

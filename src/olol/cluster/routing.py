@@ -8,7 +8,7 @@ policy never needs to know about retries, queues or affinity.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
@@ -59,4 +59,14 @@ class PrefixPolicy(Protocol):
 
     def route(self, candidates: Sequence[Candidate], text: bytes) -> tuple[Candidate, str] | None:
         """The host for a prompt with routing text `text` and the reason to report, or None if all are saturated."""
+        ...
+
+    def expected(self, candidate: Candidate, text: bytes) -> float:
+        """Seconds the prompt should take on `candidate`'s host alone: how long its slot stays busy."""
+        ...
+
+    def patience(self, candidates: Sequence[Candidate], text: bytes,
+                 waiting: Mapping[str, int]) -> tuple[str, float] | None:
+        """(host, seconds) when the prompt should wait for that host's slot now evaluating its prefix
+        (`waiting`: requests already held per host); None to route it now."""
         ...

@@ -11,7 +11,9 @@ policy the prompt is then noted as cached on the host it went to, however chosen
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
+from collections import Counter
 from collections.abc import Collection
 from dataclasses import dataclass
 
@@ -82,6 +84,11 @@ class Router:
         self.affinity = affinity
         self.quant = quant
         cluster.on_capacity(lambda _host: admission.notify())
+        # Requests held for a host's slot that is evaluating their prefix (`_hold`), per host, and the
+        # event that wakes them when a request ends anywhere (a new one each time: a broadcast).
+        self._held: Counter[str] = Counter()
+        self._released: asyncio.Event | None = None
+        cluster.on_capacity(lambda _host: self._wake_held())
         if affinity is not None:
             cluster.on_down(lambda host: affinity.purge_host(host.id))
 
@@ -173,14 +180,61 @@ class Router:
                 return None
             candidate, reason = picked
             prefix = request.prefix or b""
-            lease = self.cluster.acquire(candidate.host, candidate.model, prefix)
+            expected = self.policy.expected(candidate, prefix) if prefix and isinstance(
+                self.policy, PrefixPolicy) else 0.0
+            lease = self.cluster.acquire(candidate.host, candidate.model, prefix, expected)
             return Route(lease, candidate, reason, prefix=prefix)
 
+        held = 0.0 if retry else await self._hold(request, exclude)
         try:
             route, waited = await self.admission.admit(normalize(request.model), attempt, front=retry)
         except QueueFull:
             if first_down is not None and (unservable := self._unservable(request.model, exclude)) is not None:
                 raise unservable[0] from None  # no room or time left to wait for a host: say why, not "busy"
             raise
-        route.queued_s = waited
+        route.queued_s = waited + held
         return route
+
+    async def _hold(self, request: RouteRequest, exclude: Collection[str]) -> float:
+        """Wait while the policy says the prompt's prefix is being evaluated on a host and is worth waiting
+        for there (see `CacheAware.patience`); returns the seconds held. Never past the first estimate
+        of what waiting is worth, and re-asked whenever a request ends, so a request held behind others
+        for the same prefix goes elsewhere once the line makes the wait dearer than a cold start.
+        """
+        policy = self.policy
+        if not request.prefix or not isinstance(policy, PrefixPolicy) or (
+                request.session is not None and self.affinity is not None):
+            return 0.0
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        deadline = float("inf")
+        held = False
+        while True:
+            eligible = self.eligible(request.model, exclude)
+            hold = policy.patience(eligible, request.prefix, self._held) if eligible else None
+            if hold is None:
+                break
+            host_id, worth = hold
+            now = loop.time()
+            deadline = min(deadline, now + worth, start + self.admission.max_wait)
+            if now >= deadline:
+                break
+            if self._released is None:
+                self._released = asyncio.Event()
+            released = self._released
+            held = True
+            self._held[host_id] += 1
+            try:
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(deadline - now):
+                        await released.wait()
+            finally:
+                self._held[host_id] -= 1
+                if not self._held[host_id]:
+                    del self._held[host_id]
+        return loop.time() - start if held else 0.0
+
+    def _wake_held(self) -> None:
+        if self._released is not None:
+            self._released.set()
+            self._released = None

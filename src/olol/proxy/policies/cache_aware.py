@@ -19,8 +19,15 @@ least loaded hosts, to the one with the most room left in its cache (SGLang's
 rule), so that together the hosts hold more prefixes than any one could.
 
 A host running a request with the same prefix does not count as holding it:
-an engine's slots share no prompt, so a second request there evaluates it again
-in another slot (concurrent questions under one system prompt spread instead).
+an engine's slots share no prompt, so a second request sent there now would
+evaluate it again in another slot. It is worth waiting for instead
+(`patience`): once that request is done its slot holds the prefix, and the next
+one with it starts warm there, which on a host that evaluates prompts slower
+than it can wait for one reply is far sooner than evaluating the prefix again
+elsewhere. So concurrent questions under one long system prompt queue in the
+proxy for the host evaluating it (the first of them while it is still cold),
+and go elsewhere only when the wait would cost more than a cold start there
+(the queue for the prefix grew long, or another host is much faster).
 
 Conversation affinity is a special case: a chat's next turn extends the text the
 previous turn was routed with, so it matches the host that served it. An explicit
@@ -29,7 +36,7 @@ previous turn was routed with, so it matches the host that served it. An explici
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from olol.cluster import CacheBook, LatencyBook, normalize
 from olol.cluster.caches import CHARS_PER_TOKEN
@@ -91,6 +98,49 @@ class CacheAware:
             return choice, self.name
         return choice, f"cache:{len(text[:length].decode('utf-8', 'ignore'))}"
 
+    def expected(self, candidate: Candidate, text: bytes) -> float:
+        """Seconds the prompt with routing text `text` should take on `candidate`'s host alone (no queue)."""
+        matched = self._matches([candidate], text).get(candidate.host.id, 0)
+        return self._service(candidate, len(text), matched)
+
+    def patience(self, candidates: Sequence[Candidate], text: bytes,
+                 waiting: Mapping[str, int]) -> tuple[str, float] | None:
+        """The host whose request in flight is evaluating this prompt's prefix, if waiting for that slot
+        beats every host free now, and the seconds waiting stays worth it; None: route it now.
+
+        `waiting`: requests already held per host (each is served there first, one warm service each).
+        Waiting costs the running request's expected remainder plus a warm service per request held
+        ahead; going now costs what `route` would pay. Another host must be clearly cheaper to take
+        the prompt, as in `route`: evaluating it twice also takes that host from other work.
+        """
+        prompt = len(text)
+        bound = load_bound({c.host.id: c.host.load for c in candidates}, self.load_factor)
+        matched = self._matches(candidates, text)
+        best: tuple[float, Candidate, float] | None = None
+        for c in candidates:
+            found = self._caches.in_flight(c.host.id, text)
+            # Worth waiting only for more than this host holds free now, within its bound once that request ends.
+            if found is None or found[0] < max(self.min_match, matched.get(c.host.id, 0) + 1) or c.host.load > bound:
+                continue
+            length, remaining = found
+            service = self._service(c, prompt, length)
+            cost = remaining + (waiting.get(c.host.id, 0) + 1) * service
+            if best is None or cost < best[0]:
+                best = (cost, c, service)
+        if best is None:
+            return None
+        cost, chosen, service = best
+        now = [c for c in candidates if not c.host.saturated and c.host.load + 1 <= bound] or [
+            c for c in candidates if not c.host.saturated]
+        if not now:
+            return chosen.host.id, float("inf")  # every host is full: nothing to lose by waiting for this one
+        # In seconds, as the wait is: an idle host takes a whole service however many slots it has.
+        going = min(self._cost(c, prompt, matched.get(c.host.id, 0), absolute=True) for c in now)
+        worth = going + max(NOISE_S, NOISE_SHARE * going) - service * (waiting.get(chosen.host.id, 0) + 1)
+        if cost >= going + max(NOISE_S, NOISE_SHARE * going) or worth <= 0:
+            return None
+        return chosen.host.id, worth
+
     def _matches(self, candidates: Sequence[Candidate], text: bytes) -> dict[str, int]:
         # One index per served model; under quantization fallback candidates may serve different ones.
         out: dict[str, int] = {}
@@ -100,23 +150,32 @@ class CacheAware:
         # A prefix whose slot is busy with another request is no prefix this request can use now.
         return {host: length for host, length in out.items() if not self._caches.busy(host, text, length)}
 
-    def _cost(self, candidate: Candidate, prompt: int, matched: int) -> float:
+    def _cost(self, candidate: Candidate, prompt: int, matched: int, *, absolute: bool = False) -> float:
         """Expected seconds on this host: the prompt its cache lacks, then the output, behind its queue.
+
+        Relative (the default, for ranking hosts): a share of a slot, so a host with free slots costs
+        less the more it has. `absolute`: seconds, never less than one whole service.
 
         Priced from rates, not from the time-to-first-token EWMA the adaptive policy uses: that
         mixes prompt lengths and cache hits, so a host that just evaluated a long cold prompt would
         look slow to the very conversation whose cache it now holds.
         """
-        host, model = candidate.host, normalize(candidate.model)
-        rate = self._caches.prompt_rate(host.id) or DEFAULT_PROMPT_RATE
-        service = max(0, prompt - matched) / CHARS_PER_TOKEN / rate + self._generation(host.id, model)
-        cost = service * (host.load + 1) / max(1, host.parallel)
+        host = candidate.host
+        service = self._service(candidate, prompt, matched)
+        queue = (host.load + 1) / max(1, host.parallel)
+        cost = service * (max(1.0, queue) if absolute else queue)
         if not candidate.loaded:
-            learned = self._stats.cold_load(model)
+            learned = self._stats.cold_load(normalize(candidate.model))
             cost += COLD_LOAD_PENALTY if learned is None else learned
         if not candidate.exact:
             cost += FALLBACK_PENALTY * service
         return cost / max(host.weight, 1e-6)
+
+    def _service(self, candidate: Candidate, prompt: int, matched: int) -> float:
+        """Seconds of work on this host: the prompt its cache lacks at its prompt rate, then the output."""
+        host_id = candidate.host.id
+        rate = self._caches.prompt_rate(host_id) or DEFAULT_PROMPT_RATE
+        return max(0, prompt - matched) / CHARS_PER_TOKEN / rate + self._generation(host_id, normalize(candidate.model))
 
     def _generation(self, host_id: str, model: str) -> float:
         """Seconds the expected output takes here (the model's mean speed for an unmeasured host; 0 if none is)."""
