@@ -19,7 +19,7 @@ from types import ModuleType
 
 __all__ = ["NAMES", "PURE_PYTHON_ENV", "active", "compiled", "load", "pure"]
 
-NAMES: tuple[str, ...] = ("quant", "framing", "binpack", "prefix")
+NAMES: tuple[str, ...] = ("quant", "framing", "binpack", "prefix", "longstr")
 PURE_PYTHON_ENV = "OLOL_PURE_PYTHON"
 
 

@@ -20,6 +20,7 @@ import asyncio
 import json
 import logging
 import math
+import mmap
 import ssl
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
@@ -100,7 +101,7 @@ _BODY_CHARGE: Any = _request_key("olol_body_charge")
 #: After a body this large the heap is trimmed (see `trim_heap`); smaller ones are not worth the call.
 _TRIM_AFTER = 8 << 20
 _TRIM_DELAY = 0.5
-#: A body this large (or larger) is read into one buffer of its declared size and dropped once decoded:
+#: A body this large (or larger) is read into one mapping of its declared size and dropped once decoded:
 #: aiohttp's `read()` would grow a bytearray and copy it into bytes (twice its size at once), and
 #: keep those bytes for as long as the request lives, beside the decoded object.
 _LARGE_BODY = 1 << 20
@@ -224,7 +225,7 @@ def _make_gate(settings: SecuritySettings, policy: RoutePolicy, on_error: ErrorR
         try:
             # A route with a spec is read through `PARSED_BODY` (and `RAW_BODY`) only, so a large body
             # need not stay in aiohttp's cache; other routes' handlers may read the bytes themselves.
-            raw: bytes | bytearray = await (read_large(limited, length) if large and length else read_raw(limited))
+            raw: bytes | mmap.mmap = await (read_large(limited, length) if large and length else read_raw(limited))
             if length is None:
                 budget.give(charge - len(raw))
                 charge = len(raw)
@@ -232,6 +233,9 @@ def _make_gate(settings: SecuritySettings, policy: RoutePolicy, on_error: ErrorR
                 body = parse_body(raw, spec, reject_unknown=limits.reject_unknown_fields)
             except InvalidBody as exc:
                 raise _Refused(exc.status, str(exc)) from None
+            finally:
+                if isinstance(raw, mmap.mmap):
+                    raw.close()  # the parser consumed it; what pages it kept go back now
         except BaseException:
             budget.give(charge)  # refused: the gate never sees this request's charge
             raise
@@ -242,9 +246,13 @@ def _make_gate(settings: SecuritySettings, policy: RoutePolicy, on_error: ErrorR
                 limited[RAW_BODY] = raw
         return limited
 
-    async def read_large(limited: web.Request, length: int) -> bytearray:
-        """The body, read into one buffer of its declared length (the budget charged that much already)."""
-        buffer = bytearray(length)
+    async def read_large(limited: web.Request, length: int) -> mmap.mmap:
+        """The body, read into one anonymous mapping of its declared length (the budget charged that much).
+
+        A mapping rather than a bytearray: the body's parser gives back each page it has decoded
+        (`olol.proxy.api.large_body`), so the bytes and what they decode to are not both resident.
+        """
+        buffer = mmap.mmap(-1, length)
         filled = 0
         try:
             async with asyncio.timeout(limits.body_timeout):
@@ -255,10 +263,14 @@ def _make_gate(settings: SecuritySettings, policy: RoutePolicy, on_error: ErrorR
                             break
                         view[filled : filled + len(chunk)] = chunk  # never past `length`: aiohttp stops there
                         filled += len(chunk)
+            if filled < length:
+                raise _Refused(400, "request body shorter than its Content-Length")
         except TimeoutError:
+            buffer.close()
             raise _Refused(408, f"request body not received within {limits.body_timeout:g}s") from None
-        if filled < length:
-            raise _Refused(400, "request body shorter than its Content-Length")
+        except BaseException:
+            buffer.close()
+            raise
         return buffer
 
     async def read_raw(limited: web.Request) -> bytes:

@@ -9,11 +9,20 @@ the object lets the writer send those instead.
 from __future__ import annotations
 
 import json
+import secrets
+from collections.abc import Iterator
 from typing import Any
 
 import orjson
 
-__all__ = ["JsonBody", "RawChunk", "raw_bytes"]
+__all__ = ["LONG_STRING", "JsonBody", "Pieces", "RawChunk", "raw_bytes"]
+
+#: Strings this long (in characters) are encoded a slice at a time when a body is written in pieces.
+LONG_STRING = 64 << 10
+# Characters per slice: a piece is at most 6 bytes a character (an escaped control character).
+_SLICE = 1 << 20
+# Stands for a long string in the frame encoded around it; unguessable, so no client's string is taken for one.
+_TOKEN = secrets.token_hex(16)
 
 
 class RawChunk(dict[str, Any]):
@@ -110,6 +119,92 @@ class JsonBody(RawChunk):
 
     def forget(self) -> None:
         self.raw = None
+
+
+def _placeholder(i: int) -> str:
+    return f"olol-long-string-{_TOKEN}-{i}"
+
+
+def _hollow(value: Any, longs: list[str]) -> Any:
+    """`value` with each long string appended to `longs` and replaced by its placeholder.
+
+    Containers are copied only when something in them was replaced; otherwise `value` itself comes back.
+    """
+    if isinstance(value, str):
+        if len(value) < LONG_STRING:
+            return value
+        longs.append(value)
+        return _placeholder(len(longs) - 1)
+    if isinstance(value, dict):
+        before = len(longs)
+        items = {key: _hollow(item, longs) for key, item in value.items()}
+        return items if len(longs) > before else value
+    if isinstance(value, list):
+        before = len(longs)
+        copied = [_hollow(item, longs) for item in value]
+        return copied if len(longs) > before else value
+    return value
+
+
+class Pieces:
+    """A JSON body as bytes to write one piece after another, and `length`, their exact total.
+
+    The frame around the long strings is encoded once; each long string is encoded a slice at a
+    time (JSON escapes each character on its own, so the slices' encodings joined are the string's),
+    once to count the length (and to learn that every slice can be encoded, before a byte is sent)
+    and again while it is written. Iterating again yields the same bytes (a retried request).
+    """
+
+    __slots__ = ("_frame", "_longs", "length")
+
+    def __init__(self, frame: list[bytes], longs: list[str], length: int) -> None:
+        self._frame = frame  # len(longs) + 1 pieces of the frame, between the long strings
+        self._longs = longs
+        self.length = length
+
+    @classmethod
+    def of(cls, body: Any) -> Pieces | None:
+        """`body` as pieces; None when it holds no long string or orjson cannot encode it.
+
+        A large body is nearly always a few long strings in a small frame; encoded whole, it would be
+        held twice (the object and its bytes) while it is written. In pieces only a slice of a long
+        string is encoded at a time. Walking the body costs more than encoding a small one: callers
+        ask only when `olol._fast.longstr.has_long` says a long string is there.
+        """
+        longs: list[str] = []
+        frame = _hollow(body, longs)
+        if not longs:
+            return None
+        try:
+            encoded = orjson.dumps(frame)
+            parts: list[bytes] = []
+            pos = 0
+            for i in range(len(longs)):
+                marker = f'"{_placeholder(i)}"'.encode()
+                at = encoded.find(marker, pos)
+                if at < 0:  # a placeholder in a key: cannot be, as `_hollow` leaves keys alone
+                    return None
+                parts.append(encoded[pos : at + 1])
+                pos = at + len(marker) - 1
+            parts.append(encoded[pos:])
+            length = len(encoded) - sum(len(_placeholder(i)) for i in range(len(longs)))
+            for text in longs:
+                length += sum(len(piece) for piece in _slices(text))
+        except TypeError:  # what orjson cannot take (a lone surrogate, an integer past 64 bits)
+            return None
+        return cls(parts, longs, length)
+
+    def __iter__(self) -> Iterator[bytes]:
+        yield self._frame[0]
+        for text, after in zip(self._longs, self._frame[1:], strict=True):
+            yield from _slices(text)
+            yield after
+
+
+def _slices(text: str) -> Iterator[bytes]:
+    """`text`'s JSON encoding without its quotes, a slice of characters at a time."""
+    for start in range(0, len(text), _SLICE):
+        yield orjson.dumps(text[start : start + _SLICE])[1:-1]
 
 
 def raw_bytes(obj: object) -> bytes | None:

@@ -28,6 +28,8 @@ from urllib.parse import urlsplit
 
 import httptools
 
+from olol.wire.raw import Pieces
+
 __all__ = ["ConnectionClosed", "HttpPool", "HttpResponse"]
 
 # Reading is paused above this many unread body bytes (a slow client downstream), resumed below the low mark.
@@ -60,6 +62,7 @@ class _Connection(asyncio.Protocol):
         self.error: BaseException | None = None
         self._waiter: asyncio.Future[None] | None = None
         self._paused = False
+        self.write_paused = False  # the transport's buffer is above its high-water mark
         self.begin()
 
     def begin(self) -> None:
@@ -122,6 +125,13 @@ class _Connection(asyncio.Protocol):
         if len(self.body) > _HIGH_WATER and not self._paused and self.transport is not None:
             self._paused = True
             self.transport.pause_reading()
+        self._wake()
+
+    def pause_writing(self) -> None:
+        self.write_paused = True
+
+    def resume_writing(self) -> None:
+        self.write_paused = False
         self._wake()
 
     def eof_received(self) -> bool:
@@ -254,20 +264,25 @@ class HttpPool:
         self._live: set[_Connection] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
 
-    async def post(self, path: str, body: bytes, content_type: str = "application/json") -> HttpResponse:
-        """Send the request and return once the reply's status and headers are in."""
+    async def post(self, path: str, body: bytes | Pieces, content_type: str = "application/json") -> HttpResponse:
+        """Send the request and return once the reply's status and headers are in.
+
+        `body` in `Pieces` is written a piece at a time, each once the transport has sent most of
+        the last (its flow control), so it is never encoded whole.
+        """
         loop = asyncio.get_running_loop()
         if loop is not self._loop:  # connections belong to the loop that opened them
             self.close()
             self._loop = loop
+        length = body.length if isinstance(body, Pieces) else len(body)
         head = (
             f"POST {self._prefix}{path} HTTP/1.1\r\nContent-Type: {content_type}\r\n"
-            f"Content-Length: {len(body)}\r\n"
+            f"Content-Length: {length}\r\n"
         ).encode("latin-1") + self._fixed_headers + b"\r\n"
         # A large body goes in a write of its own: `head + body` would copy it (a proxy holds a large
-        # request body once decoded and once encoded already; see olol.security.http).
-        large = len(body) >= _SEPARATE_BODY
-        message = head if large else head + body
+        # request body decoded already; see olol.security.http).
+        large = isinstance(body, Pieces) or len(body) >= _SEPARATE_BODY
+        message = head if isinstance(body, Pieces) or large else head + body
         retried = False
         while True:
             conn = None if retried else self._take()
@@ -278,7 +293,9 @@ class HttpPool:
                 assert conn.transport is not None
                 conn.begin()
                 conn.transport.write(message)
-                if large:
+                if isinstance(body, Pieces):
+                    await _write_pieces(conn, body)
+                elif large:
                     conn.transport.write(body)
                 while not conn.head_done:
                     await conn.wait()
@@ -331,6 +348,20 @@ class HttpPool:
         self._idle.clear()
         for conn in list(self._live):
             self.discard(conn)
+
+
+async def _write_pieces(conn: _Connection, pieces: Pieces) -> None:
+    """Write `pieces`, waiting while the transport's buffer is full (a piece at a time is held, not the body)."""
+    assert conn.transport is not None
+    for piece in pieces:
+        conn.transport.write(piece)
+        while conn.write_paused and not conn.head_done:
+            await conn.wait()  # woken by resume_writing (or a reply, or the end of the connection)
+        if conn.head_done:
+            # Answered before the whole body was sent (an error, say): the rest is not wanted, and the
+            # connection, out of step with its request, is not reused.
+            conn.keep_alive = False
+            return
 
 
 def _ssl_context(option: ssl_module.SSLContext | bool) -> ssl_module.SSLContext:

@@ -19,11 +19,12 @@ from typing import Any
 import aiohttp
 from yarl import URL
 
+from olol._fast.longstr import has_long
 from olol.backends.host_settings import HostSettings
 from olol.backends.ollama._http1 import HttpPool, HttpResponse
 from olol.cluster.backend import JSON, Backend, BackendInfo
 from olol.errors import BackendUnavailable, BadRequest, Busy, ModelNotFound, OlolError
-from olol.wire.raw import RawChunk, raw_bytes
+from olol.wire.raw import LONG_STRING, Pieces, RawChunk, raw_bytes
 
 __all__ = ["OllamaBackend", "error_from_response"]
 
@@ -62,6 +63,18 @@ def error_from_response(status: int, body: bytes, model: str = "") -> OlolError:
     if status == 503:
         return Busy(message)
     return OlolError(message, status=status)
+
+
+def _payload(body: JSON) -> bytes | Pieces:
+    """What `_post` sends: the bytes a client's body came as, or its encoding (in pieces when large)."""
+    if type(body) is RawChunk and body.raw is not None:
+        return body.raw  # a client's body nothing changed on its way: sent as it came
+    if has_long(body, LONG_STRING) and (pieces := Pieces.of(body)) is not None:
+        return pieces  # encoded a slice at a time while it is written, never whole beside the object
+    data = raw_bytes(body)
+    if data is None:
+        data = json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
+    return data
 
 
 class OllamaBackend(Backend):
@@ -135,9 +148,7 @@ class OllamaBackend(Backend):
 
     async def _post(self, path: str, body: JSON, model: str) -> HttpResponse:
         """POST over the lean client; an error status raises Ollama's error (the connection is kept)."""
-        data = raw_bytes(body)  # a client's body nothing changed on its way: sent as it came
-        if data is None:
-            data = json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
+        data = _payload(body)
         try:
             resp = await self.pool.post(path, data)
         except OSError as exc:

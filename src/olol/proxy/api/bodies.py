@@ -17,12 +17,14 @@ from __future__ import annotations
 
 import json
 import math
+import mmap
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from olol.errors import BadRequest
+from olol.proxy.api.large_body import loads_large
 from olol.security.http import InvalidBody
 from olol.wire.json_errors import go_syntax_error
 from olol.wire.values import duration_from_json
@@ -309,20 +311,27 @@ _DECODER = json.JSONDecoder(parse_constant=_refuse_constant)
 _CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
 
-def _loads(raw: bytes | bytearray) -> Any:
-    """The decoded body. A `bytearray` is consumed: emptied once decoded to text, before that text is parsed.
+def _loads(raw: bytes | bytearray | mmap.mmap) -> Any:
+    """The decoded body. A `bytearray` or `mmap` is consumed: emptied (closed) once decoded to text,
+    before that text is parsed.
 
-    So a large body is held at most twice at once (its bytes and its text, then its text and the
-    object), never three times. (orjson, which parses the bytes in place, peaks as high: measured
-    2x a 63 MiB body over its bytes, as the standard library does without the emptying.)
+    So a body is held at most twice at once (its bytes and its text, then its text and the object),
+    never three times. (orjson, which parses the bytes in place, peaks as high: measured 2x a 63 MiB
+    body over its bytes, as the standard library does without the emptying.) A large body usually
+    costs less: see `olol.proxy.api.large_body`, which falls back to this.
     """
     try:
         # Exactly `json.loads(raw, parse_constant=...)`'s steps for bytes: detect UTF-8/16/32, then decode.
-        text = raw.decode(json.detect_encoding(raw), "surrogatepass")
-        # Lone surrogates decode in Python but cannot be re-encoded as UTF-8 for a host (or protobuf).
-        surrogates = b"\\u" in raw or b"\xed" in raw
-        if isinstance(raw, bytearray):
-            raw.clear()
+        if isinstance(raw, mmap.mmap):  # no `decode`, and `in` looks for one byte only: the same steps spelled out
+            text = str(raw, json.detect_encoding(raw[:4]), "surrogatepass")
+            surrogates = raw.find(b"\\u") >= 0 or raw.find(b"\xed") >= 0
+            raw.close()
+        else:
+            text = raw.decode(json.detect_encoding(raw), "surrogatepass")
+            # Lone surrogates decode in Python but cannot be re-encoded as UTF-8 for a host (or protobuf).
+            surrogates = b"\\u" in raw or b"\xed" in raw
+            if isinstance(raw, bytearray):
+                raw.clear()
         body = _DECODER.decode(text)
         del text
         if surrogates and _has_surrogate(body):
@@ -341,6 +350,7 @@ def _loads(raw: bytes | bytearray) -> Any:
 
 
 _SURROGATE = re.compile("[\ud800-\udfff]")
+_BLANK = re.compile(rb"[ \t\n\r\x0b\x0c]*")  # what `bytes.isspace` counts as space
 
 
 def _has_surrogate(body: Any) -> bool:
@@ -409,18 +419,23 @@ def _check_options(options: Mapping[str, Any]) -> None:
             raise InvalidBody(f"option {key!r} must be of type {_OPTION_WORDS[kind]}".replace("'", '"'))
 
 
-def parse_body(raw: bytes | bytearray, spec: BodySpec | None, *, reject_unknown: bool = True) -> Any:
+def parse_body(raw: bytes | bytearray | mmap.mmap, spec: BodySpec | None, *, reject_unknown: bool = True) -> Any:
     """The decoded body, or `InvalidBody`. Without a spec only the JSON itself is checked.
 
-    A `bytearray` is consumed (emptied as soon as it is decoded to text): the gate reads a large body
-    into one, which nobody needs once it is decoded.
+    A `bytearray` or `mmap` is consumed (emptied, or its pages given back, as it is decoded): the
+    gate reads a large body into an mmap, which nobody needs once it is decoded.
 
     An empty body is left to the handler, which answers it the way Ollama does
     (e.g. "missing request body", or a listing for a body-less request).
     """
-    if not raw or raw.isspace():  # not `strip()`: that copies a bytearray, however large
+    if isinstance(raw, mmap.mmap):
+        if _BLANK.fullmatch(raw):
+            return None
+        body = loads_large(raw, _loads)
+    elif not raw or raw.isspace():  # not `strip()`: that copies a bytearray, however large
         return None
-    body = _loads(raw)
+    else:
+        body = _loads(raw)
     if spec is None:
         if isinstance(body, dict | list) and _depth_exceeds(body, MAX_DEPTH):
             raise InvalidBody(f"json: exceeded max depth (at most {MAX_DEPTH} levels of nesting)")
