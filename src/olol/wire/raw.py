@@ -98,7 +98,8 @@ class JsonBody(RawChunk):
     A host that speaks JSON gets it encoded once, straight to bytes (no text in between, which a
     large body would otherwise cost twice over: `json.dumps(...).encode()`); a host that converts the
     object (an agent's protobuf) never pays for the encoding. `forget()` drops the bytes once they
-    are sent, so a long stream does not keep a large body twice.
+    are sent, so a long stream does not keep a large body twice. A body with long strings is better
+    sent as `Pieces`, never encoded whole (the Ollama adapter does so).
     """
 
     __slots__ = ()
