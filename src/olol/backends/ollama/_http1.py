@@ -2,9 +2,10 @@
 
 Why not aiohttp's client there: a proxy in front of fast hosts spends about a quarter of its CPU per
 request inside it (request and response objects, a URL, a timer, a payload writer, a stream reader
-per call). Inference calls need much less: one POST of a JSON body, sent in one write, and a reply
-read either whole or line by line. This does only that, over a pool of kept-alive connections per
-host; everything else the Ollama adapter does still goes through aiohttp.
+per call). Inference calls need much less: one POST of a JSON body, sent in one write (a large one in
+pieces, see `olol.wire.raw.Pieces`), and a reply read either whole or line by line. This does only
+that, over a pool of kept-alive connections per host; everything else the Ollama adapter does still
+goes through aiohttp.
 
 Reading a reply is llhttp's job (`httptools`, the parser under uvicorn): status line, headers,
 bodies framed by Content-Length, by chunked transfer-encoding (extensions and trailers skipped) or by
