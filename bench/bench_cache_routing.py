@@ -68,15 +68,19 @@ class Sizes:
     turns: int = 6
     systems: int = 6
     system_tokens: int = 1500
-    questions: int = 24
+    questions: int = 48
     unrelated: int = 24
     unrelated_tokens: int = 200
     predict: int = 16
+    # Each user's own context (an assistant's instructions with the user's profile and memory), and the
+    # replies, which stay in the history: what a turn sent to a host without it evaluates again.
+    chat_system_tokens: int = 1000
+    chat_predict: int = 32
     clients: int = 4
 
 
 QUICK = Sizes(users=5, turns=3, systems=6, system_tokens=300, questions=24, unrelated=8, unrelated_tokens=100,
-              predict=8, clients=4)
+              predict=8, chat_system_tokens=100, chat_predict=8, clients=4)
 
 
 def words(rnd: random.Random, tokens: int) -> str:
@@ -149,13 +153,13 @@ async def workload(kind: str, url: str, sizes: Sizes, seed: int, tag: str) -> Ru
         start = time.perf_counter()
         if kind == "chat":
             async def user(u: int) -> None:
-                messages = [{"role": "system", "content": f"{tag} User {u}. " + words(rnd, 100)},
+                messages = [{"role": "system", "content": f"{tag} User {u}. " + words(rnd, sizes.chat_system_tokens)},
                             {"role": "user", "content": words(rnd, 25)}]
                 for _ in range(sizes.turns):
                     # A user reads and types between turns: without it the users move in lockstep and
                     # round robin sends each one back to the same host by accident.
                     await asyncio.sleep(rnd.uniform(0.0, 1.5))
-                    reply = await chat(http, url, messages, sizes.predict, run)
+                    reply = await chat(http, url, messages, sizes.chat_predict, run)
                     messages += [{"role": "assistant", "content": reply}, {"role": "user", "content": words(rnd, 25)}]
 
             await asyncio.gather(*(user(u) for u in range(sizes.users)))
@@ -249,8 +253,10 @@ def summarize(results: dict[tuple[str, str], list[dict[str, float]]]) -> dict[tu
 def report(summary: dict[tuple[str, str], dict[str, float]], args: argparse.Namespace, sizes: Sizes,
            header: str, minutes: float) -> str:
     rows = []
+    short = "RR" if "round_robin" in args.policies else args.policies[0]
     for kind in args.workloads:
-        rr = summary[(kind, "round_robin")]
+        base = "round_robin" if (kind, "round_robin") in summary else args.policies[0]
+        rr = summary[(kind, base)]
         for policy in POLICIES:
             if (kind, policy) not in summary:
                 continue
@@ -264,15 +270,17 @@ def report(summary: dict[tuple[str, str], dict[str, float]], args: argparse.Name
         f"`python -m bench.bench_cache_routing {command_line(args)}`: "
         f"{args.hosts} llama-servers on Gemma 3 270M Q4_K_M, each `-t 1 -c {args.ctx} --parallel {args.slots} "
         f"{args.llama_args}` behind an agent; {header}. Whole run: {minutes:.1f} min.\n\n"
-        f"Sizes: (a) chat {sizes.users} users x {sizes.turns} turns (~100-token system, ~25-token questions, "
+        f"Sizes: (a) chat {sizes.users} users x {sizes.turns} turns (a ~{sizes.chat_system_tokens}-token system "
+        "prompt of each user's own, ~25-token questions, "
         "0-1.5 s to read and type before each turn); "
         f"(b) {sizes.systems} system prompts of ~{sizes.system_tokens} tokens, {sizes.questions} questions; "
-        f"(c) {sizes.unrelated} unrelated ~{sizes.unrelated_tokens}-token prompts; {sizes.predict} output tokens "
-        f"a reply (greedy); {sizes.clients} closed-loop clients for (b) and (c), one per user for (a). "
+        f"(c) {sizes.unrelated} unrelated ~{sizes.unrelated_tokens}-token prompts; {sizes.chat_predict} output "
+        f"tokens a reply in (a), {sizes.predict} in (b) and (c) (greedy); "
+        f"{sizes.clients} closed-loop clients for (b) and (c), one per user for (a). "
         f"Medians over {args.rounds} rounds of each run's figures. `evaluated`: prompt tokens the hosts evaluated "
         "(sent minus served from cache); `cache-routed`: replies whose `X-OLOL-Route` was `cache:<chars>`.\n\n"
-        + table(["workload", "policy", "TTFT p50 (s)", "TTFT p95 (s)", "p50 vs RR", "output tok/s",
-                 "evaluated", "vs RR", "cache-routed"], rows)
+        + table(["workload", "policy", "TTFT p50 (s)", "TTFT p95 (s)", f"p50 vs {short}", "output tok/s",
+                 "evaluated", f"vs {short}", "cache-routed"], rows)
     )
 
 
@@ -324,6 +332,8 @@ def main() -> None:
     if not args.no_write:
         # The quick sizes and the issue's sizes are two sections: the second takes hours here for every policy.
         name = "cache-routing" if args.quick else "cache-routing-full"
+        if args.workloads == ["unrelated"]:
+            name += "-control"  # (c) alone: its own section, so a run of it leaves the others' figures
         markdown += f"\n\n![cache routing]({plot(summary, args.workloads, args.policies, name.replace('-', '_'))})"
         write_section(name, markdown)
     print(markdown)

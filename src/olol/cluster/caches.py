@@ -140,7 +140,9 @@ class CacheBook:
 
     def in_flight(self, host_id: str, text: bytes) -> tuple[int, float] | None:
         """The longest prefix of `text` a request in flight on `host_id` shares with it, and the seconds
-        until the first request sharing that much is expected to be done (0 once overdue); None if none runs.
+        until the first request sharing that much is expected to be done; None if none runs. One that is
+        overdue is expected to take as long again as it is late (an answer longer than most, or a host
+        slower than measured, is no sign of an end near), so nobody waits on it for ever.
 
         Not yet in the index (a prompt is indexed once answered), but in the host's cache once it is done:
         the slot that evaluates it keeps it for the next request with that prefix.
@@ -149,7 +151,7 @@ class CacheBook:
         now = time.monotonic()
         for entry in self._running.get(host_id, ()):
             length = common_prefix(text, entry.text)
-            remaining = max(0.0, entry.done_at - now)
+            remaining = abs(entry.done_at - now)
             if best is None or length > best[0] or (length == best[0] and remaining < best[1]):
                 best = (length, remaining)
         return best

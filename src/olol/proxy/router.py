@@ -86,7 +86,7 @@ class Router:
         cluster.on_capacity(lambda _host: admission.notify())
         # Requests held for a host's slot that is evaluating their prefix (`_hold`), per host, and the
         # event that wakes them when a request ends anywhere (a new one each time: a broadcast).
-        self._held: Counter[str] = Counter()
+        self.held: Counter[str] = Counter()
         self._released: asyncio.Event | None = None
         cluster.on_capacity(lambda _host: self._wake_held())
         if affinity is not None:
@@ -156,7 +156,7 @@ class Router:
 
         first_down: float | None = None  # when this request first found its model only on down hosts
 
-        def attempt() -> Route | None:
+        def attempt() -> Route | _Hold | None:
             nonlocal first_down
             eligible = self.eligible(request.model, exclude)
             if not eligible:
@@ -175,6 +175,8 @@ class Router:
                 if exclude:
                     raise NoEligibleHost(request.model)
                 raise ModelNotFound(request.model)
+            if hold.due(eligible) is not None:
+                return hold  # its prefix is being evaluated on a host since it queued: back to waiting for it
             picked = self.pick(request, eligible)
             if picked is None:
                 return None
@@ -185,56 +187,85 @@ class Router:
             lease = self.cluster.acquire(candidate.host, candidate.model, prefix, expected)
             return Route(lease, candidate, reason, prefix=prefix)
 
-        held = 0.0 if retry else await self._hold(request, exclude)
-        try:
-            route, waited = await self.admission.admit(normalize(request.model), attempt, front=retry)
-        except QueueFull:
-            if first_down is not None and (unservable := self._unservable(request.model, exclude)) is not None:
-                raise unservable[0] from None  # no room or time left to wait for a host: say why, not "busy"
-            raise
-        route.queued_s = waited + held
-        return route
-
-    async def _hold(self, request: RouteRequest, exclude: Collection[str]) -> float:
-        """Wait while the policy says the prompt's prefix is being evaluated on a host and is worth waiting
-        for there (see `CacheAware.patience`); returns the seconds held. Never past the first estimate
-        of what waiting is worth, and re-asked whenever a request ends, so a request held behind others
-        for the same prefix goes elsewhere once the line makes the wait dearer than a cold start.
-        """
-        policy = self.policy
-        if not request.prefix or not isinstance(policy, PrefixPolicy) or (
-                request.session is not None and self.affinity is not None):
-            return 0.0
-        loop = asyncio.get_running_loop()
-        start = loop.time()
-        deadline = float("inf")
-        held = False
+        hold = _Hold(self, request, exclude, enabled=not retry)
+        queued = 0.0
         while True:
-            eligible = self.eligible(request.model, exclude)
-            hold = policy.patience(eligible, request.prefix, self._held) if eligible else None
-            if hold is None:
-                break
-            host_id, worth = hold
-            now = loop.time()
-            deadline = min(deadline, now + worth, start + self.admission.max_wait)
-            if now >= deadline:
-                break
-            if self._released is None:
-                self._released = asyncio.Event()
-            released = self._released
-            held = True
-            self._held[host_id] += 1
+            queued += await hold.wait()
             try:
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(deadline - now):
-                        await released.wait()
-            finally:
-                self._held[host_id] -= 1
-                if not self._held[host_id]:
-                    del self._held[host_id]
-        return loop.time() - start if held else 0.0
+                admitted, waited = await self.admission.admit(normalize(request.model), attempt, front=retry)
+            except QueueFull:
+                if first_down is not None and (unservable := self._unservable(request.model, exclude)) is not None:
+                    raise unservable[0] from None  # no room or time left to wait for a host: say why, not "busy"
+                raise
+            queued += waited
+            if isinstance(admitted, Route):
+                admitted.queued_s = queued
+                return admitted
+
+    async def released(self, timeout: float) -> None:
+        """Return when a request ends anywhere (a lease released, capacity changed) or `timeout` passes."""
+        if self._released is None:
+            self._released = asyncio.Event()
+        released = self._released
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(timeout):
+                await released.wait()
 
     def _wake_held(self) -> None:
         if self._released is not None:
             self._released.set()
             self._released = None
+
+
+class _Hold:
+    """One request's wait for a host's slot that is evaluating its prompt's prefix (`CacheAware.patience`).
+
+    Asked before the request queues, and again by the queue each time the request's turn comes (a
+    request queued while every host was full may find its prefix started meanwhile), so the request
+    goes back to waiting for that slot instead of evaluating the prefix a second time elsewhere. The
+    wait is re-priced whenever a request ends (one held behind others for the same prefix goes
+    elsewhere once the line makes that cheaper) and never outlasts the queue wait.
+    """
+
+    def __init__(self, router: Router, request: RouteRequest, exclude: Collection[str], *, enabled: bool) -> None:
+        policy = router.policy
+        self._router = router
+        self._request = request
+        self._exclude = exclude
+        self._policy = policy if enabled and request.prefix and isinstance(policy, PrefixPolicy) and (
+            request.session is None or router.affinity is None) else None
+        self._since: float | None = None  # when this request was first held
+
+    def due(self, eligible: list[Candidate]) -> tuple[str, float] | None:
+        """(host, seconds) to wait now for that host's slot, or None to route the request now."""
+        if self._policy is None or not eligible:
+            return None
+        hold = self._policy.patience(eligible, self._request.prefix or b"", self._router.held)
+        if hold is None:
+            return None
+        host_id, worth = hold
+        now = asyncio.get_running_loop().time()
+        since = now if self._since is None else self._since
+        until = min(now + worth, since + self._router.admission.max_wait)
+        return (host_id, until - now) if until > now else None
+
+    async def wait(self) -> float:
+        """Hold while `due` says so; the seconds held."""
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        held = False
+        while (due := self.due(self._router.eligible(self._request.model, self._exclude))) is not None:
+            host_id, seconds = due
+            if self._since is None:
+                self._since = start
+            held = True
+            counts = self._router.held
+            counts[host_id] += 1
+            try:
+                await self._router.released(seconds)
+            finally:
+                counts[host_id] -= 1
+                if not counts[host_id]:
+                    del counts[host_id]
+        return loop.time() - start if held else 0.0
+

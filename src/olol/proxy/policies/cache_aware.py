@@ -51,6 +51,9 @@ MIN_MATCH = 256
 # Cost differences below both of these are measurement noise, not a faster host.
 NOISE_S = 0.05
 NOISE_SHARE = 0.2
+# Sending a prompt elsewhere while its prefix is being evaluated evaluates that prefix twice, taking that
+# host from other work and a slot of its cache: it must be quicker than waiting by this share to be worth it.
+DUPLICATE_SHARE = 0.5
 # Prompt evaluation speed assumed before any host reported one (tokens/s); only ratios matter then.
 DEFAULT_PROMPT_RATE = 500.0
 
@@ -111,7 +114,7 @@ class CacheAware:
         `waiting`: requests already held per host (each is served there first, one warm service each).
         Waiting costs the running request's expected remainder plus a warm service per request held
         ahead; going now costs what `route` would pay. Another host must be clearly cheaper to take
-        the prompt, as in `route`: evaluating it twice also takes that host from other work.
+        the prompt (`DUPLICATE_SHARE`): evaluating it twice also takes that host from other work.
         """
         prompt = len(text)
         bound = load_bound({c.host.id: c.host.load for c in candidates}, self.load_factor)
@@ -136,8 +139,9 @@ class CacheAware:
             return chosen.host.id, float("inf")  # every host is full: nothing to lose by waiting for this one
         # In seconds, as the wait is: an idle host takes a whole service however many slots it has.
         going = min(self._cost(c, prompt, matched.get(c.host.id, 0), absolute=True) for c in now)
-        worth = going + max(NOISE_S, NOISE_SHARE * going) - service * (waiting.get(chosen.host.id, 0) + 1)
-        if cost >= going + max(NOISE_S, NOISE_SHARE * going) or worth <= 0:
+        limit = going + max(NOISE_S, DUPLICATE_SHARE * going)
+        worth = limit - service * (waiting.get(chosen.host.id, 0) + 1)
+        if cost >= limit or worth <= 0:
             return None
         return chosen.host.id, worth
 
