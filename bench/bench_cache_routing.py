@@ -17,7 +17,9 @@ prompt that only shares a prefix with the cached one reuses nothing).
 
 Workloads (seeded; closed-loop clients; every prompt of a run starts with a tag
 unique to the run, so no run inherits another's caches):
-  (a) chat: U users x T turns, each turn appending the model's reply and a question;
+  (a) chat: U users x T turns, each user under a ~1000-token system prompt of their own (an
+      assistant's instructions with the user's profile and memory), each turn appending the
+      model's reply and a question;
   (b) shared system prompts: S system prompts of ~N tokens, short questions under them at random;
   (c) no sharing: unrelated prompts (the control).
 Every policy runs every workload on the same hosts in each round (the order rotates

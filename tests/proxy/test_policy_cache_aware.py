@@ -202,14 +202,14 @@ def test_a_prefix_in_flight_is_waited_for_when_a_cold_start_elsewhere_costs_more
     assert hold is not None and hold[0] == "a"
     # Worth waiting until a cold start on b (the whole prompt) would have been as quick.
     cold = policy(book, stats).expected(cand(b), chat("hello", "a second question"))
-    assert 1.0 < hold[1] < cold * (1 + 0.5)
+    assert 1.0 < hold[1] < cold * 2
 
 
 def test_a_cold_start_elsewhere_wins_when_the_prefix_frees_later_than_that() -> None:
     stats, book = LatencyBook(alpha=1.0), CacheBook()
     a, b = host("a", loaded=[M], parallel=2, load=1), host("b", loaded=[M], parallel=2)
     slow_prompts(stats, book, "a", "b")
-    book.begin("a", chat("hello", "the first question"), expected_s=60.0)  # e.g. a long answer ahead
+    book.begin("a", chat("hello", "the first question"), expected_s=90.0)  # e.g. a long answer ahead
     assert policy(book, stats).patience([cand(a), cand(b)], chat("hello", "a second question"), {}) is None
 
 

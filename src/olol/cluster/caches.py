@@ -49,10 +49,12 @@ class HostCacheStats:
 
 
 class Running(NamedTuple):
-    """A request in flight on a host: its routing text and when it is expected to be done (monotonic s)."""
+    """A request in flight on a host: its routing text, when it is expected to be done (monotonic s),
+    and whether its prompt is evaluated (its first token came)."""
 
     text: bytes
     done_at: float
+    answering: bool = False
 
 
 def common_prefix(a: bytes, b: bytes) -> int:
@@ -129,6 +131,15 @@ class CacheBook:
         """A request with routing text `text` started on `host_id`, expected to take `expected_s` seconds."""
         self._running.setdefault(host_id, []).append(Running(text, time.monotonic() + expected_s))
 
+    def first_token(self, host_id: str, text: bytes, generation_s: float) -> None:
+        """The request with routing text `text` on `host_id` has its prompt evaluated; its answer should
+        take `generation_s` more."""
+        running = self._running.get(host_id, [])
+        for i, entry in enumerate(running):
+            if entry.text == text and not entry.answering:
+                running[i] = Running(text, time.monotonic() + generation_s, answering=True)
+                return
+
     def end(self, host_id: str, text: bytes) -> None:
         running = self._running.get(host_id, [])
         for i, entry in enumerate(running):
@@ -140,9 +151,12 @@ class CacheBook:
 
     def in_flight(self, host_id: str, text: bytes) -> tuple[int, float] | None:
         """The longest prefix of `text` a request in flight on `host_id` shares with it, and the seconds
-        until the first request sharing that much is expected to be done; None if none runs. One that is
-        overdue is expected to take as long again as it is late (an answer longer than most, or a host
-        slower than measured, is no sign of an end near), so nobody waits on it for ever.
+        until the first request sharing that much is expected to be done; None if none runs.
+
+        One still evaluating its prompt past its time is taken to be nearly done: the prompt is slower
+        than priced, and evaluating it again elsewhere would be no quicker (a host that stopped answering
+        is ended by the stall timeout). One answering past its time is expected to take as long again
+        as it is late (an answer longer than most is no sign of an end near), so nobody waits on it for ever.
 
         Not yet in the index (a prompt is indexed once answered), but in the host's cache once it is done:
         the slot that evaluates it keeps it for the next request with that prefix.
@@ -151,7 +165,7 @@ class CacheBook:
         now = time.monotonic()
         for entry in self._running.get(host_id, ()):
             length = common_prefix(text, entry.text)
-            remaining = abs(entry.done_at - now)
+            remaining = abs(entry.done_at - now) if entry.answering else max(0.0, entry.done_at - now)
             if best is None or length > best[0] or (length == best[0] and remaining < best[1]):
                 best = (length, remaining)
         return best

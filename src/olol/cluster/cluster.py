@@ -46,8 +46,11 @@ class Lease:
         now = time.monotonic()
         self.first_byte_at = max(self.started_at, now - max(0.0, generation_s))
         ttft = self.first_byte_at - self.started_at
-        self._cluster.stats.record_ttft(self.host.id, self.model, ttft)
+        stats = self._cluster.stats
+        stats.record_ttft(self.host.id, self.model, ttft)
         self.host.mark_loaded(self.model)
+        if self.prefix:  # its prompt is evaluated: the slot holds it once the answer is written
+            self._cluster.caches.first_token(self.host.id, self.prefix, stats.generation_time(self.host.id, self.model))
         return ttft
 
     def finished(self, tokens: int, gen_seconds: float | None = None, load_seconds: float | None = None) -> None:

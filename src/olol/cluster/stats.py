@@ -101,6 +101,15 @@ class LatencyBook:
         ewma = self._tokens.get(model)
         return ewma.value if ewma is not None and ewma.value is not None else DEFAULT_EXPECTED_TOKENS
 
+    def generation_time(self, host: str, model: str) -> float:
+        """Seconds the expected output takes on `host` (the model's mean speed for an unmeasured host; 0 if none is)."""
+        entry = self._stats.get((host, model))
+        rate = entry.tokens_per_s.value if entry is not None else None
+        if rate is None:
+            rates = self.rates(model)
+            rate = sum(rates) / len(rates) if rates else None
+        return self.expected_tokens(model) / rate if rate else 0.0
+
     def service_time(self, host: str, model: str) -> float | None:
         """This host's own estimate, else the model's mean over measured hosts, else None."""
         expected = self.expected_tokens(model)

@@ -3,7 +3,7 @@
 Time to first token is mostly prompt evaluation, and Ollama and llama.cpp both
 skip the part of a prompt whose KV cache they still hold. So, among the hosts
 within the load bound (the bounded-load rule of session affinity: at most
-`load_factor` x the mean load, counting this request), the cost of a host is its
+`load_factor` x the mean load, counting this request, plus `BOUND_SLACK`), the cost of a host is its
 expected service time with the prompt evaluation its cache saves taken off: the
 prompt it lacks over its measured prompt tokens/s, plus the expected output over
 its tokens/s, scaled by its queue, plus the adaptive policy's cold-load and
@@ -46,14 +46,20 @@ from olol.proxy.policies.adaptive import COLD_LOAD_PENALTY, FALLBACK_PENALTY, Ad
 
 __all__ = ["CacheAware"]
 
+# Requests a host may hold past the bounded-load rule's bound. With a few requests in flight, 1.25x the
+# mean rounds to turning away a second request at the host holding its prefix (loads 2 and 0: a bound
+# of 2), for a cold start elsewhere that costs many times the wait there; the costs weigh that wait.
+BOUND_SLACK = 1
 # Below this a "match" is a shared template header or greeting, not a prompt worth following.
 MIN_MATCH = 256
 # Cost differences below both of these are measurement noise, not a faster host.
 NOISE_S = 0.05
 NOISE_SHARE = 0.2
-# Sending a prompt elsewhere while its prefix is being evaluated evaluates that prefix twice, taking that
-# host from other work and a slot of its cache: it must be quicker than waiting by this share to be worth it.
-DUPLICATE_SHARE = 0.5
+# Sending a prompt elsewhere while its prefix is being evaluated evaluates that prefix twice: the requests
+# that host delays meanwhile pay for it again, and a slot of its cache goes. So that evaluation is counted
+# twice (going elsewhere must be quicker than waiting by this share of that evaluation to be worth it);
+# rates measured under different contention make identical hosts look this far apart.
+DUPLICATE_SHARE = 1.0
 # Prompt evaluation speed assumed before any host reported one (tokens/s); only ratios matter then.
 DEFAULT_PROMPT_RATE = 500.0
 
@@ -82,7 +88,7 @@ class CacheAware:
         if not free:
             return None
         matched = self._matches(candidates, text)
-        bound = load_bound({c.host.id: c.host.load for c in candidates}, self.load_factor)
+        bound = self._bound(candidates)
         within = [c for c in candidates if c.host.load + 1 <= bound]
         if max((matched.get(c.host.id, 0) for c in within), default=0) < self.min_match:
             return self._most_room([c for c in free if c in within] or free), self.name
@@ -117,7 +123,7 @@ class CacheAware:
         the prompt (`DUPLICATE_SHARE`): evaluating it twice also takes that host from other work.
         """
         prompt = len(text)
-        bound = load_bound({c.host.id: c.host.load for c in candidates}, self.load_factor)
+        bound = self._bound(candidates)
         matched = self._matches(candidates, text)
         best: tuple[float, Candidate, float] | None = None
         for c in candidates:
@@ -138,12 +144,19 @@ class CacheAware:
         if not now:
             return chosen.host.id, float("inf")  # every host is full: nothing to lose by waiting for this one
         # In seconds, as the wait is: an idle host takes a whole service however many slots it has.
-        going = min(self._cost(c, prompt, matched.get(c.host.id, 0), absolute=True) for c in now)
-        limit = going + max(NOISE_S, DUPLICATE_SHARE * going)
+        costs = {c.host.id: self._cost(c, prompt, matched.get(c.host.id, 0), absolute=True) for c in now}
+        there = min(now, key=lambda c: (costs[c.host.id], c.host.id))
+        going = costs[there.host.id]
+        # The prefix evaluated a second time there is what is counted twice (not the answer, written anyway).
+        again = self._prompt_seconds(there, prompt, matched.get(there.host.id, 0))
+        limit = going + max(NOISE_S, DUPLICATE_SHARE * again)
         worth = limit - service * (waiting.get(chosen.host.id, 0) + 1)
         if cost >= limit or worth <= 0:
             return None
         return chosen.host.id, worth
+
+    def _bound(self, candidates: Sequence[Candidate]) -> int:
+        return load_bound({c.host.id: c.host.load for c in candidates}, self.load_factor) + BOUND_SLACK
 
     def _matches(self, candidates: Sequence[Candidate], text: bytes) -> dict[str, int]:
         # One index per served model; under quantization fallback candidates may serve different ones.
@@ -177,18 +190,13 @@ class CacheAware:
 
     def _service(self, candidate: Candidate, prompt: int, matched: int) -> float:
         """Seconds of work on this host: the prompt its cache lacks at its prompt rate, then the output."""
-        host_id = candidate.host.id
-        rate = self._caches.prompt_rate(host_id) or DEFAULT_PROMPT_RATE
-        return max(0, prompt - matched) / CHARS_PER_TOKEN / rate + self._generation(host_id, normalize(candidate.model))
+        generation = self._stats.generation_time(candidate.host.id, normalize(candidate.model))
+        return self._prompt_seconds(candidate, prompt, matched) + generation
 
-    def _generation(self, host_id: str, model: str) -> float:
-        """Seconds the expected output takes here (the model's mean speed for an unmeasured host; 0 if none is)."""
-        entry = self._stats.get(host_id, model)
-        rate = entry.tokens_per_s.value if entry is not None else None
-        if rate is None:
-            rates = self._stats.rates(model)
-            rate = sum(rates) / len(rates) if rates else None
-        return self._stats.expected_tokens(model) / rate if rate else 0.0
+    def _prompt_seconds(self, candidate: Candidate, prompt: int, matched: int) -> float:
+        """Seconds this host takes to evaluate the part of the prompt its cache lacks."""
+        rate = self._caches.prompt_rate(candidate.host.id) or DEFAULT_PROMPT_RATE
+        return max(0, prompt - matched) / CHARS_PER_TOKEN / rate
 
     def _most_room(self, pool: Sequence[Candidate]) -> Candidate:
         least = min(c.host.load for c in pool)
