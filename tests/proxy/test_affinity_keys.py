@@ -53,3 +53,16 @@ def test_prefix_text_keeps_lone_surrogates_from_json() -> None:
 
     text = prefix_text({"prompt": "odd \ud800 text"})  # valid JSON ("\\ud800"), not encodable as plain UTF-8
     assert text is not None and text.endswith(b"\x1e")
+
+
+def test_prefix_text_keeps_the_first_quarter_mebichar_of_a_long_prompt() -> None:
+    from olol.proxy.affinity.keys import MAX_PREFIX_CHARS, prefix_text
+
+    system = {"role": "system", "content": "s" * 100}
+    short = prefix_text({"messages": [system, {"role": "user", "content": "u" * 100}]})
+    document = "d" * (4 * MAX_PREFIX_CHARS)
+    long = prefix_text({"messages": [system, {"role": "user", "content": document},
+                                     {"role": "user", "content": "and a question"}]})
+    assert short is not None and long is not None
+    assert len(long) == MAX_PREFIX_CHARS and long.startswith(short[: short.index(b"user")])
+    assert long.endswith(b"d" * 1000)  # cut inside the document: the question after it is not reached

@@ -83,8 +83,14 @@ def _text(value: Any) -> str:
     return value if isinstance(value, str) else json.dumps(value, sort_keys=True, default=str)
 
 
+# Characters of a prompt its routing text keeps: far past any host's prefix index budget (context x
+# slots), and a pasted document of megabytes is not copied whole (twice: text, then bytes) to route it.
+MAX_PREFIX_CHARS = 256 << 10
+
+
 def prefix_text(body: dict[str, Any]) -> bytes | None:
-    """The prompt as a host's cache sees it, in order: tools, then each message (or system + prompt).
+    """The prompt as a host's cache sees it, in order: tools, then each message (or system + prompt),
+    its first `MAX_PREFIX_CHARS` characters.
 
     A chat's next turn appends messages, so its text extends this one; `/api/generate` is laid
     out as a system and a user message, so the same words reach the same cache either way.
@@ -99,6 +105,14 @@ def prefix_text(body: dict[str, Any]) -> bytes | None:
         return None
     if not turns:
         return None
-    head = _text(body["tools"]) + _END if body.get("tools") else ""
-    text = head + "".join(f"{role}{_ROLE}{_text(content)}{_END}" for role, content in turns)
+    parts = [_text(body["tools"]) + _END] if body.get("tools") else []
+    left = MAX_PREFIX_CHARS - len(parts[0]) if parts else MAX_PREFIX_CHARS
+    for role, content in turns:
+        if left <= 0:
+            break
+        # Sliced before it is formatted: only what is kept is copied.
+        part = f"{role}{_ROLE}{_text(content)[:left] if isinstance(content, str) else _text(content)}{_END}"
+        parts.append(part[:left])
+        left -= len(parts[-1])
+    text = "".join(parts)
     return text.encode("utf-8", "surrogatepass")  # JSON may carry lone surrogates ("\ud800"): keep them, do not fail
