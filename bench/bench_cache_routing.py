@@ -268,7 +268,8 @@ def report(summary: dict[tuple[str, str], dict[str, float]], args: argparse.Name
                          f"{s['evaluated'] / rr['evaluated']:.2f}x" if rr["evaluated"] else "-",
                          f"{100 * s['cache_routed']:.0f}%"))
     return (
-        f"## KV-cache-aware routing on real llama.cpp (`bench_cache_routing`{'' if args.quick else ', full sizes'})\n\n"
+        f"## KV-cache-aware routing on real llama.cpp (`bench_cache_routing`{'' if args.quick else ', full sizes'}"
+        f"{', the control' if args.workloads == ['unrelated'] else ''})\n\n"
         f"`python -m bench.bench_cache_routing {command_line(args)}`: "
         f"{args.hosts} llama-servers on Gemma 3 270M Q4_K_M, each `-t 1 -c {args.ctx} --parallel {args.slots} "
         f"{args.llama_args}` behind an agent; {header}. Whole run: {minutes:.1f} min.\n\n"

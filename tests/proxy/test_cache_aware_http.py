@@ -23,7 +23,8 @@ async def test_turns_and_shared_system_prompts_follow_the_cache(ollama_sim_facto
     async with proxy_over(*sims, balancer="cache_aware") as proxy, aiohttp.ClientSession() as http:
         homes = {}
         for agent in ("billing", "search", "travel"):
-            system = f"You are the {agent} agent. Follow the {agent} handbook to the letter. " * 12
+            # Past SHORT_PROMPT: followed by the prefix index, not the conversation key of a chat's short first turns.
+            system = f"You are the {agent} agent. Follow the {agent} handbook to the letter. " * 20
             routes = []
             for messages in conversation(system, 3):
                 async with http.post(proxy.url + "/api/chat", json={"model": MODEL, "messages": messages}) as r:
@@ -66,7 +67,7 @@ async def test_a_prefix_being_evaluated_is_waited_for_not_evaluated_twice(ollama
     import asyncio
 
     sims = await ollama_sim_factory.many(2, parallel=2, latency=0.3)
-    system = "You are the billing agent. Follow the billing handbook to the letter. " * 12
+    system = "You are the billing agent. Follow the billing handbook to the letter. " * 20
 
     async def ask(http: aiohttp.ClientSession, question: str) -> tuple[str, str]:
         body = {"model": MODEL, "messages": [{"role": "system", "content": system},

@@ -8,7 +8,7 @@ from olol.proxy import DEFAULT_POLICY, ProxyConfig, make_backend
 
 def test_defaults() -> None:
     cfg = ProxyConfig()
-    assert cfg.port == 8000 and cfg.balancer == DEFAULT_POLICY == "adaptive"
+    assert cfg.port == 8000 and cfg.balancer == DEFAULT_POLICY == "cache_aware"
     assert cfg.quant_fallback and cfg.affinity and cfg.replicas is None
 
 

@@ -55,7 +55,7 @@ async def test_stream_is_ndjson_and_headers_say_where(two_hosts: list[OllamaSim]
         async with http.post(proxy.url + "/api/generate", json={"model": "llama3.2", "prompt": "x"}) as r:
             assert r.headers["Content-Type"] == "application/x-ndjson"
             assert r.headers["X-OLOL-Host"] in {s.url for s in two_hosts}
-            assert r.headers["X-OLOL-Model"] == "llama3.2" and r.headers["X-OLOL-Route"] == "adaptive"
+            assert r.headers["X-OLOL-Model"] == "llama3.2" and r.headers["X-OLOL-Route"] == "cache_aware"
             lines = await ndjson(r)
         assert lines[-1]["done"] is True and {"eval_count", "total_duration"} <= set(lines[-1])
         async with http.post(proxy.url + "/api/generate",

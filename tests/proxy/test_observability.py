@@ -14,7 +14,7 @@ async def test_status_describes_hosts_models_sessions_queues(ollama_sim_factory)
         await ollama.AsyncClient(host=proxy.url).chat(model="llama3.2", messages=[{"role": "user", "content": "x"}])
         async with http.get(proxy.url + "/api/status") as r:
             status = await r.json()
-    assert status["balancer"] == "adaptive" and status["queues"] == {}
+    assert status["balancer"] == "cache_aware" and status["queues"] == {}
     assert {h["id"] for h in status["hosts"]} == {s.url for s in sims}
     host = next(h for h in status["hosts"] if h["latency"])
     assert host["healthy"] and host["capacity"] == 4 and host["version"] == "0.12.6"

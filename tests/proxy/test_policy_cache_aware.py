@@ -236,3 +236,15 @@ def test_nothing_in_flight_or_a_short_shared_head_is_routed_now() -> None:
     book.begin("a", chat("hello", "q"), expected_s=1.0)
     book.record(b, M, chat("hello", "q"))
     assert policy(book, stats).patience([cand(a), cand(b)], chat("hello", "q", "a", "r"), {}) is None
+
+
+def test_a_priority_tier_overflows_to_the_next_only_when_full_warm_or_not() -> None:
+    book = CacheBook()
+    first = host("first", loaded=[M], parallel=1)
+    backup = host("backup", loaded=[M], parallel=1, tier=1)
+    book.record(backup, M, chat("hello"))  # the backup tier holds the prefix
+    choice, _ = policy(book).route([cand(first), cand(backup)], chat("hello", "hi", "more")) or (None, "")
+    assert choice is not None and choice.host is first
+    first.in_flight = 1  # full: now the next tier, and its cache
+    choice, reason = policy(book).route([cand(first), cand(backup)], chat("hello", "hi", "more")) or (None, "")
+    assert choice is not None and choice.host is backup and reason.startswith("cache:")

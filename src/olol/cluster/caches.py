@@ -149,6 +149,11 @@ class CacheBook:
         if not running:
             self._running.pop(host_id, None)
 
+    @property
+    def running(self) -> bool:
+        """Whether any request with a routing text is in flight anywhere."""
+        return bool(self._running)
+
     def in_flight(self, host_id: str, text: bytes) -> tuple[int, float] | None:
         """The longest prefix of `text` a request in flight on `host_id` shares with it, and the seconds
         until the first request sharing that much is expected to be done; None if none runs.

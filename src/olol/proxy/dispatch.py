@@ -349,9 +349,9 @@ class Dispatcher:
     def finished(self, upstream: Upstream, final: JSON, chunks: int) -> None:
         route = upstream.route
         if route.prefix:
-            # Indexed once answered, not when sent: until its prompt is evaluated no other request can
-            # reuse it (an engine's slots do not share a prompt in progress), so a second request with the
-            # same prefix, sent meanwhile, is better off on another host than behind it on this one.
+            # Indexed once answered, not when sent: until then no other request can reuse it (an engine's
+            # slots do not share a prompt in progress); one with the same prefix sent meanwhile is held for
+            # this host's slot while that beats evaluating the prefix again (`CacheAware.patience`).
             expected = int(route.reason[6:]) if route.reason.startswith("cache:") else 0
             self.cluster.caches.answered(route.candidate.host, route.model, route.prefix, expected, final)
         else:

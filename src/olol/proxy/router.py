@@ -87,6 +87,7 @@ class Router:
         # Requests held for a host's slot that is evaluating their prefix (`_hold`), per host, and the
         # event that wakes them when a request ends anywhere (a new one each time: a broadcast).
         self.held: Counter[str] = Counter()
+        self._checked: tuple[Policy | None, PrefixPolicy | None] = (None, None)
         self._released: asyncio.Event | None = None
         cluster.on_capacity(lambda _host: self._wake_held())
         if affinity is not None:
@@ -125,14 +126,23 @@ class Router:
         return error, self.admission.max_wait if slow else self.rejoin_grace
 
     @property
+    def prefix_policy(self) -> PrefixPolicy | None:
+        """The policy, if it also routes on the prompt itself (asked once per policy: an `isinstance`
+        of a runtime-checkable protocol looks up each of its members, ~50 us a request)."""
+        policy = self.policy
+        if policy is not self._checked[0]:  # `policy` may be wrapped after start-up (split models)
+            self._checked = (policy, policy if isinstance(policy, PrefixPolicy) else None)
+        return self._checked[1]
+
+    @property
     def prefix_aware(self) -> bool:
         """Whether requests should carry their routing text (`RouteRequest.prefix`)."""
-        return isinstance(self.policy, PrefixPolicy)
+        return self.prefix_policy is not None
 
     def pick(self, request: RouteRequest, eligible: list[Candidate]) -> tuple[Candidate, str] | None:
-        if (request.session is None or self.affinity is None) and request.prefix and isinstance(
-                self.policy, PrefixPolicy):
-            return self.policy.route(eligible, request.prefix)
+        if (request.session is None or self.affinity is None) and request.prefix and (
+                prefix_policy := self.prefix_policy) is not None:
+            return prefix_policy.route(eligible, request.prefix)
         if request.session is None or self.affinity is None:
             best = self.policy.best(eligible)  # the common case: one pass, no full ranking
             return None if best is None else (best, self.policy.name)
@@ -182,8 +192,8 @@ class Router:
                 return None
             candidate, reason = picked
             prefix = request.prefix or b""
-            expected = self.policy.expected(candidate, prefix) if prefix and isinstance(
-                self.policy, PrefixPolicy) else 0.0
+            prefix_policy = self.prefix_policy
+            expected = prefix_policy.expected(candidate, prefix) if prefix and prefix_policy is not None else 0.0
             lease = self.cluster.acquire(candidate.host, candidate.model, prefix, expected)
             return Route(lease, candidate, reason, prefix=prefix)
 
@@ -228,17 +238,17 @@ class _Hold:
     """
 
     def __init__(self, router: Router, request: RouteRequest, exclude: Collection[str], *, enabled: bool) -> None:
-        policy = router.policy
+        policy = router.prefix_policy
         self._router = router
         self._request = request
         self._exclude = exclude
-        self._policy = policy if enabled and request.prefix and isinstance(policy, PrefixPolicy) and (
+        self._policy = policy if enabled and request.prefix and policy is not None and (
             request.session is None or router.affinity is None) else None
         self._since: float | None = None  # when this request was first held
 
     def due(self, eligible: list[Candidate]) -> tuple[str, float] | None:
         """(host, seconds) to wait now for that host's slot, or None to route the request now."""
-        if self._policy is None or not eligible:
+        if self._policy is None or not eligible or not self._router.cluster.caches.running:
             return None
         hold = self._policy.patience(eligible, self._request.prefix or b"", self._router.held)
         if hold is None:
@@ -254,7 +264,8 @@ class _Hold:
         loop = asyncio.get_running_loop()
         start = loop.time()
         held = False
-        while (due := self.due(self._router.eligible(self._request.model, self._exclude))) is not None:
+        while self._policy is not None and self._router.cluster.caches.running and (
+                due := self.due(self._router.eligible(self._request.model, self._exclude))) is not None:
             host_id, seconds = due
             if self._since is None:
                 self._since = start

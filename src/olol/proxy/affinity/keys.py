@@ -3,10 +3,11 @@
 An explicit `X-OLOL-Session` header wins. Otherwise a chat is identified by its
 prefix, system prompt plus first user message, which is exactly the part of
 the prompt a host's KV cache can reuse on the next turn. A request with neither
-has no key and is routed on load alone. Under the cache-aware policy only the
-header makes a key (`conversations=False`): the conversation prefix is then a
-special case of the prompt's routing text (`prefix_text`), which the next turn
-extends.
+has no key and is routed on load alone. Under the cache-aware policy the
+conversation prefix is a special case of the prompt's routing text
+(`prefix_text`), which the next turn extends: only the header makes a key
+(`conversations=False`), except for a chat's first short turns, whose text
+(under `SHORT_PROMPT`) the prefix index is too coarse to follow.
 """
 
 from __future__ import annotations
@@ -17,9 +18,13 @@ from typing import Any
 
 from olol.cluster import normalize
 
-__all__ = ["SESSION_HEADER", "prefix_text", "session_key"]
+__all__ = ["SESSION_HEADER", "SHORT_PROMPT", "prefix_text", "session_key"]
 
 SESSION_HEADER = "X-OLOL-Session"
+#: Routing texts shorter than this (bytes) keep the conversation key under a prefix-aware policy: the
+#: prefix index follows 64-byte blocks and only matches of 256 bytes or more (`cache_aware.MIN_MATCH`),
+#: so a chat's first short turns would otherwise go wherever load sends them.
+SHORT_PROMPT = 1024
 
 
 def _content(message: Any) -> Any:

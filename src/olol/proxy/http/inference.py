@@ -12,7 +12,7 @@ from olol.cluster import normalize
 from olol.cluster.backend import JSON, Backend
 from olol.cluster.routing import RouteRequest
 from olol.errors import ModelNotFound
-from olol.proxy.affinity import SESSION_HEADER, prefix_text, session_key
+from olol.proxy.affinity import SESSION_HEADER, SHORT_PROMPT, prefix_text, session_key
 from olol.proxy.aggregate import collect_chat, collect_generate
 from olol.proxy.dispatch import StreamCall, Upstream
 from olol.proxy.http.io import ctx, json_reply, read_json, require_model, route_headers, wants_stream, write_ndjson
@@ -40,10 +40,13 @@ async def embed_call(backend: Backend, body: JSON) -> Any:
 
 def _route_request(request: web.Request, body: JSON, model: str) -> RouteRequest:
     context = ctx(request)
-    by_prefix = context.router.prefix_aware
-    key = session_key(request.headers.get(SESSION_HEADER), body, conversations=not by_prefix) \
+    prefix = prefix_text(body) if context.router.prefix_aware else None
+    # Under a prefix-aware policy a conversation is followed by its routing text, which each turn extends;
+    # its first turns, too short for the prefix index to see, keep the conversation key.
+    conversations = prefix is None or len(prefix) < SHORT_PROMPT
+    key = session_key(request.headers.get(SESSION_HEADER), body, conversations=conversations) \
         if context.affinity else None
-    return RouteRequest(model, key, prefix_text(body) if by_prefix else None)
+    return RouteRequest(model, key, prefix)
 
 
 _CALLS: dict[Kind, StreamCall] = {"generate": generate_call, "chat": chat_call}

@@ -25,7 +25,7 @@ _FACTORIES: dict[str, Callable[[LatencyBook, CacheBook, float], Policy]] = {
 }
 _ALIASES = {"least_conn": LeastConnections.name, "cache": CacheAware.name}
 
-DEFAULT_POLICY = Adaptive.name
+DEFAULT_POLICY = CacheAware.name
 POLICIES = tuple(_FACTORIES)
 
 

@@ -74,6 +74,7 @@ class CacheAware:
         self._caches = caches
         self.load_factor = load_factor
         self.min_match = min_match
+        self._last: tuple[bytes, dict[str, int]] = (b"", {})  # the last prompt `route` matched, and its matches
 
     # A request without a prompt (an embedding, a load) has nothing to match: the adaptive order.
     def rank(self, candidates: Sequence[Candidate]) -> list[Candidate]:
@@ -87,7 +88,12 @@ class CacheAware:
         free = [c for c in candidates if not c.host.saturated]
         if not free:
             return None
+        # Priority tiers as the adaptive policy has them: a tier overflows to the next only when it is full.
+        tier = min(c.host.tier for c in free)
+        candidates = [c for c in candidates if c.host.tier <= tier]
+        free = [c for c in free if c.host.tier == tier]
         matched = self._matches(candidates, text)
+        self._last = (text, matched)  # what `expected` asks next, for the host chosen here
         bound = self._bound(candidates)
         within = [c for c in candidates if c.host.load + 1 <= bound]
         if max((matched.get(c.host.id, 0) for c in within), default=0) < self.min_match:
@@ -109,7 +115,8 @@ class CacheAware:
 
     def expected(self, candidate: Candidate, text: bytes) -> float:
         """Seconds the prompt with routing text `text` should take on `candidate`'s host alone (no queue)."""
-        matched = self._matches([candidate], text).get(candidate.host.id, 0)
+        last_text, last = self._last
+        matched = (last if text is last_text else self._matches([candidate], text)).get(candidate.host.id, 0)
         return self._service(candidate, len(text), matched)
 
     def patience(self, candidates: Sequence[Candidate], text: bytes,
@@ -122,14 +129,19 @@ class CacheAware:
         ahead; going now costs what `route` would pay. Another host must be clearly cheaper to take
         the prompt (`DUPLICATE_SHARE`): evaluating it twice also takes that host from other work.
         """
+        # The common case first, without a look at the index: nothing in flight shares a prefix worth it.
+        flights = {c.host.id: found for c in candidates
+                   if (found := self._caches.in_flight(c.host.id, text)) is not None and found[0] >= self.min_match}
+        if not flights:
+            return None
         prompt = len(text)
         bound = self._bound(candidates)
         matched = self._matches(candidates, text)
         best: tuple[float, Candidate, float] | None = None
         for c in candidates:
-            found = self._caches.in_flight(c.host.id, text)
+            found = flights.get(c.host.id)
             # Worth waiting only for more than this host holds free now, within its bound once that request ends.
-            if found is None or found[0] < max(self.min_match, matched.get(c.host.id, 0) + 1) or c.host.load > bound:
+            if found is None or found[0] <= matched.get(c.host.id, 0) or c.host.load > bound:
                 continue
             length, remaining = found
             service = self._service(c, prompt, length)
