@@ -40,7 +40,8 @@ async def two_hosts(llama_bins: LlamaBinaries, tiny_model: Path) -> AsyncIterato
 
 
 async def test_follow_up_goes_where_its_prefix_is_cached(two_hosts: list[RunningAgent]) -> None:
-    system = "You answer questions about the cluster. Be short and precise. " * 8
+    # Past SHORT_PROMPT: a chat this long is followed by the prefix index, not by the conversation key.
+    system = "You answer questions about the cluster. Be short and precise. " * 18
     async with proxy_over(*(a.target for a in two_hosts), balancer="cache_aware") as proxy, \
             aiohttp.ClientSession() as http:
 
@@ -60,7 +61,7 @@ async def test_follow_up_goes_where_its_prefix_is_cached(two_hosts: list[Running
         # The host evaluated only what its cache lacked: the system prompt and first turn came from cache.
         assert second["prompt_eval_cached_count"] > first["prompt_eval_count"] // 2
         # An unrelated prompt goes to the other host, whose cache is empty (the most room).
-        _, other, route = await send([{"role": "user", "content": "Something else entirely. " * 20}])
+        _, other, route = await send([{"role": "user", "content": "Something else entirely. " * 50}])
         assert other != home and route == "cache_aware"
         async with http.get(proxy.url + "/api/status") as r:
             hosts = {h["id"]: h["cache"] for h in (await r.json())["hosts"]}
