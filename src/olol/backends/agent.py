@@ -111,6 +111,12 @@ class AgentBackend(Backend):
             raise error_from_rpc(exc, self.target) from None
         finally:
             call.cancel()  # no-op when finished; stops the agent's generation when we stop early
+            # grpc.aio reads the replies through an async generator of the call's own, which holds the
+            # call (and the call its request): left suspended after the last reply the caller wanted,
+            # the pair outlives the request, a large body included (63 MiB a request, never freed).
+            responses = getattr(call, "_message_aiter", None)
+            if responses is not None:
+                await responses.aclose()
 
     # ------------------------------------------------------------------ host
     async def version_info(self) -> pb.VersionInfo:
