@@ -15,7 +15,7 @@ from olol.backends.llamacpp.backend import LlamaCppBackend
 from olol.cli import proxy as proxy_cmd
 from olol.cluster import Cluster, Host
 from olol.proxy.config import ProxyConfig
-from olol.proxy.distributed import _PINNED, DistributedModels, SplitModelsLast
+from olol.proxy.distributed import _PINNED, DistributedModels, SplitModelsLast, split_models_last
 from olol.proxy.policies import Candidate, RoundRobin
 from olol.split.fit import ModelNeed, can_hold, free_memory
 from olol.split.model_source import ModelSourceError, resolve_ollama_name
@@ -185,3 +185,31 @@ def test_split_hosts_rank_last_unless_the_request_is_pinned_to_one() -> None:
     finally:
         _PINNED.reset(token)
     assert policy.name == RoundRobin.name
+
+
+def test_a_prefix_aware_policy_stays_prefix_aware_with_split_models_last() -> None:
+    """Split models on, `cache_aware` (the default) still routes prompts to their cache, never to a split host
+    unless pinned there or the others are full."""
+    from olol.cluster import CacheBook, LatencyBook
+    from olol.proxy.affinity import prefix_text
+    from olol.proxy.policies import CacheAware, PrefixPolicy
+
+    book = CacheBook()
+    warm, cold = host("warm", models=("m",)), host("cold", models=("m",))
+    split = host("dist:m:latest", models=("m",))
+    text = prefix_text({"messages": [{"role": "system", "content": "You are the billing agent. " * 40}]}) or b""
+    book.record(warm, "m", text)
+    book.record(split, "m", text)
+    policy = split_models_last(CacheAware(LatencyBook(), book), lambda: {"dist:m:latest"})
+    assert isinstance(policy, PrefixPolicy) and not isinstance(split_models_last(RoundRobin(), set), PrefixPolicy)
+    candidates = [Candidate(split, "m"), Candidate(cold, "m"), Candidate(warm, "m")]
+    choice, reason = policy.route(candidates, text + b"more") or (None, "")
+    assert choice is not None and choice.host is warm and reason.startswith("cache:")
+    book.begin("warm", text + b"running", expected_s=0.0)
+    assert policy.patience(candidates, text + b"more", {}) is not None  # held for warm, the split host ignored
+    token = _PINNED.set("dist:m:latest")
+    try:
+        pinned = policy.route(candidates, text + b"more")
+        assert pinned is not None and pinned[0].host is split and policy.patience(candidates, text, {}) is None
+    finally:
+        _PINNED.reset(token)

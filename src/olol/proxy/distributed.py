@@ -27,7 +27,7 @@ import contextlib
 import json
 import logging
 import time
-from collections.abc import Awaitable, Callable, Collection, Sequence
+from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,7 +41,7 @@ from olol.discovery.proxy_side import DISCOVERY
 from olol.errors import BackendUnavailable, Busy, OlolError
 from olol.proxy.api.table import Route, RouteTable
 from olol.proxy.monitor import HostMonitor
-from olol.proxy.policies import Candidate, Policy
+from olol.proxy.policies import Candidate, Policy, PrefixPolicy
 from olol.security.http import PARSED_BODY
 from olol.split.coordinator import Coordinator, DistConfig
 from olol.split.fit import ModelNeed, can_hold, free_memory
@@ -54,7 +54,7 @@ from olol.split.workers import parse_servers
 if TYPE_CHECKING:
     from olol.proxy.context import ProxyContext
 
-__all__ = ["DISTRIBUTED", "HEADER", "DistributedModels", "SplitModelsLast", "install_distributed"]
+__all__ = ["DISTRIBUTED", "HEADER", "DistributedModels", "SplitModelsLast", "install_distributed", "split_models_last"]
 
 log = logging.getLogger(__name__)
 
@@ -96,6 +96,40 @@ class SplitModelsLast:
         if _PINNED.get() is None and not self._split_hosts():
             return self.inner.best(candidates)
         return next((c for c in self.rank(candidates) if not c.host.saturated), None)
+
+
+class _PrefixSplitModelsLast(SplitModelsLast):
+    """The same over a policy that also routes on the prompt (`cache_aware`): prompts keep their cache routing
+    among the hosts that are not split models, and the hold for a prefix in flight, unless pinned to one."""
+
+    def __init__(self, inner: Policy, prefix: PrefixPolicy, split_hosts: Callable[[], Collection[str]]) -> None:
+        super().__init__(inner, split_hosts)
+        self._prefix = prefix  # `inner` itself, seen as the prompt router it also is
+
+    def route(self, candidates: Sequence[Candidate], text: bytes) -> tuple[Candidate, str] | None:
+        split = self._split_hosts()
+        pool = [c for c in candidates if c.host.id not in split] if split else list(candidates)
+        if _PINNED.get() is not None or all(c.host.saturated for c in pool):
+            best = self.best(candidates)  # the pinned split host, or the split hosts' overflow
+            return None if best is None else (best, self.name)
+        return self._prefix.route(pool, text)
+
+    def expected(self, candidate: Candidate, text: bytes) -> float:
+        return self._prefix.expected(candidate, text)
+
+    def patience(self, candidates: Sequence[Candidate], text: bytes,
+                 waiting: Mapping[str, int]) -> tuple[str, float] | None:
+        if _PINNED.get() is not None:
+            return None
+        split = self._split_hosts()
+        return self._prefix.patience([c for c in candidates if c.host.id not in split], text, waiting)
+
+
+def split_models_last(inner: Policy, split_hosts: Callable[[], Collection[str]]) -> SplitModelsLast:
+    """`inner` with split hosts last; a prefix-aware `inner` stays prefix-aware (the router asks which)."""
+    if isinstance(inner, PrefixPolicy):
+        return _PrefixSplitModelsLast(inner, inner, split_hosts)
+    return SplitModelsLast(inner, split_hosts)
 
 
 @dataclass
@@ -319,7 +353,7 @@ def install_distributed(app: web.Application, ctx: ProxyContext, api: RouteTable
     and start-up/clean-up (after the configured hosts' first probe, before the context closes backends)."""
     discovery = app.get(DISCOVERY)  # installed before this, when discovery is on
     service = DistributedModels(ctx, discovery.rpc_targets if discovery is not None else None)
-    ctx.router.policy = SplitModelsLast(ctx.router.policy, service.split_hosts)
+    ctx.router.policy = split_models_last(ctx.router.policy, service.split_hosts)
 
     @web.middleware
     async def route_split(request: web.Request, handler: Handler) -> web.StreamResponse:
