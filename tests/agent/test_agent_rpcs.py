@@ -306,3 +306,19 @@ async def test_a_finished_stream_lets_go_of_its_call_and_request(agent: RunningA
         await stream.aclose()
     # The threaded agent's server, in this same process, may still hold the one it served last.
     assert alive() - before <= (1 if agent.transport == "threaded" else 0)
+
+
+async def test_a_chat_with_a_long_message_goes_in_parts_and_arrives_whole(
+        agent: RunningAgent, ollama_sim: OllamaSim) -> None:
+    """Messages of a MiB or more follow the request in slices (`ChatParts`), so the proxy never holds the
+    request encoded whole; the host gets exactly the chat that was sent, non-ASCII and all."""
+    from olol.backends.agent import PART_CHARS
+
+    long = ("Ünïcödé 🚀 text. " * (PART_CHARS // 8))[: PART_CHARS * 2 + 12345]
+    messages = [{"role": "system", "content": "short"}, {"role": "user", "content": long},
+                {"role": "assistant", "content": "ok"}, {"role": "user", "content": long[::-1]}]
+    seen = len(ollama_sim.request_log)
+    chunks = await _collect(agent.client.chat({"model": "llama3.2", "messages": messages}))
+    assert chunks[-1]["done"] is True
+    sent = [r for r in ollama_sim.request_log[seen:] if r.path == "/api/chat"][-1].body
+    assert sent["messages"] == messages

@@ -71,6 +71,25 @@ class AgentCore:
             finally:
                 await close_stream(stream)
 
+    async def chat_parts(self, parts: AsyncIterator[pb.ChatPart]) -> AsyncIterator[pb.ChatChunk]:
+        """A chat sent in parts (`ChatPart`): its request, then its long message texts in slices."""
+        head: pb.ChatRequest | None = None
+        texts: dict[int, list[str]] = {}
+        async for part in parts:
+            if part.WhichOneof("part") == "head":
+                head = part.head
+            elif part.WhichOneof("part") == "text":
+                texts.setdefault(part.text.message, []).append(part.text.text)
+        if head is None:
+            raise BadRequest("a chat sent in parts starts with its request")
+        for index, slices in texts.items():
+            if index >= len(head.messages):
+                raise BadRequest(f"a chat's text slice names message {index} of {len(head.messages)}")
+            head.messages[index].content = "".join(slices)
+            slices.clear()
+        async for chunk in self.chat(head):
+            yield chunk
+
     async def embed(self, request: pb.EmbedRequest) -> pb.EmbedResponse:
         if not request.input:
             raise BadRequest("input is required")

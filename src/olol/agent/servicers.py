@@ -38,6 +38,7 @@ METHODS: dict[str, tuple[str, str]] = {
     "Version": ("version", "unary"),
     "Hardware": ("hardware", "unary"),
     "WatchState": ("watch_state", "stream"),
+    "ChatParts": ("chat_parts", "bidi"),
 }
 _ADDERS: tuple[Callable[[Any, Any], None], ...] = (
     rpc.add_InferenceServicer_to_server,
@@ -64,7 +65,7 @@ def _aio_method(fn: Callable[..., Any], shape: str) -> Callable[..., Any]:
         err = _as_olol(exc)
         await context.abort(code_for(err), err.message, trailing_metadata=_metadata(err))
 
-    if shape == "stream":
+    if shape in ("stream", "bidi"):  # a bidi call's request is the async iterator of what the client sends
 
         async def stream(self: object, request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
             try:
@@ -98,12 +99,13 @@ def _sync_method(fn: Callable[..., Any], shape: str, loop: LoopThread) -> Callab
         context.set_trailing_metadata(_metadata(err))
         context.abort(code_for(err), err.message)
 
-    if shape == "stream":
+    if shape in ("stream", "bidi"):
 
         def stream(self: object, request: Any, context: grpc.ServicerContext) -> Any:
             try:
                 check_protocol(context.invocation_metadata())
-                yield from loop.iterate(lambda: fn(request), context.add_callback)
+                arg = loop.aiter(request) if shape == "bidi" else request  # what the client sends, as it comes
+                yield from loop.iterate(lambda: fn(arg), context.add_callback)
             except Exception as exc:
                 if context.is_active():
                     abort(context, exc)

@@ -4,7 +4,7 @@ and plain Ollama hosts the same way. Conversions are `olol.wire.convert`'s.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import grpc
@@ -22,6 +22,10 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 
 __all__ = ["AgentBackend"]
+
+#: A chat message this long (characters) is sent after its request, in slices of `SLICE_CHARS` (`ChatParts`).
+PART_CHARS = 1 << 20
+SLICE_CHARS = 1 << 20
 
 _OPTIONS = [
     ("grpc.max_receive_message_length", 64 * 1024 * 1024),
@@ -152,7 +156,17 @@ class AgentBackend(Backend):
         )
 
     def chat(self, request: JSON) -> AsyncIterator[JSON]:
-        return self._stream(self.inference.Chat, convert.chat_request_to_pb(request), convert.chat_chunk_from_pb)
+        messages = request.get("messages")
+        long = [i for i, m in enumerate(messages) if isinstance(m, dict) and isinstance(m.get("content"), str)
+                and len(m["content"]) >= PART_CHARS] if isinstance(messages, list) else []
+        if not long:
+            return self._stream(self.inference.Chat, convert.chat_request_to_pb(request), convert.chat_chunk_from_pb)
+        # Its long texts follow the request in slices: converted and encoded whole, a request would sit in
+        # memory three more times (its protobuf, its encoding, gRPC's copy of that) beside the decoded body.
+        assert isinstance(messages, list)
+        head = {**request, "messages": [{**m, "content": ""} if i in long else m for i, m in enumerate(messages)]}
+        parts = _chat_parts(convert.chat_request_to_pb(head), [(i, messages[i]["content"]) for i in long])
+        return self._stream(self.inference.ChatParts, parts, convert.chat_chunk_from_pb)
 
     async def embed(self, request: JSON) -> JSON:
         resp = await self._unary(self.inference.Embed, convert.embed_request_to_pb(request))
@@ -207,3 +221,11 @@ class AgentBackend(Backend):
                     yield pb.BlobChunk(data=data[i : i + (1 << 20)])
 
         await self._unary(self.models.PushBlob, messages())
+
+
+def _chat_parts(head: pb.ChatRequest, texts: list[tuple[int, str]]) -> Iterator[pb.ChatPart]:
+    """The parts of a chat: its request, then each long text in slices (one slice in memory at a time)."""
+    yield pb.ChatPart(head=head)
+    for index, text in texts:
+        for start in range(0, len(text), SLICE_CHARS):
+            yield pb.ChatPart(text=pb.TextSlice(message=index, text=text[start : start + SLICE_CHARS]))
