@@ -322,3 +322,47 @@ async def test_a_chat_with_a_long_message_goes_in_parts_and_arrives_whole(
     assert chunks[-1]["done"] is True
     sent = [r for r in ollama_sim.request_log[seen:] if r.path == "/api/chat"][-1].body
     assert sent["messages"] == messages
+
+
+async def test_an_agent_without_chat_parts_gets_the_chat_whole() -> None:
+    """An agent older than `ChatParts` answers UNIMPLEMENTED: the chat goes again as one request."""
+    from olol.backends.agent import PART_CHARS, AgentBackend
+
+    class Unimplemented(grpc.RpcError):
+        def code(self) -> grpc.StatusCode:
+            return grpc.StatusCode.UNIMPLEMENTED
+
+        def details(self) -> str:
+            return "Method not found!"
+
+        def trailing_metadata(self) -> tuple[()]:
+            return ()
+
+    class Call:
+        def __init__(self, replies: list[Any] | None) -> None:
+            self.replies = replies
+
+        def cancel(self) -> None:
+            pass
+
+        async def __aiter__(self) -> AsyncIterator[Any]:
+            if self.replies is None:
+                raise Unimplemented()
+            for reply in self.replies:
+                yield reply
+
+    sent: list[str] = []
+
+    class Inference:
+        def ChatParts(self, parts: Any, metadata: Any = None) -> Call:
+            sent.append("parts")
+            return Call(None)
+
+        def Chat(self, request: pb.ChatRequest, metadata: Any = None) -> Call:
+            sent.append(f"whole:{len(request.messages[0].content)}")
+            return Call([pb.ChatChunk(model="m", done=True, message=pb.Message(role="assistant", content="hi"))])
+
+    backend = AgentBackend("127.0.0.1:1")
+    backend._stubs = (Inference(), None, None)
+    chunks = await _collect(backend.chat({"model": "m", "messages": [{"role": "user", "content": "x" * PART_CHARS}]}))
+    assert sent == ["parts", f"whole:{PART_CHARS}"] and chunks[-1]["done"] is True

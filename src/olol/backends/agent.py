@@ -4,7 +4,7 @@ and plain Ollama hosts the same way. Conversions are `olol.wire.convert`'s.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterator
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import grpc
@@ -106,7 +106,7 @@ class AgentBackend(Backend):
         except grpc.RpcError as exc:
             raise error_from_rpc(exc, self.target) from None
 
-    async def _stream(self, method: Callable[..., Any], request: object, out: Callable[[Any], T]) -> AsyncIterator[T]:
+    async def _stream(self, method: Callable[..., Any], request: object, out: Callable[[Any], T]) -> AsyncGenerator[T]:
         call = method(request, metadata=self.metadata)
         try:
             async for item in call:
@@ -166,7 +166,28 @@ class AgentBackend(Backend):
         assert isinstance(messages, list)
         head = {**request, "messages": [{**m, "content": ""} if i in long else m for i, m in enumerate(messages)]}
         parts = _chat_parts(convert.chat_request_to_pb(head), [(i, messages[i]["content"]) for i in long])
-        return self._stream(self.inference.ChatParts, parts, convert.chat_chunk_from_pb)
+        return self._chat_in_parts(request, parts)
+
+    async def _chat_in_parts(self, request: JSON, parts: Iterator[pb.ChatPart]) -> AsyncIterator[JSON]:
+        stream = self._stream(self.inference.ChatParts, parts, convert.chat_chunk_from_pb)
+        try:
+            try:
+                first = await anext(stream)
+            except StopAsyncIteration:
+                return
+            except OlolError as exc:
+                if exc.status != 501:
+                    raise
+                # An agent older than ChatParts (UNIMPLEMENTED): the whole request, as it was always sent.
+                await stream.aclose()
+                whole = convert.chat_request_to_pb(request)
+                stream = self._stream(self.inference.Chat, whole, convert.chat_chunk_from_pb)
+                first = await anext(stream)
+            yield first
+            async for chunk in stream:
+                yield chunk
+        finally:
+            await stream.aclose()
 
     async def embed(self, request: JSON) -> JSON:
         resp = await self._unary(self.inference.Embed, convert.embed_request_to_pb(request))
