@@ -366,3 +366,16 @@ async def test_an_agent_without_chat_parts_gets_the_chat_whole() -> None:
     backend._stubs = (Inference(), None, None)
     chunks = await _collect(backend.chat({"model": "m", "messages": [{"role": "user", "content": "x" * PART_CHARS}]}))
     assert sent == ["parts", f"whole:{PART_CHARS}"] and chunks[-1]["done"] is True
+
+
+async def test_a_generate_with_a_long_prompt_goes_in_parts_and_arrives_whole(
+        agent: RunningAgent, ollama_sim: OllamaSim) -> None:
+    from olol.backends.agent import PART_CHARS
+
+    prompt = ("Ünïcödé 🚀 prompt. " * (PART_CHARS // 8))[: PART_CHARS + 777]
+    system = "s" * (PART_CHARS + 1)
+    seen = len(ollama_sim.request_log)
+    chunks = await _collect(agent.client.generate({"model": "llama3.2", "prompt": prompt, "system": system}))
+    assert chunks[-1]["done"] is True
+    sent = [r for r in ollama_sim.request_log[seen:] if r.path == "/api/generate"][-1].body
+    assert (sent["prompt"], sent["system"]) == (prompt, system)

@@ -71,6 +71,26 @@ class AgentCore:
             finally:
                 await close_stream(stream)
 
+    async def generate_parts(self, parts: AsyncIterator[pb.GeneratePart]) -> AsyncIterator[pb.GenerateChunk]:
+        """A generate request sent in parts (`GeneratePart`): the request, then its long texts in slices."""
+        head: pb.GenerateRequest | None = None
+        texts: dict[int, list[str]] = {}
+        async for part in parts:
+            if part.WhichOneof("part") == "head":
+                head = part.head
+            elif part.WhichOneof("part") == "text":
+                texts.setdefault(part.text.field, []).append(part.text.text)
+        if head is None:
+            raise BadRequest("a generate request sent in parts starts with its request")
+        for number, slices in texts.items():
+            field = head.DESCRIPTOR.fields_by_number.get(number)
+            if field is None or not isinstance(getattr(head, field.name), str):
+                raise BadRequest(f"a generate request's text slice names no text field ({number})")
+            setattr(head, field.name, "".join(slices))
+            slices.clear()
+        async for chunk in self.generate(head):
+            yield chunk
+
     async def chat_parts(self, parts: AsyncIterator[pb.ChatPart]) -> AsyncIterator[pb.ChatChunk]:
         """A chat sent in parts (`ChatPart`): its request, then its long message texts in slices."""
         head: pb.ChatRequest | None = None

@@ -39,6 +39,7 @@ METHODS: dict[str, tuple[str, str]] = {
     "Hardware": ("hardware", "unary"),
     "WatchState": ("watch_state", "stream"),
     "ChatParts": ("chat_parts", "bidi"),
+    "GenerateParts": ("generate_parts", "bidi"),
 }
 _ADDERS: tuple[Callable[[Any, Any], None], ...] = (
     rpc.add_InferenceServicer_to_server,

@@ -151,9 +151,16 @@ class AgentBackend(Backend):
 
     # ------------------------------------------------------------------ inference
     def generate(self, request: JSON) -> AsyncIterator[JSON]:
-        return self._stream(
-            self.inference.Generate, convert.generate_request_to_pb(request), convert.generate_chunk_from_pb
-        )
+        long = [name for name in _GENERATE_TEXTS if isinstance(request.get(name), str)
+                and len(request[name]) >= PART_CHARS]
+        if not long:
+            return self._stream(
+                self.inference.Generate, convert.generate_request_to_pb(request), convert.generate_chunk_from_pb
+            )
+        head = convert.generate_request_to_pb({**request, **dict.fromkeys(long, "")})
+        parts = _generate_parts(head, [(_GENERATE_TEXTS[name], request[name]) for name in long])
+        return self._in_parts(self.inference.GenerateParts, parts, self.inference.Generate,
+                              lambda: convert.generate_request_to_pb(request), convert.generate_chunk_from_pb)
 
     def chat(self, request: JSON) -> AsyncIterator[JSON]:
         messages = request.get("messages")
@@ -166,10 +173,13 @@ class AgentBackend(Backend):
         assert isinstance(messages, list)
         head = {**request, "messages": [{**m, "content": ""} if i in long else m for i, m in enumerate(messages)]}
         parts = _chat_parts(convert.chat_request_to_pb(head), [(i, messages[i]["content"]) for i in long])
-        return self._chat_in_parts(request, parts)
+        return self._in_parts(self.inference.ChatParts, parts, self.inference.Chat,
+                              lambda: convert.chat_request_to_pb(request), convert.chat_chunk_from_pb)
 
-    async def _chat_in_parts(self, request: JSON, parts: Iterator[pb.ChatPart]) -> AsyncIterator[JSON]:
-        stream = self._stream(self.inference.ChatParts, parts, convert.chat_chunk_from_pb)
+    async def _in_parts(self, method: Callable[..., Any], parts: Iterator[Any], whole_method: Callable[..., Any],
+                        whole: Callable[[], Any], out: Callable[[Any], JSON]) -> AsyncIterator[JSON]:
+        """A request sent in parts; to an agent older than that (UNIMPLEMENTED), the whole request."""
+        stream = self._stream(method, parts, out)
         try:
             try:
                 first = await anext(stream)
@@ -178,10 +188,8 @@ class AgentBackend(Backend):
             except OlolError as exc:
                 if exc.status != 501:
                     raise
-                # An agent older than ChatParts (UNIMPLEMENTED): the whole request, as it was always sent.
                 await stream.aclose()
-                whole = convert.chat_request_to_pb(request)
-                stream = self._stream(self.inference.Chat, whole, convert.chat_chunk_from_pb)
+                stream = self._stream(whole_method, whole(), out)
                 first = await anext(stream)
             yield first
             async for chunk in stream:
@@ -242,6 +250,17 @@ class AgentBackend(Backend):
                     yield pb.BlobChunk(data=data[i : i + (1 << 20)])
 
         await self._unary(self.models.PushBlob, messages())
+
+
+# A generate request's texts that may be long, by their GenerateRequest field numbers.
+_GENERATE_TEXTS = {"prompt": 2, "suffix": 3, "system": 5}
+
+
+def _generate_parts(head: pb.GenerateRequest, texts: list[tuple[int, str]]) -> Iterator[pb.GeneratePart]:
+    yield pb.GeneratePart(head=head)
+    for number, text in texts:
+        for start in range(0, len(text), SLICE_CHARS):
+            yield pb.GeneratePart(text=pb.TextSlice(field=number, text=text[start : start + SLICE_CHARS]))
 
 
 def _chat_parts(head: pb.ChatRequest, texts: list[tuple[int, str]]) -> Iterator[pb.ChatPart]:
