@@ -8,7 +8,8 @@ threaded server hands calls to this loop (see `olol.bridge`).
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from typing import Any
 
 from olol import PROTOCOL_VERSION, __version__
 from olol.agent.hardware import hardware_report
@@ -73,40 +74,22 @@ class AgentCore:
 
     async def generate_parts(self, parts: AsyncIterator[pb.GeneratePart]) -> AsyncIterator[pb.GenerateChunk]:
         """A generate request sent in parts (`GeneratePart`): the request, then its long texts in slices."""
-        head: pb.GenerateRequest | None = None
-        texts: dict[int, list[str]] = {}
-        async for part in parts:
-            if part.WhichOneof("part") == "head":
-                head = part.head
-            elif part.WhichOneof("part") == "text":
-                texts.setdefault(part.text.field, []).append(part.text.text)
-        if head is None:
-            raise BadRequest("a generate request sent in parts starts with its request")
-        for number, slices in texts.items():
+        head, texts = await _joined(parts, lambda piece: piece.field)
+        for number, text in texts.items():
             field = head.DESCRIPTOR.fields_by_number.get(number)
             if field is None or not isinstance(getattr(head, field.name), str):
                 raise BadRequest(f"a generate request's text slice names no text field ({number})")
-            setattr(head, field.name, "".join(slices))
-            slices.clear()
+            setattr(head, field.name, text)
         async for chunk in self.generate(head):
             yield chunk
 
     async def chat_parts(self, parts: AsyncIterator[pb.ChatPart]) -> AsyncIterator[pb.ChatChunk]:
         """A chat sent in parts (`ChatPart`): its request, then its long message texts in slices."""
-        head: pb.ChatRequest | None = None
-        texts: dict[int, list[str]] = {}
-        async for part in parts:
-            if part.WhichOneof("part") == "head":
-                head = part.head
-            elif part.WhichOneof("part") == "text":
-                texts.setdefault(part.text.message, []).append(part.text.text)
-        if head is None:
-            raise BadRequest("a chat sent in parts starts with its request")
-        for index, slices in texts.items():
+        head, texts = await _joined(parts, lambda piece: piece.message)
+        for index, text in texts.items():
             if index >= len(head.messages):
                 raise BadRequest(f"a chat's text slice names message {index} of {len(head.messages)}")
-            head.messages[index].content = "".join(slices)
-            slices.clear()
+            head.messages[index].content = text
         async for chunk in self.chat(head):
             yield chunk
 
@@ -219,3 +202,15 @@ def _digest(digest: str) -> str:
     return "sha256:" + hexpart
 
 
+async def _joined(parts: AsyncIterator[Any], where: Callable[[pb.TextSlice], int]) -> tuple[Any, dict[int, str]]:
+    """A request sent in parts: its head, and its texts joined, by `where` each slice goes."""
+    head: Any = None
+    texts: dict[int, list[str]] = {}
+    async for part in parts:
+        if part.WhichOneof("part") == "head":
+            head = part.head
+        elif part.WhichOneof("part") == "text":
+            texts.setdefault(where(part.text), []).append(part.text.text)
+    if head is None:
+        raise BadRequest("a request sent in parts starts with the request itself")
+    return head, {key: "".join(slices) for key, slices in texts.items()}
